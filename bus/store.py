@@ -1,0 +1,436 @@
+"""The object store: a small interface, with NATS JetStream KV behind it.
+
+Rules (see ../shared/DESIGN.md): one bucket per resource; ``metadata.resourceVersion`` is the KV
+revision (stream sequence) of the write; create expects absence, update and delete are
+compare-and-set on the revision; a delete writes a KV delete marker whose body is the object's
+final state, so watchers see what was deleted. Stored bodies carry no resourceVersion (it is not
+known before the write); readers inject it from the revision.
+
+A list returns the resourceVersion from which a watch continues with no gap and no duplicate; a
+watch from a revision older than the bucket retains raises :class:`bus.errors.Gone`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Protocol
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+
+from bus import codec, errors, subjects
+from bus.resources import RESOURCES, Resource
+
+log = logging.getLogger(__name__)
+
+KV_OP = "KV-Operation"
+KV_DEL = "DEL"
+KV_PURGE = "PURGE"
+EVENT_HDR = "K8n-Event"
+EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQ = (10071, 10164)
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED
+    object: dict[str, Any]
+    revision: int
+    key: str
+
+
+class Watch(Protocol):
+    """An async iterator of :class:`WatchEvent` in revision order; ``stop()`` ends it."""
+
+    def __aiter__(self) -> AsyncIterator[WatchEvent]: ...
+    async def __anext__(self) -> WatchEvent: ...
+    async def stop(self) -> None: ...
+    @property
+    def last_revision(self) -> int: ...
+
+
+class Store(Protocol):
+    async def create(self, res: Resource, namespace: str | None, name: str, obj: dict) -> dict: ...
+    async def get(self, res: Resource, namespace: str | None, name: str) -> dict: ...
+    async def update(self, res: Resource, namespace: str | None, name: str, obj: dict, revision: int) -> dict: ...
+    async def delete(self, res: Resource, namespace: str | None, name: str, final: dict, revision: int) -> dict: ...
+    async def list(self, res: Resource, namespace: str | None = None) -> tuple[list[dict], int]: ...
+    async def watch(self, res: Resource, namespace: str | None = None, since: int | None = None) -> Watch: ...
+
+
+def with_revision(body: dict, revision: int) -> dict:
+    """Inject ``metadata.resourceVersion`` into a decoded body (mutates and returns it)."""
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        meta = body["metadata"] = {}
+    meta["resourceVersion"] = str(revision)
+    return body
+
+
+def strip_revision(obj: dict) -> dict:
+    """A shallow copy of ``obj`` whose metadata has no resourceVersion (what is stored)."""
+    out = dict(obj)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    out["metadata"] = meta
+    return out
+
+
+class NatsStore:
+    """:class:`Store` on JetStream KV buckets."""
+
+    def __init__(self, nc: NATS, timeout: float = 5.0) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout)
+        self._watches: set[_KVWatch] = set()
+
+    # ---- buckets -----------------------------------------------------------------------------
+
+    async def ensure_buckets(self, resources: tuple[Resource, ...] = RESOURCES) -> None:
+        """Create every resource's bucket if missing (idempotent)."""
+        for res in resources:
+            cfg = api.KeyValueConfig(
+                bucket=subjects.bucket(res.plural),
+                history=res.history,
+                ttl=res.ttl_seconds or None,
+                storage=api.StorageType.FILE,
+                direct=True,
+            )
+            try:
+                await self.js.stream_info(subjects.stream(res.plural))
+            except nats.js.errors.NotFoundError:
+                await self.js.create_key_value(cfg)
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
+        try:
+            ack = await self.js.publish(subject, payload, headers=headers)
+        except nats.errors.MaxPayloadError:
+            raise errors.too_large("object exceeds the bus's maximum message size") from None
+        except nats.errors.NoRespondersError:
+            raise errors.unavailable("the object store is not available (no JetStream responders)") from None
+        except nats.errors.TimeoutError:
+            raise errors.unavailable("timed out writing to the object store") from None
+        return ack.seq
+
+    async def _last(self, res: Resource, key: str) -> Msg | None:
+        """The last message stored for a key (value or delete marker), or None."""
+        try:
+            return await self.js.get_msg(
+                subjects.stream(res.plural),
+                subject=subjects.kv_key_subject(res.plural, key),
+                direct=True,
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+
+    async def create(self, res: Resource, namespace: str | None, name: str, obj: dict) -> dict:
+        key = subjects.object_key(namespace, name)
+        subject = subjects.kv_subject(res.plural, namespace, name)
+        body = strip_revision(obj)
+        payload = codec.pack(body)
+        hdrs = {EXPECTED_LAST: "0", EVENT_HDR: ADDED}
+        try:
+            rev = await self._publish(subject, payload, hdrs)
+        except nats.js.errors.APIError as e:
+            if e.err_code not in WRONG_LAST_SEQ:
+                raise
+            last = await self._last(res, key)
+            if last is None or not _is_delete(last):
+                raise errors.already_exists(res.plural, name, res.group) from None
+            hdrs[EXPECTED_LAST] = str(last.seq)
+            try:
+                rev = await self._publish(subject, payload, hdrs)
+            except nats.js.errors.APIError as e2:
+                if e2.err_code in WRONG_LAST_SEQ:
+                    raise errors.already_exists(res.plural, name, res.group) from None
+                raise
+        return with_revision(body, rev)
+
+    async def update(self, res: Resource, namespace: str | None, name: str, obj: dict, revision: int) -> dict:
+        subject = subjects.kv_subject(res.plural, namespace, name)
+        body = strip_revision(obj)
+        try:
+            rev = await self._publish(subject, codec.pack(body), {EXPECTED_LAST: str(int(revision))})
+        except nats.js.errors.APIError as e:
+            if e.err_code not in WRONG_LAST_SEQ:
+                raise
+            await self._raise_missing_or_conflict(res, namespace, name)
+        return with_revision(body, rev)
+
+    async def delete(self, res: Resource, namespace: str | None, name: str, final: dict, revision: int) -> dict:
+        """Remove the object; the delete marker carries ``final`` for watchers. CAS on revision."""
+        subject = subjects.kv_subject(res.plural, namespace, name)
+        body = strip_revision(final)
+        try:
+            rev = await self._publish(
+                subject, codec.pack(body), {KV_OP: KV_DEL, EXPECTED_LAST: str(int(revision))}
+            )
+        except nats.js.errors.APIError as e:
+            if e.err_code not in WRONG_LAST_SEQ:
+                raise
+            await self._raise_missing_or_conflict(res, namespace, name)
+        return with_revision(body, rev)
+
+    async def _raise_missing_or_conflict(self, res: Resource, namespace: str | None, name: str) -> None:
+        last = await self._last(res, subjects.object_key(namespace, name))
+        if last is None or _is_delete(last):
+            raise errors.not_found(res.plural, name, res.group) from None
+        raise errors.conflict(res.plural, name, res.group) from None
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def get(self, res: Resource, namespace: str | None, name: str) -> dict:
+        last = await self._last(res, subjects.object_key(namespace, name))
+        if last is None or _is_delete(last):
+            raise errors.not_found(res.plural, name, res.group)
+        return with_revision(codec.unpack(last.data), last.seq)
+
+    async def last_revision(self, res: Resource) -> tuple[int, int]:
+        """``(first, last)`` sequence the bucket retains."""
+        info = await self.js.stream_info(subjects.stream(res.plural))
+        return info.state.first_seq, info.state.last_seq
+
+    async def list(self, res: Resource, namespace: str | None = None) -> tuple[list[dict], int]:
+        """Every live object (optionally in one namespace) and the revision of that snapshot."""
+        _, last_before = await self.last_revision(res)
+        items: dict[str, dict] = {}
+        top = last_before
+        done = asyncio.get_running_loop().create_future()
+        consumed = 0
+
+        async def on_msg(msg: Msg) -> None:
+            nonlocal top, consumed
+            if _is_status(msg):
+                return
+            meta = msg.metadata
+            seq = meta.sequence.stream
+            consumed += 1
+            key = subjects.key_from_kv_subject(res.plural, msg.subject)
+            if _is_delete(msg):
+                items.pop(key, None)
+            else:
+                try:
+                    items[key] = with_revision(codec.unpack(msg.data), seq)
+                except Exception:  # a foreign writer put garbage in our bucket: skip it
+                    log.warning("undecodable value at %s rev %d", msg.subject, seq)
+            top = max(top, seq)
+            if meta.num_pending == 0 and not done.done():
+                done.set_result(None)
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        try:
+            cfg = api.ConsumerConfig(
+                deliver_subject=inbox,
+                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                filter_subject=subjects.kv_subject(res.plural, namespace),
+                ack_policy=api.AckPolicy.NONE,
+                max_deliver=1,
+                mem_storage=True,
+                num_replicas=1,
+                inactive_threshold=30.0,
+            )
+            info = await self.js._jsm.add_consumer(subjects.stream(res.plural), config=cfg)
+            if info.num_pending == 0 and info.delivered.stream_seq == 0 and consumed == 0:
+                pass  # nothing to read
+            else:
+                await asyncio.wait_for(done, timeout=60)
+        finally:
+            await sub.unsubscribe()
+            try:
+                await self.js._jsm.delete_consumer(subjects.stream(res.plural), info.name)  # type: ignore[possibly-undefined]
+            except Exception:
+                pass
+        return list(items.values()), top
+
+    async def watch(self, res: Resource, namespace: str | None = None, since: int | None = None) -> "_KVWatch":
+        """Changes after revision ``since`` (None: only changes from now on)."""
+        first, last = await self.last_revision(res)
+        if since is None:
+            since = last
+        elif since > 0 and since + 1 < first:
+            raise errors.gone(f"too old resource version: {since} ({first - 1})")
+        w = _KVWatch(self, res, namespace, since)
+        await w.start()
+        return w
+
+    async def restart_watches(self) -> None:
+        """Re-create every open watch from its last revision (after a reconnect)."""
+        for w in list(self._watches):
+            await w.restart()
+
+
+def _is_status(msg: Msg) -> bool:
+    return not msg.data and bool(msg.headers) and msg.headers.get("Status") is not None  # type: ignore[union-attr]
+
+
+def _is_delete(msg: Msg) -> bool:
+    if not msg.headers:
+        return False
+    op = msg.headers.get(KV_OP)
+    if op in (KV_DEL, KV_PURGE):
+        return True
+    return msg.headers.get("Nats-Marker-Reason") is not None
+
+
+class _KVWatch:
+    """An ordered push consumer from a start revision, re-created on gaps, stalls and reconnects."""
+
+    HEARTBEAT = 2.0
+
+    def __init__(self, store: NatsStore, res: Resource, namespace: str | None, since: int) -> None:
+        self.store = store
+        self.res = res
+        self.namespace = namespace
+        self._last = since
+        self._queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue()
+        self._sub = None
+        self._consumer: str | None = None
+        self._cseq = 0
+        self._alive = 0.0
+        self._stopped = False
+        self._monitor: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def last_revision(self) -> int:
+        return self._last
+
+    async def start(self) -> None:
+        await self._create()
+        self.store._watches.add(self)
+        self._monitor = asyncio.create_task(self._watchdog())
+
+    async def _create(self) -> None:
+        nc = self.store.nc
+        inbox = nc.new_inbox()
+        self._cseq = 0
+        self._sub = await nc.subscribe(inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        cfg = api.ConsumerConfig(
+            deliver_subject=inbox,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self._last + 1,
+            filter_subject=subjects.kv_subject(self.res.plural, self.namespace),
+            ack_policy=api.AckPolicy.NONE,
+            max_deliver=1,
+            idle_heartbeat=self.HEARTBEAT,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=max(30.0, self.HEARTBEAT * 5),
+        )
+        info = await self.store.js._jsm.add_consumer(subjects.stream(self.res.plural), config=cfg)
+        self._consumer = info.name
+        self._alive = asyncio.get_running_loop().time()
+
+    async def _drop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        name, self._consumer = self._consumer, None
+        if name and self.store.nc.is_connected:
+            try:
+                await self.store.js._jsm.delete_consumer(subjects.stream(self.res.plural), name)
+            except Exception:
+                pass
+
+    async def restart(self) -> None:
+        """Drop the consumer and start a new one after the last revision seen."""
+        async with self._lock:
+            if self._stopped:
+                return
+            await self._drop()
+            try:
+                first, _ = await self.store.last_revision(self.res)
+                if self._last + 1 < first:
+                    raise errors.gone(f"too old resource version: {self._last} ({first - 1})")
+                await self._create()
+            except errors.Gone as e:
+                self._queue.put_nowait(e)
+            except Exception as e:  # not reachable now; the watchdog tries again
+                log.debug("watch %s restart failed: %s", self.res.plural, e)
+
+    async def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopped:
+            await asyncio.sleep(self.HEARTBEAT)
+            if self._stopped:
+                return
+            if loop.time() - self._alive > self.HEARTBEAT * 2.5:
+                await self.restart()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._alive = asyncio.get_running_loop().time()
+        if _is_status(msg):
+            if msg.reply:  # flow control request
+                await self.store.nc.publish(msg.reply, b"")
+                return
+            last_c = msg.headers.get("Nats-Last-Consumer") if msg.headers else None
+            if last_c is not None and int(last_c) != self._cseq:
+                asyncio.ensure_future(self.restart())
+            return
+        try:
+            meta = msg.metadata
+        except Exception:
+            return
+        if meta.sequence.consumer != self._cseq + 1:
+            asyncio.ensure_future(self.restart())  # gap (slow consumer) or stale consumer
+            return
+        self._cseq = meta.sequence.consumer
+        seq = meta.sequence.stream
+        if seq <= self._last:
+            return
+        self._last = seq
+        key = subjects.key_from_kv_subject(self.res.plural, msg.subject)
+        try:
+            body = codec.unpack(msg.data) if msg.data else {}
+        except Exception:
+            log.warning("undecodable value at %s rev %d", msg.subject, seq)
+            return
+        if not isinstance(body, dict):
+            return
+        if _is_delete(msg):
+            etype = DELETED
+            if not body:  # a foreign delete without final state: name the object at least
+                ns, name = subjects.parse_key(key)
+                body = {"metadata": {"name": name, **({"namespace": ns} if ns else {})}}
+        elif msg.headers and msg.headers.get(EVENT_HDR) == ADDED:
+            etype = ADDED
+        else:
+            etype = MODIFIED
+        self._queue.put_nowait(WatchEvent(etype, with_revision(body, seq), seq, key))
+
+    def __aiter__(self) -> "_KVWatch":
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        item = await self._queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.store._watches.discard(self)
+        if self._monitor:
+            self._monitor.cancel()
+        await self._drop()
+        self._queue.put_nowait(None)

@@ -1,0 +1,117 @@
+"""Every NATS subject, bucket and key name k8n uses is built here and nowhere else.
+
+Layout
+------
+- API requests (request/reply, served by the apiserver queue group):
+  ``k8n.api.<resource>.<verb>`` e.g. ``k8n.api.pods.create``. ``resource`` is the plural
+  (``pods``, ``deployments``); plurals are unique across k8n's kinds.
+- Objects: one JetStream KV bucket per resource, named ``k8n-<resource>``. Keys are
+  ``<namespace>.<name>`` for namespaced kinds and ``<name>`` for cluster-scoped ones; a ``.``
+  inside a name is written as ``_`` (``_`` never occurs in a DNS-1123 name), so the encoding is
+  reversible. Every change of every object is a message on
+  ``$KV.k8n-<resource>.<namespace>.<name>``, so any NATS client can subscribe to it.
+- Node-addressed calls and metrics name the node (and pod): see the functions below.
+"""
+
+from __future__ import annotations
+
+API_PREFIX = "k8n.api"
+API_QUEUE = "k8n-apiserver"
+BUCKET_PREFIX = "k8n-"
+KV_SUBJECT_PREFIX = "$KV."
+
+
+def api_subject(resource: str, verb: str) -> str:
+    """Request subject for one verb on one resource (plural)."""
+    return f"{API_PREFIX}.{resource}.{verb}"
+
+
+def api_wildcard() -> str:
+    """What the apiserver queue group subscribes to."""
+    return f"{API_PREFIX}.>"
+
+
+def parse_api_subject(subject: str) -> tuple[str, str]:
+    """Inverse of :func:`api_subject`: ``(resource, verb)``; raises ValueError."""
+    parts = subject.split(".")
+    if len(parts) != 4 or f"{parts[0]}.{parts[1]}" != API_PREFIX:
+        raise ValueError(f"not an API subject: {subject!r}")
+    return parts[2], parts[3]
+
+
+def bucket(resource: str) -> str:
+    """KV bucket holding one resource's objects."""
+    return f"{BUCKET_PREFIX}{resource}"
+
+
+def stream(resource: str) -> str:
+    """The JetStream stream behind a resource's bucket."""
+    return f"KV_{bucket(resource)}"
+
+
+def encode_name(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def decode_name(token: str) -> str:
+    return token.replace("_", ".")
+
+
+def object_key(namespace: str | None, name: str) -> str:
+    """KV key of one object (namespace is None/'' for cluster-scoped kinds)."""
+    if namespace:
+        return f"{namespace}.{encode_name(name)}"
+    return encode_name(name)
+
+
+def parse_key(key: str) -> tuple[str | None, str]:
+    """Inverse of :func:`object_key`: ``(namespace or None, name)``."""
+    if "." in key:
+        ns, token = key.split(".", 1)
+        return ns, decode_name(token)
+    return None, decode_name(key)
+
+
+def kv_subject(resource: str, namespace: str | None = None, name: str | None = None) -> str:
+    """Subject of object changes: one object, one namespace (``ns.>``) or the whole kind (``>``)."""
+    base = f"{KV_SUBJECT_PREFIX}{bucket(resource)}."
+    if name is not None:
+        return base + object_key(namespace, name)
+    if namespace:
+        return base + f"{namespace}.>"
+    return base + ">"
+
+
+def kv_key_subject(resource: str, key: str) -> str:
+    return f"{KV_SUBJECT_PREFIX}{bucket(resource)}.{key}"
+
+
+def key_from_kv_subject(resource: str, subject: str) -> str:
+    return subject[len(f"{KV_SUBJECT_PREFIX}{bucket(resource)}.") :]
+
+
+# ---- node-addressed subjects (agent) and metrics -------------------------------------------
+
+NODE_PREFIX = "k8n.node"
+METRICS_PREFIX = "k8n.metrics"
+
+
+def node_call(node: str, call: str) -> str:
+    """Request subject served by one node's agent: call is ``logs``, ``exec``, ``stats``."""
+    return f"{NODE_PREFIX}.{encode_name(node)}.{call}"
+
+
+def node_metrics(node: str) -> str:
+    return f"{METRICS_PREFIX}.node.{encode_name(node)}"
+
+
+def pod_metrics(node: str, namespace: str, pod: str) -> str:
+    return f"{METRICS_PREFIX}.pod.{encode_name(node)}.{namespace}.{encode_name(pod)}"
+
+
+def pod_metrics_wildcard() -> str:
+    return f"{METRICS_PREFIX}.pod.>"
+
+
+def node_metrics_wildcard() -> str:
+    return f"{METRICS_PREFIX}.node.>"
