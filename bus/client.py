@@ -1,0 +1,314 @@
+"""The asyncio API client: writes and gets through the apiserver (NATS request/reply),
+lists and watches straight off the KV buckets.
+
+Wire protocol (what any NATS client can speak):
+
+- request subject ``k8n.api.<resource>.<verb>`` (``bus.subjects.api_subject``), verbs ``create``,
+  ``get``, ``list``, ``update``, ``patch``, ``delete``, ``deletecollection``;
+- request payload (msgpack, or JSON when it starts with ``{``)::
+
+    {"namespace": "default", "name": "web", "subresource": "status"|"scale"|"binding"|null,
+     "body": {...object or patch...},
+     "options": {"labelSelector": "...", "fieldSelector": "...", "dryRun": false,
+                 "patchType": "merge"|"json", "gracePeriodSeconds": 0,
+                 "propagationPolicy": "Background"|"Foreground"|"Orphan",
+                 "preconditions": {"uid": "...", "resourceVersion": "..."}, "fieldManager": "..."}}
+
+- reply payload (same encoding as the request): ``{"code": 200, "body": {...}, "warnings": [...]}``;
+  errors have ``code`` >= 400 and a Kubernetes ``Status`` as ``body``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator, Iterable
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from bus import codec, errors, subjects
+from bus.resources import Resource, by_kind, resolve
+from bus.store import ADDED, DELETED, MODIFIED, NatsStore, WatchEvent
+
+log = logging.getLogger(__name__)
+
+ResourceRef = Resource | str | type
+
+
+def resource_of(ref: ResourceRef) -> Resource:
+    """A Resource from a Resource, a name kubectl accepts, or a model class."""
+    if isinstance(ref, Resource):
+        return ref
+    if isinstance(ref, str):
+        r = resolve(ref)
+    else:
+        r = by_kind(getattr(ref, "__name__", ""))
+    if r is None:
+        raise errors.NotFound(404, f'the server doesn\'t have a resource type "{ref}"')
+    return r
+
+
+def resource_for_object(obj: dict) -> Resource:
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    if not kind:
+        raise errors.bad_request("Object 'Kind' is missing")
+    r = by_kind(kind)
+    if r is None:
+        raise errors.NotFound(404, f'no matches for kind "{kind}" in version "{obj.get("apiVersion", "")}"')
+    return r
+
+
+def _as_dict(obj: Any) -> dict:
+    if isinstance(obj, dict):
+        return obj
+    from bus.models import to_dict
+
+    return to_dict(obj)
+
+
+def _typed(ref: ResourceRef, body: Any) -> Any:
+    """Return a model instance when the caller named a model class, else the plain dict."""
+    if isinstance(ref, type) and isinstance(body, dict):
+        return ref.model_validate(body)
+    return body
+
+
+class ApiClient:
+    """Typed, asyncio access to the k8n API over NATS.
+
+    Every verb takes the resource as a :class:`Resource`, a kubectl name (``"deploy"``) or a model
+    class (then results come back as model instances). ``warnings`` lists passed in collect the
+    server's warnings for that call.
+    """
+
+    def __init__(self, nc: NATS, timeout: float = 10.0, retries: int = 3) -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self.retries = retries
+        self.store = NatsStore(nc)
+
+    @classmethod
+    async def connect(cls, url: str, **kw: Any) -> "ApiClient":
+        holder: dict[str, ApiClient] = {}
+
+        async def reconnected() -> None:
+            c = holder.get("c")
+            if c is not None:
+                await c.store.restart_watches()
+
+        nc = await nats.connect(
+            url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, reconnected_cb=reconnected,
+            **kw,
+        )
+        c = cls(nc)
+        holder["c"] = c
+        return c
+
+    async def close(self) -> None:
+        try:
+            await self.nc.drain()
+        except Exception:
+            await self.nc.close()
+
+    # ---- raw request -------------------------------------------------------------------------
+
+    async def request(self, res: Resource, verb: str, namespace: str | None = None, name: str | None = None,
+                      body: Any = None, subresource: str | None = None, options: dict | None = None,
+                      warnings: list[str] | None = None) -> Any:
+        payload: dict[str, Any] = {}
+        if namespace and res.namespaced:
+            payload["namespace"] = namespace
+        if name is not None:
+            payload["name"] = name
+        if subresource:
+            payload["subresource"] = subresource
+        if body is not None:
+            payload["body"] = body
+        if options:
+            payload["options"] = {k: v for k, v in options.items() if v is not None}
+        data = codec.pack(payload)
+        subject = subjects.api_subject(res.plural, verb)
+        attempt = 0
+        while True:
+            try:
+                msg = await self.nc.request(subject, data, timeout=self.timeout)
+                break
+            except nats.errors.MaxPayloadError:
+                raise errors.too_large("request is larger than the bus's maximum message size") from None
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as e:
+                # Safe to retry only what cannot double-apply: reads, and writes guarded by CAS/create.
+                attempt += 1
+                if attempt > self.retries:
+                    raise errors.unavailable(f"the API server did not answer ({type(e).__name__})") from None
+                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+        reply = codec.unpack(msg.data)
+        if warnings is not None:
+            warnings.extend(reply.get("warnings") or [])
+        code = int(reply.get("code", 500))
+        if code >= 400:
+            raise errors.ApiError.from_status(reply.get("body") or {"code": code})
+        return reply.get("body")
+
+    # ---- verbs -------------------------------------------------------------------------------
+
+    async def create(self, obj: Any, namespace: str | None = None, dry_run: bool = False,
+                     field_manager: str | None = None, warnings: list[str] | None = None) -> Any:
+        d = _as_dict(obj)
+        res = resource_for_object(d)
+        ns = namespace or (d.get("metadata") or {}).get("namespace") or ("default" if res.namespaced else None)
+        out = await self.request(res, "create", ns, body=d,
+                                 options={"dryRun": dry_run or None, "fieldManager": field_manager},
+                                 warnings=warnings)
+        return _typed(type(obj), out) if not isinstance(obj, dict) else out
+
+    async def get(self, ref: ResourceRef, name: str, namespace: str | None = None,
+                  subresource: str | None = None) -> Any:
+        res = resource_of(ref)
+        out = await self.request(res, "get", namespace or "default", name, subresource=subresource)
+        return _typed(ref, out) if not subresource else out
+
+    async def update(self, obj: Any, namespace: str | None = None, subresource: str | None = None,
+                     dry_run: bool = False, warnings: list[str] | None = None,
+                     ref: ResourceRef | None = None) -> Any:
+        """Replace an object (CAS on its resourceVersion). ``ref`` names the resource when the
+        body is not the object itself (a Scale)."""
+        d = _as_dict(obj)
+        res = resource_of(ref) if ref is not None else resource_for_object(d)
+        meta = d.get("metadata") or {}
+        ns = namespace or meta.get("namespace") or "default"
+        out = await self.request(res, "update", ns, meta.get("name"), body=d, subresource=subresource,
+                                 options={"dryRun": dry_run or None}, warnings=warnings)
+        return _typed(type(obj), out) if not isinstance(obj, dict) else out
+
+    async def update_status(self, obj: Any, warnings: list[str] | None = None) -> Any:
+        return await self.update(obj, subresource="status", warnings=warnings)
+
+    async def patch(self, ref: ResourceRef, name: str, patch: Any, namespace: str | None = None,
+                    patch_type: str = "merge", subresource: str | None = None, dry_run: bool = False,
+                    warnings: list[str] | None = None) -> Any:
+        res = resource_of(ref)
+        out = await self.request(res, "patch", namespace or "default", name, body=patch, subresource=subresource,
+                                 options={"patchType": patch_type, "dryRun": dry_run or None}, warnings=warnings)
+        return _typed(ref, out) if not subresource else out
+
+    async def delete(self, ref: ResourceRef, name: str, namespace: str | None = None,
+                     grace_period_seconds: int | None = None, propagation_policy: str | None = None,
+                     preconditions: dict | None = None, dry_run: bool = False,
+                     warnings: list[str] | None = None) -> Any:
+        res = resource_of(ref)
+        return await self.request(res, "delete", namespace or "default", name, options={
+            "gracePeriodSeconds": grace_period_seconds, "propagationPolicy": propagation_policy,
+            "preconditions": preconditions, "dryRun": dry_run or None}, warnings=warnings)
+
+    async def get_scale(self, ref: ResourceRef, name: str, namespace: str | None = None) -> dict:
+        return await self.get(ref, name, namespace, subresource="scale")
+
+    async def scale(self, ref: ResourceRef, name: str, replicas: int, namespace: str | None = None) -> dict:
+        return await self.patch(ref, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale")
+
+    async def bind(self, pod: str, node: str, namespace: str = "default", uid: str | None = None) -> dict:
+        body = {"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": pod, "namespace": namespace, **({"uid": uid} if uid else {})},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        return await self.request(resource_of("pods"), "create", namespace, pod, body=body, subresource="binding")
+
+    # ---- reads straight off KV ---------------------------------------------------------------
+
+    async def list(self, ref: ResourceRef, namespace: str | None = None, label_selector: str | None = None,
+                   field_selector: str | None = None) -> tuple[list[Any], int]:
+        """``(items, resourceVersion)``; namespace None lists every namespace."""
+        res = resource_of(ref)
+        match = _matcher(res, label_selector, field_selector)
+        items, rv = await self.store.list(res, namespace if res.namespaced else None)
+        items = [o for o in items if match(o)]
+        items.sort(key=lambda o: ((o["metadata"].get("namespace") or ""), o["metadata"].get("name", "")))
+        return [_typed(ref, o) for o in items], rv
+
+    async def watch(self, ref: ResourceRef, namespace: str | None = None, since: int | None = None,
+                    label_selector: str | None = None, field_selector: str | None = None,
+                    initial: Iterable[dict] = ()) -> "FilteredWatch":
+        """Changes after ``since`` (None: from now). With selectors, an object that stops matching
+        arrives as DELETED and one that starts matching as ADDED (``initial``: what the caller
+        already holds, e.g. the list it watched from)."""
+        res = resource_of(ref)
+        w = await self.store.watch(res, namespace if res.namespaced else None, since)
+        return FilteredWatch(w, _matcher(res, label_selector, field_selector),
+                             filtered=bool(label_selector or field_selector), initial=initial)
+
+
+def _matcher(res: Resource, label_selector: str | None, field_selector: str | None):
+    lsel = fsel = None
+    if label_selector:
+        from bus.labels import parse_selector
+
+        try:
+            lsel = parse_selector(label_selector)
+        except ValueError as e:
+            raise errors.bad_request(f"unable to parse requirement: {e}") from None
+    if field_selector:
+        from bus.fields import parse_field_selector, validate_field_selector
+
+        try:
+            fsel = parse_field_selector(field_selector)
+        except ValueError as e:
+            raise errors.bad_request(f"invalid field selector: {e}") from None
+        bad = validate_field_selector(res.kind, fsel)
+        if bad:
+            raise errors.bad_request(bad)
+
+    def match(obj: dict) -> bool:
+        if lsel is not None and not lsel.matches((obj.get("metadata") or {}).get("labels") or {}):
+            return False
+        if fsel is not None and not fsel.matches(obj):
+            return False
+        return True
+
+    return match
+
+
+def _key(obj: dict) -> str:
+    m = obj.get("metadata") or {}
+    return subjects.object_key(m.get("namespace"), m.get("name", ""))
+
+
+class FilteredWatch:
+    """A store watch with selector semantics as Kubernetes' watch cache gives them."""
+
+    def __init__(self, inner: Any, match: Any, filtered: bool, initial: Iterable[dict] = ()) -> None:
+        self.inner = inner
+        self.match = match
+        self.filtered = filtered
+        self.seen = {_key(o) for o in initial}
+
+    @property
+    def last_revision(self) -> int:
+        return self.inner.last_revision
+
+    def __aiter__(self) -> AsyncIterator[WatchEvent]:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        while True:
+            ev = await self.inner.__anext__()
+            if not self.filtered:
+                return ev
+            ok = self.match(ev.object)
+            k = _key(ev.object)
+            if ev.type == DELETED:
+                if k in self.seen or ok:
+                    self.seen.discard(k)
+                    return ev
+                continue
+            if ok:
+                etype = MODIFIED if k in self.seen else ADDED
+                self.seen.add(k)
+                return WatchEvent(etype, ev.object, ev.revision, ev.key)
+            if k in self.seen:
+                self.seen.discard(k)
+                return WatchEvent(DELETED, ev.object, ev.revision, ev.key)
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
