@@ -151,6 +151,10 @@ class ApiClient:
             raise errors.ApiError.from_status(reply.get("body") or {"code": code})
         return reply.get("body")
 
+    async def server_version(self) -> dict:
+        msg = await self.nc.request(subjects.version_subject(), codec.pack({}), timeout=self.timeout)
+        return codec.unpack(msg.data).get("body") or {}
+
     # ---- verbs -------------------------------------------------------------------------------
 
     async def create(self, obj: Any, namespace: str | None = None, dry_run: bool = False,

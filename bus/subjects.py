@@ -26,6 +26,11 @@ def api_subject(resource: str, verb: str) -> str:
     return f"{API_PREFIX}.{resource}.{verb}"
 
 
+def version_subject() -> str:
+    """Request subject answered with the server's version."""
+    return f"{API_PREFIX}.version.get"
+
+
 def api_wildcard() -> str:
     """What the apiserver queue group subscribes to."""
     return f"{API_PREFIX}.>"

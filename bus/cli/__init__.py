@@ -1,0 +1,1 @@
+"""The ``k8n`` command line."""

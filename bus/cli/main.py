@@ -1,0 +1,43 @@
+"""The ``k8n`` console script (typer). Runner commands live in ``runner``; the kubectl-shaped
+client verbs register themselves from their own modules (imported at the bottom)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from bus import config
+from bus.cli import runner
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="k8n: a Kubernetes-style orchestrator on NATS.")
+
+ServerOpt = typer.Option(None, "--server", "-s", envvar="K8N_SERVER", help="NATS URL of the cluster")
+DataDirOpt = typer.Option(None, "--data-dir", envvar="K8N_DATA_DIR", help="data directory (default ~/.k8n)")
+
+
+@app.command()
+def up(
+    data_dir: Optional[str] = DataDirOpt,
+    nats_port: int = typer.Option(4222, "--nats-port", help="port of the embedded NATS server (0: pick a free one)"),
+) -> None:
+    """Run an all-in-one cluster in the foreground (embedded NATS, control plane)."""
+    raise typer.Exit(runner.up(data_dir, nats_port))
+
+
+@app.command()
+def server(server_url: Optional[str] = ServerOpt, data_dir: Optional[str] = DataDirOpt) -> None:
+    """Run the control plane alone against an existing NATS (``--server nats://...``)."""
+    raise typer.Exit(runner.server(config.server_url(server_url, data_dir)))
+
+
+def main() -> None:
+    app()
+
+
+# client verbs (apply, get, ...) register on `app` when imported
+from bus.cli import verbs  # noqa: E402,F401
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""``k8n up`` (all-in-one cluster: embedded NATS + control plane, later a node) and ``k8n server``.
+
+The runner starts each side through its public entry point as a child process
+(``python -m master``), so ``bus`` never imports ``master`` or ``node``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bus import config
+from bus.natsserver import NatsServer
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+class Child:
+    """A supervised component process, restarted with backoff if it dies."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path | None = None) -> None:
+        self.name, self.argv, self.log_path = name, argv, log_path
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.next_start = 0.0
+
+    def start(self) -> None:
+        out = open(self.log_path, "ab") if self.log_path else None
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out)
+
+    def check(self) -> None:
+        if self.proc is None or self.proc.poll() is None:
+            return
+        now = time.monotonic()
+        if self.next_start == 0.0:
+            delay = min(30.0, 0.5 * 2 ** min(self.restarts, 6))
+            print(f"k8n: {self.name} exited with code {self.proc.returncode}; restarting in {delay:.1f}s",
+                  file=sys.stderr)
+            self.next_start = now + delay
+        elif now >= self.next_start:
+            self.restarts += 1
+            self.next_start = 0.0
+            self.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def _wait_api(url: str, timeout: float) -> None:
+    from bus.client import ApiClient
+
+    deadline = time.monotonic() + timeout
+    client = await ApiClient.connect(url)
+    client.retries = 0
+    client.timeout = 1.0
+    try:
+        while True:
+            try:
+                await client.get("namespaces", "default")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API server did not come up in time") from None
+                await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+
+
+def control_plane_argv(server: str) -> list[str]:
+    return [sys.executable, "-m", "master", "--server", server]
+
+
+def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1") -> int:
+    ddir = config.data_dir(data_dir)
+    ddir.mkdir(parents=True, exist_ok=True)
+    info = config.read_cluster_info(ddir)
+    if info and info.get("pid") and int(info["pid"]) != os.getpid() and _alive(int(info["pid"])):
+        print(f"error: a k8n cluster (pid {info['pid']}) is already running from {ddir} at {info.get('server')}",
+              file=sys.stderr)
+        return 1
+    nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=ddir / "nats-server.log")
+    try:
+        nats_srv.start()
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    logs = ddir / "logs"
+    logs.mkdir(exist_ok=True)
+    children = [Child("control plane", control_plane_argv(nats_srv.url), logs / "control-plane.log")]
+    code = 0
+    try:
+        for c in children:
+            c.start()
+        asyncio.run(_wait_api(nats_srv.url, 60))
+        config.write_cluster_info(ddir, nats_srv.url, pid=os.getpid(), dataDir=str(ddir))
+        print(f"k8n is up: NATS at {nats_srv.url}, data in {ddir} (logs in {logs})")
+        print(f"  try:  K8N_DATA_DIR={ddir} k8n get namespaces" if data_dir else "  try:  k8n get namespaces")
+        print("  stop: Ctrl-C", flush=True)
+        while not stopping:
+            for c in children:
+                c.check()
+            time.sleep(0.2)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
+    finally:
+        print("k8n: stopping", file=sys.stderr)
+        for c in reversed(children):
+            c.stop()
+        nats_srv.stop()
+        config.clear_cluster_info(ddir)
+    return code
+
+
+def server(server_url: str) -> int:
+    """Run the control plane in the foreground against an existing NATS."""
+    os.execv(sys.executable, control_plane_argv(server_url))
+    return 0  # not reached

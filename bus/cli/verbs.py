@@ -1,0 +1,1 @@
+"""Placeholder: the kubectl-shaped verbs are being written."""

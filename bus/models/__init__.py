@@ -1,0 +1,75 @@
+"""Kubernetes-shaped object models (pydantic v2) and the helpers every component uses on them.
+
+Field names are the Kubernetes camelCase ones (aliases; snake_case attribute names), defaults are Kubernetes v1's,
+and fields k8n does not model are kept (``unknown_fields`` names them) and serialised back unchanged by ``to_dict``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from bus.models.apps import *  # noqa: F401,F403
+from bus.models.apps import DaemonSet, Deployment, ReplicaSet
+from bus.models.autoscaling import *  # noqa: F401,F403
+from bus.models.autoscaling import HorizontalPodAutoscaler, Scale
+from bus.models.base import K8sModel, k8s_alias  # noqa: F401
+from bus.models.batch import *  # noqa: F401,F403
+from bus.models.batch import Job
+from bus.models.coordination import *  # noqa: F401,F403
+from bus.models.coordination import Lease
+from bus.models.core import *  # noqa: F401,F403
+from bus.models.core import (
+    Binding, ConfigMap, Endpoints, Event, Eviction, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Secret, Service, ServiceAccount,
+)
+from bus.models.meta import *  # noqa: F401,F403
+from bus.models.meta import Status
+
+KINDS: dict[str, type[K8sModel]] = {
+    m.__name__: m
+    for m in (
+        Namespace, Pod, Service, Endpoints, Node, ServiceAccount, Secret, ConfigMap, PersistentVolume,
+        PersistentVolumeClaim, ReplicationController, Event, Deployment, ReplicaSet, DaemonSet, Job,
+        HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction,
+    )
+}
+
+
+def model_for_kind(kind: str) -> type[K8sModel]:
+    """The model class of ``kind`` (``"Pod"`` -> ``Pod``); ``KeyError`` for kinds k8n does not know."""
+    return KINDS[kind]
+
+
+def to_dict(model: BaseModel) -> dict[str, Any]:
+    """The Kubernetes JSON shape: camelCase names, unset fields omitted, unknown fields kept as written."""
+    return model.model_dump(by_alias=True, exclude_none=True)
+
+
+def unknown_fields(model: BaseModel) -> list[str]:
+    """Dotted paths (``spec.containers[0].foo``) of every field k8n does not model, anywhere in ``model``."""
+    out: list[str] = []
+    _walk(model, "", out)
+    return out
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _walk(m: BaseModel, prefix: str, out: list[str]) -> None:
+    extra = m.__pydantic_extra__
+    if extra:
+        out.extend(_join(prefix, k) for k in extra)
+    for name, info in type(m).model_fields.items():
+        v = getattr(m, name)
+        if v is None or isinstance(v, (str, int)):
+            continue
+        path = _join(prefix, info.alias or name)
+        if isinstance(v, BaseModel):
+            _walk(v, path, out)
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                if isinstance(item, BaseModel):
+                    _walk(item, f"{path}[{i}]", out)

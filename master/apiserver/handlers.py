@@ -1,0 +1,405 @@
+"""The verbs: create, get, list, update, patch, delete, deletecollection, and the status, scale
+and binding subresources. Each takes a decoded request and returns ``(code, body, warnings)``
+or raises :class:`bus.errors.ApiError`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bus import codec, errors
+from bus.client import _matcher
+from bus.models import to_dict, unknown_fields
+from bus.resources import Resource
+from bus.store import NatsStore
+from bus.validation import validate_object, validate_update
+from master.apiserver import strategy
+from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle
+from master.apiserver.patch import apply_patch
+
+log = logging.getLogger(__name__)
+
+MAX_OBJECT_BYTES = 1536 * 1024  # what etcd would take: 1.5 MiB
+CAS_RETRIES = 8
+PROPAGATION = ("Orphan", "Background", "Foreground")
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
+POLICY_ANNOTATION = "k8n.io/propagation-policy"
+
+
+@dataclass
+class Request:
+    res: Resource
+    verb: str
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+    body: Any = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def dry_run(self) -> bool:
+        dr = self.options.get("dryRun")
+        return bool(dr) and dr != [] and dr != "false"
+
+
+Reply = tuple[int, Any, list[str]]
+
+
+def _warn_unknown(model: Any) -> list[str]:
+    fields = unknown_fields(model)
+    if not fields:
+        return []
+    names = ", ".join(f'"{f}"' for f in fields[:20])
+    more = f" and {len(fields) - 20} more" if len(fields) > 20 else ""
+    return [f"k8n does not implement field(s) {names}{more}; they are stored and returned unchanged"]
+
+
+def _check_size(res: Resource, name: str, obj: dict) -> None:
+    size = len(codec.pack(obj))
+    if size > MAX_OBJECT_BYTES:
+        raise errors.too_large(
+            f'{res.qualified} "{name}" is too large: {size} bytes, the limit is {MAX_OBJECT_BYTES} bytes')
+
+
+def _rv(obj: dict) -> int:
+    return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+
+
+def _rfc3339(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Handlers:
+    def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle) -> None:
+        self.store = store
+        self.namespaces = namespaces
+
+    async def handle(self, req: Request) -> Reply:
+        if req.res.namespaced and not req.namespace and req.verb not in ("list",):
+            raise errors.bad_request("a namespace is required for namespaced resources")
+        sub = req.subresource
+        if sub and sub not in req.res.subresources:
+            raise errors.NotFound(404, f'the server could not find the requested resource ({req.res.plural}/{sub})')
+        fn = getattr(self, f"do_{req.verb}", None)
+        if fn is None:
+            raise errors.method_not_allowed(f"verb {req.verb!r} is not supported")
+        return await fn(req)
+
+    # ---- validation ------------------------------------------------------------------------
+
+    def _validate(self, res: Resource, body: dict, name: str) -> tuple[dict, list[str]]:
+        model, causes = validate_object(res, body)
+        if causes:
+            raise errors.invalid(res.kind, name, causes, res.group)
+        return to_dict(model), _warn_unknown(model)
+
+    # ---- create ----------------------------------------------------------------------------
+
+    async def do_create(self, req: Request) -> Reply:
+        if req.subresource == "binding":
+            return await self._bind(req)
+        if req.subresource:
+            raise errors.method_not_allowed(f"create is not supported on {req.res.plural}/{req.subresource}")
+        res, body = req.res, req.body
+        if not isinstance(body, dict):
+            raise errors.bad_request(f"the body of a create must be a {res.kind} object")
+        self._check_type(res, body)
+        meta = body.get("metadata")
+        if meta is None:
+            meta = body["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise errors.invalid(res.kind, "", [errors.Cause("metadata", "Invalid value: must be an object")], res.group)
+        ns = self._namespace_for(req, meta)
+        if not meta.get("name") and isinstance(meta.get("generateName"), str) and meta["generateName"]:
+            meta["name"] = strategy.generate_name(meta["generateName"])
+        name = str(meta.get("name") or "")
+        obj, warnings = self._validate(res, body, name)
+        if res.namespaced:
+            await self.namespaces.admit_create(ns)
+        strategy.prepare_create(res, obj, ns)
+        _check_size(res, name, obj)
+        if req.dry_run:
+            return 201, obj, warnings
+        out = await self.store.create(res, ns, name, obj)
+        return 201, out, warnings
+
+    def _check_type(self, res: Resource, body: dict) -> None:
+        kind, api_version = body.get("kind"), body.get("apiVersion")
+        if kind is not None and kind != res.kind:
+            raise errors.bad_request(f"the object kind {kind!r} does not match the resource {res.plural!r} ({res.kind})")
+        if api_version is not None and api_version != res.api_version:
+            raise errors.bad_request(
+                f"the API version {api_version!r} is not served for {res.kind}; use {res.api_version!r}")
+
+    def _namespace_for(self, req: Request, meta: dict) -> str | None:
+        if not req.res.namespaced:
+            return None
+        ns = meta.get("namespace")
+        if ns and ns != req.namespace:
+            raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        return req.namespace
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    async def do_get(self, req: Request) -> Reply:
+        obj = await self.store.get(req.res, req.namespace, self._name(req))
+        if req.subresource == "scale":
+            return 200, strategy.scale_of(req.res, obj), []
+        return 200, obj, []
+
+    async def do_list(self, req: Request) -> Reply:
+        res = req.res
+        match = _matcher(res, req.options.get("labelSelector"), req.options.get("fieldSelector"))
+        items, rv = await self.store.list(res, req.namespace if res.namespaced else None)
+        items = sorted((o for o in items if match(o)),
+                       key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"].get("name", "")))
+        return 200, {"apiVersion": res.api_version, "kind": f"{res.kind}List",
+                     "metadata": {"resourceVersion": str(rv)}, "items": items}, []
+
+    def _name(self, req: Request) -> str:
+        if not req.name or not isinstance(req.name, str):
+            raise errors.bad_request("a resource name is required")
+        return req.name
+
+    # ---- update / patch --------------------------------------------------------------------
+
+    async def do_update(self, req: Request) -> Reply:
+        name = self._name(req)
+        body = req.body
+        if not isinstance(body, dict):
+            raise errors.bad_request(f"the body of an update must be a {req.res.kind} object")
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        if meta.get("name") not in (None, name):
+            raise errors.bad_request("the name of the object does not match the name on the request")
+        want_rv = meta.get("resourceVersion")
+        if req.subresource == "scale":
+            return await self._write_scale(req, lambda cur: body, want_rv)
+
+        def mutate(cur: dict) -> dict:
+            return body
+
+        return await self._write(req, mutate, want_rv)
+
+    async def do_patch(self, req: Request) -> Reply:
+        self._name(req)
+        ptype = req.options.get("patchType")
+        patch = req.body
+        want_rv = None
+        if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
+            want_rv = patch["metadata"].get("resourceVersion")
+
+        def mutate(cur: dict) -> dict:
+            return apply_patch(cur, patch, ptype)
+
+        if req.subresource == "scale":
+            return await self._write_scale(req, mutate, want_rv)
+        return await self._write(req, mutate, want_rv)
+
+    async def _write(self, req: Request, mutate: Any, want_rv: Any) -> Reply:
+        """Read, mutate, validate, compare-and-set; retried on conflict unless the caller
+        named a resourceVersion (then a stale one is a 409)."""
+        res, name = req.res, self._name(req)
+        for _ in range(CAS_RETRIES):
+            cur = await self.store.get(res, req.namespace, name)
+            if want_rv not in (None, "") and str(want_rv) != cur["metadata"]["resourceVersion"]:
+                raise errors.conflict(res.plural, name, res.group)
+            new = mutate(strategy.deep_copy(cur))
+            if not isinstance(new, dict):
+                raise errors.bad_request("the result is not an object")
+            self._check_type(res, new)
+            new.setdefault("apiVersion", res.api_version)
+            new.setdefault("kind", res.kind)
+            if req.subresource == "status":
+                new = strategy.prepare_status_update(res, cur, new)
+            new_obj, warnings = self._validate(res, new, name)
+            if req.subresource != "status":
+                strategy.prepare_update(res, cur, new_obj)
+                causes = validate_update(res, cur, new_obj)
+                if causes:
+                    raise errors.invalid(res.kind, name, causes, res.group)
+            else:
+                new_obj["metadata"] = cur["metadata"]
+            new_obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+            _check_size(res, name, new_obj)
+            if strategy.unchanged(cur, new_obj):
+                return 200, cur, warnings
+            if req.dry_run:
+                return 200, new_obj, warnings
+            meta = new_obj["metadata"]
+            try:
+                if meta.get("deletionTimestamp") and not meta.get("finalizers") and self._may_remove(res, new_obj):
+                    out = await self.store.delete(res, req.namespace, name, new_obj, _rv(cur))
+                else:
+                    out = await self.store.update(res, req.namespace, name, new_obj, _rv(cur))
+            except errors.Conflict:
+                if want_rv not in (None, ""):
+                    raise
+                continue
+            return 200, out, warnings
+        raise errors.conflict(res.plural, name, res.group, "too many concurrent writers; try again")
+
+    async def _write_scale(self, req: Request, mutate: Any, want_rv: Any) -> Reply:
+        res, name = req.res, self._name(req)
+        for _ in range(CAS_RETRIES):
+            cur = await self.store.get(res, req.namespace, name)
+            if want_rv not in (None, "") and str(want_rv) != cur["metadata"]["resourceVersion"]:
+                raise errors.conflict(res.plural, name, res.group)
+            scale = mutate(strategy.scale_of(res, cur))
+            replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid("Scale", name, [errors.Cause(
+                    "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")], "autoscaling")
+            new = strategy.deep_copy(cur)
+            new.setdefault("spec", {})["replicas"] = replicas
+            if new == cur:
+                return 200, strategy.scale_of(res, cur), []
+            strategy.prepare_update(res, cur, new)
+            if req.dry_run:
+                return 200, strategy.scale_of(res, new), []
+            try:
+                out = await self.store.update(res, req.namespace, name, new, _rv(cur))
+            except errors.Conflict:
+                if want_rv not in (None, ""):
+                    raise
+                continue
+            return 200, strategy.scale_of(res, out), []
+        raise errors.conflict(res.plural, name, res.group, "too many concurrent writers; try again")
+
+    def _may_remove(self, res: Resource, obj: dict) -> bool:
+        """A terminating object with no finalizers left goes — except a pod still shutting down
+        on its node (its agent removes it with grace 0)."""
+        if res.kind == "Namespace":
+            return not (obj.get("spec") or {}).get("finalizers")
+        if res.kind != "Pod":
+            return True
+        meta = obj["metadata"]
+        return meta.get("deletionGracePeriodSeconds") in (0, None) or not (obj.get("spec") or {}).get("nodeName")
+
+    # ---- binding ---------------------------------------------------------------------------
+
+    async def _bind(self, req: Request) -> Reply:
+        body = req.body if isinstance(req.body, dict) else {}
+        target = body.get("target") if isinstance(body.get("target"), dict) else {}
+        node = target.get("name")
+        name = self._name(req)
+        if not node or not isinstance(node, str):
+            raise errors.invalid("Binding", name, [errors.Cause("target.name", "Required value", "FieldValueRequired")])
+        uid = (body.get("metadata") or {}).get("uid") if isinstance(body.get("metadata"), dict) else None
+        res = req.res
+        for _ in range(CAS_RETRIES):
+            pod = await self.store.get(res, req.namespace, name)
+            meta, spec = pod["metadata"], pod.setdefault("spec", {})
+            if uid and meta.get("uid") != uid:
+                raise errors.conflict(res.plural, name, why=f"the pod's UID is {meta.get('uid')}, not {uid}")
+            if meta.get("deletionTimestamp"):
+                raise errors.conflict(res.plural, name, why="the pod is being deleted")
+            if spec.get("nodeName"):
+                raise errors.conflict(res.plural, name, why=f"pod {name} is already assigned to node \"{spec['nodeName']}\"")
+            spec["nodeName"] = node
+            status = pod.setdefault("status", {})
+            status["conditions"] = strategy.set_condition(status.get("conditions") or [], {
+                "type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                "lastTransitionTime": strategy.now()})
+            try:
+                await self.store.update(res, req.namespace, name, pod, _rv(pod))
+            except errors.Conflict:
+                continue
+            return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, []
+        raise errors.conflict(res.plural, name, why="too many concurrent writers; try again")
+
+    # ---- delete ----------------------------------------------------------------------------
+
+    async def do_delete(self, req: Request) -> Reply:
+        res, name = req.res, self._name(req)
+        opts = req.options
+        policy = opts.get("propagationPolicy")
+        if policy is not None and policy not in PROPAGATION:
+            raise errors.invalid("DeleteOptions", "", [errors.Cause(
+                "propagationPolicy", f'Unsupported value: "{policy}": supported values: "Orphan", "Background", "Foreground"',
+                "FieldValueNotSupported")])
+        grace = opts.get("gracePeriodSeconds")
+        if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+            raise errors.bad_request("gracePeriodSeconds must be an integer")
+        pre = opts.get("preconditions") or {}
+        if not isinstance(pre, dict):
+            raise errors.bad_request("preconditions must be an object")
+        if res.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
+            raise errors.forbidden(res.plural, name, "this namespace may not be deleted")
+        for _ in range(CAS_RETRIES):
+            cur = await self.store.get(res, req.namespace, name)
+            meta = cur["metadata"]
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.conflict(res.plural, name, res.group,
+                                      f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}")
+            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != meta.get("resourceVersion"):
+                raise errors.conflict(res.plural, name, res.group,
+                                      f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                                      f"ResourceVersion in object meta: {meta.get('resourceVersion')}")
+            new = strategy.deep_copy(cur)
+            nmeta = new["metadata"]
+            finalizers = list(nmeta.get("finalizers") or [])
+            if policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
+                finalizers.append(ORPHAN_FINALIZER)
+            elif policy == "Foreground" and FOREGROUND_FINALIZER not in finalizers:
+                finalizers.append(FOREGROUND_FINALIZER)
+            if policy:
+                nmeta.setdefault("annotations", {})[POLICY_ANNOTATION] = policy
+            if finalizers:
+                nmeta["finalizers"] = finalizers
+            pod_grace = strategy.pod_delete_grace(cur, grace) if res.kind == "Pod" else 0
+            if res.kind == "Namespace":
+                new.setdefault("status", {})["phase"] = "Terminating"
+            graceful = pod_grace > 0 or bool(finalizers) or (
+                res.kind == "Namespace" and bool((new.get("spec") or {}).get("finalizers")))
+            if graceful:
+                if nmeta.get("deletionTimestamp"):
+                    # Already terminating: a shorter grace period may still speed it up.
+                    old_grace = nmeta.get("deletionGracePeriodSeconds")
+                    if res.kind == "Pod" and old_grace is not None and pod_grace < old_grace:
+                        nmeta["deletionGracePeriodSeconds"] = pod_grace
+                        if pod_grace == 0 and not finalizers:
+                            graceful = False
+                else:
+                    at = datetime.now(timezone.utc) + timedelta(seconds=pod_grace)
+                    nmeta["deletionTimestamp"] = _rfc3339(at)
+                    nmeta["deletionGracePeriodSeconds"] = pod_grace
+            if req.dry_run:
+                return 200, new, []
+            try:
+                if graceful:
+                    if new == cur:
+                        return 200, cur, []
+                    out = await self.store.update(res, req.namespace, name, new, _rv(cur))
+                    return 200, out, []
+                if not nmeta.get("deletionTimestamp"):
+                    nmeta["deletionTimestamp"] = strategy.now()
+                    nmeta["deletionGracePeriodSeconds"] = 0
+                out = await self.store.delete(res, req.namespace, name, new, _rv(cur))
+                return 200, out, []
+            except errors.Conflict:
+                if pre.get("resourceVersion"):
+                    raise
+                continue
+        raise errors.conflict(res.plural, name, res.group, "too many concurrent writers; try again")
+
+    async def do_deletecollection(self, req: Request) -> Reply:
+        res = req.res
+        match = _matcher(res, req.options.get("labelSelector"), req.options.get("fieldSelector"))
+        items, rv = await self.store.list(res, req.namespace if res.namespaced else None)
+        deleted = []
+        for o in items:
+            if not match(o):
+                continue
+            m = o["metadata"]
+            sub = Request(res, "delete", m.get("namespace"), m["name"], options={
+                k: v for k, v in req.options.items() if k in ("gracePeriodSeconds", "propagationPolicy", "dryRun")})
+            try:
+                _, out, _ = await self.do_delete(sub)
+                deleted.append(out)
+            except errors.NotFound:
+                pass
+        return 200, {"apiVersion": res.api_version, "kind": f"{res.kind}List",
+                     "metadata": {"resourceVersion": str(rv)}, "items": deleted}, []

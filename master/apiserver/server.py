@@ -1,0 +1,182 @@
+"""The API server process: a NATS queue-group subscriber that decodes requests, runs the verb
+and replies. Several can run at once; every write is compare-and-set in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+
+from bus import codec, errors, subjects
+from bus.resources import by_plural
+from bus.store import NatsStore
+from master.apiserver.admission import NamespaceLifecycle
+from master.apiserver.bootstrap import bootstrap
+from master.apiserver.handlers import Handlers, Request
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 3 * 1024 * 1024  # as kube-apiserver's request body limit
+MAX_DEPTH = 100
+MAX_IN_FLIGHT = 2000
+_STR_FIELDS = ("namespace", "name", "subresource")
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            return True
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return False
+
+
+def version_info() -> dict:
+    import platform
+
+    import bus
+
+    return {"major": "1", "minor": "32", "gitVersion": f"v{bus.__version__}", "k8nVersion": bus.__version__,
+            "platform": f"{platform.system().lower()}/{platform.machine()}",
+            "pythonVersion": platform.python_version()}
+
+
+def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
+    """Decode one request; raises ApiError (400/404/413) for what cannot be served."""
+    as_json = codec.is_json(data)
+    try:
+        resource, verb = subjects.parse_api_subject(subject)
+    except ValueError:
+        raise errors.NotFound(404, f"no API at subject {subject}") from None
+    res = by_plural(resource)
+    if res is None:
+        raise errors.NotFound(404, f'the server doesn\'t have a resource type "{resource}"')
+    if len(data) > MAX_REQUEST_BYTES:
+        raise errors.too_large(f"the request is {len(data)} bytes, the limit is {MAX_REQUEST_BYTES}")
+    if data.strip():
+        try:
+            payload, as_json = codec.decode(data)
+        except ValueError as e:
+            raise errors.bad_request(f"the request payload could not be decoded: {e}") from None
+    else:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise errors.bad_request("the request payload must be a map")
+    if _too_deep(payload):
+        raise errors.bad_request(f"the request is nested deeper than {MAX_DEPTH} levels")
+    for f in _STR_FIELDS:
+        if payload.get(f) is not None and not isinstance(payload[f], str):
+            raise errors.bad_request(f"{f} must be a string")
+    options = payload.get("options") or {}
+    if not isinstance(options, dict):
+        raise errors.bad_request("options must be a map")
+    for f in ("labelSelector", "fieldSelector", "patchType", "propagationPolicy", "fieldManager"):
+        if options.get(f) is not None and not isinstance(options[f], str):
+            raise errors.bad_request(f"options.{f} must be a string")
+    req = Request(res, verb, payload.get("namespace") or None, payload.get("name"),
+                  payload.get("subresource") or None, payload.get("body"), options)
+    return req, as_json
+
+
+class ApiServer:
+    """Serve the API on ``nc`` (an open NATS connection)."""
+
+    def __init__(self, nc: nats.NATS) -> None:
+        self.nc = nc
+        self.store = NatsStore(nc)
+        self.namespaces = NamespaceLifecycle(self.store)
+        self.handlers = Handlers(self.store, self.namespaces)
+        self._sub = None
+        self._tasks: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def start(self) -> None:
+        await self.store.ensure_buckets()
+        await bootstrap(self.store)
+        await self.namespaces.start()
+        self._sub = await self.nc.subscribe(
+            subjects.api_wildcard(), queue=subjects.API_QUEUE, cb=self._on_request,
+            pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await self.nc.flush()
+        log.info("apiserver serving %s (queue %s)", subjects.api_wildcard(), subjects.API_QUEUE)
+
+    async def _on_request(self, msg: Msg) -> None:
+        await self._slots.acquire()
+        t = asyncio.create_task(self._serve(msg))
+        self._tasks.add(t)
+        t.add_done_callback(self._done)
+
+    def _done(self, t: asyncio.Task) -> None:
+        self._tasks.discard(t)
+        self._slots.release()
+
+    async def _serve(self, msg: Msg) -> None:
+        as_json = codec.is_json(msg.data)
+        warnings: list[str] = []
+        if msg.subject == subjects.version_subject():
+            if msg.reply:
+                await msg.respond(codec.encode({"code": 200, "body": version_info()}, as_json))
+            return
+        try:
+            req, as_json = parse_request(msg.subject, msg.data)
+            code, body, warnings = await self.handlers.handle(req)
+        except errors.ApiError as e:
+            code, body = e.code, e.status()
+        except Exception as e:  # never let one request take the server down
+            log.exception("request on %s failed", msg.subject)
+            err = errors.internal(f"{type(e).__name__}: {e}")
+            code, body = err.code, err.status()
+        if not msg.reply:
+            return
+        reply = {"code": code, "body": body}
+        if warnings:
+            reply["warnings"] = warnings
+        try:
+            await msg.respond(codec.encode(reply, as_json))
+        except Exception:
+            log.exception("could not reply on %s", msg.subject)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.drain()
+            except Exception:
+                pass
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        await self.namespaces.stop()
+
+
+async def run(server_url: str, stop: asyncio.Event | None = None) -> None:
+    """Run one apiserver until ``stop`` is set (or SIGTERM/SIGINT)."""
+    holder: list[ApiServer] = []
+
+    async def reconnected() -> None:
+        for a in holder:
+            await a.store.restart_watches()
+
+    nc = await nats.connect(server_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                            name="k8n-apiserver", reconnected_cb=reconnected)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    api = ApiServer(nc)
+    holder.append(api)
+    await api.start()
+    try:
+        await stop.wait()
+    finally:
+        await api.stop()
+        await nc.drain()
