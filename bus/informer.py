@@ -1,7 +1,8 @@
 """Informers: a list+watch cache of one resource with secondary indexes and event handlers
 (client-go's SharedIndexInformer, asyncio flavoured).
 
-- ``start()`` lists, fills the cache, sets ``has_synced``, then watches from the list's revision.
+- ``start()`` lists, fills the cache, opens a watch from the list's revision, then sets
+  ``has_synced`` (so once synced, no change after the list can be missed).
 - When the watch raises Gone (410) or ends unexpectedly, the informer relists and delivers the
   difference as add/update/delete; objects that vanished meanwhile reach ``on_delete`` with their
   last known state (client-go's reflector does the same). After a NATS reconnect the store's
@@ -242,6 +243,7 @@ class Informer:
                 self._watch = await self._source.watch(
                     self.resource, self.namespace, since=self.last_revision, label_selector=self.label_selector,
                     field_selector=self.field_selector, initial=list(self._cache.values()))
+                self.has_synced.set()  # listed and watching: nothing after the list can be missed
                 async for ev in self._watch:
                     self._apply(ev)
                     delay = low
@@ -279,8 +281,6 @@ class Informer:
                 continue
             self._store(key, obj, old)
         self.last_revision = max(self.last_revision, rv)
-        if not self.has_synced.is_set():
-            self.has_synced.set()
 
     def _apply(self, ev: Any) -> None:
         rev = int(ev.revision)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
@@ -93,14 +94,17 @@ class NatsStore:
 
     # ---- buckets -----------------------------------------------------------------------------
 
-    async def ensure_buckets(self, resources: tuple[Resource, ...] = RESOURCES) -> None:
-        """Create every resource's bucket if missing (idempotent)."""
+    async def ensure_buckets(self, resources: tuple[Resource, ...] = RESOURCES, replicas: int | None = None) -> None:
+        """Create every resource's bucket if missing (idempotent). ``replicas`` (default
+        ``$K8N_KV_REPLICAS`` or 1) is the JetStream replication factor for a NATS cluster."""
+        replicas = replicas or int(os.environ.get("K8N_KV_REPLICAS", "1"))
         for res in resources:
             cfg = api.KeyValueConfig(
                 bucket=subjects.bucket(res.plural),
                 history=res.history,
                 ttl=res.ttl_seconds or None,
                 storage=api.StorageType.FILE,
+                replicas=replicas,
                 direct=True,
             )
             try:
@@ -358,8 +362,9 @@ class _KVWatch:
                 await self._create()
             except errors.Gone as e:
                 self._queue.put_nowait(e)
-            except Exception as e:  # not reachable now; the watchdog tries again
+            except Exception as e:  # not reachable now; the watchdog's next tick tries again
                 log.debug("watch %s restart failed: %s", self.res.plural, e)
+                self._alive = 0.0
 
     async def _watchdog(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,137 @@
+"""Informers against a real nats-server (JetStream KV), writes straight to the store."""
+
+import asyncio
+import time
+
+import pytest
+
+from bus.client import ApiClient
+from bus.informer import BY_NODE, Informer
+from bus.natsserver import NatsServer
+from bus.resources import by_plural
+
+pytestmark = pytest.mark.asyncio
+
+PODS = by_plural("pods")
+
+
+def pod(name, labels=None, node=None, phase="Pending"):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": labels or {}},
+            "spec": {"nodeName": node} if node else {}, "status": {"phase": phase}}
+
+
+def rv(obj):
+    return int(obj["metadata"]["resourceVersion"])
+
+
+@pytest.fixture
+def js_server(tmp_path):
+    srv = NatsServer(tmp_path / "js", port=0, log_file=tmp_path / "nats-server.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def bus(js_server):
+    c = await ApiClient.connect(js_server.url)
+    await c.store.ensure_buckets((PODS,))
+    yield c
+    await c.close()
+
+
+async def eventually(pred, timeout=4.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+class Events:
+    def __init__(self, inf):
+        self.items = []
+        inf.add_handler(on_add=lambda o: self.items.append(("add", o["metadata"]["name"])),
+                        on_update=lambda old, new: self.items.append(("update", new["metadata"]["name"])),
+                        on_delete=lambda o: self.items.append(("delete", o["metadata"]["name"], o["status"]["phase"])))
+
+
+async def test_informer_syncs_then_sees_creates_updates_and_deletes(bus):
+    store = bus.store
+    a = await store.create(PODS, "default", "a", pod("a", node="n1"))
+    await store.create(PODS, "default", "b", pod("b"))
+    inf = Informer(bus, "pods")
+    ev = Events(inf)
+    try:
+        assert await inf.start(timeout=4)
+        assert sorted(inf.keys()) == ["default.a", "default.b"]
+        assert inf.get("default", "a")["metadata"]["resourceVersion"] == a["metadata"]["resourceVersion"]
+        assert [o["metadata"]["name"] for o in inf.by_index(BY_NODE, "n1")] == ["a"]
+        assert sorted(ev.items) == [("add", "a"), ("add", "b")]
+        ev.items.clear()
+
+        c = await store.create(PODS, "default", "c", pod("c"))
+        a2 = await store.update(PODS, "default", "a", pod("a", node="n1", phase="Running"), rv(a))
+        await store.delete(PODS, "default", "b", pod("b", phase="Succeeded"),
+                           rv(inf.get("default", "b")))
+        await eventually(lambda: len(ev.items) == 3)
+        assert ev.items == [("add", "c"), ("update", "a"), ("delete", "b", "Succeeded")]
+        assert sorted(inf.keys()) == ["default.a", "default.c"]
+        assert inf.get("default", "a")["status"]["phase"] == "Running"
+        assert inf.last_revision > rv(a2) and inf.last_revision > rv(c)
+    finally:
+        await inf.stop()
+
+
+async def test_label_selected_informer_sees_object_leave_and_enter_selection(bus):
+    store = bus.store
+    a = await store.create(PODS, "default", "a", pod("a", labels={"app": "web"}))
+    b = await store.create(PODS, "default", "b", pod("b", labels={"app": "db"}))
+    inf = Informer(bus, "pods", namespace="default", label_selector="app=web")
+    ev = Events(inf)
+    try:
+        assert await inf.start(timeout=4)
+        assert inf.keys() == ["default.a"]
+        ev.items.clear()
+        await store.update(PODS, "default", "a", pod("a", labels={"app": "other"}, phase="Running"), rv(a))
+        await eventually(lambda: ev.items)
+        assert ev.items == [("delete", "a", "Running")]
+        assert inf.keys() == []
+        await store.update(PODS, "default", "b", pod("b", labels={"app": "web"}), rv(b))
+        await eventually(lambda: len(ev.items) == 2)
+        assert ev.items[1] == ("add", "b") and inf.keys() == ["default.b"]
+    finally:
+        await inf.stop()
+
+
+async def test_informer_resumes_after_nats_server_restart(bus, js_server):
+    store = bus.store
+    a = await store.create(PODS, "default", "a", pod("a"))
+    inf = Informer(bus, "pods")
+    ev = Events(inf)
+    try:
+        assert await inf.start(timeout=4)
+        ev.items.clear()
+
+        js_server.stop()
+        await eventually(lambda: not bus.nc.is_connected)
+        js_server.start()  # same store_dir and port: the bucket survives
+        await eventually(lambda: bus.nc.is_connected, timeout=4)
+
+        deadline = time.monotonic() + 3
+        while True:  # JetStream may need a moment after the restart
+            try:
+                await store.update(PODS, "default", "a", pod("a", phase="Running"), rv(a))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        await store.create(PODS, "default", "b", pod("b"))
+
+        await eventually(lambda: inf.get("default", "b") is not None)
+        assert inf.get("default", "a")["status"]["phase"] == "Running"
+        assert ev.items == [("update", "a"), ("add", "b")]
+    finally:
+        await inf.stop()
