@@ -31,13 +31,15 @@ def _parse_str(s: str) -> Decimal:
         raise ValueError(REGEX_MESSAGE)
     number, suffix = m.group(1), m.group(2) or ""
     value = Decimal(number)
-    if suffix[:1] in ("e", "E") and len(suffix) > 1:
-        return value.scaleb(int(suffix[1:]))
-    return value * _SUFFIX[suffix]
+    if suffix in _SUFFIX:
+        return value * _SUFFIX[suffix]
+    return value.scaleb(int(suffix[1:]))  # exponent form: 1e3, 12E-3
 
 
 def parse_quantity(q: str | int | float | Decimal) -> Decimal:
     """Parse a quantity into an exact ``Decimal``; ``ValueError`` with a Kubernetes-style message if it is not one."""
+    if type(q) is str:  # the common case first
+        return _parse_str(q)
     if isinstance(q, bool):
         raise ValueError(f"{q!r} is not a quantity")
     if isinstance(q, Decimal):

@@ -6,6 +6,7 @@ and fields k8n does not model are kept (``unknown_fields`` names them) and seria
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -58,15 +59,22 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+@lru_cache(maxsize=None)
+def _aliases(cls: type[BaseModel]) -> dict[str, str]:
+    return {name: info.alias or name for name, info in cls.model_fields.items()}
+
+
 def _walk(m: BaseModel, prefix: str, out: list[str]) -> None:
     extra = m.__pydantic_extra__
     if extra:
         out.extend(_join(prefix, k) for k in extra)
-    for name, info in type(m).model_fields.items():
-        v = getattr(m, name)
-        if v is None or isinstance(v, (str, int)):
+    aliases = _aliases(type(m))
+    values = m.__dict__
+    for name in m.__pydantic_fields_set__:  # defaults never hold unknown fields
+        v = values.get(name)
+        if v is None or isinstance(v, (str, int, dict)):
             continue
-        path = _join(prefix, info.alias or name)
+        path = _join(prefix, aliases[name])
         if isinstance(v, BaseModel):
             _walk(v, path, out)
         elif isinstance(v, list):

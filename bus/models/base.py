@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, Strict
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, Strict
 
 from bus.quantity import parse_quantity
 

@@ -1,0 +1,933 @@
+"""Object validation as the Kubernetes apiserver does it: decode (types, defaults) then per-kind semantic checks.
+
+``validate_object`` returns the decoded model and *all* problems as ``Cause``s with Kubernetes field paths and
+messages (``spec.containers[0].image: Required value``); it never raises. ``validate_update`` adds the checks that
+compare an update with the stored object (immutable fields).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from typing import Any, Callable, Iterable
+
+from bus.errors import Cause
+from bus.labels import (
+    dns1123_label_errors, dns1123_subdomain_errors, is_dns1123_label, is_dns1123_subdomain, qualified_name_errors,
+    selector_from_label_selector, selector_from_map, validate_label_key, validate_label_value,
+)
+from bus.models import model_for_kind, to_dict
+from bus.models.batch import JobSpec
+from bus.models.core import PROBE_HANDLERS, Container, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe
+from bus.models.decode import decode, fmt_value
+from bus.models.meta import ObjectMeta, OwnerReference
+from bus.quantity import parse_quantity
+from bus.resources import Resource
+
+__all__ = [
+    "validate_object", "validate_update", "validate_name", "is_dns1123_label", "is_dns1123_subdomain",
+    "dns1123_label_errors", "dns1123_subdomain_errors", "dns1035_label_errors",
+]
+
+_DNS1035 = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+_DNS1035_RE = re.compile(_DNS1035)
+_DNS1035_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+    f"character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation "
+    f"is '{_DNS1035}')"
+)
+_ENV_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+_ENV_MSG = (
+    "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must "
+    "not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation "
+    "is '[-._a-zA-Z][-._a-zA-Z0-9]*')"
+)
+_CONFIG_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+_CONFIG_KEY_MSG = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+    "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+)
+_PERCENT_RE = re.compile(r"[0-9]+%")
+_PERCENT_MSG = (
+    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used "
+    "for validation is '[0-9]+%')"
+)
+_PORT_RANGE = "must be between 1 and 65535, inclusive"
+_IMMUTABLE = "field is immutable"
+_PROTOCOLS = ("TCP", "UDP", "SCTP")
+_ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+_MAX_ANNOTATIONS = 256 * 1024
+_MAX_SECRET = 1024 * 1024
+
+
+def dns1035_label_errors(v: str) -> list[str]:
+    errs = ["must be no more than 63 characters"] if len(v) > 63 else []
+    if len(v) > 253 or not _DNS1035_RE.fullmatch(v):
+        errs.append(_DNS1035_MSG)
+    return errs
+
+
+_NAME_FUNCS: dict[str, Callable[[str], list[str]]] = {"Namespace": dns1123_label_errors, "Service": dns1035_label_errors}
+
+
+def validate_name(kind: str, name: str) -> list[str]:
+    """Why ``name`` is not a valid name for ``kind`` (DNS-1123 subdomain; label for Namespace, DNS-1035 for Service)."""
+    if not isinstance(name, str):
+        return ["must be a string"]
+    return _NAME_FUNCS.get(kind, dns1123_subdomain_errors)(name)
+
+
+class Errors:
+    """Collects causes; one method per Kubernetes ``field.Error`` type."""
+
+    def __init__(self) -> None:
+        self.causes: list[Cause] = []
+
+    def required(self, path: str, detail: str = "") -> None:
+        self.causes.append(Cause(path, f"Required value: {detail}" if detail else "Required value",
+                                 "FieldValueRequired"))
+
+    def invalid(self, path: str, value: Any, detail: str) -> None:
+        self.causes.append(Cause(path, f"Invalid value: {fmt_value(value)}: {detail}", "FieldValueInvalid"))
+
+    def unsupported(self, path: str, value: Any, supported: Iterable[str]) -> None:
+        vals = ", ".join(f'"{s}"' for s in supported)
+        self.causes.append(Cause(path, f"Unsupported value: {fmt_value(value)}: supported values: {vals}",
+                                 "FieldValueNotSupported"))
+
+    def duplicate(self, path: str, value: Any) -> None:
+        self.causes.append(Cause(path, f"Duplicate value: {fmt_value(value)}", "FieldValueDuplicate"))
+
+    def not_found(self, path: str, value: Any) -> None:
+        self.causes.append(Cause(path, f"Not found: {fmt_value(value)}", "FieldValueNotFound"))
+
+    def forbidden(self, path: str, detail: str) -> None:
+        self.causes.append(Cause(path, f"Forbidden: {detail}", "FieldValueForbidden"))
+
+    def too_long(self, path: str, limit: int) -> None:
+        self.causes.append(Cause(path, f"Too long: must have at most {limit} bytes", "FieldValueTooLong"))
+
+    # --- shared small checks ---
+
+    def one_of(self, path: str, value: Any, supported: tuple[str, ...]) -> None:
+        if value is not None and value not in supported:
+            self.unsupported(path, value, supported)
+
+    def non_negative(self, path: str, value: int | None) -> None:
+        if value is not None and value < 0:
+            self.invalid(path, value, "must be greater than or equal to 0")
+
+    def at_least(self, path: str, value: int | None, low: int) -> None:
+        if value is not None and value < low:
+            self.invalid(path, value, f"must be greater than or equal to {low}")
+
+    def messages(self, path: str, value: Any, msgs: Iterable[str]) -> None:
+        for m in msgs:
+            self.invalid(path, value, m)
+
+    def port(self, path: str, value: int | None, required: bool = True) -> None:
+        if value is None:
+            if required:
+                self.required(path)
+        elif not 1 <= value <= 65535:
+            self.invalid(path, value, _PORT_RANGE)
+
+    def port_name(self, path: str, name: str) -> None:
+        self.messages(path, name, iana_svc_name_errors(name))
+
+    def int_or_port_name(self, path: str, value: int | str | None) -> None:
+        if isinstance(value, str):
+            self.port_name(path, value)
+        elif value is not None:
+            self.port(path, value)
+
+    def label_map(self, path: str, labels: dict[str, str] | None) -> None:
+        for k, v in (labels or {}).items():
+            if err := validate_label_key(k):
+                self.invalid(path, k, err)
+            if err := validate_label_value(v):
+                self.invalid(path, v, err)
+
+
+_IANA_OK = re.compile(r"(?!.*--)(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def iana_svc_name_errors(name: str) -> list[str]:
+    if len(name) <= 15 and _IANA_OK.fullmatch(name):
+        return []
+    errs = []
+    if len(name) > 15:
+        errs.append("must be no more than 15 characters")
+    if not re.fullmatch(r"[-a-z0-9]+", name):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if "--" in name:
+        errs.append("must not contain consecutive hyphens")
+    if not re.search(r"[a-z]", name):
+        errs.append("must contain at least one letter (a-z)")
+    if name.startswith("-") or name.endswith("-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs
+
+
+# --- metadata ---------------------------------------------------------------------------------------------------------
+
+
+def _meta(e: Errors, meta: ObjectMeta | None, res: Resource, name_optional: bool, path: str = "metadata") -> None:
+    meta = meta or ObjectMeta()
+    if meta.name:
+        e.messages(f"{path}.name", meta.name, validate_name(res.kind, meta.name))
+    elif meta.generate_name:
+        masked = meta.generate_name[:-1] + "a" if meta.generate_name.endswith("-") else meta.generate_name
+        e.messages(f"{path}.generateName", meta.generate_name, validate_name(res.kind, masked))
+    elif not name_optional:
+        e.required(f"{path}.name", "name or generateName is required")
+    if meta.namespace:
+        if res.namespaced:
+            e.messages(f"{path}.namespace", meta.namespace, dns1123_label_errors(meta.namespace))
+        else:
+            e.forbidden(f"{path}.namespace", "not allowed on this type")
+    e.label_map(f"{path}.labels", meta.labels)
+    _annotations(e, f"{path}.annotations", meta.annotations)
+    e.non_negative(f"{path}.generation", meta.generation)
+    for i, ref in enumerate(meta.owner_references or ()):
+        for alias, field in _OWNER_REQUIRED:
+            if not getattr(ref, field):
+                e.required(f"{path}.ownerReferences[{i}].{alias}")
+    for i, f in enumerate(meta.finalizers or ()):
+        e.messages(f"{path}.finalizers[{i}]", f, qualified_name_errors(f))
+
+
+def _annotations(e: Errors, path: str, annotations: dict[str, str] | None) -> None:
+    if not annotations:
+        return
+    total = 0
+    for k, v in annotations.items():
+        total += len(k) + len(v)
+        if err := validate_label_key(k.lower()):
+            e.invalid(path, k, err)
+    if total > _MAX_ANNOTATIONS:
+        e.too_long(path, _MAX_ANNOTATIONS)
+
+
+# --- pods -------------------------------------------------------------------------------------------------------------
+
+
+def _aliases(cls: Any, fields: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((cls.model_fields[f].alias or f, f) for f in fields)
+
+
+_PROBE_HANDLERS = _aliases(Probe, PROBE_HANDLERS)
+_PROBE_NUMBERS = _aliases(Probe, ("initial_delay_seconds", "timeout_seconds", "period_seconds",
+                                  "success_threshold", "failure_threshold"))
+_OWNER_REQUIRED = _aliases(OwnerReference, ("api_version", "kind", "name", "uid"))
+_JOB_COUNTS = _aliases(JobSpec, ("parallelism", "completions", "backoff_limit", "ttl_seconds_after_finished"))
+
+
+def _probe(e: Errors, path: str, probe: Any, liveness_like: bool) -> None:
+    if probe is None:
+        return
+    handlers = [alias for alias, h in _PROBE_HANDLERS if getattr(probe, h) is not None]
+    if not handlers:
+        e.required(path, "must specify a handler type")
+    for h in handlers[1:]:
+        e.forbidden(f"{path}.{h}", "may not specify more than 1 handler type")
+    if probe.http_get is not None:
+        e.int_or_port_name(f"{path}.httpGet.port", probe.http_get.port)
+        if probe.http_get.port is None:
+            e.required(f"{path}.httpGet.port")
+        e.one_of(f"{path}.httpGet.scheme", probe.http_get.scheme, ("HTTP", "HTTPS"))
+    if probe.tcp_socket is not None:
+        e.int_or_port_name(f"{path}.tcpSocket.port", probe.tcp_socket.port)
+        if probe.tcp_socket.port is None:
+            e.required(f"{path}.tcpSocket.port")
+    if probe.exec is not None and not probe.exec.command:
+        e.required(f"{path}.exec.command")
+    if probe.grpc is not None:
+        e.port(f"{path}.grpc.port", probe.grpc.port)
+    for alias, field in _PROBE_NUMBERS:
+        e.non_negative(f"{path}.{alias}", getattr(probe, field))
+    if liveness_like and probe.success_threshold not in (None, 1):
+        e.invalid(f"{path}.successThreshold", probe.success_threshold, "must be 1")
+
+
+def _env(e: Errors, path: str, c: Container) -> None:
+    for i, var in enumerate(c.env or ()):
+        p = f"{path}.env[{i}]"
+        if not var.name:
+            e.required(f"{p}.name")
+        elif not _ENV_RE.fullmatch(var.name):
+            e.invalid(f"{p}.name", var.name, _ENV_MSG)
+        src = var.value_from
+        if src is None:
+            continue
+        n = sum(x is not None for x in (src.field_ref, src.resource_field_ref, src.config_map_key_ref,
+                                        src.secret_key_ref))
+        if n != 1:
+            e.invalid(f"{p}.valueFrom", "", "may not have more than one field specified at a time" if n else
+                      "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`")
+        if var.value:
+            e.invalid(f"{p}.valueFrom", "", "may not be specified when `value` is not empty")
+        if src.field_ref is not None and not src.field_ref.field_path:
+            e.required(f"{p}.valueFrom.fieldRef.fieldPath")
+        if src.resource_field_ref is not None and not src.resource_field_ref.resource:
+            e.required(f"{p}.valueFrom.resourceFieldRef.resource")
+        for name, ref in (("configMapKeyRef", src.config_map_key_ref), ("secretKeyRef", src.secret_key_ref)):
+            if ref is not None and not ref.key:
+                e.required(f"{p}.valueFrom.{name}.key")
+
+
+def _resources(e: Errors, path: str, c: Container) -> None:
+    r = c.resources
+    if r is None:
+        return
+    limits = r.limits or {}
+    for kind, values in (("limits", limits), ("requests", r.requests or {})):
+        for k, v in values.items():
+            if v < 0 if not isinstance(v, str) else v.startswith("-"):
+                e.invalid(f"{path}.resources.{kind}[{k}]", v, "must be greater than or equal to 0")
+            elif kind == "requests" and k in limits and parse_quantity(v) > parse_quantity(limits[k]):
+                e.invalid(f"{path}.resources.requests[{k}]", v, f"must be less than or equal to {k} limit of {limits[k]}")
+
+
+def _container(e: Errors, path: str, c: Container, volumes: set[str], port_names: set[str]) -> None:
+    if not c.name:
+        e.required(f"{path}.name")
+    else:
+        e.messages(f"{path}.name", c.name, dns1123_label_errors(c.name))
+    if not c.image or not c.image.strip():
+        e.required(f"{path}.image")
+    for i, p in enumerate(c.ports or ()):
+        pp = f"{path}.ports[{i}]"
+        if p.name:
+            e.port_name(f"{pp}.name", p.name)
+            if p.name in port_names:
+                e.duplicate(f"{pp}.name", p.name)
+            port_names.add(p.name)
+        e.port(f"{pp}.containerPort", p.container_port)
+        if p.host_port:
+            e.port(f"{pp}.hostPort", p.host_port)
+        e.one_of(f"{pp}.protocol", p.protocol, _PROTOCOLS)
+    _env(e, path, c)
+    _resources(e, path, c)
+    mount_paths: set[str] = set()
+    for i, m in enumerate(c.volume_mounts or ()):
+        mp = f"{path}.volumeMounts[{i}]"
+        if not m.name:
+            e.required(f"{mp}.name")
+        elif m.name not in volumes:
+            e.not_found(f"{mp}.name", m.name)
+        if not m.mount_path:
+            e.required(f"{mp}.mountPath")
+        elif m.mount_path in mount_paths:
+            e.invalid(f"{mp}.mountPath", m.mount_path, "must be unique")
+        else:
+            mount_paths.add(m.mount_path)
+    _probe(e, f"{path}.livenessProbe", c.liveness_probe, True)
+    _probe(e, f"{path}.readinessProbe", c.readiness_probe, False)
+    _probe(e, f"{path}.startupProbe", c.startup_probe, True)
+    e.one_of(f"{path}.imagePullPolicy", c.image_pull_policy, ("Always", "IfNotPresent", "Never"))
+    e.one_of(f"{path}.terminationMessagePolicy", c.termination_message_policy, ("File", "FallbackToLogsOnError"))
+
+
+def _volumes(e: Errors, path: str, spec: PodSpec) -> set[str]:
+    names: set[str] = set()
+    for i, v in enumerate(spec.volumes or ()):
+        vp = f"{path}.volumes[{i}]"
+        if not v.name:
+            e.required(f"{vp}.name")
+        else:
+            e.messages(f"{vp}.name", v.name, dns1123_label_errors(v.name))
+            if v.name in names:
+                e.duplicate(f"{vp}.name", v.name)
+            names.add(v.name)
+        sources = v.sources()
+        if not sources:
+            e.required(vp, "must specify a volume type")
+        for s in sources[1:]:
+            e.forbidden(f"{vp}.{s}", "may not specify more than 1 volume type")
+        for src, field, attr, value in (
+            ("hostPath", "path", v.host_path, "path"), ("secret", "secretName", v.secret, "secret_name"),
+            ("configMap", "name", v.config_map, "name"),
+            ("persistentVolumeClaim", "claimName", v.persistent_volume_claim, "claim_name"),
+        ):
+            if attr is not None and not getattr(attr, value):
+                e.required(f"{vp}.{src}.{field}")
+    return names
+
+
+def _tolerations(e: Errors, path: str, spec: PodSpec) -> None:
+    for i, t in enumerate(spec.tolerations or ()):
+        tp = f"{path}.tolerations[{i}]"
+        if t.key:
+            e.messages(f"{tp}.key", t.key, qualified_name_errors(t.key))
+        elif t.operator != "Exists":
+            e.invalid(f"{tp}.operator", t.operator, "operator must be Exists when `key` is empty, which means "
+                      "\"match all values and all keys\"")
+        e.one_of(f"{tp}.operator", t.operator, ("Equal", "Exists"))
+        if t.operator == "Exists" and t.value:
+            e.invalid(f"{tp}.operator", t.value, "value must be empty when `operator` is 'Exists'")
+        e.one_of(f"{tp}.effect", t.effect or None, ("NoSchedule", "PreferNoSchedule", "NoExecute"))
+        if t.toleration_seconds is not None and t.effect != "NoExecute":
+            e.invalid(f"{tp}.effect", t.effect or "", "effect must be 'NoExecute' when `tolerationSeconds` is set")
+
+
+def pod_spec(e: Errors, path: str, spec: PodSpec | None, restart_policies: tuple[str, ...] | None = None) -> None:
+    if spec is None:
+        e.required(path)
+        return
+    volumes = _volumes(e, path, spec)
+    if not spec.containers:
+        e.required(f"{path}.containers")
+    names: set[str] = set()
+    port_names: set[str] = set()
+    for field, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+        for i, c in enumerate(containers or ()):
+            _container(e, f"{path}.{field}[{i}]", c, volumes, port_names)
+            if c.name and c.name in names:
+                e.duplicate(f"{path}.{field}[{i}].name", c.name)
+            names.add(c.name or "")
+    supported = ("Always", "OnFailure", "Never")
+    if spec.restart_policy not in supported:
+        e.unsupported(f"{path}.restartPolicy", spec.restart_policy, supported)
+    elif restart_policies and spec.restart_policy not in restart_policies:
+        e.unsupported(f"{path}.restartPolicy", spec.restart_policy, restart_policies)
+    e.one_of(f"{path}.dnsPolicy", spec.dns_policy, ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"))
+    e.non_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
+    e.at_least(f"{path}.activeDeadlineSeconds", spec.active_deadline_seconds, 1)
+    e.label_map(f"{path}.nodeSelector", spec.node_selector)
+    _tolerations(e, path, spec)
+    for field, value, check in (("serviceAccountName", spec.service_account_name, dns1123_subdomain_errors),
+                                ("nodeName", spec.node_name, dns1123_subdomain_errors),
+                                ("hostname", spec.hostname, dns1123_label_errors),
+                                ("subdomain", spec.subdomain, dns1123_label_errors)):
+        if value:
+            e.messages(f"{path}.{field}", value, check(value))
+
+
+def _template(e: Errors, path: str, tmpl: PodTemplateSpec | None, policies: tuple[str, ...]) -> None:
+    if tmpl is None:
+        e.required(path)
+        return
+    if tmpl.metadata is not None:
+        e.label_map(f"{path}.metadata.labels", tmpl.metadata.labels)
+        _annotations(e, f"{path}.metadata.annotations", tmpl.metadata.annotations)
+    pod_spec(e, f"{path}.spec", tmpl.spec, policies)
+
+
+def _template_labels(tmpl: PodTemplateSpec | None) -> dict[str, str] | None:
+    return tmpl.metadata.labels if tmpl is not None and tmpl.metadata is not None else None
+
+
+def _selector_matches(e: Errors, kind: str, spec: Any, required: bool) -> None:
+    """apps/v1 and Job selectors: present (if required), non-empty, valid, and matching the template's labels."""
+    sel = spec.selector
+    if sel is None:
+        if required:
+            e.required("spec.selector")
+        return
+    if not sel.match_labels and not sel.match_expressions:
+        e.invalid("spec.selector", {}, f"empty selector is invalid for {kind.lower()}")
+        return
+    for i, req in enumerate(sel.match_expressions or ()):
+        p = f"spec.selector.matchExpressions[{i}]"
+        e.one_of(f"{p}.operator", req.operator, ("In", "NotIn", "Exists", "DoesNotExist"))
+        if req.operator in ("In", "NotIn") and not req.values:
+            e.required(f"{p}.values", "must be specified when `operator` is 'In' or 'NotIn'")
+        elif req.operator in ("Exists", "DoesNotExist") and req.values:
+            e.forbidden(f"{p}.values", "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+    e.label_map("spec.selector.matchLabels", sel.match_labels)
+    try:
+        selector = selector_from_label_selector(sel)
+    except ValueError as exc:
+        e.invalid("spec.selector", to_dict(sel), str(exc))
+        return
+    labels = _template_labels(spec.template)
+    if spec.template is not None and not selector.matches(labels):
+        e.invalid("spec.template.metadata.labels", labels or {}, "`selector` does not match template `labels`")
+
+
+def _int_or_percent(e: Errors, path: str, value: int | str | None) -> int | None:
+    """Validate an int-or-percent; return its number (percent or count) or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not _PERCENT_RE.fullmatch(value):
+            e.invalid(path, value, _PERCENT_MSG)
+            return None
+        n = int(value[:-1])
+    else:
+        n = value
+    if n < 0:
+        e.invalid(path, value, "must be greater than or equal to 0")
+    return n
+
+
+def _rolling(e: Errors, path: str, max_surge: Any, max_unavailable: Any) -> None:
+    surge = _int_or_percent(e, f"{path}.maxSurge", max_surge)
+    unavailable = _int_or_percent(e, f"{path}.maxUnavailable", max_unavailable)
+    if isinstance(max_unavailable, str) and unavailable is not None and unavailable > 100:
+        e.invalid(f"{path}.maxUnavailable", max_unavailable, "must not be greater than 100%")
+    if surge == 0 and unavailable == 0:
+        e.invalid(f"{path}.maxUnavailable", max_unavailable, "may not be 0 when `maxSurge` is 0")
+
+
+# --- per kind -----------------------------------------------------------------------------------------------------------
+
+
+def _pod(e: Errors, obj: Any) -> None:
+    pod_spec(e, "spec", obj.spec)
+
+
+def _deployment(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    e.non_negative("spec.replicas", spec.replicas)
+    _selector_matches(e, "Deployment", spec, True)
+    _template(e, "spec.template", spec.template, ("Always",))
+    e.non_negative("spec.minReadySeconds", spec.min_ready_seconds)
+    e.non_negative("spec.revisionHistoryLimit", spec.revision_history_limit)
+    if spec.progress_deadline_seconds is not None and spec.progress_deadline_seconds <= (spec.min_ready_seconds or 0):
+        e.invalid("spec.progressDeadlineSeconds", spec.progress_deadline_seconds,
+                  "must be greater than minReadySeconds")
+    st = spec.strategy
+    if st is not None:
+        e.one_of("spec.strategy.type", st.type, ("Recreate", "RollingUpdate"))
+        if st.type == "Recreate" and st.rolling_update is not None:
+            e.forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'")
+        elif st.rolling_update is not None:
+            _rolling(e, "spec.strategy.rollingUpdate", st.rolling_update.max_surge, st.rolling_update.max_unavailable)
+
+
+def _replicaset(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    e.non_negative("spec.replicas", spec.replicas)
+    e.non_negative("spec.minReadySeconds", spec.min_ready_seconds)
+    _selector_matches(e, "ReplicaSet", spec, True)
+    _template(e, "spec.template", spec.template, ("Always",))
+
+
+def _daemonset(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    _selector_matches(e, "DaemonSet", spec, True)
+    _template(e, "spec.template", spec.template, ("Always",))
+    e.non_negative("spec.minReadySeconds", spec.min_ready_seconds)
+    e.non_negative("spec.revisionHistoryLimit", spec.revision_history_limit)
+    st = spec.update_strategy
+    if st is not None:
+        e.one_of("spec.updateStrategy.type", st.type, ("RollingUpdate", "OnDelete"))
+        if st.rolling_update is not None:
+            ru = st.rolling_update
+            _rolling(e, "spec.updateStrategy.rollingUpdate", ru.max_surge, ru.max_unavailable)
+
+
+def _rc(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    e.non_negative("spec.replicas", spec.replicas)
+    e.non_negative("spec.minReadySeconds", spec.min_ready_seconds)
+    if not spec.selector:
+        e.required("spec.selector")
+    else:
+        e.label_map("spec.selector", spec.selector)
+        labels = _template_labels(spec.template)
+        if spec.template is not None and not selector_from_map(spec.selector).matches(labels):
+            e.invalid("spec.template.metadata.labels", labels or {}, "`selector` does not match template `labels`")
+    _template(e, "spec.template", spec.template, ("Always",))
+
+
+def _job(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    for alias, field in _JOB_COUNTS:
+        e.non_negative(f"spec.{alias}", getattr(spec, field))
+    e.at_least("spec.activeDeadlineSeconds", spec.active_deadline_seconds, 1)
+    e.one_of("spec.completionMode", spec.completion_mode, ("NonIndexed", "Indexed"))
+    if spec.completion_mode == "Indexed" and spec.completions is None:
+        e.required("spec.completions", "when completion mode is Indexed")
+    _selector_matches(e, "Job", spec, False)
+    _template(e, "spec.template", spec.template, ("OnFailure", "Never"))
+
+
+_METRIC_TYPES = ("Object", "Pods", "Resource", "ContainerResource", "External")
+
+
+def _hpa(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    ref = spec.scale_target_ref
+    for field in ("kind", "name"):
+        if ref is None or not getattr(ref, field):
+            e.required(f"spec.scaleTargetRef.{field}")
+    e.at_least("spec.minReplicas", spec.min_replicas, 1)
+    if spec.max_replicas is None:
+        e.required("spec.maxReplicas")
+    elif spec.max_replicas < 1:
+        e.invalid("spec.maxReplicas", spec.max_replicas, "must be greater than 0")
+    elif spec.min_replicas is not None and spec.max_replicas < spec.min_replicas:
+        e.invalid("spec.maxReplicas", spec.max_replicas, "must be greater than or equal to `minReplicas`")
+    for i, m in enumerate(spec.metrics or ()):
+        p = f"spec.metrics[{i}]"
+        if not m.type:
+            e.required(f"{p}.type")
+            continue
+        e.one_of(f"{p}.type", m.type, _METRIC_TYPES)
+        for kind, src, field in (("Resource", m.resource, "resource"),
+                                 ("ContainerResource", m.container_resource, "containerResource")):
+            if m.type != kind:
+                continue
+            if src is None:
+                e.required(f"{p}.{field}", "must populate information for the given metric source")
+                continue
+            if not src.name:
+                e.required(f"{p}.{field}.name")
+            t = src.target
+            if t is None:
+                e.required(f"{p}.{field}.target")
+                continue
+            e.one_of(f"{p}.{field}.target.type", t.type, ("Utilization", "Value", "AverageValue"))
+            if t.type == "Utilization" and t.average_utilization is None:
+                e.required(f"{p}.{field}.target.averageUtilization")
+            e.at_least(f"{p}.{field}.target.averageUtilization", t.average_utilization, 1)
+
+
+def _service(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    types_ = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+    e.one_of("spec.type", spec.type, types_)
+    if spec.type == "ExternalName":
+        if not spec.external_name:
+            e.required("spec.externalName")
+        else:
+            e.messages("spec.externalName", spec.external_name, dns1123_subdomain_errors(spec.external_name))
+    elif not spec.ports and spec.cluster_ip != "None":
+        e.required("spec.ports")
+    ports = spec.ports or ()
+    names: set[str] = set()
+    for i, p in enumerate(ports):
+        pp = f"spec.ports[{i}]"
+        if not p.name:
+            if len(ports) > 1:
+                e.required(f"{pp}.name")
+        else:
+            e.messages(f"{pp}.name", p.name, dns1123_label_errors(p.name))
+            if p.name in names:
+                e.duplicate(f"{pp}.name", p.name)
+            names.add(p.name)
+        e.port(f"{pp}.port", p.port)
+        e.one_of(f"{pp}.protocol", p.protocol, _PROTOCOLS)
+        e.int_or_port_name(f"{pp}.targetPort", p.target_port)
+        if p.node_port:
+            e.port(f"{pp}.nodePort", p.node_port)
+            if spec.type not in ("NodePort", "LoadBalancer"):
+                e.forbidden(f"{pp}.nodePort", "may not be used when `type` is 'ClusterIP'")
+    e.one_of("spec.sessionAffinity", spec.session_affinity, ("ClientIP", "None"))
+    e.one_of("spec.externalTrafficPolicy", spec.external_traffic_policy, ("Cluster", "Local"))
+    e.one_of("spec.internalTrafficPolicy", spec.internal_traffic_policy, ("Cluster", "Local"))
+    e.label_map("spec.selector", spec.selector)
+    if spec.cluster_ip and spec.cluster_ip != "None":
+        _ip(e, "spec.clusterIP", spec.cluster_ip)
+    for i, ip in enumerate(spec.external_ips or ()):
+        _ip(e, f"spec.externalIPs[{i}]", ip)
+
+
+def _ip(e: Errors, path: str, value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        e.invalid(path, value, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+
+
+def _endpoints(e: Errors, obj: Any) -> None:
+    for i, s in enumerate(obj.subsets or ()):
+        for field, addrs in (("addresses", s.addresses), ("notReadyAddresses", s.not_ready_addresses)):
+            for j, a in enumerate(addrs or ()):
+                if not a.ip:
+                    e.required(f"subsets[{i}].{field}[{j}].ip")
+                else:
+                    _ip(e, f"subsets[{i}].{field}[{j}].ip", a.ip)
+        for j, p in enumerate(s.ports or ()):
+            e.port(f"subsets[{i}].ports[{j}].port", p.port)
+            e.one_of(f"subsets[{i}].ports[{j}].protocol", p.protocol, _PROTOCOLS)
+
+
+def _node(e: Errors, obj: Any) -> None:
+    for i, t in enumerate((obj.spec.taints if obj.spec else None) or ()):
+        if not t.key:
+            e.required(f"spec.taints[{i}].key")
+        e.one_of(f"spec.taints[{i}].effect", t.effect, ("NoSchedule", "PreferNoSchedule", "NoExecute"))
+        if t.effect is None:
+            e.required(f"spec.taints[{i}].effect")
+
+
+def _config_keys(e: Errors, field: str, data: dict[str, str] | None, b64: bool) -> int:
+    size = 0
+    for k, v in (data or {}).items():
+        if len(k) > 253 or not _CONFIG_KEY_RE.fullmatch(k):
+            e.invalid(f"{field}[{k}]", k, _CONFIG_KEY_MSG)
+        if b64:
+            try:
+                size += len(base64.b64decode(v, validate=True))
+            except (binascii.Error, ValueError):
+                e.invalid(f"{field}[{k}]", "<value omitted>", "must be valid base64 data")
+        else:
+            size += len(v)
+    return size
+
+
+def _secret(e: Errors, obj: Any) -> None:
+    size = _config_keys(e, "data", obj.data, True) + _config_keys(e, "stringData", obj.string_data, False)
+    if size > _MAX_SECRET:
+        e.too_long("data", _MAX_SECRET)
+
+
+def _configmap(e: Errors, obj: Any) -> None:
+    size = _config_keys(e, "data", obj.data, False) + _config_keys(e, "binaryData", obj.binary_data, True)
+    for k in set(obj.data or ()) & set(obj.binary_data or ()):
+        e.invalid(f"data[{k}]", k, "duplicate of key present in binaryData")
+    if size > _MAX_SECRET:
+        e.too_long("", _MAX_SECRET)
+
+
+def _access_modes(e: Errors, path: str, modes: list[str] | None) -> None:
+    if not modes:
+        e.required(path)
+    for i, m in enumerate(modes or ()):
+        e.one_of(f"{path}[{i}]", m, _ACCESS_MODES)
+
+
+def _pv(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    if not spec.capacity:
+        e.required("spec.capacity")
+    elif "storage" not in spec.capacity:
+        e.required("spec.capacity[storage]")
+    _access_modes(e, "spec.accessModes", spec.access_modes)
+    sources = spec.sources()
+    if not sources:
+        e.required("spec", "must specify a volume type")
+    for s in sources[1:]:
+        e.forbidden(f"spec.{s}", "may not specify more than 1 volume type")
+    if spec.host_path is not None and not spec.host_path.path:
+        e.required("spec.hostPath.path")
+    e.one_of("spec.persistentVolumeReclaimPolicy", spec.persistent_volume_reclaim_policy,
+             ("Retain", "Delete", "Recycle"))
+    e.one_of("spec.volumeMode", spec.volume_mode, ("Block", "Filesystem"))
+
+
+def _pvc(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    _access_modes(e, "spec.accessModes", spec.access_modes)
+    requests = spec.resources.requests if spec.resources is not None else None
+    if not requests or "storage" not in requests:
+        e.required("spec.resources[storage]")
+    e.one_of("spec.volumeMode", spec.volume_mode, ("Block", "Filesystem"))
+
+
+def _event(e: Errors, obj: Any) -> None:
+    io = obj.involved_object
+    if io is None:
+        return e.required("involvedObject")
+    ns = obj.metadata.namespace if obj.metadata is not None else None
+    if io.namespace and ns and io.namespace != ns:
+        e.invalid("involvedObject.namespace", io.namespace, "does not match event.namespace")
+    e.one_of("type", obj.type or None, ("Normal", "Warning"))
+
+
+def _lease(e: Errors, obj: Any) -> None:
+    if obj.spec is not None:
+        e.at_least("spec.leaseDurationSeconds", obj.spec.lease_duration_seconds, 1)
+        e.non_negative("spec.leaseTransitions", obj.spec.lease_transitions)
+
+
+_KIND_CHECKS: dict[str, Callable[[Errors, Any], None]] = {
+    "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replicaset, "DaemonSet": _daemonset,
+    "ReplicationController": _rc, "Job": _job, "HorizontalPodAutoscaler": _hpa, "Service": _service,
+    "Endpoints": _endpoints, "Node": _node, "Secret": _secret, "ConfigMap": _configmap, "PersistentVolume": _pv,
+    "PersistentVolumeClaim": _pvc, "Event": _event, "Lease": _lease,
+}
+
+
+def _overlaps(path: str, reported: list[str]) -> bool:
+    for r in reported:
+        if path == r or not r or path.startswith((r + ".", r + "[")) or r.startswith((path + ".", path + "[")):
+            return True
+    return False
+
+
+def validate_object(res: Resource, data: Any, name_optional: bool = False) -> tuple[Any, list[Cause]]:
+    """Decode ``data`` into ``res``'s model (defaults applied) and return it with every validation cause.
+
+    The model is None only if ``data`` cannot be decoded at all (not an object). ``name_optional`` skips the
+    "name or generateName is required" check (e.g. when the name comes from the request).
+    """
+    if not isinstance(data, dict):
+        return None, [Cause("", f"Invalid value: {fmt_value(data)}: must be of type object", "FieldValueTypeInvalid")]
+    model, causes = decode(model_for_kind(res.kind), data)
+    if model is None:
+        return None, causes
+    e = Errors()
+    try:
+        _meta(e, model.metadata, res, name_optional)
+        check = _KIND_CHECKS.get(res.kind)
+        if check is not None:
+            check(e, model)
+    except Exception as exc:  # noqa: BLE001 - validation reports, it never raises
+        e.causes.append(Cause("", f"Internal error occurred: validation failed: {type(exc).__name__}: {exc}",
+                              "InternalError"))
+    if causes:  # a value dropped for its type must not be reported again as missing
+        reported = [c.field for c in causes]
+        causes.extend(c for c in e.causes if not _overlaps(c.field, reported))
+        return model, causes
+    return model, e.causes
+
+
+# --- updates ------------------------------------------------------------------------------------------------------------
+
+_POD_UPDATE_MSG = (
+    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
+    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
+)
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
+
+
+def _normalized(cls: Any, value: Any) -> dict[str, Any] | None:
+    """``value`` (a stored dict) decoded and re-encoded, so defaults on both sides compare equal."""
+    if value is None:
+        return None
+    model, causes = decode(cls, value) if isinstance(value, dict) else (None, [])
+    return to_dict(model) if model is not None and not causes else value
+
+
+def _masked_pod_spec(spec: dict[str, Any], tolerations: Any) -> dict[str, Any]:
+    spec = dict(spec)
+    for field in ("containers", "initContainers"):
+        if isinstance(spec.get(field), list):
+            spec[field] = [{**c, "image": None} for c in spec[field] if isinstance(c, dict)]
+    spec.pop("activeDeadlineSeconds", None)
+    spec["tolerations"] = tolerations
+    return spec
+
+
+def _pod_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    old_spec = _normalized(PodSpec, old.get("spec")) or {}
+    new_spec = to_dict(new.spec) if new.spec is not None else {}
+    old_tol = old_spec.get("tolerations") or []
+    new_tol = new_spec.get("tolerations") or []
+    tol = old_tol if all(t in new_tol for t in old_tol) else None  # additions only
+    if _masked_pod_spec(old_spec, old_tol) != _masked_pod_spec(new_spec, tol if tol is not None else new_tol):
+        e.forbidden("spec", _POD_UPDATE_MSG)
+    old_deadline, new_deadline = old_spec.get("activeDeadlineSeconds"), new_spec.get("activeDeadlineSeconds")
+    if old_deadline is not None and (new_deadline is None or new_deadline > old_deadline):
+        e.invalid("spec.activeDeadlineSeconds", new_deadline, "must be less than or equal to previous value")
+
+
+def _immutable(e: Errors, path: str, old: Any, new: Any) -> None:
+    if old != new:
+        e.invalid(path, new, _IMMUTABLE)
+
+
+def _selector_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    old_sel = _get(old, "spec", "selector")
+    new_sel = new.spec.selector if new.spec is not None else None
+    if old_sel is not None and new_sel is not None:
+        _immutable(e, "spec.selector", old_sel, to_dict(new_sel))
+
+
+def _job_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    _selector_update(e, old, new)
+    old_t = _normalized(PodTemplateSpec, _get(old, "spec", "template"))
+    new_t = to_dict(new.spec.template) if new.spec is not None and new.spec.template is not None else None
+    if old_t is not None and new_t != old_t:
+        e.invalid("spec.template", new_t or {}, _IMMUTABLE)
+
+
+def _service_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    old_ip = _get(old, "spec", "clusterIP")
+    spec = new.spec
+    if spec is None or spec.type == "ExternalName" or not old_ip:
+        return
+    if spec.cluster_ip and spec.cluster_ip != old_ip:
+        e.invalid("spec.clusterIP", spec.cluster_ip, _IMMUTABLE)
+
+
+def _pvc_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    old_spec = dict(_normalized(PersistentVolumeClaimSpec, old.get("spec")) or {})
+    new_spec = to_dict(new.spec) if new.spec is not None else {}
+    for s in (old_spec, new_spec):
+        s["resources"] = {**(s.get("resources") or {}), "requests": None}
+    if not old_spec.get("volumeName"):  # binding sets the volume name once
+        old_spec.pop("volumeName", None)
+        new_spec.pop("volumeName", None)
+    if old_spec != new_spec:
+        e.forbidden("spec", "spec is immutable after creation except resources.requests for bound claims")
+
+
+def _data_update(e: Errors, old: dict[str, Any], new: Any, fields: tuple[tuple[str, str], ...]) -> None:
+    if old.get("immutable") is True:
+        if new.immutable is not True:
+            e.forbidden("immutable", "field is immutable when `immutable` is set")
+        for field, attr in fields:
+            if (old.get(field) or {}) != (getattr(new, attr) or {}):
+                e.forbidden(field, "field is immutable when `immutable` is set")
+
+
+def _secret_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    _immutable(e, "type", old.get("type", "Opaque"), new.type)
+    _data_update(e, old, new, (("data", "data"),))
+
+
+_UPDATE_CHECKS: dict[str, Callable[[Errors, dict[str, Any], Any], None]] = {
+    "Pod": _pod_update, "Deployment": _selector_update, "ReplicaSet": _selector_update,
+    "DaemonSet": _selector_update, "Job": _job_update, "Service": _service_update,
+    "PersistentVolumeClaim": _pvc_update, "Secret": _secret_update,
+    "ConfigMap": lambda e, old, new: _data_update(e, old, new, (("data", "data"), ("binaryData", "binary_data"))),
+}
+
+
+def validate_update(res: Resource, old: dict[str, Any], new_model: Any) -> list[Cause]:
+    """Causes for changes an update may not make (run after ``validate_object`` on the new object).
+
+    ``old`` is the stored object (a dict); ``new_model`` the decoded new object or its dict form. Never raises.
+    """
+    e = Errors()
+    try:
+        if isinstance(new_model, dict):
+            new_model, _ = decode(model_for_kind(res.kind), new_model)
+            if new_model is None:
+                return e.causes  # validate_object reports why it does not decode
+        old_meta = old.get("metadata") or {}
+        new_meta = new_model.metadata or ObjectMeta()
+        for field, attr in (("name", "name"), ("namespace", "namespace"), ("uid", "uid"),
+                            ("creationTimestamp", "creation_timestamp")):
+            old_v, new_v = old_meta.get(field), getattr(new_meta, attr)
+            if old_v and new_v and old_v != new_v:
+                e.invalid(f"metadata.{field}", new_v, _IMMUTABLE)
+        check = _UPDATE_CHECKS.get(res.kind)
+        if check is not None:
+            check(e, old, new_model)
+    except Exception as exc:  # noqa: BLE001
+        e.causes.append(Cause("", f"Internal error occurred: validation failed: {type(exc).__name__}: {exc}",
+                              "InternalError"))
+    return e.causes
