@@ -66,7 +66,7 @@ class ApiError(Exception):
     @classmethod
     def from_status(cls, status: dict[str, Any]) -> "ApiError":
         code = int(status.get("code") or 500)
-        err_cls = _BY_CODE.get(code, ApiError)
+        err_cls = AlreadyExists if status.get("reason") == "AlreadyExists" else _BY_CODE.get(code, ApiError)
         err = ApiError.__new__(err_cls)
         ApiError.__init__(
             err, code, str(status.get("message", "")), status.get("reason"), status.get("details")
@@ -89,12 +89,12 @@ class NotFound(ApiError):
     pass
 
 
-class AlreadyExists(ApiError):
-    pass
-
-
 class Conflict(ApiError):
     pass
+
+
+class AlreadyExists(Conflict):
+    """409 with reason AlreadyExists (a Conflict, as both are 409s)."""
 
 
 class Gone(ApiError):

@@ -5,6 +5,7 @@ or raises :class:`bus.errors.ApiError`."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,6 +28,7 @@ PROPAGATION = ("Orphan", "Background", "Foreground")
 ORPHAN_FINALIZER = "orphan"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 POLICY_ANNOTATION = "k8n.io/propagation-policy"
+SAFE_TOKEN = re.compile(r"[A-Za-z0-9][-A-Za-z0-9.]{0,252}")  # names and namespaces that can be KV keys
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Request:
     subresource: str | None = None
     body: Any = None
     options: dict = field(default_factory=dict)
+    size: int = 0  # bytes of the request on the wire
 
     @property
     def dry_run(self) -> bool:
@@ -57,8 +60,8 @@ def _warn_unknown(model: Any) -> list[str]:
     return [f"k8n does not implement field(s) {names}{more}; they are stored and returned unchanged"]
 
 
-def _check_size(res: Resource, name: str, obj: dict) -> None:
-    size = len(codec.pack(obj))
+def _check_size(res: Resource, name: str, obj: dict | None, size: int | None = None) -> None:
+    size = len(codec.pack(obj)) if size is None else size
     if size > MAX_OBJECT_BYTES:
         raise errors.too_large(
             f'{res.qualified} "{name}" is too large: {size} bytes, the limit is {MAX_OBJECT_BYTES} bytes')
@@ -113,6 +116,7 @@ class Handlers:
         if not isinstance(meta, dict):
             raise errors.invalid(res.kind, "", [errors.Cause("metadata", "Invalid value: must be an object")], res.group)
         ns = self._namespace_for(req, meta)
+        _check_size(res, str(meta.get("name") or ""), None, req.size)
         if not meta.get("name") and isinstance(meta.get("generateName"), str) and meta["generateName"]:
             meta["name"] = strategy.generate_name(meta["generateName"])
         name = str(meta.get("name") or "")
@@ -120,7 +124,6 @@ class Handlers:
         if res.namespaced:
             await self.namespaces.admit_create(ns)
         strategy.prepare_create(res, obj, ns)
-        _check_size(res, name, obj)
         if req.dry_run:
             return 201, obj, warnings
         out = await self.store.create(res, ns, name, obj)
@@ -162,6 +165,8 @@ class Handlers:
     def _name(self, req: Request) -> str:
         if not req.name or not isinstance(req.name, str):
             raise errors.bad_request("a resource name is required")
+        if not SAFE_TOKEN.fullmatch(req.name):  # no such object can exist (create validates names)
+            raise errors.not_found(req.res.plural, req.name, req.res.group)
         return req.name
 
     # ---- update / patch --------------------------------------------------------------------
@@ -223,7 +228,7 @@ class Handlers:
             else:
                 new_obj["metadata"] = cur["metadata"]
             new_obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
-            _check_size(res, name, new_obj)
+            _check_size(res, name, new_obj if req.verb == "patch" else None, None if req.verb == "patch" else req.size)
             if strategy.unchanged(cur, new_obj):
                 return 200, cur, warnings
             if req.dry_run:

