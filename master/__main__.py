@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 
+from bus import aio
 from master.apiserver.server import run as run_apiserver
 
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        asyncio.run(run_apiserver(args.server))
+        aio.run(run_apiserver(args.server))
     except KeyboardInterrupt:
         pass
 

@@ -27,16 +27,18 @@ _STR_FIELDS = ("namespace", "name", "subresource")
 
 
 def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    stack = [(value, 0)]
-    while stack:
-        v, d = stack.pop()
-        if d > limit:
-            return True
-        if isinstance(v, dict):
-            stack.extend((x, d + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, d + 1) for x in v)
-    return False
+    """True when maps/lists nest deeper than ``limit`` (recursion is bounded by ``limit``)."""
+
+    def ok(v: Any, level: int) -> bool:
+        if level > limit:
+            return False
+        for x in (v.values() if type(v) is dict else v):
+            tx = type(x)
+            if (tx is dict or tx is list) and not ok(x, level + 1):
+                return False
+        return True
+
+    return type(value) in (dict, list) and not ok(value, 0)
 
 
 def version_info() -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -20,8 +21,16 @@ _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alpha
 TERMINAL_POD_PHASES = {"Succeeded", "Failed"}
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 UTC time to the second (cached for the current second)."""
+    global _now_cache
+    t = int(time.time())
+    if _now_cache[0] != t:
+        _now_cache = (t, datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _now_cache[1]
 
 
 def generate_name(prefix: str) -> str:

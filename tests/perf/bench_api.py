@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bus import codec
+from bus import aio, codec
 from bus.client import ApiClient
 from bus.informer import Informer
 from bus.natsserver import NatsServer
@@ -162,5 +162,5 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
-    asyncio.run(main(a.quick))
+    aio.run(main(a.quick))
     sys.exit(0)
