@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
 import nats.errors
+import orjson
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -89,7 +90,9 @@ class NatsStore:
 
     def __init__(self, nc: NATS, timeout: float = 5.0) -> None:
         self.nc = nc
+        self.timeout = timeout
         self.js = nc.jetstream(timeout=timeout)
+        self._acks = _Requester(nc)
         self._watches: set[_KVWatch] = set()
 
     # ---- buckets -----------------------------------------------------------------------------
@@ -115,15 +118,19 @@ class NatsStore:
     # ---- writes ------------------------------------------------------------------------------
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
+        """Publish into the bucket's stream and wait for JetStream's ack; the stream sequence."""
         try:
-            ack = await self.js.publish(subject, payload, headers=headers)
+            msg = await self._acks.request(subject, payload, headers, self.timeout)
         except nats.errors.MaxPayloadError:
             raise errors.too_large("object exceeds the bus's maximum message size") from None
         except nats.errors.NoRespondersError:
             raise errors.unavailable("the object store is not available (no JetStream responders)") from None
         except nats.errors.TimeoutError:
             raise errors.unavailable("timed out writing to the object store") from None
-        return ack.seq
+        ack = orjson.loads(msg.data)
+        if "error" in ack:
+            raise nats.js.errors.APIError.from_error(ack["error"])
+        return int(ack["seq"])
 
     async def _last(self, res: Resource, key: str) -> Msg | None:
         """The last message stored for a key (value or delete marker), or None."""
@@ -271,6 +278,55 @@ class NatsStore:
         """Re-create every open watch from its last revision (after a reconnect)."""
         for w in list(self._watches):
             await w.restart()
+
+
+class _Requester:
+    """Lean request/reply for JetStream publishes: one wildcard reply subscription, a future per
+    request, a timer instead of ``wait_for`` (the write path's hot loop)."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self._prefix = ""
+        self._sub = None
+        self._futures: dict[str, asyncio.Future] = {}
+        self._n = 0
+        self._init = asyncio.Lock()
+
+    async def _ensure(self) -> None:
+        async with self._init:
+            if self._sub is None:
+                self._prefix = self.nc.new_inbox() + "."
+                self._sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_reply,
+                                                    pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        fut = self._futures.pop(msg.subject[len(self._prefix):], None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    def _expire(self, token: str) -> None:
+        fut = self._futures.pop(token, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(nats.errors.TimeoutError())
+
+    async def request(self, subject: str, payload: bytes, headers: dict[str, str], timeout: float) -> Msg:
+        if self._sub is None:
+            await self._ensure()
+        self._n += 1
+        token = str(self._n)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._futures[token] = fut
+        timer = loop.call_later(timeout, self._expire, token)
+        try:
+            await self.nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            msg = await fut
+        finally:
+            timer.cancel()
+            self._futures.pop(token, None)
+        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+            raise nats.errors.NoRespondersError
+        return msg
 
 
 def _is_status(msg: Msg) -> bool:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from bus import errors
 from bus.cli.common import (CliError, DataDirOpt, FilenameOpt, NamespaceOpt, ServerOpt, each_object,
-                            manifests_or_exit, namespace_of, object_ref, run)
+                            manifests_or_exit, namespace_of, object_ref, resource_for_object, run)
 from bus.cli.main import app
-from bus.client import ApiClient, resource_for_object
+
+if TYPE_CHECKING:
+    from bus.client import ApiClient
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 

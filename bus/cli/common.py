@@ -3,18 +3,18 @@ kubectl-style error reporting, reading manifests, and naming resources from the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn
 
 import typer
-import yaml
 
-from bus import codec, config, errors
-from bus.client import ApiClient, resource_for_object
+from bus import config, errors
 from bus.resources import Resource, all_category, resolve
+
+if TYPE_CHECKING:  # the client (nats-py, aiohttp) and codecs are imported only by the commands that use them
+    from bus.client import ApiClient
 
 ServerOpt = typer.Option(None, "--server", "-s", envvar="K8N_SERVER", help="NATS URL of the cluster")
 DataDirOpt = typer.Option(None, "--data-dir", envvar="K8N_DATA_DIR", help="data directory (default ~/.k8n)")
@@ -69,6 +69,10 @@ def print_warnings(warnings: list[str]) -> None:
 
 
 async def connect(server: str | None, data_dir: str | None) -> ApiClient:
+    import asyncio
+
+    from bus.client import ApiClient
+
     url = config.server_url(server, data_dir)
     last: list[BaseException] = []
 
@@ -85,6 +89,7 @@ async def connect(server: str | None, data_dir: str | None) -> ApiClient:
 
 def run(server: str | None, data_dir: str | None, body: Callable[[ApiClient], Awaitable[int | None]]) -> None:
     """Connect, run ``body(client)``, close; errors become kubectl-style messages and exit 1."""
+    import asyncio
 
     async def main() -> int:
         client = await connect(server, data_dir)
@@ -152,6 +157,13 @@ def namespace_of(res: Resource, obj: dict | None, flag: str | None) -> str | Non
     return own or flag or DEFAULT_NAMESPACE
 
 
+def resource_for_object(obj: dict) -> Resource:
+    """The resource of a manifest's ``kind`` (``bus.client.resource_for_object``, imported when first used)."""
+    from bus.client import resource_for_object as of_object
+
+    return of_object(obj)
+
+
 def object_ref(obj: dict) -> str:
     """``deployment.apps/web`` as kubectl prints it."""
     return f"{resource_for_object(obj).cli_name}/{obj.get('metadata', {}).get('name', '')}"
@@ -186,6 +198,10 @@ def load_manifests(paths: list[str] | None, verb: str) -> list[dict]:
     """Every object in the ``-f`` arguments, in order; ``kind: List`` documents are expanded."""
     if not paths:
         raise CliError("must specify one of -f and -k")
+    import yaml
+
+    from bus import codec
+
     out: list[dict] = []
     for path in paths:
         for source, text in _files(path):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from bus.cli.common import (CliError, DataDirOpt, FilenameOpt, NamespaceOpt, ServerOpt, each_object,
-                            manifests_or_exit, namespace_of, parse_targets, run)
+                            manifests_or_exit, namespace_of, parse_targets, resource_for_object, run)
 from bus.cli.main import app
-from bus.client import ApiClient, resource_for_object
 from bus.resources import Resource
+
+if TYPE_CHECKING:
+    from bus.client import ApiClient
 
 CASCADE = {"background": "Background", "true": "Background", "foreground": "Foreground",
            "orphan": "Orphan", "false": "Orphan"}

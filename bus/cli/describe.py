@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from bus import codec, errors
+from bus import errors
 from bus.cli import printers
 from bus.cli.common import (DataDirOpt, Failures, NamespaceOpt, ServerOpt, namespace_of, parse_targets, run)
 from bus.cli.main import app
 from bus.cli.printers import NONE, meta, spec, status
-from bus.client import ApiClient
 from bus.resources import Resource
+
+if TYPE_CHECKING:
+    from bus.client import ApiClient
 
 class Writer:
     """Lines of ``Label:  value`` at indent levels; values align within a run of same-level lines."""
@@ -238,6 +240,8 @@ def _node(w: Writer, node: dict) -> None:
 
 
 def _generic(w: Writer, obj: dict) -> None:
+    from bus import codec
+
     for label, key in (("Spec", "spec"), ("Status", "status"), ("Data", "data")):
         if obj.get(key):
             w.add(f"{label}:")

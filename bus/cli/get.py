@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from bus import codec, errors
+from bus import errors
 from bus.cli import printers
 from bus.cli.common import (DEFAULT_NAMESPACE, CliError, DataDirOpt, Failures, NamespaceOpt, ServerOpt, Target,
                             parse_targets, run)
 from bus.cli.main import app
-from bus.client import ApiClient
 from bus.resources import Resource
+
+if TYPE_CHECKING:
+    from bus.client import ApiClient
 
 OUTPUTS = ("", "wide", "json", "yaml", "name")
 
@@ -72,6 +74,8 @@ class Output:
             print(printers.format_row(rows[0], self.widths), flush=True)
 
     def _document(self, doc: Any, compact: bool = False) -> None:
+        from bus import codec
+
         if self.fmt == "json":
             text = codec.to_json(doc, pretty=not compact).decode()
         else:

@@ -6,7 +6,6 @@ The runner starts each side through its public entry point as a child process
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -15,7 +14,6 @@ import time
 from pathlib import Path
 
 from bus import config
-from bus.natsserver import NatsServer
 
 
 def _alive(pid: int) -> bool:
@@ -64,6 +62,8 @@ class Child:
 
 
 async def _wait_api(url: str, timeout: float) -> None:
+    import asyncio
+
     from bus.client import ApiClient
 
     deadline = time.monotonic() + timeout
@@ -88,6 +88,10 @@ def control_plane_argv(server: str) -> list[str]:
 
 
 def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1") -> int:
+    import asyncio
+
+    from bus.natsserver import NatsServer
+
     ddir = config.data_dir(data_dir)
     ddir.mkdir(parents=True, exist_ok=True)
     info = config.read_cluster_info(ddir)

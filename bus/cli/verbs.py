@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -11,7 +11,9 @@ import bus
 from bus.cli import apply, delete, describe, get  # noqa: F401  (register their commands)
 from bus.cli.common import DataDirOpt, ServerOpt, run
 from bus.cli.main import app
-from bus.client import ApiClient
+
+if TYPE_CHECKING:
+    from bus.client import ApiClient
 
 
 @app.command()
