@@ -75,13 +75,23 @@ async def connect(server: str | None, data_dir: str | None) -> ApiClient:
 
     url = config.server_url(server, data_dir)
     last: list[BaseException] = []
+    every_server_failed = asyncio.Event()
 
     async def quiet(e: BaseException) -> None:
+        # the client keeps retrying; once every server in the URL has refused, stop waiting
         last.append(e)
+        if len(last) >= url.count(",") + 1:
+            every_server_failed.set()
 
+    connecting = asyncio.ensure_future(ApiClient.connect(url, error_cb=quiet, connect_timeout=2))
+    failed = asyncio.ensure_future(every_server_failed.wait())
     try:
-        return await asyncio.wait_for(ApiClient.connect(url, error_cb=quiet, connect_timeout=2),
-                                      CONNECT_TIMEOUT)
+        await asyncio.wait([connecting, failed], timeout=CONNECT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        failed.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            raise TimeoutError()
+        return connecting.result()
     except Exception as e:  # noqa: BLE001 - any failure to connect is "cannot reach"
         why = last[-1] if last else e
         raise CliError(f"cannot reach the k8n cluster at {url}: {why or type(why).__name__}") from None

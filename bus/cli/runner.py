@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from bus import config
+
+LOCK_FILE = "up.lock"
 
 
 def _alive(pid: int) -> bool:
@@ -61,7 +65,9 @@ class Child:
                 self.proc.wait()
 
 
-async def _wait_api(url: str, timeout: float) -> None:
+async def _wait_api(url: str, timeout: float, tick: Callable[[], bool]) -> bool:
+    """Wait until the API server answers (True), or ``tick()`` — which also supervises the
+    children — says we are stopping (False)."""
     import asyncio
 
     from bus.client import ApiClient
@@ -71,16 +77,58 @@ async def _wait_api(url: str, timeout: float) -> None:
     client.retries = 0
     client.timeout = 1.0
     try:
-        while True:
+        while not tick():
             try:
                 await client.get("namespaces", "default")
-                return
+                return True
             except Exception:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the API server did not come up in time") from None
                 await asyncio.sleep(0.2)
+        return False
     finally:
         await client.close()
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether nats-server will be able to listen on ``host:port`` (a socket merely bound there,
+    not listening, is as much in the way as a listening one; TIME_WAIT leftovers are not)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_in_use(host: str, port: int) -> str:
+    return f"port {port} on {host} is already in use; choose another with --nats-port (0 picks a free one)"
+
+
+def _nats_log_says_port_busy(log: Path) -> bool:
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return any("address already in use" in line for line in tail.splitlines()[-3:])
+
+
+def _lock(ddir: Path):
+    """An exclusive lock on the data directory for the lifetime of this ``k8n up`` (None if another
+    process holds it). The file descriptor is not inherited by the children."""
+    import fcntl
+
+    f = open(ddir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
 
 
 def control_plane_argv(server: str) -> list[str]:
@@ -94,16 +142,15 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1") -> int:
 
     ddir = config.data_dir(data_dir)
     ddir.mkdir(parents=True, exist_ok=True)
-    info = config.read_cluster_info(ddir)
-    if info and info.get("pid") and int(info["pid"]) != os.getpid() and _alive(int(info["pid"])):
-        print(f"error: a k8n cluster (pid {info['pid']}) is already running from {ddir} at {info.get('server')}",
+    lock = _lock(ddir)
+    info = config.read_cluster_info(ddir) or {}
+    if lock is None or (info.get("pid") and int(info["pid"]) != os.getpid() and _alive(int(info["pid"]))):
+        who = f" (pid {info['pid']}, NATS at {info.get('server')})" if info.get("pid") else ""
+        print(f"error: a k8n cluster{who} is already running from {ddir}; stop it first or use another --data-dir",
               file=sys.stderr)
         return 1
-    nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=ddir / "nats-server.log")
-    try:
-        nats_srv.start()
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if nats_port and not _port_free(host, nats_port):
+        print(f"error: {_port_in_use(host, nats_port)}", file=sys.stderr)
         return 1
     stopping = False
 
@@ -111,23 +158,39 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1") -> int:
         nonlocal stopping
         stopping = True
 
+    # before anything is started, so an early Ctrl-C still stops what has been started
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    nats_log = ddir / "nats-server.log"
+    nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log)
+    try:
+        nats_srv.start()
+    except RuntimeError as e:
+        nats_srv.stop()
+        busy = nats_port and _nats_log_says_port_busy(nats_log)
+        print(f"error: {_port_in_use(host, nats_port) if busy else e} (see {nats_log})", file=sys.stderr)
+        return 1
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
     children = [Child("control plane", control_plane_argv(nats_srv.url), logs / "control-plane.log")]
+
+    def tick() -> bool:
+        if not stopping:
+            for c in children:
+                c.check()
+        return stopping
+
     code = 0
     try:
         for c in children:
             c.start()
-        asyncio.run(_wait_api(nats_srv.url, 60))
+        if not asyncio.run(_wait_api(nats_srv.url, 60, tick)):
+            return code
         config.write_cluster_info(ddir, nats_srv.url, pid=os.getpid(), dataDir=str(ddir))
         print(f"k8n is up: NATS at {nats_srv.url}, data in {ddir} (logs in {logs})")
         print(f"  try:  K8N_DATA_DIR={ddir} k8n get namespaces" if data_dir else "  try:  k8n get namespaces")
         print("  stop: Ctrl-C", flush=True)
-        while not stopping:
-            for c in children:
-                c.check()
+        while not tick():
             time.sleep(0.2)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -138,6 +201,7 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1") -> int:
             c.stop()
         nats_srv.stop()
         config.clear_cluster_info(ddir)
+        lock.close()
     return code
 
 

@@ -7,7 +7,6 @@ import pytest
 
 from bus.client import ApiClient
 from bus.informer import BY_NODE, Informer
-from bus.natsserver import NatsServer
 from bus.resources import by_plural
 
 pytestmark = pytest.mark.asyncio
@@ -26,16 +25,8 @@ def rv(obj):
 
 
 @pytest.fixture
-def js_server(tmp_path):
-    srv = NatsServer(tmp_path / "js", port=0, log_file=tmp_path / "nats-server.log")
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-async def bus(js_server):
-    c = await ApiClient.connect(js_server.url)
+async def bus(nats_server):
+    c = await ApiClient.connect(nats_server.url)
     await c.store.ensure_buckets((PODS,))
     yield c
     await c.close()
@@ -105,7 +96,7 @@ async def test_label_selected_informer_sees_object_leave_and_enter_selection(bus
         await inf.stop()
 
 
-async def test_informer_resumes_after_nats_server_restart(bus, js_server):
+async def test_informer_resumes_after_nats_server_restart(bus, nats_server):
     store = bus.store
     a = await store.create(PODS, "default", "a", pod("a"))
     inf = Informer(bus, "pods")
@@ -114,9 +105,9 @@ async def test_informer_resumes_after_nats_server_restart(bus, js_server):
         assert await inf.start(timeout=4)
         ev.items.clear()
 
-        js_server.stop()
+        nats_server.stop()
         await eventually(lambda: not bus.nc.is_connected)
-        js_server.start()  # same store_dir and port: the bucket survives
+        nats_server.start()  # same store_dir and port: the bucket survives
         await eventually(lambda: bus.nc.is_connected, timeout=4)
 
         deadline = time.monotonic() + 3
