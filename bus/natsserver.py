@@ -10,6 +10,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from bus.proc import die_with_parent, stop_process
 
 MAX_PAYLOAD = 8 * 1024 * 1024
 
@@ -73,7 +74,8 @@ class NatsServer:
         conf = self.store_dir.parent / "nats-server.conf"
         conf.write_text(self._config())
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out)
+        self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out,
+                                     preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -85,13 +87,7 @@ class NatsServer:
         raise RuntimeError("nats-server did not start listening in time")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:

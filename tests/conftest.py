@@ -13,6 +13,7 @@ import pytest
 
 from bus.client import ApiClient
 from bus.natsserver import NatsServer
+from bus.proc import die_with_parent
 
 
 @pytest.fixture
@@ -47,7 +48,8 @@ def start_apiserver_process(url: str, log_path) -> subprocess.Popen:
     """An API server in its own process (``python -m master``)."""
     out = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "-m", "master", "--server", url, "--log-level", "WARNING"],
-                            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=die_with_parent)
 
 
 async def wait_for_api(url: str, timeout: float = 30.0) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from bus import config
+from bus.proc import die_with_parent, stop_process
 
 LOCK_FILE = "up.lock"
 
@@ -39,7 +40,7 @@ class Child:
 
     def start(self) -> None:
         out = open(self.log_path, "ab") if self.log_path else None
-        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out)
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, preexec_fn=die_with_parent)
 
     def check(self) -> None:
         if self.proc is None or self.proc.poll() is None:
@@ -56,13 +57,7 @@ class Child:
             self.start()
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
 
 
 async def _wait_api(url: str, timeout: float, tick: Callable[[], bool]) -> bool:
