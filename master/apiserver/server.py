@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from typing import Any
 
 import nats
@@ -160,8 +159,8 @@ class ApiServer:
         await self.namespaces.stop()
 
 
-async def run(server_url: str, stop: asyncio.Event | None = None) -> None:
-    """Run one apiserver until ``stop`` is set (or SIGTERM/SIGINT)."""
+async def run(server_url: str, stop: asyncio.Event) -> None:
+    """Run one apiserver until ``stop`` is set."""
     holder: list[ApiServer] = []
 
     async def reconnected() -> None:
@@ -170,13 +169,6 @@ async def run(server_url: str, stop: asyncio.Event | None = None) -> None:
 
     nc = await nats.connect(server_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                             name="k8n-apiserver", reconnected_cb=reconnected)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
     api = ApiServer(nc)
     holder.append(api)
     await api.start()
