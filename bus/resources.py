@@ -74,6 +74,12 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("Lease", "leases", "coordination.k8s.io", "v1", True, (), (), (), history=2),
 )
 
+# Not served by the API: a read-only view of the pods bound to each node, keyed
+# ``<node>.<namespace>.<name>`` so that an agent watches only its own node's pods
+# (``master/nodeview.py`` keeps it; ``bus.subjects.node_pods_namespace`` gives the key prefix).
+NODE_PODS = Resource("Pod", "nodepods", "", "v1", True, (), (), (), history=1)
+BUCKETS: tuple[Resource, ...] = RESOURCES + (NODE_PODS,)
+
 _BY_PLURAL = {r.plural: r for r in RESOURCES}
 _BY_KIND = {r.kind: r for r in RESOURCES}
 _NAMES: dict[str, Resource] = {}

@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from bus import codec, errors, subjects
-from bus.resources import RESOURCES, Resource
+from bus.resources import BUCKETS, Resource
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class NatsStore:
 
     # ---- buckets -----------------------------------------------------------------------------
 
-    async def ensure_buckets(self, resources: tuple[Resource, ...] = RESOURCES, replicas: int | None = None) -> None:
+    async def ensure_buckets(self, resources: tuple[Resource, ...] = BUCKETS, replicas: int | None = None) -> None:
         """Create every resource's bucket if missing (idempotent). ``replicas`` (default
         ``$K8N_KV_REPLICAS`` or 1) is the JetStream replication factor for a NATS cluster."""
         replicas = replicas or int(os.environ.get("K8N_KV_REPLICAS", "1"))
@@ -190,6 +190,14 @@ class NatsStore:
                 raise
             await self._raise_missing_or_conflict(res, namespace, name)
         return with_revision(body, rev)
+
+    async def put_key(self, res: Resource, key: str, obj: dict) -> int:
+        """A blind write of a derived view (never for API objects: they are CAS-only)."""
+        return await self._publish(subjects.kv_key_subject(res.plural, key), codec.pack(obj), {})
+
+    async def remove_key(self, res: Resource, key: str, final: dict) -> int:
+        """Delete a derived view's key, the marker carrying the final state."""
+        return await self._publish(subjects.kv_key_subject(res.plural, key), codec.pack(final), {KV_OP: KV_DEL})
 
     async def _raise_missing_or_conflict(self, res: Resource, namespace: str | None, name: str) -> None:
         last = await self._last(res, subjects.object_key(namespace, name))

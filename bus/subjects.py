@@ -95,6 +95,15 @@ def key_from_kv_subject(resource: str, subject: str) -> str:
     return subject[len(f"{KV_SUBJECT_PREFIX}{bucket(resource)}.") :]
 
 
+def node_pods_namespace(node: str) -> str:
+    """First key token of a node's pods in the node view bucket (``NODE_PODS``)."""
+    return encode_name(node)
+
+
+def node_pod_key(node: str, namespace: str, name: str) -> str:
+    return f"{encode_name(node)}.{namespace}.{encode_name(name)}"
+
+
 # ---- node-addressed subjects (agent) and metrics -------------------------------------------
 
 NODE_PREFIX = "k8n.node"

@@ -24,15 +24,30 @@ DataDirOpt = typer.Option(None, "--data-dir", envvar="K8N_DATA_DIR", help="data 
 def up(
     data_dir: Optional[str] = DataDirOpt,
     nats_port: int = typer.Option(4222, "--nats-port", help="port of the embedded NATS server (0: pick a free one)"),
+    no_agent: bool = typer.Option(False, "--no-agent", help="run no node agent (control plane only; no Docker needed)"),
 ) -> None:
-    """Run an all-in-one cluster in the foreground (embedded NATS, control plane)."""
-    raise typer.Exit(runner.up(data_dir, nats_port))
+    """Run an all-in-one cluster in the foreground (embedded NATS, control plane, a node agent)."""
+    raise typer.Exit(runner.up(data_dir, nats_port, with_agent=not no_agent))
 
 
 @app.command()
 def server(server_url: Optional[str] = ServerOpt, data_dir: Optional[str] = DataDirOpt) -> None:
     """Run the control plane alone against an existing NATS (``--server nats://...``)."""
     raise typer.Exit(runner.server(config.server_url(server_url, data_dir)))
+
+
+@app.command()
+def scheduler(
+    server_url: Optional[str] = ServerOpt,
+    data_dir: Optional[str] = DataDirOpt,
+    name: str = typer.Option("default-scheduler", "--name", help="the schedulerName this scheduler serves"),
+) -> None:
+    """Run a scheduler alone (e.g. a second one: pods pick it with spec.schedulerName)."""
+    import os
+    import sys
+
+    os.execv(sys.executable, [sys.executable, "-m", "master.scheduler",
+                              "--server", config.server_url(server_url, data_dir), "--name", name])
 
 
 def main() -> None:

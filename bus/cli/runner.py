@@ -130,7 +130,19 @@ def control_plane_argv(server: str) -> list[str]:
     return [sys.executable, "-m", "master", "--server", server]
 
 
-def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1") -> int:
+def agent_argv(server: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "node", "--server", server, *extra]
+
+
+def default_node_name() -> str:
+    """This host's name as a DNS-1123 subdomain (the all-in-one node's name)."""
+    import re
+
+    name = re.sub(r"[^a-z0-9.-]+", "-", socket.gethostname().lower()).strip("-.")
+    return name[:63] or "k8n-node"
+
+
+def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent: bool = True) -> int:
     import asyncio
 
     from bus.natsserver import NatsServer
@@ -168,6 +180,10 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1") -> int:
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
     children = [Child("control plane", control_plane_argv(nats_srv.url), logs / "control-plane.log")]
+    if with_agent:
+        node = default_node_name()
+        children.append(Child("node agent", agent_argv(nats_srv.url, [
+            "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit"]), logs / "agent.log"))
 
     def tick() -> bool:
         if not stopping:

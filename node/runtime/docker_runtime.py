@@ -103,6 +103,9 @@ class DockerRuntime:
             if "error" in msg:  # errors after the stream started come in the body
                 raise docker.errors.APIError(msg["error"], explanation=msg["error"])
 
+    async def image_present(self, image: str) -> bool:
+        return await self._local_image(normalize_image(image)) is not None
+
     async def ensure_image(self, image: str, pull_policy: str | None = None) -> str:
         """Make ``image`` present as ``pull_policy`` says and return its id; ``ImagePullError`` otherwise.
 
@@ -152,6 +155,11 @@ class DockerRuntime:
             await asyncio.shield(self.remove_sandbox(cid))
             raise
         return Sandbox(id=cid, netns_path=f"/proc/{pid}/ns/net", pid=pid)
+
+    async def sandbox(self, sandbox_id: str) -> Sandbox:
+        """The Sandbox of a running pause container (an agent adopting it after a restart)."""
+        st = await self.inspect(sandbox_id)
+        return Sandbox(sandbox_id, f"/proc/{st.pid}/ns/net", st.pid)
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         await self.remove_container(sandbox_id)

@@ -68,7 +68,7 @@ data: {{color: blue}}
 def cluster(tmp_path_factory):
     data = tmp_path_factory.mktemp("k8n-data")
     log = open(data.parent / f"{data.name}-up.log", "wb")
-    proc = subprocess.Popen([K8N, "up", "--data-dir", str(data), "--nats-port", "0"], stdout=log,
+    proc = subprocess.Popen([K8N, "up", "--data-dir", str(data), "--nats-port", "0", "--no-agent"], stdout=log,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while not (data / "cluster.json").exists():

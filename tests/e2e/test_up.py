@@ -110,7 +110,7 @@ class Up:
     def __init__(self, data: Path, log: Path, nats_port: int = 0) -> None:
         self.data, self.log_path = data, log
         self.log = open(log, "ab")
-        self.proc = subprocess.Popen([K8N, "up", "--data-dir", str(data), "--nats-port", str(nats_port)],
+        self.proc = subprocess.Popen([K8N, "up", "--data-dir", str(data), "--nats-port", str(nats_port), "--no-agent"],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=k8n_env(data),
                                      start_new_session=True)
         self.pgid = self.proc.pid
@@ -265,7 +265,7 @@ def test_busy_nats_port_fails_fast_with_a_clear_message(tmp_path, listening):
         if listening:
             s.listen()
         start = time.monotonic()
-        r = subprocess.run([K8N, "up", "--data-dir", str(data), "--nats-port", str(port)], capture_output=True,
+        r = subprocess.run([K8N, "up", "--data-dir", str(data), "--nats-port", str(port), "--no-agent"], capture_output=True,
                            text=True, env=k8n_env(data), timeout=60, start_new_session=True)
         took = time.monotonic() - start
     assert r.returncode != 0
@@ -282,7 +282,7 @@ def test_second_up_on_a_running_data_dir_refuses(start_up, tmp_path):
     up = start_up(data).wait_up()
     info = (data / "cluster.json").read_text()
     start = time.monotonic()
-    r = subprocess.run([K8N, "up", "--data-dir", str(data), "--nats-port", "0"], capture_output=True, text=True,
+    r = subprocess.run([K8N, "up", "--data-dir", str(data), "--nats-port", "0", "--no-agent"], capture_output=True, text=True,
                        env=k8n_env(data), timeout=60, start_new_session=True)
     assert r.returncode != 0
     assert time.monotonic() - start < 10

@@ -1,0 +1,102 @@
+"""Client side of the node-addressed calls (see ``node/services.py`` for the protocol):
+pod logs, exec and node stats, for the CLI and other programs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from bus import codec, errors, subjects
+
+KEEPALIVE_SECONDS = 5.0
+
+
+async def _node_of(client: Any, namespace: str, pod: str) -> str:
+    obj = await client.get("pods", pod, namespace)
+    node = (obj.get("spec") or {}).get("nodeName")
+    if not node:
+        raise errors.bad_request(f'pod "{pod}" is not scheduled to a node yet')
+    return node
+
+
+def _into(queue: asyncio.Queue):
+    async def cb(msg: Any) -> None:
+        queue.put_nowait(codec.unpack(msg.data))
+    return cb
+
+
+async def _call(client: Any, node: str, call: str, req: dict) -> dict:
+    try:
+        msg = await client.nc.request(subjects.node_call(node, call), codec.pack(req), timeout=10)
+    except Exception as e:
+        raise errors.unavailable(f"node {node} did not answer: {type(e).__name__}") from None
+    reply = codec.unpack(msg.data)
+    if int(reply.get("code", 500)) >= 400:
+        raise errors.ApiError.from_status(reply.get("body") or {"code": reply.get("code")})
+    return reply
+
+
+async def logs(client: Any, namespace: str, pod: str, container: str | None = None, follow: bool = False,
+               tail: int | None = None, previous: bool = False) -> AsyncIterator[bytes]:
+    node = await _node_of(client, namespace, pod)
+    inbox = client.nc.new_inbox()
+    queue: asyncio.Queue = asyncio.Queue()
+    sub = await client.nc.subscribe(inbox, cb=_into(queue))
+    try:
+        await _call(client, node, "logs", {"namespace": namespace, "pod": pod, "container": container,
+                                           "follow": follow, "tail": tail, "previous": previous, "inbox": inbox})
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except asyncio.TimeoutError:
+                await client.nc.publish(inbox + ".ctl", codec.pack({"keepalive": True}))
+                continue
+            if item.get("eof"):
+                return
+            yield item.get("data") or b""
+    finally:
+        try:
+            await client.nc.publish(inbox + ".ctl", codec.pack({"cancel": True}))
+            await sub.unsubscribe()
+        except Exception:
+            pass
+
+
+class ExecSession:
+    def __init__(self, client: Any, inbox: str, stdin_subject: str | None, queue: asyncio.Queue, sub: Any) -> None:
+        self.client, self.inbox, self.stdin_subject, self.queue, self.sub = client, inbox, stdin_subject, queue, sub
+        self.exit_code: int | None = None
+
+    async def write(self, data: bytes) -> None:
+        if self.stdin_subject:
+            await self.client.nc.publish(self.stdin_subject, codec.pack({"data": data}))
+
+    async def close_stdin(self) -> None:
+        if self.stdin_subject:
+            await self.client.nc.publish(self.stdin_subject, codec.pack({"eof": True}))
+
+    def __aiter__(self) -> "ExecSession":
+        return self
+
+    async def __anext__(self) -> tuple[str, bytes]:
+        item = await self.queue.get()
+        if "exit" in item:
+            self.exit_code = int(item["exit"])
+            await self.sub.unsubscribe()
+            raise StopAsyncIteration
+        return item.get("stream", "stdout"), item.get("data") or b""
+
+
+async def exec_(client: Any, namespace: str, pod: str, command: list[str], container: str | None = None,
+                stdin: bool = False, tty: bool = False) -> ExecSession:
+    node = await _node_of(client, namespace, pod)
+    inbox = client.nc.new_inbox()
+    queue: asyncio.Queue = asyncio.Queue()
+    sub = await client.nc.subscribe(inbox, cb=_into(queue))
+    reply = await _call(client, node, "exec", {"namespace": namespace, "pod": pod, "container": container,
+                                               "command": command, "stdin": stdin, "tty": tty, "inbox": inbox})
+    return ExecSession(client, inbox, reply.get("stdin"), queue, sub)
+
+
+async def stats(client: Any, node: str) -> dict:
+    return (await _call(client, node, "stats", {})).get("body") or {}

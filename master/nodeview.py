@@ -1,0 +1,114 @@
+"""The node view: a copy of every bound pod keyed ``<node>.<namespace>.<name>`` in the
+``nodepods`` bucket, so that each node agent watches only its own pods (its cost does not grow
+with the cluster). One ordered watch of the pods bucket feeds it; on start it is reconciled
+against a full list, so it converges after any crash.
+
+Objects in the view carry the view's own revision as resourceVersion: agents read it and write
+pods through the API with patches (never a CAS update with a view revision).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+
+from bus import errors, subjects
+from bus.resources import NODE_PODS, by_plural
+from bus.store import DELETED, NatsStore
+
+log = logging.getLogger(__name__)
+PODS = by_plural("pods")
+
+
+def _view_key(pod: dict) -> str | None:
+    node = (pod.get("spec") or {}).get("nodeName")
+    meta = pod.get("metadata") or {}
+    if not node or not meta.get("namespace") or not meta.get("name"):
+        return None
+    return subjects.node_pod_key(node, meta["namespace"], meta["name"])
+
+
+def _strip(pod: dict) -> dict:
+    meta = dict(pod.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    return {**pod, "metadata": meta}
+
+
+class NodeView:
+    def __init__(self, store: NatsStore) -> None:
+        self.store = store
+        self.current: dict[str, dict] = {}  # view key -> pod body as last written
+
+    async def reconcile(self) -> int:
+        """Make the view equal the pods bucket; returns the pods revision it reflects."""
+        pods, rv = await self.store.list(PODS)
+        view, _ = await self.store.list(NODE_PODS)
+        want = {k: _strip(p) for p in pods if (k := _view_key(p))}
+        have = {k: _strip(p) for p in view if (k := _view_key(p))}
+        for key, body in have.items():
+            if key not in want:
+                await self.store.remove_key(NODE_PODS, key, body)
+        for key, body in want.items():
+            if have.get(key) != body:
+                await self.store.put_key(NODE_PODS, key, body)
+        self.current = want
+        return rv
+
+    async def apply(self, etype: str, pod: dict) -> None:
+        key = _view_key(pod)
+        if key is None:
+            return
+        body = _strip(pod)
+        if etype == DELETED:
+            self.current.pop(key, None)
+            await self.store.remove_key(NODE_PODS, key, body)
+        elif self.current.get(key) != body:
+            self.current[key] = body
+            await self.store.put_key(NODE_PODS, key, body)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            watch = None
+            try:
+                rv = await self.reconcile()
+                watch = await self.store.watch(PODS, None, rv)
+                stopper = asyncio.create_task(stop.wait())
+                while not stop.is_set():
+                    nxt = asyncio.create_task(watch.__anext__())
+                    done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    if nxt not in done:
+                        nxt.cancel()
+                        break
+                    ev = nxt.result()
+                    await self.apply(ev.type, ev.object)
+                stopper.cancel()
+            except (errors.Gone, StopAsyncIteration):
+                log.info("node view: watch ended; reconciling again")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("node view failed; reconciling again")
+                await asyncio.sleep(1)
+            finally:
+                if watch is not None:
+                    await watch.stop()
+
+
+async def run(server_url: str, stop: asyncio.Event) -> None:
+    holder: list[NatsStore] = []
+
+    async def reconnected() -> None:
+        for s in holder:
+            await s.restart_watches()
+
+    nc = await nats.connect(server_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                            name="k8n-nodeview", reconnected_cb=reconnected)
+    store = NatsStore(nc)
+    holder.append(store)
+    await store.ensure_buckets()
+    try:
+        await NodeView(store).run(stop)
+    finally:
+        await nc.drain()

@@ -1,0 +1,69 @@
+"""``python -m node``: the node agent (what ``k8n agent`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="k8n agent", description="Run a k8n node agent (Docker, pod networking).")
+    p.add_argument("--name", default=os.environ.get("K8N_NODE_NAME") or socket.gethostname().lower())
+    p.add_argument("--server", default=os.environ.get("K8N_SERVER", "nats://127.0.0.1:4222"))
+    p.add_argument("--state-dir", default=None, help="default: <data dir>/nodes/<name>")
+    p.add_argument("--node-ip", default=None, help="InternalIP to report (default: the default route's source)")
+    p.add_argument("--pod-cidr", default=None, help="this node's pod range (default: assigned by the control plane)")
+    p.add_argument("--bridge", default=None, help="bridge name (default derived from the node name)")
+    p.add_argument("--lease-seconds", type=float, default=2.0)
+    p.add_argument("--status-seconds", type=float, default=10.0)
+    p.add_argument("--metrics-seconds", type=float, default=10.0)
+    p.add_argument("--backoff-initial", type=float, default=10.0, help="CrashLoopBackOff first delay (s)")
+    p.add_argument("--backoff-max", type=float, default=300.0, help="CrashLoopBackOff cap (s)")
+    p.add_argument("--pause-image", default="k8n/pause:3.9")
+    p.add_argument("--drain-on-exit", action="store_true",
+                   help="on a clean stop, remove this node's pod containers and networking")
+    p.add_argument("--hollow", type=int, default=0, help="run N simulated nodes instead (benchmarks only)")
+    p.add_argument("--log-level", default=os.environ.get("K8N_LOG_LEVEL", "INFO"))
+    return p.parse_args(argv)
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from node.agent import AgentConfig, default_state_dir, run
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    cfg = AgentConfig(
+        name=args.name, server=args.server,
+        state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(args.name),
+        node_ip=args.node_ip, pod_cidr=args.pod_cidr, bridge=args.bridge, lease_seconds=args.lease_seconds,
+        status_seconds=args.status_seconds, metrics_seconds=args.metrics_seconds,
+        backoff_initial=args.backoff_initial, backoff_max=args.backoff_max, pause_image=args.pause_image,
+        drain_on_exit=args.drain_on_exit)
+    await run(cfg, stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.hollow:
+        from node.hollow import main as hollow_main
+
+        hollow_main(["--server", args.server, "--count", str(args.hollow)])
+        return
+    try:
+        # the standard loop: pyroute2's netlink sockets need datagram endpoints uvloop lacks
+        asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""The node agent (kubelet): registers its Node, renews its Lease, runs the pods bound to it in
+Docker with pod networking, reports their status, and serves logs/exec/stats for them.
+
+It watches only its own pods (the node view bucket, keyed by node), so its cost does not grow
+with the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bus import errors, subjects
+from bus.client import ApiClient
+from bus.events import EventRecorder
+from bus.informer import Informer
+from bus.resources import NODE_PODS
+from node import nodeinfo
+from node.podworker import Instance, PodWorker
+from node.volumes import Volumes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    server: str
+    state_dir: Path
+    node_ip: str | None = None
+    pod_cidr: str | None = None  # else the control plane assigns one
+    cluster_cidr: str = "10.244.0.0/16"
+    bridge: str | None = None
+    lease_seconds: float = 2.0
+    status_seconds: float = 10.0
+    metrics_seconds: float = 10.0
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    resync_seconds: float = 10.0
+    relist_seconds: float = 1.0
+    pause_image: str = "k8n/pause:3.9"
+    drain_on_exit: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, client: ApiClient, runtime: Any = None, network: Any = None) -> None:
+        self.config = config
+        self.client = client
+        self.name = config.name
+        self.host_ip = config.node_ip or nodeinfo.host_ip()
+        if runtime is None:
+            from node.runtime import DockerRuntime
+
+            runtime = DockerRuntime(config.name, pause_image=config.pause_image,
+                                    state_dir=config.state_dir / "runtime")
+        self.runtime = runtime
+        self.network = network
+        self.recorder = EventRecorder(client, "kubelet", config.name)
+        self.volumes = Volumes(config.state_dir / "pods", self.get_object)
+        self.workers: dict[str, PodWorker] = {}
+        self.informer: Informer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._images: set[str] = set()
+        self._stopping = asyncio.Event()
+
+    # ---- helpers the pod workers use -----------------------------------------------------
+
+    async def get_object(self, resource: str, name: str, namespace: str) -> dict:
+        return await self.client.get(resource, name, namespace or None)
+
+    async def service_env(self, pod: dict) -> dict[str, str]:
+        return {}
+
+    async def image_present(self, image: str) -> bool:
+        if image in self._images:
+            return True
+        ok = await self.runtime.image_present(image)
+        if ok:
+            self._images.add(image)
+        return ok
+
+    async def sandbox_alive(self, sandbox: Any) -> bool:
+        """False only on evidence: the relist saw it exited, or saw it before and no longer."""
+        return sandbox.id not in self._dead_ids
+
+    def wake_at(self, uid: str, when: float) -> None:
+        old = self._timers.pop(uid, None)
+        if old:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - time.time())
+        self._timers[uid] = loop.call_later(delay + 0.01, self._wake, uid)
+
+    def _wake(self, uid: str) -> None:
+        self._timers.pop(uid, None)
+        w = self.workers.get(uid)
+        if w:
+            w.trigger()
+
+    def forget(self, uid: str) -> None:
+        self.workers.pop(uid, None)
+        t = self._timers.pop(uid, None)
+        if t:
+            t.cancel()
+
+    # ---- start / stop ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        node = await self.register()
+        cidr = await self.wait_pod_cidr(node)
+        if self.network is None:
+            from node.network import PodNetwork
+
+            self.network = PodNetwork(self.name, cidr, self.config.state_dir / "network", bridge=self.config.bridge)
+        await self.network.ensure_node()
+        self._dead_ids: set[str] = set()
+        self._tasks.append(asyncio.create_task(self._lease_loop(), name="lease"))
+        self._tasks.append(asyncio.create_task(self._status_loop(), name="node-status"))
+        self.informer = Informer(self.client.store, NODE_PODS, subjects.node_pods_namespace(self.name))
+        await self.informer.start()
+        await self.adopt()
+        self.informer.add_handler(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
+                                  on_delete=self._on_pod_deleted)
+        self._tasks.append(asyncio.create_task(self._relist_loop(), name="relist"))
+        from node.services import NodeServices
+
+        self.services = NodeServices(self)
+        await self.services.start()
+        self._tasks.append(asyncio.create_task(self.services.metrics_loop(), name="metrics"))
+        self._tasks.append(asyncio.create_task(self._routes_loop(), name="routes"))
+        log.info("agent %s ready: podCIDR %s, host IP %s", self.name, cidr, self.host_ip)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if getattr(self, "services", None):
+            await self.services.stop()
+        if self.informer:
+            await self.informer.stop()
+        workers = list(self.workers.values())
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        if self.config.drain_on_exit:
+            await asyncio.gather(*(self._drain(w) for w in workers), return_exceptions=True)
+            if self.network is not None:
+                await self.network.teardown()
+
+    async def _drain(self, w: PodWorker) -> None:
+        await w.kill_containers(grace=min(w.grace_seconds(), 5))
+        await w._remove_sandbox()
+        await self.network.detach(w.uid)
+
+    # ---- node object -------------------------------------------------------------------------
+
+    async def register(self) -> dict:
+        want = nodeinfo.node_object(self.name, self.host_ip, self.config.labels, self.config.pod_cidr)
+        while True:
+            try:
+                return await self.client.create(want)
+            except errors.AlreadyExists:
+                patch = {"metadata": {"labels": want["metadata"]["labels"]}, "status": want["status"]}
+                await self.client.patch("nodes", self.name, {"metadata": patch["metadata"]})
+                return await self.client.patch("nodes", self.name, {"status": patch["status"]}, subresource="status")
+            except errors.Unavailable:
+                await asyncio.sleep(0.5)
+
+    async def wait_pod_cidr(self, node: dict) -> str:
+        while True:
+            cidr = (node.get("spec") or {}).get("podCIDR")
+            if cidr:
+                return cidr
+            await asyncio.sleep(0.2)
+            node = await self.client.get("nodes", self.name)
+
+    async def _lease_loop(self) -> None:
+        lease_ns = "kube-node-lease"
+        lease: dict | None = None
+        while True:
+            now = nodeinfo.micro_time()
+            try:
+                if lease is None:
+                    try:
+                        lease = await self.client.get("leases", self.name, lease_ns)
+                    except errors.NotFound:
+                        lease = await self.client.create(nodeinfo.lease_object(self.name, now))
+                lease["spec"]["renewTime"] = now
+                lease["spec"]["holderIdentity"] = self.name
+                lease = await self.client.update(lease)
+            except errors.ApiError as e:
+                log.debug("lease renewal failed: %s", e)
+                lease = None
+            except Exception as e:
+                log.warning("lease renewal failed: %s", e)
+                lease = None
+            await asyncio.sleep(self.config.lease_seconds)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_seconds)
+            try:
+                await self.client.patch("nodes", self.name, {"status": nodeinfo.heartbeat_status(self.host_ip)},
+                                        subresource="status")
+            except Exception as e:
+                log.warning("node status update failed: %s", e)
+
+    async def _routes_loop(self) -> None:
+        """host-gw: a route to every other node's podCIDR via its InternalIP."""
+        nodes = Informer(self.client, "nodes")
+        nodes.add_handler(on_add=lambda o: None)
+        await nodes.start()
+        last: dict[str, str] | None = None
+        try:
+            while True:
+                peers = {}
+                for n in nodes.list():
+                    if n["metadata"]["name"] == self.name:
+                        continue
+                    cidr = (n.get("spec") or {}).get("podCIDR")
+                    ip = next((a["address"] for a in (n.get("status") or {}).get("addresses") or []
+                               if a.get("type") == "InternalIP"), None)
+                    if cidr and ip:
+                        peers[cidr] = ip
+                if peers != last:
+                    try:
+                        await self.network.sync_routes(peers)
+                        last = peers
+                    except Exception as e:
+                        log.warning("route sync failed: %s", e)
+                await asyncio.sleep(2)
+        finally:
+            await nodes.stop()
+
+    # ---- pods ------------------------------------------------------------------------------
+
+    def _on_pod(self, pod: dict) -> None:
+        uid = pod["metadata"]["uid"]
+        w = self.workers.get(uid)
+        if w is None:
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not \
+                    pod["metadata"].get("deletionTimestamp"):
+                pass  # a finished pod we never ran (agent restart): report as is
+            w = PodWorker(self, uid, pod)
+            self.workers[uid] = w
+            w.start()
+        else:
+            w.update(pod)
+
+    def _on_pod_deleted(self, pod: dict) -> None:
+        w = self.workers.get(pod["metadata"]["uid"])
+        if w is not None:
+            w.update(None)
+
+    async def adopt(self) -> None:
+        """After a restart: take over the containers of pods still bound here, remove the rest."""
+        containers = await self.runtime.list_containers()
+        pods = {o["metadata"]["uid"]: o for o in self.informer.list()} if self.informer else {}
+        by_pod: dict[str, list] = {}
+        for c in containers:
+            by_pod.setdefault(c.pod_uid, []).append(c)
+        for uid, cs in by_pod.items():
+            pod = pods.get(uid)
+            if pod is None:
+                await self._remove_orphans(uid, cs)
+                continue
+            w = PodWorker(self, uid, pod)
+            for c in sorted(cs, key=lambda c: c.attempt):
+                if c.container_name == "POD":
+                    if c.state == "running":
+                        w.sandbox = await self.runtime.sandbox(c.id)
+                        w.pod_ip = await self.network.attach(uid, w.sandbox.netns_path)
+                    else:
+                        await self.runtime.remove_sandbox(c.id)
+                    continue
+                inst = Instance(c.id, c.attempt, state=c.state)
+                prev = w.current.get(c.container_name)
+                if prev is not None:
+                    old = w.previous.get(c.container_name)
+                    if old is not None:
+                        await self.runtime.remove_container(old.id)
+                    w.previous[c.container_name] = prev
+                w.current[c.container_name] = inst
+            w.start_time = (pod.get("status") or {}).get("startTime")
+            if w.sandbox is not None:
+                for inst in w.current.values():
+                    await w._inspect(inst)
+                for c in w.spec.get("containers") or []:
+                    inst = w.current.get(c["name"])
+                    if inst is not None and inst.state == "running":
+                        w.start_probes(c, inst)
+            self.workers[uid] = w
+            w.start()
+            log.info("adopted pod %s (%d containers)", w.name, len(w.current))
+        await self.network.gc({uid for uid in pods})
+
+    async def _remove_orphans(self, uid: str, cs: list) -> None:
+        for c in cs:
+            try:
+                if c.container_name == "POD":
+                    await self.runtime.remove_sandbox(c.id)
+                else:
+                    await self.runtime.stop_container(c.id, 2)
+                    await self.runtime.remove_container(c.id)
+            except Exception as e:
+                log.warning("removing orphan container %s: %s", c.id[:12], e)
+        try:
+            await self.network.detach(uid)
+        except Exception:
+            pass
+        self.volumes.cleanup(uid)
+
+    async def _relist_loop(self) -> None:
+        """Like the kubelet's PLEG: notice containers that changed state and wake their pods."""
+        seen: dict[str, str] = {}
+        gone: set[str] = set()
+        while True:
+            try:
+                containers = await self.runtime.list_containers()
+                now: dict[str, str] = {}
+                for c in containers:
+                    now[c.id] = c.state
+                    if seen.get(c.id) != c.state:
+                        w = self.workers.get(c.pod_uid)
+                        if w is not None:
+                            inst = w.current.get(c.container_name)
+                            if inst is not None and inst.id == c.id and c.state != "running":
+                                inst.state, inst.inspected = c.state, False
+                            w.trigger()
+                gone |= seen.keys() - now.keys()
+                if len(gone) > 10000:
+                    gone = set(list(gone)[-5000:])
+                dead = {cid for cid, state in now.items() if state not in ("running", "created")} | gone
+                self._dead_ids = dead
+                for w in self.workers.values():
+                    if w.sandbox is not None and w.sandbox.id in dead:
+                        w.trigger()
+                seen = now
+            except Exception as e:
+                log.warning("container relist failed: %s", e)
+            await asyncio.sleep(self.config.relist_seconds)
+
+
+async def run(config: AgentConfig, stop: asyncio.Event) -> None:
+    client = await ApiClient.connect(config.server, name=f"k8n-agent-{config.name}")
+    agent = Agent(config, client)
+    try:
+        while not stop.is_set():
+            try:
+                await client.get("namespaces", "default")
+                break
+            except Exception:
+                await asyncio.sleep(0.3)
+        await agent.start()
+        await stop.wait()
+    finally:
+        await agent.stop()
+        await client.close()
+
+
+def default_state_dir(name: str) -> Path:
+    base = os.environ.get("K8N_DATA_DIR") or str(Path.home() / ".k8n")
+    return Path(base) / "nodes" / name

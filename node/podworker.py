@@ -1,0 +1,490 @@
+"""One worker per pod on this node: drives the pod's sandbox, network and containers toward its
+spec (init containers in order, restart policy with CrashLoopBackOff, probes) and writes its
+status. Level-triggered: every ``sync`` looks at the current state and does the next step."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from bus import errors
+from bus.events import NORMAL, WARNING
+from node.env import ConfigError, build_env
+from node.probes import LIVENESS, READINESS, STARTUP, ProbeWorker
+from node.status import RUNNING, TERMINATED, WAITING, ContainerView, pod_status
+from node.volumes import VolumeError
+
+if TYPE_CHECKING:
+    from node.agent import Agent
+
+log = logging.getLogger(__name__)
+RESET_BACKOFF_AFTER = 600.0  # a container that ran this long restarts without delay
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(ts: str | None) -> float:
+    if not ts:
+        return 0.0
+    try:
+        return datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
+@dataclass
+class Instance:
+    """One Docker container running (or having run) a Kubernetes container."""
+
+    id: str
+    attempt: int
+    state: str = "created"  # docker state: created / running / exited / ...
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+    image_id: str = ""
+    inspected: bool = False
+
+
+class PodWorker:
+    def __init__(self, agent: "Agent", uid: str, pod: dict) -> None:
+        self.agent = agent
+        self.uid = uid
+        self.pod: dict | None = pod
+        self.deleted = False  # gone from the API (not just terminating)
+        self.sandbox: Any = None
+        self.pod_ip = ""
+        self.start_time: str | None = None
+        self.volume_paths: dict[str, str] | None = None
+        self.current: dict[str, Instance] = {}  # container name -> latest instance
+        self.previous: dict[str, Instance] = {}  # container name -> instance before it
+        self.waiting: dict[str, tuple[str, str]] = {}  # container name -> (reason, message)
+        self.backoff: dict[str, tuple[float, float]] = {}  # name -> (not before, last delay)
+        self.probes: dict[tuple[str, str], ProbeWorker] = {}
+        self.init_failed = False
+        self.pod_reason = ""
+        self.pod_message = ""
+        self.last_status: dict | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.done = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"pod-{self.uid[:8]}")
+
+    def update(self, pod: dict | None) -> None:
+        if pod is None:
+            self.deleted = True
+        else:
+            self.pod = pod
+        self.trigger()
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop driving the pod (agent shutdown): containers keep running for adoption."""
+        for p in self.probes.values():
+            p.stop()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _loop(self) -> None:
+        while not self.done:
+            self._wake.clear()
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pod %s: sync failed", self.name)
+            if self.done:
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.agent.config.resync_seconds)
+            except asyncio.TimeoutError:
+                pass
+        self.agent.forget(self.uid)
+
+    @property
+    def name(self) -> str:
+        meta = (self.pod or {}).get("metadata") or {}
+        return f"{meta.get('namespace')}/{meta.get('name')}"
+
+    @property
+    def spec(self) -> dict:
+        return (self.pod or {}).get("spec") or {}
+
+    # ---- the sync step ---------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        pod = self.pod
+        if pod is None:
+            return
+        if self.deleted or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            await self.terminate()
+            return
+        if await self._terminal_and_settled():
+            await self.write_status()
+            return
+        if not await self.ensure_sandbox():
+            await self.write_status()
+            return
+        if self.volume_paths is None:
+            try:
+                self.volume_paths = await self.agent.volumes.prepare(pod)
+                self.pod_reason = self.pod_message = ""
+            except VolumeError as e:
+                await self.event(WARNING, e.reason, str(e))
+                self.pod_message = str(e)
+                await self.write_status()
+                return
+        await self.refresh_instances()
+        if await self.run_init_containers():
+            await self.run_app_containers()
+        await self.write_status()
+
+    async def _terminal_and_settled(self) -> bool:
+        """A pod that reached Succeeded/Failed is not restarted; nothing more to do."""
+        phase = ((self.last_status or {}).get("phase")) or (self.pod.get("status") or {}).get("phase")
+        return phase in ("Succeeded", "Failed") and self.last_status is not None
+
+    async def ensure_sandbox(self) -> bool:
+        rt = self.agent.runtime
+        if self.sandbox is not None and not await self.agent.sandbox_alive(self.sandbox):
+            await self.event(NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+            await self.kill_containers(grace=0)
+            await self._remove_sandbox()
+        if self.sandbox is None:
+            try:
+                await rt.ensure_image(self.agent.config.pause_image, "IfNotPresent")
+                self.sandbox = await rt.create_sandbox(self.pod)
+                self.pod_ip = await self.agent.network.attach(self.uid, self.sandbox.netns_path)
+            except Exception as e:
+                log.exception("pod %s: sandbox failed", self.name)
+                await self.event(WARNING, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
+                if self.sandbox is not None:
+                    await self._remove_sandbox()
+                return False
+            self.start_time = self.start_time or now_rfc3339()
+        return True
+
+    async def _remove_sandbox(self) -> None:
+        sb, self.sandbox = self.sandbox, None
+        if sb is not None:
+            try:
+                await self.agent.runtime.remove_sandbox(sb.id)
+            except Exception as e:
+                log.warning("pod %s: removing sandbox: %s", self.name, e)
+
+    async def refresh_instances(self) -> None:
+        for inst in list(self.current.values()):
+            if inst.state != "running" or not inst.inspected:
+                await self._inspect(inst)
+
+    async def _inspect(self, inst: Instance) -> None:
+        try:
+            st = await self.agent.runtime.inspect(inst.id)
+        except Exception:
+            inst.state, inst.exit_code, inst.inspected = "exited", inst.exit_code if inst.exit_code is not None else 137, True
+            return
+        inst.state = st.state
+        inst.exit_code = st.exit_code
+        inst.oom_killed = bool(st.oom_killed)
+        inst.started_at = st.started_at
+        inst.finished_at = st.finished_at
+        inst.image_id = getattr(st, "image_id", "") or inst.image_id
+        inst.inspected = True
+
+    # ---- containers ------------------------------------------------------------------------
+
+    async def run_init_containers(self) -> bool:
+        """True once every init container has succeeded."""
+        policy = self.spec.get("restartPolicy") or "Always"
+        for c in self.spec.get("initContainers") or []:
+            inst = self.current.get(c["name"])
+            if inst is None:
+                await self.start_container(c, init=True)
+                return False
+            if inst.state == "running" or inst.state == "created":
+                return False
+            if inst.exit_code == 0:
+                continue
+            if policy == "Never":
+                self.init_failed = True
+                return False
+            await self.maybe_restart(c, inst, init=True)
+            return False
+        return True
+
+    async def run_app_containers(self) -> None:
+        policy = self.spec.get("restartPolicy") or "Always"
+        for c in self.spec.get("containers") or []:
+            name = c["name"]
+            inst = self.current.get(name)
+            if inst is None:
+                await self.start_container(c)
+                continue
+            if inst.state == "running":
+                live = self.probes.get((name, LIVENESS))
+                if live is not None and live.result is False:
+                    await self.event(NORMAL, "Killing", f"Container {name} failed liveness probe, will be restarted",
+                                     name)
+                    await self.stop_instance(name, inst, self.grace_seconds())
+                    await self._inspect(inst)
+                else:
+                    continue
+            if inst.state in ("exited", "dead"):
+                if policy == "Always" or (policy == "OnFailure" and inst.exit_code != 0):
+                    await self.maybe_restart(c, inst)
+
+    async def maybe_restart(self, c: dict, inst: Instance, init: bool = False) -> None:
+        name = c["name"]
+        cfg = self.agent.config
+        not_before, delay = self.backoff.get(name, (0.0, 0.0))
+        ran = _epoch(inst.finished_at) - _epoch(inst.started_at)
+        if ran > RESET_BACKOFF_AFTER:
+            not_before, delay = 0.0, 0.0
+        now = time.time()
+        if now < not_before:
+            msg = f"back-off {int(delay)}s restarting failed container={name} pod={self.pod['metadata']['name']}_" \
+                  f"{self.pod['metadata'].get('namespace')}({self.uid})"
+            if self.waiting.get(name, ("",))[0] != "CrashLoopBackOff":
+                await self.event(WARNING, "BackOff", "Back-off restarting failed container " + name, name)
+            self.waiting[name] = ("CrashLoopBackOff", msg)
+            self.agent.wake_at(self.uid, not_before)
+            return
+        next_delay = cfg.backoff_initial if delay == 0 else min(cfg.backoff_max, delay * 2)
+        self.backoff[name] = (now + next_delay, next_delay)
+        await self.start_container(c, init=init)
+
+    def grace_seconds(self) -> int:
+        meta = (self.pod or {}).get("metadata") or {}
+        g = meta.get("deletionGracePeriodSeconds")
+        if g is None:
+            g = self.spec.get("terminationGracePeriodSeconds")
+        return 30 if g is None else int(g)
+
+    async def start_container(self, c: dict, init: bool = False) -> None:
+        name = c["name"]
+        rt = self.agent.runtime
+        image = c.get("image", "")
+        policy = c.get("imagePullPolicy") or "IfNotPresent"
+        prev = self.current.get(name)
+        attempt = 0 if prev is None else prev.attempt + 1
+        try:
+            present = await self.agent.image_present(image)
+            if not present or policy == "Always":
+                await self.event(NORMAL, "Pulling", f'Pulling image "{image}"', name)
+            await rt.ensure_image(image, policy)
+            if present:
+                await self.event(NORMAL, "Pulled", f'Container image "{image}" already present on machine', name)
+            else:
+                await self.event(NORMAL, "Pulled", f'Successfully pulled image "{image}"', name)
+        except Exception as e:
+            reason = getattr(e, "reason", "ErrImagePull")
+            first = self.waiting.get(name, ("",))[0] not in ("ErrImagePull", "ImagePullBackOff")
+            self.waiting[name] = (reason if first else "ImagePullBackOff",
+                                  str(e) if first else f'Back-off pulling image "{image}"')
+            await self.event(WARNING, "Failed", f'Failed to pull image "{image}": {e}' if first
+                             else f'Back-off pulling image "{image}"', name)
+            if reason == "ErrImagePull":
+                delay = self.backoff.get(name, (0.0, 0.0))[1]
+                delay = self.agent.config.backoff_initial if delay == 0 else min(self.agent.config.backoff_max, delay * 2)
+                self.backoff[name] = (time.time() + delay, delay)
+                self.agent.wake_at(self.uid, time.time() + delay)
+            return
+        try:
+            env = await build_env(self.pod, c, self.agent.get_object, self.agent.host_ip,
+                                  await self.agent.service_env(self.pod), self.pod_ip)
+        except ConfigError as e:
+            self.waiting[name] = ("CreateContainerConfigError", str(e))
+            await self.event(WARNING, "Failed", f"Error: {e}", name)
+            self.agent.wake_at(self.uid, time.time() + 2)
+            return
+        mounts = self.agent.volumes.mounts(c, self.volume_paths or {})
+        try:
+            cid = await rt.create_container(self.pod, c, self.sandbox, attempt, env, mounts, init=init)
+        except Exception as e:
+            self.waiting[name] = ("CreateContainerError", str(e))
+            await self.event(WARNING, "Failed", f"Error: {e}", name)
+            return
+        await self.event(NORMAL, "Created", f"Created container {name}", name)
+        try:
+            await rt.start_container(cid)
+        except Exception as e:
+            self.waiting[name] = ("RunContainerError", str(e))
+            await self.event(WARNING, "Failed", f"Error: failed to start container {name}: {e}", name)
+            return
+        await self.event(NORMAL, "Started", f"Started container {name}", name)
+        self.waiting.pop(name, None)
+        if prev is not None:
+            old = self.previous.get(name)
+            if old is not None:
+                asyncio.create_task(self._remove_quietly(old.id))
+            self.previous[name] = prev
+        inst = Instance(cid, attempt, state="running", started_at=now_rfc3339())
+        self.current[name] = inst
+        if not init:
+            self.start_probes(c, inst)
+
+    async def _remove_quietly(self, cid: str) -> None:
+        try:
+            await self.agent.runtime.remove_container(cid)
+        except Exception:
+            pass
+
+    def start_probes(self, c: dict, inst: Instance) -> None:
+        name = c["name"]
+        for kind in (LIVENESS, READINESS, STARTUP):
+            old = self.probes.pop((name, kind), None)
+            if old:
+                old.stop()
+            probe = c.get(f"{kind}Probe")
+            if probe:
+                w = ProbeWorker(kind, probe, c, self.agent.runtime, inst.id, lambda: self.pod_ip, self._probe_changed)
+                self.probes[(name, kind)] = w
+                if kind == STARTUP or (name, STARTUP) not in self.probes:
+                    w.start()
+
+    def _probe_changed(self, w: ProbeWorker) -> None:
+        name = w.container.get("name", "")
+        if w.kind == STARTUP and w.result:
+            for kind in (LIVENESS, READINESS):
+                p = self.probes.get((name, kind))
+                if p is not None and p._task is None:
+                    p.start()
+        if w.result is False and w.kind in (LIVENESS, READINESS, STARTUP):
+            asyncio.create_task(self.event(WARNING, "Unhealthy", f"{w.kind.capitalize()} probe failed: {w.message}",
+                                           name))
+            if w.kind == STARTUP:  # a failed startup probe kills like liveness
+                self.probes[(name, LIVENESS)] = w
+        self.trigger()
+
+    async def stop_instance(self, name: str, inst: Instance, grace: int) -> None:
+        for kind in (LIVENESS, READINESS, STARTUP):
+            p = self.probes.pop((name, kind), None)
+            if p:
+                p.stop()
+        try:
+            await self.agent.runtime.stop_container(inst.id, grace)
+        except Exception as e:
+            log.warning("pod %s: stopping %s: %s", self.name, name, e)
+
+    async def kill_containers(self, grace: int) -> None:
+        running = [(n, i) for n, i in self.current.items() if i.state in ("running", "created")]
+        for n, _ in running:
+            await self.event(NORMAL, "Killing", f"Stopping container {n}", n)
+        await asyncio.gather(*(self.stop_instance(n, i, grace) for n, i in running))
+        for inst in list(self.current.values()) + list(self.previous.values()):
+            await self._remove_quietly(inst.id)
+        self.current.clear()
+        self.previous.clear()
+
+    # ---- termination -----------------------------------------------------------------------
+
+    async def terminate(self) -> None:
+        await self.kill_containers(self.grace_seconds() if not self.deleted else min(self.grace_seconds(), 2))
+        await self._remove_sandbox()
+        try:
+            await self.agent.network.detach(self.uid)
+        except Exception as e:
+            log.warning("pod %s: network detach: %s", self.name, e)
+        self.agent.volumes.cleanup(self.uid)
+        if not self.deleted:
+            meta = self.pod["metadata"]
+            try:
+                await self.agent.client.delete("pods", meta["name"], meta.get("namespace"), grace_period_seconds=0,
+                                               preconditions={"uid": self.uid})
+            except (errors.NotFound, errors.Conflict):
+                pass
+        self.done = True
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def views(self, containers: list[dict], init: bool) -> list[ContainerView]:
+        out = []
+        for c in containers:
+            name = c["name"]
+            inst = self.current.get(name)
+            v = ContainerView(name=name, image=c.get("image", ""))
+            prev = self.previous.get(name)
+            if prev is not None and prev.state not in ("running", "created"):
+                v.last_terminated = _terminated(prev)
+            if inst is None:
+                initializing = not init and any(
+                    (i := self.current.get(ic["name"])) is None or i.exit_code != 0 or i.state == "running"
+                    for ic in self.spec.get("initContainers") or [])
+                v.reason, v.message = self.waiting.get(name, ("PodInitializing" if initializing else "ContainerCreating", ""))
+                out.append(v)
+                continue
+            v.container_id, v.image_id, v.restart_count = inst.id, inst.image_id, inst.attempt
+            if name in self.waiting:
+                v.reason, v.message = self.waiting[name]
+                v.last_terminated = _terminated(inst) if inst.state not in ("running", "created") else v.last_terminated
+                out.append(v)
+                continue
+            if inst.state in ("running", "created"):
+                v.state, v.started_at = RUNNING, inst.started_at
+                startup = self.probes.get((name, STARTUP))
+                v.started = startup is None or bool(startup.result)
+                ready = self.probes.get((name, READINESS))
+                v.ready = not init and v.started and (ready is None or ready.result is True)
+            else:
+                v.state = TERMINATED
+                t = _terminated(inst)
+                v.exit_code, v.reason, v.started_at, v.finished_at = t["exitCode"], t["reason"], t["startedAt"], \
+                    t["finishedAt"]
+            out.append(v)
+        return out
+
+    async def write_status(self) -> None:
+        if self.pod is None or self.done:
+            return
+        init = self.views(self.spec.get("initContainers") or [], True)
+        apps = self.views(self.spec.get("containers") or [], False)
+        status = pod_status(self.pod, init, apps, self.pod_ip, self.agent.host_ip, self.start_time,
+                            now_rfc3339(), self.init_failed, self.pod_reason, self.pod_message)
+        current = self.pod.get("status") or {}
+        if status == current or status == self.last_status:
+            self.last_status = status
+            return
+        meta = self.pod["metadata"]
+        try:
+            await self.agent.client.patch("pods", meta["name"], [{"op": "add", "path": "/status", "value": status}],
+                                          meta.get("namespace"), patch_type="json", subresource="status")
+            self.last_status = status
+        except errors.NotFound:
+            self.deleted = True
+            self.trigger()
+        except errors.ApiError as e:
+            log.warning("pod %s: status write failed: %s", self.name, e)
+
+    async def event(self, type_: str, reason: str, message: str, container: str | None = None) -> None:
+        if self.pod is None:
+            return
+        field = None
+        if container:
+            init = any(c.get("name") == container for c in self.spec.get("initContainers") or [])
+            field = f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
+        await self.agent.recorder.event(self.pod, type_, reason, message, field)
+
+
+def _terminated(inst: Instance) -> dict[str, Any]:
+    code = inst.exit_code if inst.exit_code is not None else 0
+    reason = "OOMKilled" if inst.oom_killed else ("Completed" if code == 0 else "Error")
+    return {"exitCode": code, "reason": reason, "startedAt": inst.started_at, "finishedAt": inst.finished_at,
+            "containerID": f"docker://{inst.id}"}

@@ -1,0 +1,249 @@
+"""Node-addressed calls over NATS (logs, exec, stats) and the metrics publisher.
+
+Protocol (msgpack; subjects from ``bus.subjects``):
+
+- ``k8n.node.<node>.logs`` request ``{namespace, pod, container?, follow, tail?, previous, inbox}`` →
+  reply ``{code: 200}`` or ``{code, body: Status}``; then messages on ``inbox``: ``{data: bytes}``…
+  and ``{eof: true}``. While following, the client sends ``{keepalive: true}`` (at least every
+  10 s) or ``{cancel: true}`` to ``<inbox>.ctl``.
+- ``k8n.node.<node>.exec`` request ``{namespace, pod, container?, command: [...], stdin, tty, inbox}`` →
+  reply ``{code: 200, stdin: <subject>}``; output on ``inbox`` as ``{stream: "stdout"|"stderr", data}``,
+  finally ``{exit: <code>}``; stdin chunks go to the ``stdin`` subject as ``{data}`` then ``{eof: true}``.
+- ``k8n.node.<node>.stats`` request ``{}`` → ``{code: 200, body: {node: NodeMetrics, pods: [PodMetrics]}}``.
+- Metrics are published every period on ``k8n.metrics.node.<node>`` (NodeMetrics) and
+  ``k8n.metrics.pod.<node>.<namespace>.<pod>`` (PodMetrics), shaped like metrics.k8s.io/v1beta1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bus import codec, errors, subjects
+from node.podworker import now_rfc3339
+
+if TYPE_CHECKING:
+    from node.agent import Agent
+
+log = logging.getLogger(__name__)
+KEEPALIVE_TIMEOUT = 30.0
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole host from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+def _memory_working_set() -> int:
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        k, _, v = line.partition(":")
+        info[k] = int(v.split()[0]) * 1024
+    return info.get("MemTotal", 0) - info.get("MemAvailable", 0)
+
+
+class NodeServices:
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+        self.nc = agent.client.nc
+        self._subs: list = []
+        self._tasks: set[asyncio.Task] = set()
+        self._last_cpu = _cpu_seconds()
+        self._last_t = time.monotonic()
+        self._container_cpu: dict[str, tuple[float, float]] = {}
+        self.latest: dict[str, Any] = {"node": None, "pods": []}
+
+    async def start(self) -> None:
+        for call, cb in (("logs", self._on_logs), ("exec", self._on_exec), ("stats", self._on_stats)):
+            self._subs.append(await self.nc.subscribe(subjects.node_call(self.agent.name, call), cb=self._spawn(cb)))
+
+    def _spawn(self, cb):
+        async def handler(msg):
+            t = asyncio.create_task(cb(msg))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+        return handler
+
+    async def stop(self) -> None:
+        for s in self._subs:
+            try:
+                await s.unsubscribe()
+            except Exception:
+                pass
+        for t in list(self._tasks):
+            t.cancel()
+
+    # ---- lookup ------------------------------------------------------------------------------
+
+    def _find(self, req: dict) -> tuple[Any, str, Any]:
+        ns, pod = req.get("namespace") or "default", req.get("pod")
+        for w in self.agent.workers.values():
+            meta = (w.pod or {}).get("metadata") or {}
+            if meta.get("name") == pod and meta.get("namespace") == ns:
+                spec = w.spec
+                names = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+                name = req.get("container") or ((spec.get("containers") or [{}])[0].get("name"))
+                if name not in names:
+                    raise errors.bad_request(f"container {name} is not valid for pod {pod}")
+                return w, name, w.current.get(name)
+        raise errors.not_found("pods", str(pod))
+
+    async def _reply(self, msg, body: dict) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, codec.pack(body))
+
+    # ---- logs --------------------------------------------------------------------------------
+
+    async def _on_logs(self, msg) -> None:
+        try:
+            req = codec.unpack(msg.data)
+            w, name, inst = self._find(req)
+            if req.get("previous"):
+                inst = w.previous.get(name)
+                if inst is None:
+                    raise errors.bad_request(f'previous terminated container "{name}" in pod "{req.get("pod")}" not found')
+            if inst is None:
+                raise errors.bad_request(f'container "{name}" in pod "{req.get("pod")}" is waiting to start: '
+                                         f'{w.waiting.get(name, ("ContainerCreating",))[0]}')
+        except errors.ApiError as e:
+            await self._reply(msg, {"code": e.code, "body": e.status()})
+            return
+        except Exception as e:
+            await self._reply(msg, {"code": 400, "body": errors.bad_request(str(e)).status()})
+            return
+        inbox = req["inbox"]
+        await self._reply(msg, {"code": 200})
+        follow = bool(req.get("follow")) and not req.get("previous")
+        cancel = asyncio.Event()
+        alive = [time.monotonic()]
+
+        async def on_ctl(m) -> None:
+            ctl = codec.unpack(m.data)
+            if ctl.get("cancel"):
+                cancel.set()
+            alive[0] = time.monotonic()
+
+        ctl_sub = await self.nc.subscribe(inbox + ".ctl", cb=on_ctl)
+
+        async def pump() -> None:
+            async for chunk in await self.agent.runtime.logs(inst.id, follow=follow, tail=req.get("tail")):
+                await self.nc.publish(inbox, codec.pack({"data": chunk}))
+
+        async def watchdog() -> None:
+            while not cancel.is_set():
+                await asyncio.sleep(2)
+                if follow and time.monotonic() - alive[0] > KEEPALIVE_TIMEOUT:
+                    cancel.set()
+
+        pump_t, dog_t, cancel_t = (asyncio.create_task(pump()), asyncio.create_task(watchdog()),
+                                   asyncio.create_task(cancel.wait()))
+        try:
+            await asyncio.wait({pump_t, cancel_t}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (pump_t, dog_t, cancel_t):
+                t.cancel()
+            await ctl_sub.unsubscribe()
+            await self.nc.publish(inbox, codec.pack({"eof": True}))
+
+    # ---- exec --------------------------------------------------------------------------------
+
+    async def _on_exec(self, msg) -> None:
+        try:
+            req = codec.unpack(msg.data)
+            w, name, inst = self._find(req)
+            if inst is None or inst.state != "running":
+                raise errors.bad_request(f'container {name} is not running')
+            cmd = [str(x) for x in req.get("command") or []]
+            if not cmd:
+                raise errors.bad_request("a command is required")
+            session = await self.agent.runtime.exec(inst.id, cmd, stdin=bool(req.get("stdin")), tty=bool(req.get("tty")))
+        except errors.ApiError as e:
+            await self._reply(msg, {"code": e.code, "body": e.status()})
+            return
+        except Exception as e:
+            await self._reply(msg, {"code": 500, "body": errors.internal(str(e)).status()})
+            return
+        inbox = req["inbox"]
+        stdin_subject = inbox + ".stdin"
+
+        async def on_stdin(m) -> None:
+            data = codec.unpack(m.data)
+            if data.get("data"):
+                await session.write_stdin(data["data"])
+            if data.get("eof"):
+                await session.close_stdin()
+
+        sub = await self.nc.subscribe(stdin_subject, cb=on_stdin) if req.get("stdin") else None
+        await self._reply(msg, {"code": 200, "stdin": stdin_subject if sub else None})
+        try:
+            async for stream, data in session:
+                await self.nc.publish(inbox, codec.pack({"stream": stream, "data": data}))
+            code = await session.exit_code()
+        except Exception as e:
+            log.warning("exec in %s failed: %s", name, e)
+            code = 126
+        finally:
+            if sub is not None:
+                await sub.unsubscribe()
+        await self.nc.publish(inbox, codec.pack({"exit": code}))
+
+    # ---- metrics -----------------------------------------------------------------------------
+
+    async def _on_stats(self, msg) -> None:
+        if self.latest["node"] is None:
+            await self.collect()
+        await self._reply(msg, {"code": 200, "body": self.latest})
+
+    async def collect(self) -> dict:
+        now_t = time.monotonic()
+        busy, total = _cpu_seconds()
+        lb, lt = self._last_cpu
+        cores = float(__import__("os").cpu_count() or 1)
+        frac = (busy - lb) / (total - lt) if total > lt else 0.0
+        self._last_cpu, self._last_t = (busy, total), now_t
+        ts = now_rfc3339()
+        window = f"{int(self.agent.config.metrics_seconds)}s"
+        node = {"kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {"name": self.agent.name},
+                "timestamp": ts, "window": window,
+                "usage": {"cpu": f"{int(frac * cores * 1e9)}n", "memory": f"{_memory_working_set() // 1024}Ki"}}
+        pods = []
+        for w in list(self.agent.workers.values()):
+            meta = (w.pod or {}).get("metadata") or {}
+            containers = []
+            for name, inst in list(w.current.items()):
+                if inst.state != "running":
+                    continue
+                try:
+                    st = await self.agent.runtime.stats(inst.id)
+                except Exception:
+                    continue
+                cpu_total = float(st.get("cpu_usage_ns") or 0)
+                prev = self._container_cpu.get(inst.id)
+                self._container_cpu[inst.id] = (cpu_total, now_t)
+                rate = (cpu_total - prev[0]) / (now_t - prev[1]) if prev and now_t > prev[1] else 0.0
+                mem = int(st.get("memory_working_set_bytes") or st.get("memory_usage_bytes") or 0)
+                containers.append({"name": name, "usage": {"cpu": f"{max(0, int(rate))}n", "memory": f"{mem // 1024}Ki"}})
+            if containers:
+                pods.append({"kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+                             "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+                             "timestamp": ts, "window": window, "containers": containers})
+        self.latest = {"node": node, "pods": pods}
+        return self.latest
+
+    async def metrics_loop(self) -> None:
+        while True:
+            try:
+                data = await self.collect()
+                await self.nc.publish(subjects.node_metrics(self.agent.name), codec.pack(data["node"]))
+                for p in data["pods"]:
+                    m = p["metadata"]
+                    await self.nc.publish(subjects.pod_metrics(self.agent.name, m["namespace"], m["name"]),
+                                          codec.pack(p))
+            except Exception as e:
+                log.warning("metrics collection failed: %s", e)
+            await asyncio.sleep(self.agent.config.metrics_seconds)

@@ -1,0 +1,309 @@
+"""The node agent on real Docker with real pod networking: pods run, talk, restart, report
+status, stop gracefully, survive an agent kill -9, and leave nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from bus import errors
+from bus.client import ApiClient
+from bus.proc import die_with_parent, stop_process
+from tests.conftest import wait_for_api
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for Docker and netlink")]
+
+IMAGE = "k8n/busybox:latest"
+
+
+def docker_ok() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+if not docker_ok():
+    pytestmark.append(pytest.mark.skip(reason="Docker engine not running (deploy/node-deps.sh starts it)"))
+
+
+class Cluster:
+    def __init__(self, url: str, tmp, node: str, cidr: str) -> None:
+        self.url, self.tmp, self.node, self.cidr = url, tmp, node, cidr
+        self.agent: subprocess.Popen | None = None
+        self.control: subprocess.Popen | None = None
+
+    def start_control(self) -> None:
+        out = open(self.tmp / "control.log", "ab")
+        self.control = subprocess.Popen([sys.executable, "-m", "master", "--server", self.url,
+                                         "--components", "apiserver,nodeview,controllers", "--log-level", "WARNING"],
+                                        stdout=out, stderr=out, preexec_fn=die_with_parent)
+
+    def start_agent(self) -> None:
+        out = open(self.tmp / "agent.log", "ab")
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "node", "--server", self.url, "--name", self.node, "--pod-cidr", self.cidr,
+             "--state-dir", str(self.tmp / "node"), "--backoff-initial", "1", "--backoff-max", "4",
+             "--lease-seconds", "1", "--metrics-seconds", "1", "--log-level", "INFO", "--drain-on-exit"],
+            stdout=out, stderr=out, preexec_fn=die_with_parent)
+
+
+@pytest.fixture
+async def cluster(nats_server, tmp_path):
+    node = f"t{uuid.uuid4().hex[:8]}"
+    third = 100 + int(node[1:3], 16) % 100
+    c = Cluster(nats_server.url, tmp_path, node, f"10.244.{third}.0/24")
+    c.start_control()
+    await wait_for_api(nats_server.url)
+    c.start_agent()
+    client = await ApiClient.connect(nats_server.url)
+    c.client = client
+    await wait_until(lambda: node_ready(client, node), 30, "node registered and Ready")
+    yield c
+    for pod in (await client.list("pods"))[0]:
+        try:
+            await client.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"], grace_period_seconds=0)
+        except errors.ApiError:
+            pass
+    await wait_until(lambda: no_containers(node), 30, "pod containers removed")
+    if c.agent and c.agent.poll() is None:
+        c.agent.send_signal(signal.SIGTERM)
+        c.agent.wait(30)
+    stop_process(c.control)
+    await client.close()
+    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}"],
+                               capture_output=True, text=True).stdout.split()
+    if leftovers:
+        subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True)
+    assert not leftovers, f"containers leaked: {leftovers}"
+
+
+async def node_ready(client: ApiClient, node: str) -> bool:
+    try:
+        n = await client.get("nodes", node)
+    except errors.NotFound:
+        return False
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions", []))
+
+
+async def no_containers(node: str) -> bool:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}"],
+                         capture_output=True, text=True).stdout
+    return not out.strip()
+
+
+async def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def pod(name: str, node: str, containers: list[dict], **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2, "containers": containers, **spec}}
+
+
+def ctr(name: str, script: str, **extra) -> dict:
+    return {"name": name, "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script], **extra}
+
+
+async def phase_of(client, name):
+    p = await client.get("pods", name)
+    return p.get("status", {}).get("phase")
+
+
+async def status_of(client, name, container=None):
+    p = await client.get("pods", name)
+    for cs in p.get("status", {}).get("containerStatuses") or []:
+        if container is None or cs["name"] == container:
+            return cs
+    return None
+
+
+async def test_two_containers_share_localhost_and_the_node_reaches_the_pod(cluster):
+    c = cluster.client
+    await c.create(pod("web", cluster.node, [
+        ctr("server", "httpd -f -p 8080 -h /var/www", ports=[{"name": "http", "containerPort": 8080}],
+            readinessProbe={"tcpSocket": {"port": "http"}, "periodSeconds": 1}),
+        ctr("client", "sleep 1; while true; do timeout 3 wget -qO- http://127.0.0.1:8080/ && sleep 30; sleep 1; done"),
+    ]))
+    p = await wait_until(lambda: _ready_pod(c, "web"), 30, "pod Ready")
+    ip = p["status"]["podIP"]
+    assert ip.startswith(cluster.cidr.rsplit(".", 2)[0])
+    body = urllib.request.urlopen(f"http://{ip}:8080/", timeout=5).read().decode()
+    assert "k8n busybox" in body
+    from bus import nodeclient
+
+    async def client_saw_it():
+        out = b"".join([chunk async for chunk in nodeclient.logs(c, "default", "web", "client")])
+        return b"k8n busybox" in out
+
+    await wait_until(client_saw_it, 20, "the client container to fetch the page over localhost")
+
+
+async def _ready_pod(c, name):
+    p = await c.get("pods", name)
+    conds = {x["type"]: x["status"] for x in p.get("status", {}).get("conditions") or []}
+    return p if conds.get("Ready") == "True" and p["status"].get("podIP") else None
+
+
+async def test_env_from_field_secret_and_configmap_and_exec(cluster):
+    c = cluster.client
+    await c.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"},
+                    "data": {"password": base64.b64encode(b"hunter2").decode()}})
+    await c.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm1"}, "data": {"color": "blue"}})
+    await c.create(pod("envs", cluster.node, [ctr("main", "sleep 3600", env=[
+        {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "password"}}},
+        {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cm1", "key": "color"}}},
+        {"name": "GREETING", "value": "hi $(COLOR)"},
+    ])]))
+    p = await wait_until(lambda: _ready_pod(c, "envs"), 30, "pod Ready")
+    from bus import nodeclient
+
+    session = await nodeclient.exec_(c, "default", "envs", ["env"])
+    out = b"".join([d async for _s, d in session]).decode()
+    assert session.exit_code == 0
+    assert "MY_POD=envs" in out and f"MY_NODE={cluster.node}" in out and "PASSWORD=hunter2" in out
+    assert "COLOR=blue" in out and "GREETING=hi blue" in out and f"MY_IP={p['status']['podIP']}" in out
+    session = await nodeclient.exec_(c, "default", "envs", ["sh", "-c", "echo oops >&2; exit 3"])
+    chunks = [(s, d) async for s, d in session]
+    assert session.exit_code == 3 and ("stderr", b"oops\n") in chunks
+    session = await nodeclient.exec_(c, "default", "envs", ["cat"], stdin=True)
+    await session.write(b"piped through\n")
+    await session.close_stdin()
+    out = b"".join([d async for _s, d in session])
+    assert out == b"piped through\n" and session.exit_code == 0
+
+
+async def test_liveness_failure_restarts_and_crash_loops_back_off(cluster):
+    c = cluster.client
+    await c.create(pod("live", cluster.node, [ctr("main", "touch /tmp/ok; sleep 3600", livenessProbe={
+        "exec": {"command": ["sh", "-c", "test -f /tmp/ok && rm /tmp/ok"]}, "periodSeconds": 1,
+        "failureThreshold": 1})]))
+    await wait_until(lambda: _restarts(c, "live", 1), 40, "a liveness restart")
+    await c.create(pod("crash", cluster.node, [ctr("main", "echo crashing; exit 1")]))
+    st = await wait_until(lambda: _waiting(c, "crash", "CrashLoopBackOff"), 40, "CrashLoopBackOff")
+    assert st["lastState"]["terminated"]["exitCode"] == 1
+    p = await c.get("pods", "crash")
+    assert p["status"]["phase"] == "Running"  # restartPolicy Always: restarting, not failed
+    events, _ = await c.list("events", "default", field_selector="involvedObject.name=crash")
+    assert "BackOff" in {e["reason"] for e in events}
+
+
+async def _restarts(c, name, n):
+    st = await status_of(c, name)
+    return st and st["restartCount"] >= n
+
+
+async def _waiting(c, name, reason):
+    st = await status_of(c, name)
+    return st if st and st["state"].get("waiting", {}).get("reason") == reason else None
+
+
+async def test_restart_policies_and_init_containers(cluster):
+    c = cluster.client
+    await c.create(pod("never", cluster.node, [ctr("main", "exit 2")], restartPolicy="Never"))
+    await c.create(pod("onfail", cluster.node, [ctr("main", "exit 0")], restartPolicy="OnFailure"))
+    await c.create(pod("init", cluster.node, [ctr("main", "cat /work/order; sleep 3600",
+                                                   volumeMounts=[{"name": "w", "mountPath": "/work"}])],
+                       initContainers=[ctr("first", "echo first >> /work/order",
+                                           volumeMounts=[{"name": "w", "mountPath": "/work"}]),
+                                       ctr("second", "echo second >> /work/order",
+                                           volumeMounts=[{"name": "w", "mountPath": "/work"}])],
+                       volumes=[{"name": "w", "emptyDir": {}}]))
+    await wait_until(lambda: _phase_is(c, "never", "Failed"), 30, "Never + exit 2 -> Failed")
+    st = await status_of(c, "never")
+    assert st["state"]["terminated"]["exitCode"] == 2 and st["restartCount"] == 0
+    await wait_until(lambda: _phase_is(c, "onfail", "Succeeded"), 30, "OnFailure + exit 0 -> Succeeded")
+    await wait_until(lambda: _ready_pod(c, "init"), 30, "init pod Ready")
+    from bus import nodeclient
+
+    out = b"".join([x async for x in nodeclient.logs(c, "default", "init")])
+    assert out == b"first\nsecond\n"
+    p = await c.get("pods", "init")
+    assert [s["state"]["terminated"]["reason"] for s in p["status"]["initContainerStatuses"]] == ["Completed"] * 2
+
+
+async def _phase_is(c, name, phase):
+    return (await phase_of(c, name)) == phase
+
+
+async def test_missing_image_is_err_image_pull(cluster):
+    c = cluster.client
+    await c.create(pod("noimg", cluster.node, [{"name": "main", "image": "no.such/image:1", "imagePullPolicy": "IfNotPresent"}]))
+    st = await wait_until(lambda: _waiting_any(c, "noimg", {"ErrImagePull", "ImagePullBackOff"}), 60, "image pull error")
+    assert st["state"]["waiting"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    await wait_until(lambda: _waiting(c, "noimg", "ImagePullBackOff"), 30, "ImagePullBackOff")
+    assert (await phase_of(c, "noimg")) == "Pending"
+
+
+async def _waiting_any(c, name, reasons):
+    st = await status_of(c, name)
+    return st if st and st["state"].get("waiting", {}).get("reason") in reasons else None
+
+
+async def test_graceful_deletion_runs_the_sigterm_handler(cluster, tmp_path):
+    c = cluster.client
+    marker = tmp_path / "term"
+    marker.mkdir()
+    await c.create(pod("graceful", cluster.node, [ctr(
+        "main", "trap 'echo got-term > /out/term; exit 0' TERM; while true; do sleep 0.2; done",
+        volumeMounts=[{"name": "out", "mountPath": "/out"}])],
+        volumes=[{"name": "out", "hostPath": {"path": str(marker)}}], terminationGracePeriodSeconds=10))
+    await wait_until(lambda: _ready_pod(c, "graceful"), 30, "pod Ready")
+    t0 = time.monotonic()
+    await c.delete("pods", "graceful")
+    p = await c.get("pods", "graceful")
+    assert p["metadata"]["deletionTimestamp"]  # terminating first, removed by the agent
+    await wait_until(lambda: _gone(c, "graceful"), 30, "pod object removed")
+    assert (marker / "term").read_text().strip() == "got-term"
+    assert time.monotonic() - t0 < 9  # the handler ran; no wait for the full grace period
+
+
+async def _gone(c, name):
+    try:
+        await c.get("pods", name)
+        return False
+    except errors.NotFound:
+        return True
+
+
+async def test_agent_kill_9_adopts_running_pods(cluster):
+    c = cluster.client
+    await c.create(pod("keep", cluster.node, [ctr("main", "sleep 3600")]))
+    await c.create(pod("drop", cluster.node, [ctr("main", "sleep 3600")]))
+    await wait_until(lambda: _ready_pod(c, "keep"), 30, "keep Ready")
+    await wait_until(lambda: _ready_pod(c, "drop"), 30, "drop Ready")
+    before = await status_of(c, "keep")
+    ip_before = (await c.get("pods", "keep"))["status"]["podIP"]
+    cluster.agent.send_signal(signal.SIGKILL)
+    cluster.agent.wait()
+    await c.delete("pods", "drop", grace_period_seconds=0)  # deleted while the agent is down
+    cluster.start_agent()
+    await wait_until(lambda: _no_container_of(cluster.node, "drop"), 30, "the deleted pod's containers removed")
+    await asyncio.sleep(3)
+    after = await status_of(c, "keep")
+    assert after["containerID"] == before["containerID"] and after["restartCount"] == 0
+    assert (await c.get("pods", "keep"))["status"]["podIP"] == ip_before
+
+
+async def _no_container_of(node, pod_name):
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}",
+                          "--filter", f"label=io.k8n.pod.name={pod_name}"], capture_output=True, text=True).stdout
+    return not out.strip()

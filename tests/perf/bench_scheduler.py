@@ -1,0 +1,198 @@
+"""Scheduling throughput: pods created through the API until a watch sees them bound.
+
+Run:  python -m tests.perf.bench_scheduler                          (100 nodes, then 1,000 nodes; 10,000 pods each)
+      python -m tests.perf.bench_scheduler --nodes 1000 --pods 10000  (one configuration)
+
+Each configuration starts its own nats-server, one apiserver process (``python -m master --components
+apiserver``), the scheduler in its own process (``python -m master.scheduler``) and the hollow nodes
+in their own process (``python -m node.hollow``); the pod creators (``--concurrency`` requests in
+flight) and the watch run in this process. create → bound is measured from the moment a create is
+sent to the moment the watch delivers the pod with ``spec.nodeName`` set. Prints figures with their
+conditions; not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bus import aio
+from bus.client import ApiClient
+from bus.natsserver import NatsServer
+from bus.proc import die_with_parent, stop_process
+from tests.conftest import wait_for_api
+
+
+def pod(i: int) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"bench-{i:06d}", "namespace": "default", "labels": {"app": "bench"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "bench",
+                                              "uid": f"bench-rs-{i % 10}", "controller": True}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+
+
+def spawn(argv: list[str], log: Path, profile: bool = False) -> subprocess.Popen:
+    """A child process; ``profile``: under cProfile, stats written next to its log on exit."""
+    out = open(log, "ab")
+    if profile:
+        argv = ["-m", "cProfile", "-o", str(log.with_suffix(".prof")), *argv]
+    return subprocess.Popen([sys.executable, *argv], stdout=out, stderr=out, preexec_fn=die_with_parent,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_nodes(client: ApiClient, n: int, timeout: float = 300.0) -> float:
+    t0 = time.monotonic()
+    while True:
+        items, _ = await client.list("nodes")
+        if len(items) >= n:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"only {len(items)}/{n} hollow nodes registered")
+        await asyncio.sleep(0.5)
+
+
+async def wait_bound(client: ApiClient, name: str, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while not (await client.get("pods", name)).get("spec", {}).get("nodeName"):
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{name} was never bound: is the scheduler running?")
+        await asyncio.sleep(0.2)
+
+
+async def measure(client: ApiClient, n_pods: int, concurrency: int) -> dict:
+    sent: dict[str, float] = {}
+    bound: dict[str, float] = {}
+    _, rv = await client.list("pods", "default")
+    watch = await client.watch("pods", "default", since=rv)
+    done = asyncio.Event()
+
+    async def watcher() -> None:
+        async for ev in watch:
+            o = ev.object
+            name = o["metadata"]["name"]
+            if name not in bound and (o.get("spec") or {}).get("nodeName") and name.startswith("bench-"):
+                bound[name] = time.monotonic()
+                if len(bound) >= n_pods:
+                    done.set()
+                    return
+
+    wtask = asyncio.create_task(watcher())
+    next_i = 0
+    created_at: list[float] = []
+
+    async def creator() -> None:
+        nonlocal next_i
+        while next_i < n_pods:
+            i = next_i
+            next_i += 1
+            body = pod(i)
+            sent[body["metadata"]["name"]] = time.monotonic()
+            await client.create(body)
+            created_at.append(time.monotonic())
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(creator() for _ in range(concurrency)))
+    t_created = time.monotonic()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=max(120.0, n_pods / 50))
+    except asyncio.TimeoutError:
+        pass
+    t_end = time.monotonic()
+    wtask.cancel()
+    await watch.stop()
+    lat = sorted(bound[k] - sent[k] for k in bound)
+    last = max(bound.values()) if bound else t_end
+    seconds = int(last - t0)
+    per_second = [0] * (seconds + 1)
+    for t in bound.values():
+        per_second[int(t - t0)] += 1
+    full = per_second[1:seconds] or per_second  # skip the ramp-up second and the partial last one
+    return {"bound": len(bound), "created": len(created_at), "elapsed": last - t0,
+            "create_rate": len(created_at) / (t_created - t0), "rate": len(bound) / (last - t0),
+            "slowest_second": min(full), "fastest_second": max(full),
+            "p50": statistics.median(lat) if lat else float("nan"),
+            "p99": lat[int(0.99 * (len(lat) - 1))] if lat else float("nan")}
+
+
+async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: bool, profile: tuple = ()) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-sched-"))
+    srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    srv.start()
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(spawn(["-m", "master", "--server", srv.url, "--components", "apiserver", "--log-level",
+                            "WARNING"], tmp / "apiserver.log", profile="apiserver" in profile))
+        await wait_for_api(srv.url)
+        client = await ApiClient.connect(srv.url)
+        client.timeout = 30.0
+        procs.append(spawn(["-m", "node.hollow", "--server", srv.url, "--count", str(n_nodes), "--log-level",
+                            "WARNING"], tmp / "hollow.log", profile="hollow" in profile))
+        reg = await wait_nodes(client, n_nodes)
+        procs.append(spawn(["-m", "master.scheduler", "--server", srv.url, "--log-level", "INFO"],
+                           tmp / "scheduler.log", profile="scheduler" in profile))
+        probe = pod(n_pods + 1)
+        probe["metadata"]["name"] = "probe"
+        await client.create(probe)
+        await wait_bound(client, "probe")
+        named = {"nats-server": srv.proc.pid, "apiserver": procs[0].pid, "hollow": procs[1].pid,
+                 "scheduler": procs[2].pid, "load+watch": os.getpid()}
+        cpu0 = {k: cpu_seconds(v) for k, v in named.items()}
+        r = await measure(client, n_pods, concurrency)
+        cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in named.items()}
+        items, _ = await client.list("pods", "default")
+        running = sum(1 for p in items if (p.get("status") or {}).get("phase") == "Running")
+        nodes_used = len({p["spec"].get("nodeName") for p in items if p["spec"].get("nodeName")})
+        await client.close()
+        print(f"\n== {n_nodes} hollow nodes, {n_pods} pods ==")
+        print(f"  conditions: {os.cpu_count()} cores, {platform.python_implementation()} "
+              f"{platform.python_version()}; processes: nats-server, apiserver, scheduler, hollow nodes "
+              f"({n_nodes} in 1 process, registered in {reg:.1f}s), load generator + watch "
+              f"({concurrency} creates in flight)")
+        print(f"  bound {r['bound']}/{n_pods} in {r['elapsed']:.1f}s -> {r['rate']:.0f} pods/s average "
+              f"(create -> bound); slowest second {r['slowest_second']} pods, fastest {r['fastest_second']}")
+        print(f"  create throughput meanwhile {r['create_rate']:.0f} creates/s; create->bound latency "
+              f"p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms")
+        print("  CPU seconds used during the measurement: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+        print(f"  pods on {nodes_used} distinct nodes; {running} Running (hollow) when measured")
+    finally:
+        for p in reversed(procs):
+            stop_process(p)
+        srv.stop()
+        if keep_logs:
+            print(f"  logs: {tmp}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, help="one configuration with this many hollow nodes "
+                                               "(default: 100, then 1000)")
+    ap.add_argument("--pods", type=int, default=10000)
+    ap.add_argument("--concurrency", type=int, default=256, help="creates in flight")
+    ap.add_argument("--keep-logs", action="store_true")
+    ap.add_argument("--profile", default="", help="comma-separated processes to run under cProfile "
+                                                 "(scheduler, apiserver, hollow); implies --keep-logs")
+    args = ap.parse_args()
+    profile = tuple(x for x in args.profile.split(",") if x)
+    for n in ([args.nodes] if args.nodes else [100, 1000]):
+        aio.run(run_config(n, args.pods, args.concurrency, args.keep_logs or bool(profile), profile))
+
+
+if __name__ == "__main__":
+    main()
