@@ -75,7 +75,7 @@ class NatsServer:
         conf.write_text(self._config())
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out,
-                                     preexec_fn=die_with_parent)
+                                     preexec_fn=die_with_parent, process_group=0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

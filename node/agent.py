@@ -154,7 +154,7 @@ class Agent:
                 await self.network.teardown()
 
     async def _drain(self, w: PodWorker) -> None:
-        await w.kill_containers(grace=min(w.grace_seconds(), 5))
+        await w.kill_containers(grace=min(w.grace_seconds(), 5), quiet=True)
         await w._remove_sandbox()
         await self.network.detach(w.uid)
 

@@ -384,10 +384,11 @@ class PodWorker:
         except Exception as e:
             log.warning("pod %s: stopping %s: %s", self.name, name, e)
 
-    async def kill_containers(self, grace: int) -> None:
+    async def kill_containers(self, grace: int, quiet: bool = False) -> None:
         running = [(n, i) for n, i in self.current.items() if i.state in ("running", "created")]
         for n, _ in running:
-            await self.event(NORMAL, "Killing", f"Stopping container {n}", n)
+            if not quiet:
+                await self.event(NORMAL, "Killing", f"Stopping container {n}", n)
         await asyncio.gather(*(self.stop_instance(n, i, grace) for n, i in running))
         for inst in list(self.current.values()) + list(self.previous.values()):
             await self._remove_quietly(inst.id)

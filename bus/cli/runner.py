@@ -40,7 +40,8 @@ class Child:
 
     def start(self) -> None:
         out = open(self.log_path, "ab") if self.log_path else None
-        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, preexec_fn=die_with_parent,
+                                     process_group=0)  # terminal signals reach only the runner
 
     def check(self) -> None:
         if self.proc is None or self.proc.poll() is None:
