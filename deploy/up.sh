@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install.sh
 bash deploy/node-deps.sh
-exec "${PYTHON:-python3}" -m bus.cli.main up "$@"
+exec "${PYTHON:-python3}" -m bus.cli up "$@"

@@ -56,6 +56,3 @@ def main() -> None:
 
 # client verbs (apply, get, ...) register on `app` when imported
 from bus.cli import verbs  # noqa: E402,F401
-
-if __name__ == "__main__":
-    main()

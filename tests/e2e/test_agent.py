@@ -42,16 +42,21 @@ class Cluster:
     def start_control(self) -> None:
         out = open(self.tmp / "control.log", "ab")
         self.control = subprocess.Popen([sys.executable, "-m", "master", "--server", self.url,
-                                         "--components", "apiserver,nodeview,controllers", "--log-level", "WARNING"],
+                                         "--components", "apiserver,nodeview,controllers,scheduler",
+                                         "--log-level", "WARNING"],
                                         stdout=out, stderr=out, preexec_fn=die_with_parent)
 
-    def start_agent(self) -> None:
-        out = open(self.tmp / "agent.log", "ab")
-        self.agent = subprocess.Popen(
-            [sys.executable, "-m", "node", "--server", self.url, "--name", self.node, "--pod-cidr", self.cidr,
-             "--state-dir", str(self.tmp / "node"), "--backoff-initial", "1", "--backoff-max", "4",
+    def start_agent(self, node: str | None = None, cidr: str | None = None) -> subprocess.Popen:
+        node, cidr = node or self.node, cidr or self.cidr
+        out = open(self.tmp / f"agent-{node}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node", "--server", self.url, "--name", node, "--pod-cidr", cidr,
+             "--state-dir", str(self.tmp / node), "--backoff-initial", "1", "--backoff-max", "4",
              "--lease-seconds", "1", "--metrics-seconds", "1", "--log-level", "INFO", "--drain-on-exit"],
             stdout=out, stderr=out, preexec_fn=die_with_parent)
+        if node == self.node:
+            self.agent = proc
+        return proc
 
 
 @pytest.fixture
@@ -307,3 +312,88 @@ async def _no_container_of(node, pod_name):
     out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}",
                           "--filter", f"label=io.k8n.pod.name={pod_name}"], capture_output=True, text=True).stdout
     return not out.strip()
+
+
+async def test_scheduled_pod_runs_and_cli_logs_follow_and_exec(cluster):
+    c = cluster.client
+    await c.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talk", "namespace": "default"},
+                    "spec": {"containers": [ctr("main", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done")],
+                             "terminationGracePeriodSeconds": 1}})
+    p = await wait_until(lambda: _ready_pod(c, "talk"), 30, "the scheduler to place the pod and the agent to run it")
+    assert p["spec"]["nodeName"] == cluster.node
+    events, _ = await c.list("events", "default", field_selector="involvedObject.name=talk")
+    reasons = {e["reason"] for e in events}
+    assert {"Scheduled", "Pulled", "Created", "Started"} <= reasons
+    env = {**os.environ, "K8N_SERVER": cluster.url}
+    k8n = [sys.executable, "-m", "bus.cli"]
+    follow = subprocess.Popen([*k8n, "logs", "-f", "talk"], stdout=subprocess.PIPE, env=env)
+    lines = [follow.stdout.readline() for _ in range(3)]
+    follow.terminate()
+    follow.wait(10)
+    assert all(line.startswith(b"line-") for line in lines), lines
+    tail = subprocess.run([*k8n, "logs", "talk", "--tail", "2"], capture_output=True, env=env, timeout=30)
+    assert tail.returncode == 0 and len(tail.stdout.splitlines()) == 2
+    r = subprocess.run([*k8n, "exec", "talk", "--", "sh", "-c", "echo out; echo err >&2; exit 7"],
+                       capture_output=True, env=env, timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (7, b"out\n", b"err\n")
+    r = subprocess.run([*k8n, "exec", "-i", "talk", "--", "tr", "a-z", "A-Z"], input=b"shout\n",
+                       capture_output=True, env=env, timeout=30)
+    assert (r.returncode, r.stdout) == (0, b"SHOUT\n")
+
+
+async def test_pods_on_two_agents_reach_each_other(cluster):
+    c = cluster.client
+    other = f"{cluster.node}b"
+    third = int(cluster.cidr.split(".")[2]) + 1
+    proc = cluster.start_agent(other, f"10.244.{third}.0/24")
+    try:
+        await wait_until(lambda: node_ready(c, other), 30, "second node Ready")
+        server = ctr("srv", "httpd -f -p 8080 -h /var/www", readinessProbe={"tcpSocket": {"port": 8080},
+                                                                         "periodSeconds": 1})
+        await c.create(pod("far", other, [server]))
+        await c.create(pod("near", cluster.node, [ctr("main", "sleep 3600")]))
+        far = await wait_until(lambda: _ready_pod(c, "far"), 30, "pod on the second node Ready")
+        await wait_until(lambda: _ready_pod(c, "near"), 30, "pod on the first node Ready")
+        from bus import nodeclient
+
+        session = await nodeclient.exec_(c, "default", "near",
+                                         ["sh", "-c", f"timeout 5 wget -qO- http://{far['status']['podIP']}:8080/"])
+        out = b"".join([d async for _s, d in session])
+        assert session.exit_code == 0 and b"k8n busybox" in out
+        await c.delete("pods", "far", grace_period_seconds=0)
+        await wait_until(lambda: _no_container_of(other, "far"), 30, "far's containers removed")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+async def test_oom_kill_is_reported(cluster):
+    c = cluster.client
+    hog = ctr("hog", "tail /dev/zero", resources={"limits": {"memory": "16Mi"}})
+    await c.create(pod("oom", cluster.node, [hog], restartPolicy="Never"))
+    st = await wait_until(lambda: _terminated(c, "oom"), 60, "the container to be OOM killed")
+    assert st["state"]["terminated"]["reason"] == "OOMKilled"
+    assert st["state"]["terminated"]["exitCode"] == 137
+    assert (await phase_of(c, "oom")) == "Failed"
+
+
+async def _terminated(c, name):
+    st = await status_of(c, name)
+    return st if st and "terminated" in st["state"] else None
+
+
+async def test_secret_and_configmap_volumes(cluster):
+    c = cluster.client
+    await c.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+                    "data": {"user": base64.b64encode(b"admin").decode()}})
+    await c.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "conf"},
+                    "data": {"app.properties": "mode=fast\n"}})
+    await c.create(pod("vols", cluster.node, [ctr("main", "sleep 3600", volumeMounts=[
+        {"name": "s", "mountPath": "/etc/creds", "readOnly": True}, {"name": "c", "mountPath": "/etc/conf"}])],
+        volumes=[{"name": "s", "secret": {"secretName": "creds"}}, {"name": "c", "configMap": {"name": "conf"}}]))
+    await wait_until(lambda: _ready_pod(c, "vols"), 30, "pod Ready")
+    from bus import nodeclient
+
+    session = await nodeclient.exec_(c, "default", "vols", ["sh", "-c", "cat /etc/creds/user /etc/conf/app.properties"])
+    out = b"".join([d async for _s, d in session])
+    assert out == b"adminmode=fast\n"
