@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
+import nats
 import nats.errors
 import orjson
 import nats.js.errors
@@ -335,6 +336,22 @@ class _Requester:
         if not msg.data and msg.headers and msg.headers.get("Status") == "503":
             raise nats.errors.NoRespondersError
         return msg
+
+
+async def connect_store(url: str, name: str) -> NatsStore:
+    """A NATS connection that reconnects forever, and a store on it whose watches resume
+    after every reconnect. Close with ``await store.nc.drain()``."""
+    holder: list[NatsStore] = []
+
+    async def reconnected() -> None:
+        for st in holder:
+            await st.restart_watches()
+
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
+                            reconnected_cb=reconnected)
+    store = NatsStore(nc)
+    holder.append(store)
+    return store
 
 
 def _is_status(msg: Msg) -> bool:

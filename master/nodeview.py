@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import nats
-
 from bus import errors, subjects
 from bus.resources import NODE_PODS, by_plural
-from bus.store import DELETED, NatsStore
+from bus.store import DELETED, NatsStore, connect_store
 
 log = logging.getLogger(__name__)
 PODS = by_plural("pods")
@@ -97,18 +95,9 @@ class NodeView:
 
 
 async def run(server_url: str, stop: asyncio.Event) -> None:
-    holder: list[NatsStore] = []
-
-    async def reconnected() -> None:
-        for s in holder:
-            await s.restart_watches()
-
-    nc = await nats.connect(server_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                            name="k8n-nodeview", reconnected_cb=reconnected)
-    store = NatsStore(nc)
-    holder.append(store)
+    store = await connect_store(server_url, "k8n-nodeview")
     await store.ensure_buckets()
     try:
         await NodeView(store).run(stop)
     finally:
-        await nc.drain()
+        await store.nc.drain()

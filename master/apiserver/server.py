@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 
 from bus import codec, errors, subjects
 from bus.resources import by_plural
-from bus.store import NatsStore
+from bus.store import NatsStore, connect_store
 from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
@@ -93,9 +93,9 @@ def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
 class ApiServer:
     """Serve the API on ``nc`` (an open NATS connection)."""
 
-    def __init__(self, nc: nats.NATS) -> None:
+    def __init__(self, nc: nats.NATS, store: NatsStore | None = None) -> None:
         self.nc = nc
-        self.store = NatsStore(nc)
+        self.store = store or NatsStore(nc)
         self.namespaces = NamespaceLifecycle(self.store)
         self.handlers = Handlers(self.store, self.namespaces)
         self._sub = None
@@ -161,19 +161,11 @@ class ApiServer:
 
 async def run(server_url: str, stop: asyncio.Event) -> None:
     """Run one apiserver until ``stop`` is set."""
-    holder: list[ApiServer] = []
-
-    async def reconnected() -> None:
-        for a in holder:
-            await a.store.restart_watches()
-
-    nc = await nats.connect(server_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                            name="k8n-apiserver", reconnected_cb=reconnected)
-    api = ApiServer(nc)
-    holder.append(api)
+    store = await connect_store(server_url, "k8n-apiserver")
+    api = ApiServer(store.nc, store)
     await api.start()
     try:
         await stop.wait()
     finally:
         await api.stop()
-        await nc.drain()
+        await store.nc.drain()

@@ -1,15 +1,54 @@
-"""``controllers`` component: runs every controller of the controller manager in one process."""
+"""``controllers`` component: the controller manager. Every module in this package that defines
+``setup(ctx) -> list[Runnable]`` is a controller; it is discovered, so adding a controller is
+adding a module. A Runnable has ``async run()`` and ``shutdown()`` (``bus.controller.Controller``)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any
 
 from bus.client import ApiClient
+from bus.events import EventRecorder
 from bus.informer import SharedInformerFactory
-from master.controllers.nodeipam import NodeIpam
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    client: ApiClient
+    informers: SharedInformerFactory
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def recorder(self, component: str) -> EventRecorder:
+        return EventRecorder(self.client, component)
+
+    def option(self, name: str, default: Any) -> Any:
+        """A setting: ``options[name]``, else ``$K8N_<NAME>`` (upper-cased, ``-`` → ``_``), else ``default``."""
+        if name in self.options:
+            return self.options[name]
+        env = os.environ.get("K8N_" + name.upper().replace("-", "_"))
+        if env is None:
+            return default
+        return type(default)(env) if default is not None else env
+
+
+def discover() -> list[Any]:
+    import master.controllers as pkg
+
+    mods = []
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name in ("manager",) or info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"master.controllers.{info.name}")
+        if callable(getattr(mod, "setup", None)):
+            mods.append(mod)
+    return mods
 
 
 async def _wait_api(client: ApiClient, stop: asyncio.Event) -> None:
@@ -21,18 +60,21 @@ async def _wait_api(client: ApiClient, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run(server_url: str, stop: asyncio.Event) -> None:
+async def run(server_url: str, stop: asyncio.Event, options: dict[str, Any] | None = None) -> None:
     client = await ApiClient.connect(server_url, name="k8n-controller-manager")
     await _wait_api(client, stop)
-    factory = SharedInformerFactory(client)
-    controllers = [NodeIpam(client, factory.informer("nodes")).controller]
-    await factory.start()
-    tasks = [asyncio.create_task(c.run(), name=c.name) for c in controllers]
+    ctx = Context(client, SharedInformerFactory(client), dict(options or {}))
+    runnables = []
+    for mod in discover():
+        runnables.extend(mod.setup(ctx))
+        log.info("controller %s set up", mod.__name__.rsplit(".", 1)[-1])
+    await ctx.informers.start()
+    tasks = [asyncio.create_task(r.run(), name=getattr(r, "name", repr(r))) for r in runnables]
     try:
         await stop.wait()
     finally:
-        for c in controllers:
-            c.shutdown()
+        for r in runnables:
+            r.shutdown()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await factory.stop()
+        await ctx.informers.stop()
         await client.close()

@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 
 
+def setup(ctx) -> list:
+    cidr = ctx.option("cluster-cidr", DEFAULT_CLUSTER_CIDR)
+    return [NodeIpam(ctx.client, ctx.informers.informer("nodes"), cidr).controller]
+
+
 class NodeIpam:
     def __init__(self, client, nodes: Informer, cluster_cidr: str = DEFAULT_CLUSTER_CIDR, mask: int = 24) -> None:
         self.client = client

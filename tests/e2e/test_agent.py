@@ -16,104 +16,15 @@ import uuid
 import pytest
 
 from bus import errors
-from bus.client import ApiClient
-from bus.proc import die_with_parent, stop_process
-from tests.conftest import wait_for_api
+from tests.harness import IMAGE, NEEDS_DOCKER, node_ready, start_cluster, stop_cluster, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for Docker and netlink")]
-
-IMAGE = "k8n/busybox:latest"
-
-
-def docker_ok() -> bool:
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-
-
-if not docker_ok():
-    pytestmark.append(pytest.mark.skip(reason="Docker engine not running (deploy/node-deps.sh starts it)"))
-
-
-class Cluster:
-    def __init__(self, url: str, tmp, node: str, cidr: str) -> None:
-        self.url, self.tmp, self.node, self.cidr = url, tmp, node, cidr
-        self.agent: subprocess.Popen | None = None
-        self.control: subprocess.Popen | None = None
-
-    def start_control(self) -> None:
-        out = open(self.tmp / "control.log", "ab")
-        self.control = subprocess.Popen([sys.executable, "-m", "master", "--server", self.url,
-                                         "--components", "apiserver,nodeview,controllers,scheduler",
-                                         "--log-level", "WARNING"],
-                                        stdout=out, stderr=out, preexec_fn=die_with_parent)
-
-    def start_agent(self, node: str | None = None, cidr: str | None = None) -> subprocess.Popen:
-        node, cidr = node or self.node, cidr or self.cidr
-        out = open(self.tmp / f"agent-{node}.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "node", "--server", self.url, "--name", node, "--pod-cidr", cidr,
-             "--state-dir", str(self.tmp / node), "--backoff-initial", "1", "--backoff-max", "4",
-             "--lease-seconds", "1", "--metrics-seconds", "1", "--log-level", "INFO", "--drain-on-exit"],
-            stdout=out, stderr=out, preexec_fn=die_with_parent)
-        if node == self.node:
-            self.agent = proc
-        return proc
-
+pytestmark = list(NEEDS_DOCKER)
 
 @pytest.fixture
 async def cluster(nats_server, tmp_path):
-    node = f"t{uuid.uuid4().hex[:8]}"
-    third = 100 + int(node[1:3], 16) % 100
-    c = Cluster(nats_server.url, tmp_path, node, f"10.244.{third}.0/24")
-    c.start_control()
-    await wait_for_api(nats_server.url)
-    c.start_agent()
-    client = await ApiClient.connect(nats_server.url)
-    c.client = client
-    await wait_until(lambda: node_ready(client, node), 30, "node registered and Ready")
+    c = await start_cluster(nats_server, tmp_path)
     yield c
-    for pod in (await client.list("pods"))[0]:
-        try:
-            await client.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"], grace_period_seconds=0)
-        except errors.ApiError:
-            pass
-    await wait_until(lambda: no_containers(node), 30, "pod containers removed")
-    if c.agent and c.agent.poll() is None:
-        c.agent.send_signal(signal.SIGTERM)
-        c.agent.wait(30)
-    stop_process(c.control)
-    await client.close()
-    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}"],
-                               capture_output=True, text=True).stdout.split()
-    if leftovers:
-        subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True)
-    assert not leftovers, f"containers leaked: {leftovers}"
-
-
-async def node_ready(client: ApiClient, node: str) -> bool:
-    try:
-        n = await client.get("nodes", node)
-    except errors.NotFound:
-        return False
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions", []))
-
-
-async def no_containers(node: str) -> bool:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}"],
-                         capture_output=True, text=True).stdout
-    return not out.strip()
-
-
-async def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    await stop_cluster(c)
 
 
 def pod(name: str, node: str, containers: list[dict], **spec) -> dict:

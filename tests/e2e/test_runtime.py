@@ -229,7 +229,7 @@ async def wait_for_log(rt: DockerRuntime, cid: str, needle: bytes, timeout: floa
 
 
 async def test_logs_tail_and_follow(rt):
-    script = "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2; sleep 0.3; echo late; sleep 0.5; echo end"
+    script = "for i in 1 2 3 4 5; do echo line$i; done; sleep 0.2; echo err >&2; sleep 0.3; echo late; sleep 0.5; echo end"
     cid = await run(rt, new_pod("logs"), {"name": "c", "image": BUSYBOX, "command": ["sh", "-c", script]})
 
     followed = [chunk async for chunk in await rt.logs(cid, follow=True)]  # ends when the container does

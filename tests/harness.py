@@ -1,0 +1,130 @@
+"""A real cluster for end-to-end tests: nats-server (fixture), a control plane process, node agents
+running real pods in Docker. Shared by the e2e test modules (``from tests.harness import ...``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from bus import errors
+from bus.client import ApiClient
+from bus.proc import die_with_parent, stop_process
+from tests.conftest import wait_for_api
+
+NEEDS_DOCKER = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for Docker and netlink")]
+IMAGE = "k8n/busybox:latest"
+
+
+class Cluster:
+    """``start_control()`` runs ``python -m master`` (all components unless given); ``start_agent()``
+    runs a node agent with fast test settings (``extra`` adds agent flags)."""
+
+    def __init__(self, url: str, tmp, node: str, cidr: str) -> None:
+        self.url, self.tmp, self.node, self.cidr = url, tmp, node, cidr
+        self.agent: subprocess.Popen | None = None
+        self.control: subprocess.Popen | None = None
+        self.agents: list[subprocess.Popen] = []
+        self.client: ApiClient | None = None
+
+    def start_control(self, components: str = "apiserver,nodeview,controllers,scheduler",
+                      env: dict[str, str] | None = None) -> subprocess.Popen:
+        out = open(self.tmp / "control.log", "ab")
+        self.control = subprocess.Popen([sys.executable, "-m", "master", "--server", self.url,
+                                         "--components", components, "--log-level", "WARNING"],
+                                        stdout=out, stderr=out, preexec_fn=die_with_parent,
+                                        env={**os.environ, **(env or {})})
+        return self.control
+
+    def start_agent(self, node: str | None = None, cidr: str | None = None,
+                    extra: list[str] | None = None) -> subprocess.Popen:
+        node, cidr = node or self.node, cidr or self.cidr
+        out = open(self.tmp / f"agent-{node}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node", "--server", self.url, "--name", node, "--pod-cidr", cidr,
+             "--state-dir", str(self.tmp / node), "--backoff-initial", "1", "--backoff-max", "4",
+             "--lease-seconds", "1", "--metrics-seconds", "1", "--log-level", "INFO", "--drain-on-exit",
+             *(extra or [])],
+            stdout=out, stderr=out, preexec_fn=die_with_parent)
+        if node == self.node:
+            self.agent = proc
+        self.agents.append(proc)
+        return proc
+
+
+def unique_node() -> tuple[str, str]:
+    """A node name and a /24 podCIDR unlikely to collide with a concurrent test run."""
+    node = f"t{uuid.uuid4().hex[:8]}"
+    return node, f"10.244.{100 + int(node[1:3], 16) % 100}.0/24"
+
+
+async def start_cluster(nats_server, tmp_path, components: str = "apiserver,nodeview,controllers,scheduler",
+                        env: dict[str, str] | None = None, agent_extra: list[str] | None = None) -> Cluster:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        raise RuntimeError("the Docker engine is not running: bash deploy/node-deps.sh starts it")
+    node, cidr = unique_node()
+    c = Cluster(nats_server.url, tmp_path, node, cidr)
+    c.start_control(components, env)
+    await wait_for_api(nats_server.url)
+    c.start_agent(extra=agent_extra)
+    c.client = await ApiClient.connect(nats_server.url)
+    await wait_until(lambda: node_ready(c.client, node), 30, "node registered and Ready")
+    return c
+
+
+async def stop_cluster(c: Cluster) -> None:
+    """Delete every pod, wait for their containers to go, stop agents (they drain) and the control
+    plane; fails if any container of the cluster's nodes is left."""
+    client, node = c.client, c.node
+    for pod in (await client.list("pods"))[0]:
+        try:
+            await client.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"], grace_period_seconds=0)
+        except errors.ApiError:
+            pass
+    await wait_until(lambda: no_containers(node), 30, "pod containers removed")
+    for a in c.agents:
+        if a.poll() is None:
+            a.send_signal(signal.SIGTERM)
+            a.wait(30)
+    stop_process(c.control)
+    await client.close()
+    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", "label=io.k8n.node"],
+                               capture_output=True, text=True).stdout.split()
+    if leftovers:
+        subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True)
+    assert not leftovers, f"containers leaked: {leftovers}"
+
+
+async def node_ready(client: ApiClient, node: str) -> bool:
+    try:
+        n = await client.get("nodes", node)
+    except errors.NotFound:
+        return False
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions", []))
+
+
+async def no_containers(node: str) -> bool:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}"],
+                         capture_output=True, text=True).stdout
+    return not out.strip()
+
+
+async def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
