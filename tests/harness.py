@@ -31,6 +31,7 @@ class Cluster:
         self.agent: subprocess.Popen | None = None
         self.control: subprocess.Popen | None = None
         self.agents: list[subprocess.Popen] = []
+        self.nodes: set[str] = {node}
         self.client: ApiClient | None = None
 
     def start_control(self, components: str = "apiserver,nodeview,controllers,scheduler",
@@ -55,6 +56,7 @@ class Cluster:
         if node == self.node:
             self.agent = proc
         self.agents.append(proc)
+        self.nodes.add(node)
         return proc
 
 
@@ -94,8 +96,8 @@ async def stop_cluster(c: Cluster) -> None:
             a.wait(30)
     stop_process(c.control)
     await client.close()
-    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", "label=io.k8n.node"],
-                               capture_output=True, text=True).stdout.split()
+    leftovers = [cid for n in sorted(c.nodes) for cid in subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={n}"], capture_output=True, text=True).stdout.split()]
     if leftovers:
         subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True)
     assert not leftovers, f"containers leaked: {leftovers}"
