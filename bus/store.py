@@ -260,7 +260,7 @@ class NatsStore:
                 inactive_threshold=30.0,
             )
             info = await self.js._jsm.add_consumer(subjects.stream(res.plural), config=cfg)
-            if info.num_pending == 0 and info.delivered.stream_seq == 0 and consumed == 0:
+            if info.num_pending == 0 and info.delivered.consumer_seq == 0 and consumed == 0:
                 pass  # nothing to read
             else:
                 await asyncio.wait_for(done, timeout=60)

@@ -1,16 +1,18 @@
 """Pod volumes on the node: emptyDir, hostPath, secret and configMap projected as files,
-persistentVolumeClaim through its bound PersistentVolume's hostPath, and the bind mounts
-each container gets."""
+projected (secret, configMap, downwardAPI and serviceAccountToken sources: the token from the
+account's token Secret), persistentVolumeClaim through its bound PersistentVolume's hostPath,
+and the bind mounts each container gets."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
 from pathlib import Path
 
 from bus import errors
-from node.env import Getter
+from node.env import ConfigError, Getter, field_ref
 from node.runtime.model import Mount
 
 
@@ -22,10 +24,28 @@ class VolumeError(Exception):
         self.reason = reason
 
 
+TOKEN_WAIT = (0.25, 12)  # a projected token not there yet: retry every 0.25 s, 12 times, then FailedMount
+
+
+def _select(files: dict[str, bytes], items: list[dict] | None) -> dict[str, bytes]:
+    if not items:
+        return files
+    return {i["path"]: files[i["key"]] for i in items if i.get("key") in files and i.get("path")}
+
+
+def _secret_files(obj: dict | None) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in ((obj or {}).get("data") or {}).items()}
+
+
+def _configmap_files(obj: dict | None) -> dict[str, bytes]:
+    files = {k: str(v).encode() for k, v in ((obj or {}).get("data") or {}).items()}
+    files.update({k: base64.b64decode(v) for k, v in ((obj or {}).get("binaryData") or {}).items()})
+    return files
+
+
 def _write_files(directory: Path, files: dict[str, bytes], items: list[dict] | None, mode: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    if items:
-        files = {i["path"]: files[i["key"]] for i in items if i.get("key") in files and i.get("path")}
+    files = _select(files, items)
     wanted = set()
     for rel, data in files.items():
         path = directory / rel
@@ -74,15 +94,16 @@ class Volumes:
             elif vol.get("secret"):
                 src = vol["secret"]
                 obj = await self._source("secrets", src.get("secretName", ""), ns, bool(src.get("optional")), name)
-                files = {k: base64.b64decode(v) for k, v in ((obj or {}).get("data") or {}).items()}
-                _write_files(base, files, src.get("items"), int(src.get("defaultMode") or 0o644))
+                _write_files(base, _secret_files(obj), src.get("items"), int(src.get("defaultMode") or 0o644))
                 paths[name] = str(base)
             elif vol.get("configMap"):
                 src = vol["configMap"]
                 obj = await self._source("configmaps", src.get("name", ""), ns, bool(src.get("optional")), name)
-                files = {k: str(v).encode() for k, v in ((obj or {}).get("data") or {}).items()}
-                files.update({k: base64.b64decode(v) for k, v in ((obj or {}).get("binaryData") or {}).items()})
-                _write_files(base, files, src.get("items"), int(src.get("defaultMode") or 0o644))
+                _write_files(base, _configmap_files(obj), src.get("items"), int(src.get("defaultMode") or 0o644))
+                paths[name] = str(base)
+            elif vol.get("projected"):
+                src = vol["projected"]
+                _write_files(base, await self._projected(pod, src, name), None, int(src.get("defaultMode") or 0o644))
                 paths[name] = str(base)
             elif vol.get("persistentVolumeClaim"):
                 paths[name] = await self._claim_path(vol["persistentVolumeClaim"].get("claimName", ""), ns)
@@ -90,6 +111,59 @@ class Volumes:
                 base.mkdir(parents=True, exist_ok=True)  # unsupported kinds get an empty directory
                 paths[name] = str(base)
         return paths
+
+    async def _projected(self, pod: dict, src: dict, volume: str) -> dict[str, bytes]:
+        """The files of a projected volume; a source not there yet (a new namespace's account
+        token, its root CA) is waited for briefly before the pod gets FailedMount."""
+        delay, tries = TOKEN_WAIT
+        for attempt in range(tries):
+            try:
+                return await self._projected_once(pod, src, volume)
+            except VolumeError:
+                if attempt == tries - 1:
+                    raise
+                await asyncio.sleep(delay)
+        return {}
+
+    async def _projected_once(self, pod: dict, src: dict, volume: str) -> dict[str, bytes]:
+        ns = pod["metadata"].get("namespace") or "default"
+        files: dict[str, bytes] = {}
+        for s in src.get("sources") or []:
+            if s.get("secret"):
+                sec = s["secret"]
+                obj = await self._source("secrets", sec.get("name", ""), ns, bool(sec.get("optional")), volume)
+                files.update(_select(_secret_files(obj), sec.get("items")))
+            elif s.get("configMap"):
+                cm = s["configMap"]
+                obj = await self._source("configmaps", cm.get("name", ""), ns, bool(cm.get("optional")), volume)
+                files.update(_select(_configmap_files(obj), cm.get("items")))
+            elif s.get("downwardAPI"):
+                for item in s["downwardAPI"].get("items") or []:
+                    try:
+                        files[item["path"]] = field_ref(pod, (item.get("fieldRef") or {}).get("fieldPath", ""), "").encode()
+                    except (ConfigError, KeyError) as e:
+                        raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : {e}') from None
+            elif s.get("serviceAccountToken"):
+                files[s["serviceAccountToken"].get("path") or "token"] = await self._token(pod, ns, volume)
+        return files
+
+    async def _token(self, pod: dict, ns: str, volume: str) -> bytes:
+        """The token of the pod's ServiceAccount, from the account's token Secret."""
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        try:
+            sa = await self.get("serviceaccounts", account, ns)
+        except errors.NotFound:
+            sa = {}
+        for ref in sa.get("secrets") or []:
+            try:
+                secret = await self.get("secrets", ref.get("name", ""), ns)
+            except errors.NotFound:
+                continue
+            token = (secret.get("data") or {}).get("token")
+            if secret.get("type") == "kubernetes.io/service-account-token" and token:
+                return base64.b64decode(token)
+        raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : '
+                                         f'no token yet for serviceaccount "{ns}/{account}"')
 
     async def _source(self, resource: str, name: str, ns: str, optional: bool, volume: str) -> dict | None:
         try:

@@ -1,5 +1,6 @@
 """Admission: the namespace lifecycle (objects only in namespaces that exist and are not
-terminating), answered from a watched cache with a store read as fallback."""
+terminating), answered from a watched cache with a store read as fallback; the ServiceAccount
+step for pods (default account, API-access token volume)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 from bus import errors
 from bus.resources import by_plural
 from bus.store import DELETED, NatsStore
+from master.apiserver.strategy import generate_name
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +71,49 @@ class NamespaceLifecycle:
         if phase == "Terminating":
             raise errors.forbidden("namespaces", namespace,
                                    f"unable to create new content in namespace {namespace} because it is being terminated")
+
+
+# ---- ServiceAccount admission for pods -----------------------------------------------------------
+
+SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+SA_VOLUME_PREFIX = "kube-api-access-"
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+
+
+def token_volume(name: str) -> dict:
+    """Kubernetes' projected API-access volume: the account's token, the cluster CA, the namespace."""
+    return {"name": name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": ROOT_CA_CONFIGMAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}
+
+
+def _containers(spec: dict) -> list[dict]:
+    return [c for k in ("initContainers", "containers") for c in spec.get(k) or [] if isinstance(c, dict)]
+
+
+async def admit_service_account(store: NatsStore, pod: dict, namespace: str) -> None:
+    """Default ``spec.serviceAccountName`` to ``default`` and mount the account's token at
+    ``SA_MOUNT_PATH`` in every container, unless automountServiceAccountToken (the pod's, else
+    the account's) is false or a container already mounts something there."""
+    spec = pod.setdefault("spec", {})
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    spec["serviceAccountName"] = account
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None:
+        try:
+            sa = await store.get(by_plural("serviceaccounts"), namespace, account)
+            automount = sa.get("automountServiceAccountToken")
+        except errors.NotFound:
+            pass  # made by the controller shortly; the agent waits for its token
+    containers = _containers(spec)
+    if automount is False or any(m.get("mountPath") == SA_MOUNT_PATH
+                                 for c in containers for m in c.get("volumeMounts") or []):
+        return
+    volumes = spec.setdefault("volumes", [])
+    taken = {v.get("name") for v in volumes}
+    name = next(n for n in iter(lambda: generate_name(SA_VOLUME_PREFIX), None) if n not in taken)
+    volumes.append(token_volume(name))
+    for c in containers:
+        c.setdefault("volumeMounts", []).append({"name": name, "readOnly": True, "mountPath": SA_MOUNT_PATH})

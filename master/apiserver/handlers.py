@@ -17,7 +17,7 @@ from bus.resources import Resource
 from bus.store import NatsStore
 from bus.validation import validate_object, validate_update
 from master.apiserver import strategy
-from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle
+from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
 from master.apiserver.patch import apply_patch
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,8 @@ class Handlers:
         obj, warnings = self._validate(res, body, name)
         if res.namespaced:
             await self.namespaces.admit_create(ns)
+        if res.kind == "Pod":
+            await admit_service_account(self.store, obj, ns)
         strategy.prepare_create(res, obj, ns)
         if req.dry_run:
             return 201, obj, warnings

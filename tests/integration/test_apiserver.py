@@ -344,3 +344,13 @@ async def test_cluster_scoped_names_with_dots(client):
     assert out["status"]["capacity"]["pods"] == "110"  # a node registers with its status
     got = await client.get("nodes", "node-1.example.com")
     assert got["metadata"]["name"] == "node-1.example.com"
+
+
+async def test_list_of_an_empty_namespace_answers_at_once(client):
+    cm = await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hist"}, "data": {"a": "1"}})
+    cm["data"]["a"] = "2"
+    await client.update(cm)  # the bucket now has history; kube-public has nothing
+    t0 = asyncio.get_running_loop().time()
+    items, rv = await client.list("configmaps", "kube-public")
+    assert items == [] and rv >= int(cm["metadata"]["resourceVersion"])
+    assert asyncio.get_running_loop().time() - t0 < 2
