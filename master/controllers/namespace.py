@@ -94,11 +94,8 @@ class NamespaceController:
         return remaining
 
     async def _list(self, res: Resource, namespace: str) -> list[dict]:
-        # Listed across namespaces and filtered here: a namespace-filtered store list of a namespace
-        # with no objects in a bucket with history waits 60 s (bus/store.py tests
-        # delivered.stream_seq, which JetStream sets for an empty filtered consumer).
-        items, _ = await self.client.list(res)
-        return [o for o in items if o["metadata"].get("namespace") == namespace]
+        items, _ = await self.client.list(res, namespace)
+        return items
 
     async def _report(self, ns: dict, remaining: dict[str, int]) -> None:
         status = dict(ns.get("status") or {})
