@@ -859,8 +859,24 @@ def _job_update(e: Errors, old: dict[str, Any], new: Any) -> None:
     _selector_update(e, old, new)
     old_t = _normalized(PodTemplateSpec, _get(old, "spec", "template"))
     new_t = to_dict(new.spec.template) if new.spec is not None and new.spec.template is not None else None
+    if old_t is not None and new_t is not None and _get(old, "spec", "selector") is None:
+        new_t = _without_added_labels(new_t, old_t)  # the Job controller's one-time selector defaulting
     if old_t is not None and new_t != old_t:
         e.invalid("spec.template", new_t or {}, _IMMUTABLE)
+
+
+def _without_added_labels(new_t: dict[str, Any], old_t: dict[str, Any]) -> dict[str, Any]:
+    """``new_t`` less the template labels ``old_t`` did not have (a Job that had no selector gets the generated
+    selector's labels added to its template once, as Kubernetes adds them at creation)."""
+    old_labels = _get(old_t, "metadata", "labels")
+    labels = {k: v for k, v in (_get(new_t, "metadata", "labels") or {}).items() if k in (old_labels or {})}
+    meta = {k: v for k, v in (new_t.get("metadata") or {}).items() if k != "labels"}
+    if old_labels is not None:
+        meta["labels"] = labels
+    out = {k: v for k, v in new_t.items() if k != "metadata"}
+    if meta or "metadata" in old_t:
+        out["metadata"] = meta
+    return out
 
 
 def _service_update(e: Errors, old: dict[str, Any], new: Any) -> None:
