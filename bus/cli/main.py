@@ -50,6 +50,16 @@ def scheduler(
                               "--server", config.server_url(server_url, data_dir), "--name", name])
 
 
+@app.command("controller-manager")
+def controller_manager(server_url: Optional[str] = ServerOpt, data_dir: Optional[str] = DataDirOpt) -> None:
+    """Run the controller manager alone; replicas elect a leader (Lease kube-system/kube-controller-manager)."""
+    import os
+    import sys
+
+    os.execv(sys.executable, [sys.executable, "-m", "master", "--components", "controllers",
+                              "--server", config.server_url(server_url, data_dir)])
+
+
 def main() -> None:
     app()
 

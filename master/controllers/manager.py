@@ -15,8 +15,11 @@ from typing import Any
 from bus.client import ApiClient
 from bus.events import EventRecorder
 from bus.informer import SharedInformerFactory
+from master.leaderelection import ElectionConfig, run_leader_elected
 
 log = logging.getLogger(__name__)
+
+LEASE_NAME = "kube-controller-manager"
 
 
 @dataclass
@@ -61,9 +64,19 @@ async def _wait_api(client: ApiClient, stop: asyncio.Event) -> None:
 
 
 async def run(server_url: str, stop: asyncio.Event, options: dict[str, Any] | None = None) -> None:
+    """Run every discovered controller while this replica holds the Lease
+    ``kube-system/kube-controller-manager`` (``master.leaderelection``)."""
     client = await ApiClient.connect(server_url, name="k8n-controller-manager")
-    await _wait_api(client, stop)
-    ctx = Context(client, SharedInformerFactory(client), dict(options or {}))
+    try:
+        await _wait_api(client, stop)
+        ctx = Context(client, SharedInformerFactory(client), dict(options or {}))
+        await run_leader_elected(client, LEASE_NAME, stop, lambda lead_stop: _run_controllers(ctx, lead_stop),
+                                 config=ElectionConfig.from_options(ctx.option))
+    finally:
+        await client.close()
+
+
+async def _run_controllers(ctx: Context, stop: asyncio.Event) -> None:
     runnables = []
     for mod in discover():
         runnables.extend(mod.setup(ctx))
@@ -77,4 +90,3 @@ async def run(server_url: str, stop: asyncio.Event, options: dict[str, Any] | No
             r.shutdown()
         await asyncio.gather(*tasks, return_exceptions=True)
         await ctx.informers.stop()
-        await client.close()

@@ -309,15 +309,28 @@ def _log_crash(task: asyncio.Task) -> None:
         log.error("%s crashed", task.get_name(), exc_info=task.exception())
 
 
+def lease_name(name: str) -> str:
+    """The Lease a scheduler holds to act: ``kube-scheduler`` for the default one, else its name."""
+    return "kube-scheduler" if name == DEFAULT_NAME else name
+
+
 async def run(server_url: str, stop: asyncio.Event, name: str = DEFAULT_NAME, **kw: Any) -> None:
-    """Run a scheduler named ``name`` until ``stop`` is set (the ``scheduler`` component)."""
+    """Run a scheduler named ``name`` until ``stop`` is set (the ``scheduler`` component); it
+    schedules only while it holds its Lease in kube-system (``master.leaderelection``)."""
     from bus.client import ApiClient
+    from master.leaderelection import run_leader_elected
 
     client = await ApiClient.connect(server_url)
-    sched = Scheduler(client, name, **kw)
+
+    async def lead(lead_stop: asyncio.Event) -> None:
+        sched = Scheduler(client, name, **kw)
+        try:
+            await sched.start(sync_timeout=None)
+            await lead_stop.wait()
+        finally:
+            await sched.stop()
+
     try:
-        await sched.start(sync_timeout=None)
-        await stop.wait()
+        await run_leader_elected(client, lease_name(name), stop, lead)
     finally:
-        await sched.stop()
         await client.close()

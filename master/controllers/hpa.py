@@ -1,0 +1,499 @@
+"""HorizontalPodAutoscaler (autoscaling/v2), computed the way Kubernetes' HPA controller does.
+
+Metrics: the node agents publish PodMetrics on ``k8n.metrics.pod.<node>.<ns>.<pod>``; this
+controller subscribes to the wildcard and keeps the latest sample per pod (cpu in millicores,
+memory in bytes, with its timestamp and window). Every ``hpa-sync-period`` (15 s) per HPA:
+
+1. read the target's scale subresource (Deployment, ReplicaSet, ReplicationController);
+2. for each ``Resource`` metric (cpu/memory; ``Utilization`` of requests or ``AverageValue``) run
+   the replica calculator over the pods the scale selector picks: pods being deleted or Failed
+   are ignored, Pending and (for cpu) not-yet-ready pods are unready, pods without a sample are
+   missing; a ratio within the tolerance (0.1) keeps the count; missing pods count as 100 % of
+   their request when scaling down and 0 when scaling up, unready pods as 0 when scaling up, and
+   the result never flips direction (Kubernetes' ``replica_calculator``). A pod without a request
+   is reported (``ScalingActive=False``, ``FailedGetResourceMetric``: "missing request for cpu"),
+   never guessed;
+3. the largest proposal is stabilised (scale-down window: ``behavior.scaleDown.stabilizationWindowSeconds``,
+   default ``hpa-downscale-stabilization``, 300 s) and limited by the behavior policies (defaults:
+   up by max(4 pods, 100 %) per 15 s, down by 100 % per 15 s) and min/max replicas;
+4. a changed count is written through the scale subresource (event ``SuccessfulRescale``); status
+   (currentReplicas, desiredReplicas, currentMetrics, lastScaleTime, conditions AbleToScale,
+   ScalingActive, ScalingLimited, observedGeneration) is written when it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bus import codec, errors, subjects
+from bus.controller import Controller
+from bus.events import NORMAL, WARNING
+from bus.informer import Informer, deep_copy
+from bus.labels import parse_selector
+from bus.quantity import cpu_millis, format_quantity, memory_bytes
+from bus.workqueue import Clock, Result
+from master.controllers._lifecycle_util import condition, parse_time, rfc3339, set_condition
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 0.1
+CPU_INITIALIZATION_PERIOD = 300.0
+DELAY_OF_INITIAL_READINESS = 30.0
+METRIC_MAX_AGE = 60.0
+TARGETS = {"Deployment": "deployments", "ReplicaSet": "replicasets", "ReplicationController": "replicationcontrollers"}
+
+
+def setup(ctx) -> list:
+    return [HPAController(ctx.client, ctx.informers.informer("horizontalpodautoscalers"), ctx.informers.informer("pods"),
+                          ctx.recorder("horizontal-pod-autoscaler"), sync_period=ctx.option("hpa-sync-period", 15.0),
+                          downscale_window=ctx.option("hpa-downscale-stabilization", 300.0))]
+
+
+class MetricError(Exception):
+    """A metric that cannot be computed: ``reason`` for the ScalingActive condition."""
+
+    def __init__(self, message: str, reason: str = "FailedGetResourceMetric") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# ---- metrics off the bus -------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    cpu: int  # millicores
+    memory: int  # bytes
+    timestamp: float  # epoch seconds
+    window: float
+
+    def value(self, resource: str) -> int:
+        return self.cpu if resource == "cpu" else self.memory
+
+
+def sample_of(pm: dict) -> Sample:
+    """A PodMetrics (metrics.k8s.io/v1beta1 shape) summed over its containers."""
+    cpu = mem = 0
+    for c in pm.get("containers") or []:
+        usage = c.get("usage") or {}
+        cpu += cpu_millis(usage.get("cpu") or 0)
+        mem += memory_bytes(usage.get("memory") or 0)
+    window = str(pm.get("window") or "0s").rstrip("s") or "0"
+    return Sample(cpu, mem, parse_time(pm.get("timestamp")) or time.time(), float(window))
+
+
+class MetricsStore:
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self.latest: dict[tuple[str, str], Sample] = {}
+        self.wall = wall
+
+    async def on_message(self, msg: Any) -> None:
+        try:
+            pm = codec.unpack(msg.data)
+            meta = pm.get("metadata") or {}
+            self.latest[(meta["namespace"], meta["name"])] = sample_of(pm)
+        except Exception as e:
+            log.debug("bad pod metrics on %s: %s", getattr(msg, "subject", "?"), e)
+
+    def for_pods(self, pods: list[dict]) -> dict[str, Sample]:
+        """Fresh samples of ``pods`` by pod name (forgets samples of pods that are gone)."""
+        now, out = self.wall(), {}
+        for p in pods:
+            m = p["metadata"]
+            s = self.latest.get((m["namespace"], m["name"]))
+            if s is not None and now - s.timestamp <= METRIC_MAX_AGE:
+                out[m["name"]] = s
+        return out
+
+
+# ---- the replica calculator (pure) ---------------------------------------------------------------
+
+
+def pod_request(pod: dict, resource: str) -> int:
+    """Sum of the containers' requests (millicores or bytes); MetricError if one has none."""
+    total = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        req = ((c.get("resources") or {}).get("requests") or {}).get(resource)
+        if req is None:
+            raise MetricError(f"failed to get {resource} utilization: missing request for {resource} in container "
+                              f"{c.get('name')} of Pod {pod['metadata']['name']}")
+        total += cpu_millis(req) if resource == "cpu" else memory_bytes(req)
+    return total
+
+
+def group_pods(pods: list[dict], metrics: dict[str, Sample], resource: str, now: float,
+               cpu_init: float = CPU_INITIALIZATION_PERIOD, initial_delay: float = DELAY_OF_INITIAL_READINESS
+               ) -> tuple[int, set[str], set[str], set[str]]:
+    """(ready count, unready, missing, ignored) as Kubernetes' ``groupPods``."""
+    ready, unready, missing, ignored = 0, set(), set(), set()
+    for pod in pods:
+        name, status = pod["metadata"]["name"], pod.get("status") or {}
+        if pod["metadata"].get("deletionTimestamp") or status.get("phase") == "Failed":
+            ignored.add(name)
+            continue
+        if status.get("phase") == "Pending":
+            unready.add(name)
+            continue
+        sample = metrics.get(name)
+        if sample is None:
+            missing.add(name)
+            continue
+        if resource == "cpu":
+            cond, start = condition(pod, "Ready"), parse_time(status.get("startTime"))
+            if cond is None or start is None:
+                is_unready = True
+            else:
+                ltt = parse_time(cond.get("lastTransitionTime")) or 0.0
+                if start + cpu_init > now:
+                    is_unready = cond.get("status") == "False" or sample.timestamp < ltt + sample.window
+                else:
+                    is_unready = cond.get("status") == "False" and start + initial_delay > ltt
+            if is_unready:
+                unready.add(name)
+                continue
+        ready += 1
+    return ready, unready, missing, ignored
+
+
+def utilization_ratio(usage: dict[str, float], requests: dict[str, int], target: int) -> tuple[float, int, float]:
+    """(ratio to target, utilization %, average raw usage) over the pods that have both."""
+    used = sum(v for k, v in usage.items() if k in requests)
+    requested = sum(requests[k] for k in usage if k in requests)
+    if requested == 0:
+        raise MetricError("failed to get utilization: no requests for the pods with metrics")
+    util = int(used * 100 / requested)
+    return util / target, util, used / len(usage)
+
+
+def _calculate(current: int, pods: list[dict], metrics: dict[str, Sample], resource: str, now: float,
+               ratio_of: Callable[[dict[str, float]], float], fallback: Callable[[str], float],
+               tolerance: float) -> tuple[int, dict[str, float]]:
+    """The shared flow of Kubernetes' GetResourceReplicas / calcPlainMetricReplicas: (replicas, the
+    usage of the ready pods, from which the reported utilization is computed)."""
+    if not pods:
+        raise MetricError("no pods returned by selector while calculating replica count", "InvalidSelector")
+    ready, unready, missing, ignored = group_pods(pods, metrics, resource, now)
+    usage = {k: float(s.value(resource)) for k, s in metrics.items() if k not in ignored and k not in unready}
+    if not usage:
+        raise MetricError(f"failed to get {resource} utilization: did not receive metrics for targeted pods "
+                          "(pods might be unready)")
+    ratio, measured = ratio_of(usage), dict(usage)
+    scale_up_with_unready = bool(unready) and ratio > 1.0
+    if not scale_up_with_unready and not missing:
+        if abs(1.0 - ratio) <= tolerance:
+            return current, measured
+        return math.ceil(ratio * ready), measured
+    for name in missing:
+        usage[name] = fallback(name) if ratio < 1.0 else 0.0
+    if scale_up_with_unready:
+        for name in unready:
+            usage[name] = 0.0
+    new_ratio = ratio_of(usage)
+    if abs(1.0 - new_ratio) <= tolerance or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
+        return current, measured
+    replicas = math.ceil(new_ratio * len(usage))
+    if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
+        return current, measured
+    return replicas, measured
+
+
+def resource_replicas(current: int, target_util: int, resource: str, pods: list[dict], metrics: dict[str, Sample],
+                      now: float, tolerance: float = TOLERANCE) -> tuple[int, int, float]:
+    """Utilization target: (replicas, current utilization %, average usage)."""
+    requests = {p["metadata"]["name"]: pod_request(p, resource) for p in pods}
+    replicas, measured = _calculate(current, pods, metrics, resource, now,
+                                    lambda u: utilization_ratio(u, requests, target_util)[0],
+                                    lambda name: requests[name] * max(100, target_util) / 100, tolerance)
+    _, util, avg = utilization_ratio(measured, requests, target_util)
+    return replicas, util, avg
+
+
+def average_value_replicas(current: int, target: float, resource: str, pods: list[dict], metrics: dict[str, Sample],
+                           now: float, tolerance: float = TOLERANCE) -> tuple[int, float]:
+    """AverageValue target (millicores or bytes): (replicas, average usage)."""
+    replicas, measured = _calculate(current, pods, metrics, resource, now,
+                                    lambda u: sum(u.values()) / len(u) / target, lambda _name: target, tolerance)
+    return replicas, sum(measured.values()) / len(measured)
+
+
+# ---- behavior: stabilization and rate limits (pure) ----------------------------------------------
+
+
+def default_behavior(downscale_window: float) -> dict:
+    return {"scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+                        "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
+                                     {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+            "scaleDown": {"stabilizationWindowSeconds": downscale_window, "selectPolicy": "Max",
+                          "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}}
+
+
+def behavior_of(spec: dict, downscale_window: float) -> dict:
+    d = default_behavior(downscale_window)
+    b = spec.get("behavior") or {}
+    out = {}
+    for direction in ("scaleUp", "scaleDown"):
+        rules = {k: v for k, v in (b.get(direction) or {}).items() if v is not None}
+        out[direction] = {**d[direction], **rules}
+    return out
+
+
+@dataclass
+class History:
+    """Per-HPA memory: recent recommendations and scale events, (time, value) pairs."""
+
+    recommendations: list[tuple[float, int]] = field(default_factory=list)
+    up_events: list[tuple[float, int]] = field(default_factory=list)
+    down_events: list[tuple[float, int]] = field(default_factory=list)
+
+
+def stabilize(h: History, now: float, desired: int, current: int, up_window: float,
+              down_window: float) -> tuple[int, str, str]:
+    """Kubernetes' ``stabilizeRecommendationWithBehaviors``."""
+    up, down = desired, desired
+    for t, rec in h.recommendations:
+        if t > now - up_window:
+            up = min(up, rec)
+        if t > now - down_window:
+            down = max(down, rec)
+    rec = max(current, up)
+    rec = min(rec, down)
+    keep = max(up_window, down_window)
+    h.recommendations = [(t, r) for t, r in h.recommendations if t > now - keep] + [(now, desired)]
+    if desired >= current:
+        return rec, "ScaleUpStabilized", "recent recommendations were lower than current one, applying the lowest recent recommendation"
+    return rec, "ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation"
+
+
+def _changed(events: list[tuple[float, int]], now: float, period: float) -> int:
+    return sum(n for t, n in events if t > now - period)
+
+
+def scale_limit(current: int, h: History, now: float, rules: dict, up: bool) -> int:
+    """The scale-up (or -down) limit of the behavior ``rules``' policies over their periods."""
+    select = rules.get("selectPolicy") or "Max"
+    if select == "Disabled":
+        return current
+    proposals = []
+    for p in rules.get("policies") or []:
+        period = float(p.get("periodSeconds") or 15)
+        start = current - _changed(h.up_events, now, period) + _changed(h.down_events, now, period)
+        v = int(p.get("value") or 0)
+        if p.get("type") == "Pods":
+            proposals.append(start + v if up else start - v)
+        elif up:
+            proposals.append(math.ceil(start * (1 + v / 100)))
+        else:
+            proposals.append(int(start * (1 - v / 100)))
+    if not proposals:
+        return current
+    want_most = select != "Min"
+    return (max if want_most == up else min)(proposals)
+
+
+def limit_rate(h: History, now: float, desired: int, current: int, min_r: int, max_r: int,
+               behavior: dict) -> tuple[int, str, str]:
+    """Kubernetes' ``convertDesiredReplicasWithBehaviorRate``: (replicas, reason, message)."""
+    if desired > current:
+        limit = max(scale_limit(current, h, now, behavior["scaleUp"], True), current)
+        if max_r > limit:
+            allowed, reason, msg = limit, "ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate"
+        else:
+            allowed, reason, msg = max_r, "TooManyReplicas", "the desired replica count is more than the maximum replica count"
+        if desired > allowed:
+            return allowed, reason, msg
+    elif desired < current:
+        limit = min(scale_limit(current, h, now, behavior["scaleDown"], False), current)
+        if min_r < limit:
+            allowed, reason, msg = limit, "ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate"
+        else:
+            allowed, reason, msg = min_r, "TooFewReplicas", "the desired replica count is less than the minimum replica count"
+        if desired < allowed:
+            return allowed, reason, msg
+    return desired, "DesiredWithinRange", "the desired count is within the acceptable range"
+
+
+def record_scale(h: History, now: float, old: int, new: int, behavior: dict) -> None:
+    for events, direction in ((h.up_events, "scaleUp"), (h.down_events, "scaleDown")):
+        longest = max([float(p.get("periodSeconds") or 15) for p in behavior[direction].get("policies") or []] or [15])
+        events[:] = [(t, n) for t, n in events if t > now - longest]
+    if new > old:
+        h.up_events.append((now, new - old))
+    elif new < old:
+        h.down_events.append((now, old - new))
+
+
+# ---- the controller ------------------------------------------------------------------------------
+
+
+class HPAController:
+    name = "hpa"
+
+    def __init__(self, client, hpas: Informer, pods: Informer, recorder, sync_period: float = 15.0,
+                 downscale_window: float = 300.0, clock: Clock | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.client, self.hpas, self.pods, self.recorder = client, hpas, pods, recorder
+        self.sync_period, self.downscale_window = float(sync_period), float(downscale_window)
+        self.clock, self.wall = clock or Clock(), wall
+        self.metrics = MetricsStore(wall)
+        self.history: dict[str, History] = {}
+        self.controller = Controller("hpa", self.reconcile)
+        self.controller.watches(hpas)
+        self.controller.informers.append(pods)
+        self._sub = None
+
+    async def run(self) -> None:
+        self._sub = await self.client.nc.subscribe(subjects.pod_metrics_wildcard(), cb=self.metrics.on_message)
+        try:
+            await self.controller.run()
+        finally:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                pass
+
+    def shutdown(self) -> None:
+        self.controller.shutdown()
+
+    async def reconcile(self, key: str) -> Result | None:
+        hpa = self.hpas.get_by_key(key)
+        if hpa is None:
+            self.history.pop(key, None)
+            return None
+        await self.sync(key, hpa)
+        return Result(requeue_after=self.sync_period)
+
+    # ---- one pass ------------------------------------------------------------------------------
+
+    def _compute(self, hpa: dict, scale: dict, current: int) -> tuple[int, list[dict], str]:
+        """(proposed replicas, currentMetrics, name of the deciding metric); MetricError if none works."""
+        ns = hpa["metadata"]["namespace"]
+        sel = (scale.get("status") or {}).get("selector")
+        if not sel:
+            raise MetricError("the HPA target's scale is missing a selector", "InvalidSelector")
+        selector = parse_selector(sel)
+        pods = [p for p in self.pods.list(ns) if selector.matches(p["metadata"].get("labels") or {})]
+        metrics = self.metrics.for_pods(pods)
+        now = self.wall()
+        best, statuses, deciding, failures = None, [], "", []
+        for spec in (hpa.get("spec") or {}).get("metrics") or []:
+            try:
+                replicas, status, label = self._one_metric(spec, current, pods, metrics, now)
+            except MetricError as e:
+                failures.append(e)
+                continue
+            statuses.append(status)
+            if best is None or replicas > best:
+                best, deciding = replicas, label
+        if failures and (best is None or best < current):
+            raise failures[0]
+        return best if best is not None else current, statuses, deciding
+
+    def _one_metric(self, spec: dict, current: int, pods: list[dict], metrics: dict[str, Sample],
+                    now: float) -> tuple[int, dict, str]:
+        if spec.get("type") != "Resource" or not spec.get("resource"):
+            raise MetricError(f"unsupported metric type {spec.get('type')!r}: k8n supports Resource metrics",
+                              "InvalidMetricSourceType")
+        res = spec["resource"]
+        name, target = res.get("name"), res.get("target") or {}
+        if name not in ("cpu", "memory"):
+            raise MetricError(f"unsupported resource {name!r}: k8n's metrics have cpu and memory")
+        fmt = (lambda v: f"{int(v)}m") if name == "cpu" else (lambda v: format_quantity(int(v), binary=True))
+        if target.get("type") == "AverageValue" and target.get("averageValue") is not None:
+            tv = cpu_millis(target["averageValue"]) if name == "cpu" else memory_bytes(target["averageValue"])
+            replicas, avg = average_value_replicas(current, tv, name, pods, metrics, now)
+            current_v = {"averageValue": fmt(avg)}
+            label = f"{name} resource"
+        else:
+            util_target = int(target.get("averageUtilization") or 80)
+            replicas, util, avg = resource_replicas(current, util_target, name, pods, metrics, now)
+            current_v = {"averageUtilization": util, "averageValue": fmt(avg)}
+            label = f"{name} resource utilization (percentage of request)"
+        return replicas, {"type": "Resource", "resource": {"name": name, "current": current_v}}, label
+
+    async def sync(self, key: str, hpa: dict) -> None:
+        spec, status = hpa.get("spec") or {}, dict(hpa.get("status") or {})
+        ref = spec.get("scaleTargetRef") or {}
+        ns, now_s = hpa["metadata"]["namespace"], rfc3339(self.wall())
+        conds = list(status.get("conditions") or [])
+
+        def cond(type_: str, st: bool, reason: str, msg: str) -> None:
+            nonlocal conds
+            conds = set_condition(conds, {"type": type_, "status": "True" if st else "False", "reason": reason,
+                                          "message": msg}, now_s)
+
+        new = {**status, "observedGeneration": hpa["metadata"].get("generation")}
+        plural = TARGETS.get(ref.get("kind") or "")
+        try:
+            if plural is None:
+                raise errors.bad_request(f"unsupported scale target kind {ref.get('kind')!r}")
+            scale = await self.client.get_scale(plural, ref.get("name"), ns)
+        except errors.ApiError as e:
+            cond("AbleToScale", False, "FailedGetScale", f"the HPA controller was unable to get the target's current scale: {e}")
+            await self.recorder.event(hpa, WARNING, "FailedGetScale", str(e))
+            await self._write(hpa, {**new, "conditions": conds})
+            return
+        current = int((scale.get("spec") or {}).get("replicas") or 0)
+        min_r, max_r = int(spec.get("minReplicas") or 1), int(spec.get("maxReplicas") or 1)
+        new["currentReplicas"] = int((scale.get("status") or {}).get("replicas") or 0)
+        cond("AbleToScale", True, "SucceededGetScale", "the HPA controller was able to get the target's current scale")
+        h = self.history.setdefault(key, History())
+        now = self.clock.now()
+        behavior = behavior_of(spec, self.downscale_window)
+        reason = ""
+        if current == 0 and min_r != 0:
+            desired = 0
+            cond("ScalingActive", False, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero")
+        elif current > max_r:
+            desired, reason = max_r, "Current number of replicas above Spec.MaxReplicas"
+        elif current < min_r:
+            desired, reason = min_r, "Current number of replicas below Spec.MinReplicas"
+        else:
+            try:
+                proposal, statuses, label = self._compute(hpa, scale, current)
+            except MetricError as e:
+                cond("ScalingActive", False, e.reason, str(e))
+                await self.recorder.event(hpa, WARNING, e.reason, str(e))
+                new["currentMetrics"] = new.get("currentMetrics")
+                await self._write(hpa, {**new, "desiredReplicas": current, "conditions": conds})
+                return
+            new["currentMetrics"] = statuses
+            cond("ScalingActive", True, "ValidMetricFound",
+                 f"the HPA was able to successfully calculate a replica count from {label}")
+            if not h.recommendations and float(behavior["scaleDown"]["stabilizationWindowSeconds"]) > 0:
+                h.recommendations.append((now, current))  # a new HPA does not scale down at once
+            stabilized, s_reason, s_msg = stabilize(h, now, proposal, current,
+                                                    float(behavior["scaleUp"]["stabilizationWindowSeconds"]),
+                                                    float(behavior["scaleDown"]["stabilizationWindowSeconds"]))
+            if stabilized != proposal:
+                cond("AbleToScale", True, s_reason, s_msg)
+            else:
+                cond("AbleToScale", True, "ReadyForNewScale", "recommended size matches current size")
+            desired, l_reason, l_msg = limit_rate(h, now, stabilized, current, min_r, max_r, behavior)
+            cond("ScalingLimited", desired != stabilized, l_reason, l_msg)
+            reason = f"{label} above target" if desired > current else "All metrics below target"
+        if desired != current:
+            try:
+                await self.client.scale(plural, ref["name"], desired, ns)
+            except errors.ApiError as e:
+                cond("AbleToScale", False, "FailedUpdateScale", f"the HPA controller was unable to update the target scale: {e}")
+                await self.recorder.event(hpa, WARNING, "FailedRescale", f"New size: {desired}; reason: {reason}; error: {e}")
+                await self._write(hpa, {**new, "conditions": conds})
+                return
+            record_scale(h, now, current, desired, behavior)
+            cond("AbleToScale", True, "SucceededRescale", f"the HPA controller was able to update the target scale to {desired}")
+            await self.recorder.event(hpa, NORMAL, "SuccessfulRescale", f"New size: {desired}; reason: {reason}")
+            log.info("hpa %s: %s %d -> %d (%s)", key, ref.get("name"), current, desired, reason)
+            new["lastScaleTime"] = now_s
+        await self._write(hpa, {**new, "desiredReplicas": desired, "conditions": conds})
+
+    async def _write(self, hpa: dict, status: dict) -> None:
+        status = {k: v for k, v in status.items() if v is not None}
+        if status == (hpa.get("status") or {}):
+            return
+        obj = deep_copy(hpa)
+        obj["status"] = status
+        await self.client.update_status(obj)
