@@ -47,7 +47,8 @@ async def client(nats_server, apiserver):
 def start_apiserver_process(url: str, log_path) -> subprocess.Popen:
     """An API server in its own process (``python -m master``)."""
     out = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "master", "--server", url, "--log-level", "WARNING"],
+    return subprocess.Popen([sys.executable, "-m", "master", "--server", url, "--components", "apiserver",
+                             "--log-level", "WARNING"],
                             stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=die_with_parent)
 
@@ -67,3 +68,9 @@ async def wait_for_api(url: str, timeout: float = 30.0) -> None:
                 await asyncio.sleep(0.1)
     finally:
         await c.close()
+
+
+def pytest_sessionstart(session):
+    from tests import leaks
+
+    session.config.stash[leaks.BASELINE] = leaks.snapshot() if os.geteuid() == 0 else {}

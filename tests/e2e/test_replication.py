@@ -116,8 +116,11 @@ async def test_replication_controller_keeps_its_pods(cluster):
     assert all(p["metadata"]["ownerReferences"][0]["kind"] == "ReplicationController" for p in pods)
     await c.scale("replicationcontrollers", "legacy", 1)
     await wait_until(lambda: exactly_running(c, "legacy", 1), 40, "scaled down to 1")
-    await wait_until(lambda: rs_status(c, "legacy", "replicationcontrollers"), 10, "status")
-    assert (await rs_status(c, "legacy", "replicationcontrollers")).get("readyReplicas") == 1
+    async def one_ready():
+        st = await rs_status(c, "legacy", "replicationcontrollers")
+        return st if st and st.get("readyReplicas") == 1 and st.get("replicas") == 1 else None
+
+    await wait_until(one_ready, 15, "status: 1 replica, 1 ready")
 
 
 async def test_orphans_are_adopted_and_relabelled_pods_released(cluster):
