@@ -397,8 +397,13 @@ def _hpa_targets(hpa: dict, _now: datetime, limit: int = 3) -> str:
 
 
 def _data_count(*fields: str) -> Cell:
+    """Distinct keys of maps (data, stringData), or entries of a list (a ServiceAccount's secrets)."""
     def cell(obj: dict, _now: datetime) -> str:
-        return str(len({k for f in fields for k in (obj.get(f) or {})}))
+        keys: set = set()
+        for f in fields:
+            value = obj.get(f) or {}
+            keys.update(value if isinstance(value, dict) else range(len(value)))
+        return str(len(keys))
     return cell
 
 

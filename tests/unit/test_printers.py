@@ -190,3 +190,13 @@ def test_every_kind_has_kubectl_headers():
         "NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
     assert [h for h, _ in printers.columns("DaemonSet")] == [
         "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"]
+
+
+def test_serviceaccount_secrets_column_counts_references():
+    from bus.cli.printers import table
+    from bus.resources import by_plural
+
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "x"},
+          "secrets": [{"name": "default-token-abcde"}]}
+    headers, rows = table(by_plural("serviceaccounts"), [sa])
+    assert headers[:2] == ["NAME", "SECRETS"] and rows[0][:2] == ["default", "1"]
