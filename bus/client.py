@@ -224,7 +224,7 @@ class ApiClient:
                    field_selector: str | None = None) -> tuple[list[Any], int]:
         """``(items, resourceVersion)``; namespace None lists every namespace."""
         res = resource_of(ref)
-        match = _matcher(res, label_selector, field_selector)
+        match = selector_matcher(res, label_selector, field_selector)
         items, rv = await self.store.list(res, namespace if res.namespaced else None)
         items = [o for o in items if match(o)]
         items.sort(key=lambda o: ((o["metadata"].get("namespace") or ""), o["metadata"].get("name", "")))
@@ -238,11 +238,11 @@ class ApiClient:
         already holds, e.g. the list it watched from)."""
         res = resource_of(ref)
         w = await self.store.watch(res, namespace if res.namespaced else None, since)
-        return FilteredWatch(w, _matcher(res, label_selector, field_selector),
+        return FilteredWatch(w, selector_matcher(res, label_selector, field_selector),
                              filtered=bool(label_selector or field_selector), initial=initial)
 
 
-def _matcher(res: Resource, label_selector: str | None, field_selector: str | None):
+def selector_matcher(res: Resource, label_selector: str | None, field_selector: str | None):
     lsel = fsel = None
     if label_selector:
         from bus.labels import parse_selector

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from bus import codec, errors, subjects
-from bus.client import ApiClient, FilteredWatch, _matcher, resource_of
+from bus.client import ApiClient, FilteredWatch, selector_matcher, resource_of
 from bus.resources import Resource
 from bus.store import DELETED
 
@@ -89,7 +89,7 @@ class _StoreSource:
                    field_selector: str | None = None) -> tuple[list[dict], int]:
         items, rv = await self.store.list(res, namespace)
         if label_selector or field_selector:
-            match = _matcher(res, label_selector, field_selector)
+            match = selector_matcher(res, label_selector, field_selector)
             items = [o for o in items if match(o)]
         return items, rv
 
@@ -98,7 +98,7 @@ class _StoreSource:
                     initial: Iterable[dict] = ()) -> Any:
         w = await self.store.watch(res, namespace, since)
         if label_selector or field_selector:
-            return FilteredWatch(w, _matcher(res, label_selector, field_selector), True, initial)
+            return FilteredWatch(w, selector_matcher(res, label_selector, field_selector), True, initial)
         return w
 
 
@@ -182,12 +182,7 @@ class Informer:
 
     async def stop(self) -> None:
         self._stopping = True
-        w, self._watch = self._watch, None
-        if w is not None:
-            try:
-                await w.stop()
-            except Exception:
-                pass
+        await self._drop_watch()
         for t in (self._task, self._resync_task):
             if t is not None and not t.done():
                 t.cancel()
@@ -257,16 +252,19 @@ class Informer:
             except Exception as e:
                 log.warning("informer %s: list/watch failed: %s", self.resource.plural, e)
             finally:
-                w, self._watch = self._watch, None
-                if w is not None:
-                    try:
-                        await w.stop()
-                    except Exception:
-                        pass
+                await self._drop_watch()
             if self._stopping:
                 return
             await asyncio.sleep(delay)
             delay = min(high, max(delay * 2, low))
+
+    async def _drop_watch(self) -> None:
+        w, self._watch = self._watch, None
+        if w is not None:
+            try:
+                await w.stop()
+            except Exception:
+                pass
 
     def _replace(self, items: list[dict], rv: int) -> None:
         """Make the cache equal a fresh list, delivering the differences."""

@@ -6,7 +6,7 @@ gateway all look resources up here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

@@ -244,9 +244,6 @@ class Agent:
         uid = pod["metadata"]["uid"]
         w = self.workers.get(uid)
         if w is None:
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not \
-                    pod["metadata"].get("deletionTimestamp"):
-                pass  # a finished pod we never ran (agent restart): report as is
             w = PodWorker(self, uid, pod)
             self.workers[uid] = w
             w.start()

@@ -9,21 +9,13 @@ from typing import Any, Awaitable, Callable
 
 from bus import errors
 from bus.quantity import cpu_millis, memory_bytes
+from node.runtime.spec import expand
 
 Getter = Callable[[str, str, str], Awaitable[dict]]  # (resource, name, namespace) -> object
 
 
 class ConfigError(Exception):
     """What Kubernetes reports as CreateContainerConfigError."""
-
-
-_EXPAND = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion (``$$`` escapes)."""
-    out = _EXPAND.sub(lambda m: env.get(m.group(1), m.group(0)), text.replace("$$", "\0"))
-    return out.replace("\0", "$")
 
 
 def field_ref(pod: dict, path: str, host_ip: str, pod_ip: str = "") -> str:

@@ -15,7 +15,7 @@ from bus import errors
 from bus.events import NORMAL, WARNING
 from node.env import ConfigError, build_env
 from node.probes import LIVENESS, READINESS, STARTUP, ProbeWorker
-from node.status import RUNNING, TERMINATED, WAITING, ContainerView, pod_status
+from node.status import RUNNING, TERMINATED, ContainerView, pod_status
 from node.volumes import VolumeError
 
 if TYPE_CHECKING:

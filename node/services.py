@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,7 +204,7 @@ class NodeServices:
         now_t = time.monotonic()
         busy, total = _cpu_seconds()
         lb, lt = self._last_cpu
-        cores = float(__import__("os").cpu_count() or 1)
+        cores = float(os.cpu_count() or 1)
         frac = (busy - lb) / (total - lt) if total > lt else 0.0
         self._last_cpu, self._last_t = (busy, total), now_t
         ts = now_rfc3339()

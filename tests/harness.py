@@ -103,6 +103,17 @@ async def stop_cluster(c: Cluster) -> None:
     assert not leftovers, f"containers leaked: {leftovers}"
 
 
+async def get_or_none(client: ApiClient, res: str, name: str, ns: str | None = None) -> dict | None:
+    try:
+        return await client.get(res, name, ns)
+    except errors.NotFound:
+        return None
+
+
+async def in_namespace(client: ApiClient, res: str, ns: str) -> list[dict]:
+    return (await client.list(res, ns))[0]
+
+
 async def node_ready(client: ApiClient, node: str) -> bool:
     try:
         n = await client.get("nodes", node)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bus import codec, errors
-from bus.client import _matcher
+from bus.client import selector_matcher
 from bus.models import to_dict, unknown_fields
 from bus.resources import Resource
 from bus.store import NatsStore
@@ -157,7 +157,7 @@ class Handlers:
 
     async def do_list(self, req: Request) -> Reply:
         res = req.res
-        match = _matcher(res, req.options.get("labelSelector"), req.options.get("fieldSelector"))
+        match = selector_matcher(res, req.options.get("labelSelector"), req.options.get("fieldSelector"))
         items, rv = await self.store.list(res, req.namespace if res.namespaced else None)
         items = sorted((o for o in items if match(o)),
                        key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"].get("name", "")))
@@ -394,7 +394,7 @@ class Handlers:
 
     async def do_deletecollection(self, req: Request) -> Reply:
         res = req.res
-        match = _matcher(res, req.options.get("labelSelector"), req.options.get("fieldSelector"))
+        match = selector_matcher(res, req.options.get("labelSelector"), req.options.get("fieldSelector"))
         items, rv = await self.store.list(res, req.namespace if res.namespaced else None)
         deleted = []
         for o in items:

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from bus import errors, nodeclient
-from tests.harness import IMAGE, NEEDS_DOCKER, start_cluster, stop_cluster, wait_until
+from bus import nodeclient
+from tests.harness import IMAGE, NEEDS_DOCKER, get_or_none, in_namespace, start_cluster, stop_cluster, wait_until
 
 pytestmark = list(NEEDS_DOCKER)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -32,21 +32,8 @@ def pod(name: str, script: str, ns: str = "default", **spec) -> dict:
             "spec": {"terminationGracePeriodSeconds": 1, "containers": [ctr(script)], **spec}}
 
 
-async def in_namespace(client, res, ns):
-    """The objects of ``res`` in ``ns`` (listed across namespaces: a namespace-filtered list of an
-    empty namespace currently stalls in bus/store.py)."""
-    return [o for o in (await client.list(res))[0] if o["metadata"].get("namespace") == ns]
-
-
-async def _get(client, res, name, ns=None):
-    try:
-        return await client.get(res, name, ns)
-    except errors.NotFound:
-        return None
-
-
 async def _running(client, name, ns="default"):
-    p = await _get(client, "pods", name, ns)
+    p = await get_or_none(client, "pods", name, ns)
     return p if p and p["status"].get("phase") == "Running" else None
 
 
@@ -76,7 +63,7 @@ async def test_deleting_a_namespace_removes_its_deployment_pods_and_containers(c
     try:
         await wait_until(lambda: _gone(c, "namespaces", ns), 40, "namespace removed")
     except AssertionError:
-        left = await _get(c, "namespaces", ns)
+        left = await get_or_none(c, "namespaces", ns)
         raise AssertionError(f"namespace not removed: {left}") from None
     for res in ("deployments", "replicasets", "pods", "configmaps", "serviceaccounts", "secrets"):
         assert await in_namespace(c, res, ns) == [], res
@@ -84,7 +71,7 @@ async def test_deleting_a_namespace_removes_its_deployment_pods_and_containers(c
 
 
 async def _gone(client, res, name, ns=None):
-    return await _get(client, res, name, ns) is None
+    return await get_or_none(client, res, name, ns) is None
 
 
 async def test_pods_run_as_the_default_account_and_read_its_token(cluster):

@@ -13,7 +13,7 @@ from bus.informer import SharedInformerFactory
 from master.controllers import namespace, pvbinder, serviceaccount
 from master.controllers.manager import Context
 from master.controllers.serviceaccount import verify_token
-from tests.harness import wait_until
+from tests.harness import get_or_none, in_namespace, wait_until
 
 
 @pytest.fixture
@@ -29,24 +29,11 @@ async def controllers(client, tmp_path):
     await ctx.informers.stop()
 
 
-async def in_namespace(client, res, ns):
-    """The objects of ``res`` in ``ns`` (listed across namespaces: a namespace-filtered list of an
-    empty namespace currently stalls in bus/store.py)."""
-    return [o for o in (await client.list(res))[0] if o["metadata"].get("namespace") == ns]
-
-
-async def _get(client, res, name, ns=None):
-    try:
-        return await client.get(res, name, ns)
-    except errors.NotFound:
-        return None
-
-
 async def _token_of(client, ns, sa="default"):
-    acct = await _get(client, "serviceaccounts", sa, ns)
+    acct = await get_or_none(client, "serviceaccounts", sa, ns)
     if not acct or not acct.get("secrets"):
         return None
-    return await _get(client, "secrets", acct["secrets"][0]["name"], ns)
+    return await get_or_none(client, "secrets", acct["secrets"][0]["name"], ns)
 
 
 async def test_every_namespace_gets_a_default_account_with_a_signed_token(client, controllers):
@@ -65,7 +52,7 @@ async def test_every_namespace_gets_a_default_account_with_a_signed_token(client
     assert claims["sub"] == "system:serviceaccount:team-a:default" and claims["iss"] == "k8n"
     assert claims["kubernetes.io/serviceaccount/service-account.uid"] == sa["metadata"]["uid"]
     assert verify_token(key, base64.b64decode(tok["data"]["token"]).decode())["sub"].endswith(":default:default")
-    assert await _get(client, "configmaps", "kube-root-ca.crt", "team-a")
+    assert await get_or_none(client, "configmaps", "kube-root-ca.crt", "team-a")
 
     # an account of one's own gets a token too; exactly one, however many times it is reconciled
     await client.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder", "namespace": "team-a"}})
@@ -90,7 +77,7 @@ async def test_every_namespace_gets_a_default_account_with_a_signed_token(client
 
 
 async def _gone(client, res, name, ns=None):
-    return await _get(client, res, name, ns) is None
+    return await get_or_none(client, res, name, ns) is None
 
 
 async def test_namespace_deletion_removes_its_content_then_the_namespace(client, controllers):
@@ -107,7 +94,7 @@ async def test_namespace_deletion_removes_its_content_then_the_namespace(client,
     await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep", "namespace": "default"}})
 
     await client.delete("namespaces", "doomed")
-    ns = await _get(client, "namespaces", "doomed")
+    ns = await get_or_none(client, "namespaces", "doomed")
     assert ns is None or ns["status"]["phase"] == "Terminating"
     with pytest.raises(errors.ApiError) as refused:
         await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late", "namespace": "doomed"}})
@@ -115,7 +102,7 @@ async def test_namespace_deletion_removes_its_content_then_the_namespace(client,
     await wait_until(lambda: _gone(client, "namespaces", "doomed"), 15, "namespace removed")
     for res in ("configmaps", "secrets", "serviceaccounts", "pods"):
         assert await in_namespace(client, res, "doomed") == [], res
-    assert await _get(client, "configmaps", "keep", "default")  # other namespaces untouched
+    assert await get_or_none(client, "configmaps", "keep", "default")  # other namespaces untouched
     with pytest.raises(errors.ApiError) as refused:
         await client.delete("namespaces", "kube-system")
     assert refused.value.code == 403
@@ -133,7 +120,7 @@ def _pvc(name, size="1Gi", **spec):
 
 
 async def _phase(client, res, name, ns=None):
-    o = await _get(client, res, name, ns)
+    o = await get_or_none(client, res, name, ns)
     return (o.get("status") or {}).get("phase") if o else None
 
 

@@ -15,7 +15,6 @@ import asyncio
 import os
 import platform
 import signal
-import statistics
 import sys
 import tempfile
 import time

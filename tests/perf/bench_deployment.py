@@ -113,7 +113,7 @@ async def run(n_nodes: int, replicas: int, keep_logs: bool) -> None:
               f"(floor {replicas - replicas * 25 // 100})")
         print("  CPU seconds, apply: " + ", ".join(f"{k} {cpu1[k] - cpu0[k]:.1f}" for k in named)
               + "; rolling update: " + ", ".join(f"{k} {cpu2[k] - cpu1[k]:.1f}" for k in named))
-        print(f"  ReplicaSets at the end: " + ", ".join(
+        print("  ReplicaSets at the end: " + ", ".join(
             f"{rs['metadata']['name']}={rs['spec']['replicas']}" for rs in rss))
     finally:
         for p in reversed(procs):
