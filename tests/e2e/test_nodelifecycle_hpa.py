@@ -149,8 +149,16 @@ async def test_hpa_scales_up_under_cpu_burn_and_down_after_the_window(hpa_cluste
     async def replicas():
         return (await c.get_scale("replicasets", "burn", "default"))["spec"]["replicas"]
 
+    async def hpa_reporting(desired):  # the HPA scales first, then writes its status
+        hpa = await c.get("horizontalpodautoscalers", "burn", "default")
+        return hpa if (hpa.get("status") or {}).get("desiredReplicas") == desired else None
+
+    async def rescaled_to(size):
+        return any(f"New size: {size}" in e["message"] for e in await events(c, "SuccessfulRescale"))
+
     await wait_until(lambda: _eq(replicas(), 3), 40, "the HPA to scale up to maxReplicas 3")
-    hpa = await c.get("horizontalpodautoscalers", "burn", "default")
+    hpa = await wait_until(lambda: hpa_reporting(3), 10, "the HPA status to report 3")
+    await wait_until(lambda: rescaled_to(3), 10, "the rescale event")
     st = hpa["status"]
     conds = {x["type"]: x for x in st["conditions"]}
     assert st["desiredReplicas"] == 3 and st.get("lastScaleTime")
@@ -159,7 +167,8 @@ async def test_hpa_scales_up_under_cpu_burn_and_down_after_the_window(hpa_cluste
     assert any("New size: 3" in e["message"] for e in await events(c, "SuccessfulRescale"))
 
     await wait_until(lambda: _eq(replicas(), 1), 90, "the HPA to scale back down once the burn stops")
-    hpa = await c.get("horizontalpodautoscalers", "burn", "default")
+    hpa = await wait_until(lambda: hpa_reporting(1), 10, "the HPA status to report 1")
+    await wait_until(lambda: rescaled_to(1), 10, "the rescale event")
     assert hpa["status"]["desiredReplicas"] == 1
     assert any("New size: 1; reason: All metrics below target" in e["message"]
                for e in await events(c, "SuccessfulRescale"))
