@@ -10,7 +10,8 @@ Wire protocol (what any NATS client can speak):
     {"namespace": "default", "name": "web", "subresource": "status"|"scale"|"binding"|null,
      "body": {...object or patch...},
      "options": {"labelSelector": "...", "fieldSelector": "...", "dryRun": false,
-                 "patchType": "merge"|"json", "gracePeriodSeconds": 0,
+                 "patchType": "merge"|"json"|"strategic"|"apply" (or its Content-Type), "force": false,
+                 "gracePeriodSeconds": 0,
                  "propagationPolicy": "Background"|"Foreground"|"Orphan",
                  "preconditions": {"uid": "...", "resourceVersion": "..."}, "fieldManager": "..."}}
 

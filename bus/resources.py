@@ -78,7 +78,11 @@ RESOURCES: tuple[Resource, ...] = (
 # ``<node>.<namespace>.<name>`` so that an agent watches only its own node's pods
 # (``master/nodeview.py`` keeps it; ``bus.subjects.node_pods_namespace`` gives the key prefix).
 NODE_PODS = Resource("Pod", "nodepods", "", "v1", True, (), (), (), history=1)
-BUCKETS: tuple[Resource, ...] = RESOURCES + (NODE_PODS,)
+# Not served either: the apiserver's claims on ClusterIPs and NodePorts, one key per IP or port
+# (``bus.subjects.service_alloc_key``), created with a KV create that expects absence so that
+# concurrent apiservers never hand out the same one (``master/apiserver/service_alloc.py``).
+SERVICE_ALLOCATIONS = Resource("ServiceAllocation", "serviceallocations", "", "v1", False, (), (), (), history=1)
+BUCKETS: tuple[Resource, ...] = RESOURCES + (NODE_PODS, SERVICE_ALLOCATIONS)
 
 _BY_PLURAL = {r.plural: r for r in RESOURCES}
 _BY_KIND = {r.kind: r for r in RESOURCES}

@@ -104,6 +104,18 @@ def node_pod_key(node: str, namespace: str, name: str) -> str:
     return f"{encode_name(node)}.{namespace}.{encode_name(name)}"
 
 
+# ---- service allocations (ClusterIPs, NodePorts) ----------------------------------------------
+
+ALLOC_CLUSTER_IP = "clusterip"  # first key token of a ClusterIP claim
+ALLOC_NODE_PORT = "nodeport"  # first key token of a NodePort claim
+
+
+def service_alloc_key(kind: str, value: str | int) -> tuple[str, str]:
+    """``(namespace, name)`` of one claim in the allocations bucket (``object_key`` makes the KV
+    key: ``clusterip.10_96_0_1``, ``nodeport.30080``)."""
+    return kind, str(value)
+
+
 # ---- node-addressed subjects (agent) and metrics -------------------------------------------
 
 NODE_PREFIX = "k8n.node"

@@ -600,21 +600,48 @@ def _hpa(e: Errors, obj: Any) -> None:
             e.at_least(f"{p}.{field}.target.averageUtilization", t.average_utilization, 1)
 
 
+_SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+_MAX_AFFINITY_TIMEOUT = 86400
+
+
 def _service(e: Errors, obj: Any) -> None:
     spec = obj.spec
     if spec is None:
         return e.required("spec")
-    types_ = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
-    e.one_of("spec.type", spec.type, types_)
-    if spec.type == "ExternalName":
+    e.one_of("spec.type", spec.type, _SERVICE_TYPES)
+    stype = spec.type or "ClusterIP"
+    headless = spec.cluster_ip == "None"
+    if stype == "ExternalName":
         if not spec.external_name:
             e.required("spec.externalName")
         else:
             e.messages("spec.externalName", spec.external_name, dns1123_subdomain_errors(spec.external_name))
-    elif not spec.ports and spec.cluster_ip != "None":
+    elif not spec.ports and not headless:
         e.required("spec.ports")
+    _service_ports(e, spec, stype)
+    affinity = spec.session_affinity
+    e.one_of("spec.sessionAffinity", affinity, ("ClientIP", "None"))
+    cfg = spec.session_affinity_config
+    if cfg and affinity != "ClientIP":
+        e.forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None")
+    elif isinstance(cfg, dict) and isinstance(cfg.get("clientIP"), dict) and "timeoutSeconds" in cfg["clientIP"]:
+        t = cfg["clientIP"]["timeoutSeconds"]
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 < t <= _MAX_AFFINITY_TIMEOUT:
+            e.invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", t,
+                      f"must be greater than 0 and less than {_MAX_AFFINITY_TIMEOUT}")
+    e.one_of("spec.externalTrafficPolicy", spec.external_traffic_policy, ("Cluster", "Local"))
+    e.one_of("spec.internalTrafficPolicy", spec.internal_traffic_policy, ("Cluster", "Local"))
+    e.label_map("spec.selector", spec.selector)
+    _service_ips(e, spec, stype)
+    for i, ip in enumerate(spec.external_ips or ()):
+        _ip(e, f"spec.externalIPs[{i}]", ip)
+
+
+def _service_ports(e: Errors, spec: Any, stype: str) -> None:
     ports = spec.ports or ()
     names: set[str] = set()
+    seen: set[tuple[Any, Any]] = set()
+    node_ports: set[tuple[Any, Any]] = set()
     for i, p in enumerate(ports):
         pp = f"spec.ports[{i}]"
         if not p.name:
@@ -627,19 +654,49 @@ def _service(e: Errors, obj: Any) -> None:
             names.add(p.name)
         e.port(f"{pp}.port", p.port)
         e.one_of(f"{pp}.protocol", p.protocol, _PROTOCOLS)
+        if p.port is not None and (p.port, p.protocol) in seen:
+            e.duplicate(pp, {"port": p.port, "protocol": p.protocol})
+        seen.add((p.port, p.protocol))
         e.int_or_port_name(f"{pp}.targetPort", p.target_port)
         if p.node_port:
             e.port(f"{pp}.nodePort", p.node_port)
-            if spec.type not in ("NodePort", "LoadBalancer"):
-                e.forbidden(f"{pp}.nodePort", "may not be used when `type` is 'ClusterIP'")
-    e.one_of("spec.sessionAffinity", spec.session_affinity, ("ClientIP", "None"))
-    e.one_of("spec.externalTrafficPolicy", spec.external_traffic_policy, ("Cluster", "Local"))
-    e.one_of("spec.internalTrafficPolicy", spec.internal_traffic_policy, ("Cluster", "Local"))
-    e.label_map("spec.selector", spec.selector)
-    if spec.cluster_ip and spec.cluster_ip != "None":
-        _ip(e, "spec.clusterIP", spec.cluster_ip)
-    for i, ip in enumerate(spec.external_ips or ()):
-        _ip(e, f"spec.externalIPs[{i}]", ip)
+            if stype not in ("NodePort", "LoadBalancer"):
+                e.forbidden(f"{pp}.nodePort", f"may not be used when `type` is '{stype}'")
+            elif (p.node_port, p.protocol) in node_ports:
+                e.duplicate(f"{pp}.nodePort", p.node_port)
+            node_ports.add((p.node_port, p.protocol))
+
+
+def _service_ips(e: Errors, spec: Any, stype: str) -> None:
+    """clusterIP: "", "None" (headless) or an IPv4 address; clusterIPs agrees with it; single-stack IPv4."""
+    ips = list(spec.cluster_ips or ())
+    if stype == "ExternalName":
+        if spec.cluster_ip or ips:
+            e.forbidden("spec.clusterIPs", "may not be set for ExternalName services")
+        return
+    if spec.cluster_ip and ips and ips[0] != spec.cluster_ip:
+        e.invalid("spec.clusterIPs[0]", ips[0], "must be same as clusterIP")
+    if len(ips) > 1:
+        e.invalid("spec.clusterIPs", ips, "this cluster is single-stack IPv4: at most one clusterIP may be given")
+    ip = spec.cluster_ip or (ips[0] if ips else "")
+    if ip == "None":
+        if stype in ("NodePort", "LoadBalancer"):
+            e.invalid("spec.clusterIPs[0]", ip, f"may not be set to 'None' for {stype} services")
+    elif ip:
+        try:
+            if not isinstance(ipaddress.ip_address(ip), ipaddress.IPv4Address):
+                e.invalid("spec.clusterIPs[0]", ip, "expected an IPv4 value as indicated by `ipFamilies[0]`")
+        except ValueError:
+            e.invalid("spec.clusterIPs[0]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+    for i, fam in enumerate(spec.ip_families or ()):
+        if fam == "IPv6":
+            e.invalid(f"spec.ipFamilies[{i}]", fam, "not configured on this cluster")
+        else:
+            e.one_of(f"spec.ipFamilies[{i}]", fam, ("IPv4", "IPv6"))
+    e.one_of("spec.ipFamilyPolicy", spec.ip_family_policy, ("SingleStack", "PreferDualStack", "RequireDualStack"))
+    if spec.ip_family_policy == "RequireDualStack":
+        e.invalid("spec.ipFamilyPolicy", spec.ip_family_policy,
+                  "this cluster is not configured for dual-stack services")
 
 
 def _ip(e: Errors, path: str, value: str) -> None:
@@ -880,12 +937,16 @@ def _without_added_labels(new_t: dict[str, Any], old_t: dict[str, Any]) -> dict[
 
 
 def _service_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    """A ClusterIP (or headless "None") stays until the Service becomes ExternalName; an update that
+    leaves it out keeps it (the apiserver fills it in before this check)."""
     old_ip = _get(old, "spec", "clusterIP")
     spec = new.spec
-    if spec is None or spec.type == "ExternalName" or not old_ip:
+    if spec is None or spec.type == "ExternalName" or not old_ip or _get(old, "spec", "type") == "ExternalName":
         return
     if spec.cluster_ip and spec.cluster_ip != old_ip:
         e.invalid("spec.clusterIP", spec.cluster_ip, _IMMUTABLE)
+    elif spec.cluster_ips and spec.cluster_ips[0] != old_ip:
+        e.invalid("spec.clusterIPs[0]", spec.cluster_ips[0], _IMMUTABLE)
 
 
 def _pvc_update(e: Errors, old: dict[str, Any], new: Any) -> None:

@@ -20,6 +20,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-ip", default=None, help="InternalIP to report (default: the default route's source)")
     p.add_argument("--pod-cidr", default=None, help="this node's pod range (default: assigned by the control plane)")
     p.add_argument("--bridge", default=None, help="bridge name (default derived from the node name)")
+    p.add_argument("--cluster-domain", default=os.environ.get("K8N_CLUSTER_DOMAIN", "cluster.local"),
+                   help="DNS domain served by the node's cluster DNS and searched by pods")
     p.add_argument("--lease-seconds", type=float, default=2.0)
     p.add_argument("--status-seconds", type=float, default=10.0)
     p.add_argument("--metrics-seconds", type=float, default=10.0)
@@ -28,6 +30,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pause-image", default="k8n/pause:3.9")
     p.add_argument("--drain-on-exit", action="store_true",
                    help="on a clean stop, remove this node's pod containers and networking")
+    p.add_argument("--no-proxy", action="store_true", help="do not run the service proxy (run python -m node.proxy)")
     p.add_argument("--hollow", type=int, default=0, help="run N simulated nodes instead (benchmarks only)")
     p.add_argument("--log-level", default=os.environ.get("K8N_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
@@ -43,10 +46,11 @@ async def _run(args: argparse.Namespace) -> None:
     cfg = AgentConfig(
         name=args.name, server=args.server,
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(args.name),
-        node_ip=args.node_ip, pod_cidr=args.pod_cidr, bridge=args.bridge, lease_seconds=args.lease_seconds,
+        node_ip=args.node_ip, pod_cidr=args.pod_cidr, bridge=args.bridge, cluster_domain=args.cluster_domain,
+        lease_seconds=args.lease_seconds,
         status_seconds=args.status_seconds, metrics_seconds=args.metrics_seconds,
         backoff_initial=args.backoff_initial, backoff_max=args.backoff_max, pause_image=args.pause_image,
-        drain_on_exit=args.drain_on_exit)
+        drain_on_exit=args.drain_on_exit, proxy=not args.no_proxy)
     await run(cfg, stop)
 
 

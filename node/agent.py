@@ -20,6 +20,7 @@ from bus.events import EventRecorder
 from bus.informer import Informer
 from bus.resources import NODE_PODS
 from node import nodeinfo
+from node.env import service_env
 from node.podworker import Instance, PodWorker
 from node.volumes import Volumes
 
@@ -34,6 +35,7 @@ class AgentConfig:
     node_ip: str | None = None
     pod_cidr: str | None = None  # else the control plane assigns one
     cluster_cidr: str = "10.244.0.0/16"
+    cluster_domain: str = "cluster.local"  # served by the node's cluster DNS (node/dns)
     bridge: str | None = None
     lease_seconds: float = 2.0
     status_seconds: float = 10.0
@@ -44,6 +46,7 @@ class AgentConfig:
     relist_seconds: float = 1.0
     pause_image: str = "k8n/pause:3.9"
     drain_on_exit: bool = False
+    proxy: bool = True  # run the service proxy (node/proxy) in this process
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -60,6 +63,7 @@ class Agent:
                                     state_dir=config.state_dir / "runtime")
         self.runtime = runtime
         self.network = network
+        self.dns: Any = None  # node.dns.NodeDns once started
         self.recorder = EventRecorder(client, "kubelet", config.name)
         self.volumes = Volumes(config.state_dir / "pods", self.get_object)
         self.workers: dict[str, PodWorker] = {}
@@ -75,7 +79,13 @@ class Agent:
         return await self.client.get(resource, name, namespace or None)
 
     async def service_env(self, pod: dict) -> dict[str, str]:
-        return {}
+        """The Service variables for the pod's containers (from the DNS view's informer when running)."""
+        ns = (pod.get("metadata") or {}).get("namespace") or "default"
+        if self.dns is not None and self.dns.view.synced:
+            services = self.dns.view.services_in(ns, "default")
+        else:
+            services = [s for n in {ns, "default"} for s in (await self.client.list("services", n))[0]]
+        return service_env(services, ns, (pod.get("spec") or {}).get("enableServiceLinks", True))
 
     async def image_present(self, image: str) -> bool:
         if image in self._images:
@@ -120,6 +130,17 @@ class Agent:
 
             self.network = PodNetwork(self.name, cidr, self.config.state_dir / "network", bridge=self.config.bridge)
         await self.network.ensure_node()
+        self.proxy = None
+        if self.config.proxy:
+            from node.proxy import ServiceProxy
+
+            self.proxy = ServiceProxy(self.client, self.name, self.host_ip, self.config.cluster_cidr)
+            await self.proxy.start()
+        if getattr(self.network, "gateway", None):
+            from node.dns import NodeDns
+
+            self.dns = NodeDns(self.client, self.network.gateway, domain=self.config.cluster_domain)
+            await self.dns.start()  # logs and carries on when it cannot listen
         self._dead_ids: set[str] = set()
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="lease"))
         self._tasks.append(asyncio.create_task(self._status_loop(), name="node-status"))
@@ -146,8 +167,12 @@ class Agent:
             await self.services.stop()
         if self.informer:
             await self.informer.stop()
+        if self.dns is not None:
+            await self.dns.stop()
         workers = list(self.workers.values())
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        if getattr(self, "proxy", None):
+            await self.proxy.stop(cleanup=self.config.drain_on_exit)
         if self.config.drain_on_exit:
             await asyncio.gather(*(self._drain(w) for w in workers), return_exceptions=True)
             if self.network is not None:

@@ -1,5 +1,6 @@
 """Container environment as the kubelet builds it: ``env`` (value, fieldRef, resourceFieldRef,
-secretKeyRef, configMapKeyRef) and ``envFrom``, with ``$(VAR)`` expansion."""
+secretKeyRef, configMapKeyRef) and ``envFrom``, with ``$(VAR)`` expansion, on top of the Service
+environment variables (``service_env``: Kubernetes' pkg/kubelet/envvars rules)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,67 @@ from bus.quantity import cpu_millis, memory_bytes
 from node.runtime.spec import expand
 
 Getter = Callable[[str, str, str], Awaitable[dict]]  # (resource, name, namespace) -> object
+
+
+MASTER_SERVICES = frozenset({"kubernetes"})  # from namespace default, in every pod
+
+
+def _env_name(name: str) -> str:
+    """envvars.makeEnvVariableName: upper case, ``-`` → ``_``."""
+    return name.replace("-", "_").upper()
+
+
+def _cluster_ip(svc: dict) -> str:
+    ip = (svc.get("spec") or {}).get("clusterIP") or ""
+    return "" if ip == "None" else ip
+
+
+def _host_port(ip: str, port: Any) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"  # net.JoinHostPort
+
+
+def vars_of_service(svc: dict) -> dict[str, str]:
+    """envvars.FromServices for one Service: ``<NAME>_SERVICE_HOST``, ``<NAME>_SERVICE_PORT`` (first port),
+    ``<NAME>_SERVICE_PORT_<PORTNAME>`` per named port and the Docker-link variables (``<NAME>_PORT``,
+    ``<NAME>_PORT_<port>_<PROTO>`` with ``_PROTO``, ``_PORT``, ``_ADDR``). Empty without a cluster IP."""
+    ip, ports = _cluster_ip(svc), (svc.get("spec") or {}).get("ports") or []
+    if not ip or not ports:
+        return {}
+    prefix = _env_name((svc.get("metadata") or {}).get("name", ""))
+    out = {f"{prefix}_SERVICE_HOST": ip, f"{prefix}_SERVICE_PORT": str(ports[0].get("port"))}
+    for sp in ports:
+        if sp.get("name"):
+            out[f"{prefix}_SERVICE_PORT_{_env_name(sp['name'])}"] = str(sp.get("port"))
+    for i, sp in enumerate(ports):
+        proto = sp.get("protocol") or "TCP"
+        url = f"{proto.lower()}://{_host_port(ip, sp.get('port'))}"
+        if i == 0:
+            out[f"{prefix}_PORT"] = url
+        port_prefix = f"{prefix}_PORT_{sp.get('port')}_{proto.upper()}"
+        out.update({port_prefix: url, f"{port_prefix}_PROTO": proto.lower(),
+                    f"{port_prefix}_PORT": str(sp.get("port")), f"{port_prefix}_ADDR": ip})
+    return out
+
+
+def service_env(services: list[dict], namespace: str, enable_service_links: bool | None = True) -> dict[str, str]:
+    """The kubelet's getServiceEnvVarMap: variables for the Services of ``namespace`` (unless
+    ``enableServiceLinks`` is false) and, always, the master service ``kubernetes`` of ``default``; a
+    Service of the pod's namespace wins over a master service of the same name. Services without a
+    cluster IP (headless, ExternalName) give none."""
+    chosen: dict[str, dict] = {}
+    for svc in services:
+        if not _cluster_ip(svc):
+            continue
+        meta = svc.get("metadata") or {}
+        name, ns = meta.get("name", ""), meta.get("namespace") or "default"
+        if ns == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, svc)
+        elif ns == namespace and enable_service_links is not False:
+            chosen[name] = svc
+    env: dict[str, str] = {}
+    for name in sorted(chosen):
+        env.update(vars_of_service(chosen[name]))
+    return env
 
 
 class ConfigError(Exception):

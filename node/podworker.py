@@ -171,8 +171,12 @@ class PodWorker:
         if self.sandbox is None:
             try:
                 await rt.ensure_image(self.agent.config.pause_image, "IfNotPresent")
-                self.sandbox = await rt.create_sandbox(self.pod)
+                dns = self.agent.dns
+                domain = dns.domain if dns is not None else self.agent.config.cluster_domain
+                self.sandbox = await rt.create_sandbox(self.pod, nameserver=dns.nameserver if dns else None,
+                                                       cluster_domain=domain)
                 self.pod_ip = await self.agent.network.attach(self.uid, self.sandbox.netns_path)
+                await rt.write_hosts(self.sandbox.id, self.pod, self.pod_ip, domain)
             except Exception as e:
                 log.exception("pod %s: sandbox failed", self.name)
                 await self.event(WARNING, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")

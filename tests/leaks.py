@@ -1,5 +1,5 @@
 """What k8n can leave on a machine: pod containers, bridges, pod veths, firewall rules, test
-network namespaces. The suite snapshots it at the start (tests/conftest.py) and the last test
+network namespaces, service proxy nft tables. The suite snapshots it at the start (tests/conftest.py) and the last test
 module checks that the suite added nothing."""
 
 from __future__ import annotations
@@ -27,4 +27,5 @@ def snapshot() -> dict[str, set[str]]:
         "firewall rules": {r for r in _out("iptables", "-S", "DOCKER-USER").splitlines() if "k8n:" in r}
         | {r for r in _out("iptables", "-t", "nat", "-S", "POSTROUTING").splitlines() if "k8n:" in r},
         "test netns": {n for n in _out("ip", "netns", "list").split() if n.startswith("t-")},
+        "nft tables": {line for line in _out("nft", "list", "tables").splitlines() if " k8n-" in line},
     }

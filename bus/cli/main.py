@@ -25,9 +25,12 @@ def up(
     data_dir: Optional[str] = DataDirOpt,
     nats_port: int = typer.Option(4222, "--nats-port", help="port of the embedded NATS server (0: pick a free one)"),
     no_agent: bool = typer.Option(False, "--no-agent", help="run no node agent (control plane only; no Docker needed)"),
+    http_port: Optional[int] = typer.Option(
+        None, "--http-port", help="port of the Kubernetes HTTP API (kubectl); default 6443, or a free one when "
+        "6443 is taken; 0: pick a free one"),
 ) -> None:
-    """Run an all-in-one cluster in the foreground (embedded NATS, control plane, a node agent)."""
-    raise typer.Exit(runner.up(data_dir, nats_port, with_agent=not no_agent))
+    """Run an all-in-one cluster in the foreground (embedded NATS, control plane, HTTP API, a node agent)."""
+    raise typer.Exit(runner.up(data_dir, nats_port, with_agent=not no_agent, http_port=http_port))
 
 
 @app.command()

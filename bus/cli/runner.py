@@ -19,6 +19,9 @@ from bus import config
 from bus.proc import die_with_parent, stop_process
 
 LOCK_FILE = "up.lock"
+TOKEN_FILE = "tokens.csv"  # the gateway's static bearer tokens (kube-apiserver's --token-auth-file format)
+KUBECONFIG_FILE = "kubeconfig"
+DEFAULT_HTTP_PORT = 6443  # kube-apiserver's port; plain HTTP on loopback here
 
 
 def _alive(pid: int) -> bool:
@@ -131,6 +134,89 @@ def control_plane_argv(server: str) -> list[str]:
     return [sys.executable, "-m", "master", "--server", server]
 
 
+def gateway_argv(server: str, host: str, port: int, token_file: Path, cert_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "master.gateway", "--server", server, "--host", host, "--port", str(port),
+            "--token-file", str(token_file), "--cert-dir", str(cert_dir)]
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _http_port(host: str, wanted: int | None) -> int | None:
+    """The gateway's port: ``wanted`` (None when it is busy), any free one for 0, and for no choice
+    6443 when free, else any free one."""
+    if wanted is None:
+        return DEFAULT_HTTP_PORT if _port_free(host, DEFAULT_HTTP_PORT) else _free_port(host)
+    if wanted == 0:
+        return _free_port(host)
+    return wanted if _port_free(host, wanted) else None
+
+
+def admin_token(ddir: Path) -> tuple[Path, str]:
+    """The admin bearer token, made on the first ``k8n up`` and kept in the token file (0600)."""
+    import secrets
+
+    path = ddir / TOKEN_FILE
+    try:
+        first = path.read_text().splitlines()[0]
+        token = first.split(",", 1)[0].strip()
+        if token:
+            return path, token
+    except (OSError, IndexError):
+        pass
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(f'{token},admin,admin,"system:masters"\n')
+    tmp.replace(path)
+    return path, token
+
+
+def write_kubeconfig(ddir: Path, url: str, token: str, ca_file: Path) -> Path:
+    """``<data-dir>/kubeconfig`` (0600): one cluster (with the gateway's CA), one user with the admin
+    token, namespace default."""
+    import base64
+
+    import yaml
+
+    ca = base64.b64encode(ca_file.read_bytes()).decode()
+    doc = {"apiVersion": "v1", "kind": "Config", "preferences": {},
+           "clusters": [{"name": "k8n", "cluster": {"server": url, "certificate-authority-data": ca}}],
+           "users": [{"name": "k8n-admin", "user": {"token": token}}],
+           "contexts": [{"name": "k8n", "context": {"cluster": "k8n", "user": "k8n-admin", "namespace": "default"}}],
+           "current-context": "k8n"}
+    path = ddir / KUBECONFIG_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def _wait_http(url: str, timeout: float, tick: Callable[[], bool]) -> bool:
+    """Wait until ``url`` answers 200 (True), or ``tick()`` says we are stopping (False). (Our own
+    child on loopback: its certificate is checked by the clients, not here.)"""
+    import ssl
+    import urllib.request
+
+    ctx = ssl._create_unverified_context()
+    deadline = time.monotonic() + timeout
+    while not tick():
+        try:
+            with urllib.request.urlopen(url, timeout=1, context=ctx) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the HTTP gateway did not answer at {url} in time")
+        time.sleep(0.2)
+    return False
+
+
 def agent_argv(server: str, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "node", "--server", server, *extra]
 
@@ -143,7 +229,8 @@ def default_node_name() -> str:
     return name[:63] or "k8n-node"
 
 
-def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent: bool = True) -> int:
+def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent: bool = True,
+       http_port: int | None = None) -> int:
     import asyncio
 
     from bus.natsserver import NatsServer
@@ -159,6 +246,11 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         return 1
     if nats_port and not _port_free(host, nats_port):
         print(f"error: {_port_in_use(host, nats_port)}", file=sys.stderr)
+        return 1
+    gw_port = _http_port(host, http_port)
+    if gw_port is None:
+        print(f"error: port {http_port} on {host} is already in use; choose another with --http-port "
+              "(0 picks a free one)", file=sys.stderr)
         return 1
     stopping = False
 
@@ -180,7 +272,10 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         return 1
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
-    children = [Child("control plane", control_plane_argv(nats_srv.url), logs / "control-plane.log")]
+    token_file, token = admin_token(ddir)
+    children = [Child("control plane", control_plane_argv(nats_srv.url), logs / "control-plane.log"),
+                Child("gateway", gateway_argv(nats_srv.url, host, gw_port, token_file, ddir / "pki"),
+                      logs / "gateway.log")]
     if with_agent:
         node = default_node_name()
         children.append(Child("node agent", agent_argv(nats_srv.url, [
@@ -198,9 +293,15 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
             c.start()
         if not asyncio.run(_wait_api(nats_srv.url, 60, tick)):
             return code
-        config.write_cluster_info(ddir, nats_srv.url, pid=os.getpid(), dataDir=str(ddir))
-        print(f"k8n is up: NATS at {nats_srv.url}, data in {ddir} (logs in {logs})")
+        http_url = f"https://{host}:{gw_port}"
+        if not _wait_http(f"{http_url}/readyz", 60, tick):
+            return code
+        kubeconfig = write_kubeconfig(ddir, http_url, token, ddir / "pki" / "ca.crt")
+        config.write_cluster_info(ddir, nats_srv.url, pid=os.getpid(), dataDir=str(ddir), gateway=http_url,
+                                  kubeconfig=str(kubeconfig))
+        print(f"k8n is up: NATS at {nats_srv.url}, Kubernetes API at {http_url}, data in {ddir} (logs in {logs})")
         print(f"  try:  K8N_DATA_DIR={ddir} k8n get namespaces" if data_dir else "  try:  k8n get namespaces")
+        print(f"        KUBECONFIG={kubeconfig} kubectl get nodes")
         print("  stop: Ctrl-C", flush=True)
         while not tick():
             time.sleep(0.2)

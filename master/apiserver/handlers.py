@@ -18,7 +18,9 @@ from bus.store import NatsStore
 from bus.validation import validate_object, validate_update
 from master.apiserver import strategy
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
-from master.apiserver.patch import apply_patch
+from master.apiserver import ssa
+from master.apiserver.patch import APPLY, apply_patch, patch_kind
+from master.apiserver.service_alloc import allocated, patch_allocated
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,10 @@ class Handlers:
     async def do_create(self, req: Request) -> Reply:
         if req.subresource == "binding":
             return await self._bind(req)
+        if req.subresource == "eviction":
+            from master.apiserver.eviction import evict
+
+            return await evict(self, req)
         if req.subresource:
             raise errors.method_not_allowed(f"create is not supported on {req.res.plural}/{req.subresource}")
         res, body = req.res, req.body
@@ -126,9 +132,11 @@ class Handlers:
         if res.kind == "Pod":
             await admit_service_account(self.store, obj, ns)
         strategy.prepare_create(res, obj, ns)
-        if req.dry_run:
-            return 201, obj, warnings
-        out = await self.store.create(res, ns, name, obj)
+        ssa.track_create(res, obj, req.options)
+        async with allocated(self.store, res, None, obj, req.dry_run):  # ClusterIPs, NodePorts
+            if req.dry_run:
+                return 201, obj, warnings
+            out = await self.store.create(res, ns, name, obj)
         return 201, out, warnings
 
     def _check_type(self, res: Resource, body: dict) -> None:
@@ -192,18 +200,40 @@ class Handlers:
 
     async def do_patch(self, req: Request) -> Reply:
         self._name(req)
-        ptype = req.options.get("patchType")
+        ptype = patch_kind(req.options.get("patchType"), req.options.get("force"))
         patch = req.body
         want_rv = None
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
             want_rv = patch["metadata"].get("resourceVersion")
+        if ptype == APPLY:
+            return await self._apply(req, want_rv)
 
         def mutate(cur: dict) -> dict:
-            return apply_patch(cur, patch, ptype)
+            return apply_patch(cur, patch, ptype, "Scale" if req.subresource == "scale" else req.res.kind)
 
         if req.subresource == "scale":
             return await self._write_scale(req, mutate, want_rv)
         return await self._write(req, mutate, want_rv)
+
+    async def _apply(self, req: Request, want_rv: Any) -> Reply:
+        """Server-side apply: merged into the object, or creates it (201)."""
+        if req.subresource:
+            raise errors.method_not_allowed(f"apply is not supported on {req.res.plural}/{req.subresource}")
+        manager, force = ssa.apply_options(req.options)
+        for _ in range(CAS_RETRIES):
+            try:
+                return await self._write(req, lambda cur: ssa.apply(
+                    req.res, cur, req.body, manager, force, req.name, req.namespace), want_rv)
+            except errors.NotFound:
+                if want_rv not in (None, ""):
+                    raise
+            obj = ssa.apply(req.res, None, req.body, manager, force, req.name, req.namespace)
+            try:
+                return await self.do_create(Request(req.res, "create", req.namespace, req.name, None, obj,
+                                                    {"dryRun": req.options.get("dryRun")}, req.size))
+            except errors.AlreadyExists:
+                continue
+        raise errors.conflict(req.res.plural, req.name or "", req.res.group, "too many concurrent writers; try again")
 
     async def _write(self, req: Request, mutate: Any, want_rv: Any) -> Reply:
         """Read, mutate, validate, compare-and-set; retried on conflict unless the caller
@@ -219,6 +249,7 @@ class Handlers:
             self._check_type(res, new)
             new.setdefault("apiVersion", res.api_version)
             new.setdefault("kind", res.kind)
+            patch_allocated(res, cur, new)
             if req.subresource == "status":
                 new = strategy.prepare_status_update(res, cur, new)
             new_obj, warnings = self._validate(res, new, name)
@@ -229,6 +260,7 @@ class Handlers:
                     raise errors.invalid(res.kind, name, causes, res.group)
             else:
                 new_obj["metadata"] = cur["metadata"]
+            ssa.track_write(res, cur, new_obj, req.options, req.subresource)
             new_obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
             _check_size(res, name, new_obj if req.verb == "patch" else None, None if req.verb == "patch" else req.size)
             if strategy.unchanged(cur, new_obj):
@@ -236,11 +268,13 @@ class Handlers:
             if req.dry_run:
                 return 200, new_obj, warnings
             meta = new_obj["metadata"]
+            removing = meta.get("deletionTimestamp") and not meta.get("finalizers") and self._may_remove(res, new_obj)
             try:
-                if meta.get("deletionTimestamp") and not meta.get("finalizers") and self._may_remove(res, new_obj):
-                    out = await self.store.delete(res, req.namespace, name, new_obj, _rv(cur))
-                else:
-                    out = await self.store.update(res, req.namespace, name, new_obj, _rv(cur))
+                async with allocated(self.store, res, cur, None if removing else new_obj):
+                    if removing:
+                        out = await self.store.delete(res, req.namespace, name, new_obj, _rv(cur))
+                    else:
+                        out = await self.store.update(res, req.namespace, name, new_obj, _rv(cur))
             except errors.Conflict:
                 if want_rv not in (None, ""):
                     raise
@@ -264,6 +298,7 @@ class Handlers:
             if new == cur:
                 return 200, strategy.scale_of(res, cur), []
             strategy.prepare_update(res, cur, new)
+            ssa.track_write(res, cur, new, req.options, "scale")
             if req.dry_run:
                 return 200, strategy.scale_of(res, new), []
             try:
@@ -384,7 +419,8 @@ class Handlers:
                 if not nmeta.get("deletionTimestamp"):
                     nmeta["deletionTimestamp"] = strategy.now()
                     nmeta["deletionGracePeriodSeconds"] = 0
-                out = await self.store.delete(res, req.namespace, name, new, _rv(cur))
+                async with allocated(self.store, res, cur, None):
+                    out = await self.store.delete(res, req.namespace, name, new, _rv(cur))
                 return 200, out, []
             except errors.Conflict:
                 if pre.get("resourceVersion"):

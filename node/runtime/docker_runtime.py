@@ -3,8 +3,8 @@
 The sandbox (pause) container runs with Docker networking *disabled* rather than network mode ``none``: runc
 still gives it a fresh network namespace with ``lo`` up (which pod networking wires), but dockerd skips
 libnetwork, which halves sandbox start-up here (~140 ms instead of ~330 ms). Two consequences: Docker writes
-no ``/etc/hosts``/``/etc/resolv.conf``, so the runtime writes the pod's own (the content Docker writes for
-network mode none) under ``state_dir`` and bind-mounts them into every app container, as the kubelet does (a
+no ``/etc/hosts``/``/etc/resolv.conf``, so the runtime writes the pod's own (the kubelet's content: see
+``podfiles``) under ``state_dir`` and bind-mounts them into every app container, as the kubelet does (a
 mount the agent passes for either path wins); and dockerd's stats endpoint fails for containers joined to such
 a sandbox, so ``stats`` reads the cgroup files (see ``cgroups``).
 
@@ -134,9 +134,11 @@ class DockerRuntime:
 
     # ---- sandboxes ---------------------------------------------------------------------------------------------
 
-    async def create_sandbox(self, pod: dict, attempt: int = 0) -> Sandbox:
+    async def create_sandbox(self, pod: dict, attempt: int = 0, *, nameserver: str | None = None,
+                             cluster_domain: str = podfiles.DEFAULT_DOMAIN) -> Sandbox:
         """Create and start the pod's pause container (its own network namespace, ``lo`` only; hostname
-        ``spec.hostname`` or the pod name) and return where its namespace is."""
+        ``spec.hostname`` or the pod name) and return where its namespace is. The pod's resolv.conf follows
+        its dnsPolicy with ``nameserver`` as the cluster DNS (see ``podfiles``)."""
         if not self._pause_present:
             await self.ensure_image(self.pause_image, "IfNotPresent")
             self._pause_present = True
@@ -148,13 +150,18 @@ class DockerRuntime:
             reason="CreatePodSandboxError",
         ))["Id"]
         try:
-            podfiles.write(self.state_dir / cid)
+            podfiles.write(self.state_dir / cid, pod=pod, nameserver=nameserver, cluster_domain=cluster_domain)
             await self._call(self.api.start, cid, reason="CreatePodSandboxError")
             pid = (await self._call(self.api.inspect_container, cid))["State"]["Pid"]
         except BaseException:
             await asyncio.shield(self.remove_sandbox(cid))
             raise
         return Sandbox(id=cid, netns_path=f"/proc/{pid}/ns/net", pid=pid)
+
+    async def write_hosts(self, sandbox_id: str, pod: dict, pod_ip: str,
+                          cluster_domain: str = podfiles.DEFAULT_DOMAIN) -> None:
+        """The pod's /etc/hosts with its own IP and hostname, once its network gave it an IP."""
+        podfiles.write_hosts(self.state_dir / sandbox_id, pod, pod_ip, cluster_domain)
 
     async def sandbox(self, sandbox_id: str) -> Sandbox:
         """The Sandbox of a running pause container (an agent adopting it after a restart)."""

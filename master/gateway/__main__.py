@@ -1,0 +1,85 @@
+"""``python -m master.gateway``: the Kubernetes-compatible HTTP API in front of a k8n cluster.
+
+    python -m master.gateway --server nats://127.0.0.1:4222 --port 6443 --token-file ~/.k8n/tokens.csv \
+        --cert-dir ~/.k8n/pki
+
+HTTPS with a CA and serving certificate made in ``--cert-dir`` (or given with ``--tls-cert-file`` and
+``--tls-private-key-file``; plain HTTP without either: kubectl then sends no token), loopback by
+default; every request other than /version and the health checks needs a bearer token from the token
+file or a ServiceAccount token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from bus import aio
+from master.gateway.app import make_app
+from master.gateway.auth import read_token_file
+
+log = logging.getLogger("master.gateway")
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def serve(server_url: str, host: str, port: int, token_file: Path | None,
+                tls: ssl.SSLContext | None = None) -> None:
+    tokens = read_token_file(token_file) if token_file else {}
+    app = make_app(server_url, tokens)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
+    await site.start()
+    log.info("gateway serving %s://%s:%d (NATS %s)", "https" if tls else "http", host, port, server_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m master.gateway", description=__doc__.split("\n")[0])
+    p.add_argument("--server", default=os.environ.get("K8N_SERVER", "nats://127.0.0.1:4222"), help="NATS URL")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    p.add_argument("--port", type=int, default=6443, help="port to listen on (default 6443)")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="static bearer tokens, kube-apiserver's --token-auth-file format")
+    p.add_argument("--cert-dir", type=Path, default=None,
+                   help="directory of the CA and serving certificate (made there when missing)")
+    p.add_argument("--tls-cert-file", type=Path, default=None)
+    p.add_argument("--tls-private-key-file", type=Path, default=None)
+    p.add_argument("--log-level", default=os.environ.get("K8N_LOG_LEVEL", "INFO"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    tls = None
+    if args.tls_cert_file and args.tls_private_key_file:
+        tls = tls_context(args.tls_cert_file, args.tls_private_key_file)
+    elif args.cert_dir:
+        from master.gateway import pki
+
+        cert, key, _ca = pki.ensure(args.cert_dir, (args.host,))
+        tls = tls_context(cert, key)
+    try:
+        aio.run(serve(args.server, args.host, args.port, args.token_file, tls))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

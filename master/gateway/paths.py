@@ -1,0 +1,70 @@
+"""Kubernetes REST paths → what they address: resource, namespace, name, subresource, watch.
+
+``/api/v1/namespaces/demo/pods/web/status``, ``/apis/apps/v1/deployments`` (every namespace),
+``/api/v1/nodes/n1``, ``/api/v1/watch/namespaces/demo/pods`` (the old watch paths) …
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bus import errors
+from bus.resources import RESOURCES, Resource
+
+_BY_GV_PLURAL: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
+
+
+@dataclass(frozen=True)
+class Target:
+    res: Resource
+    namespace: str | None = None  # None: cluster-scoped, or a namespaced kind across every namespace
+    name: str | None = None
+    subresource: str | None = None
+    watch: bool = False  # an old-style /watch/ path
+
+    @property
+    def collection(self) -> bool:
+        return self.name is None
+
+
+def _not_found(path: str) -> errors.NotFound:
+    return errors.NotFound(404, f"the server could not find the requested resource ({path})")
+
+
+def _lookup(group: str, version: str, plural: str, path: str) -> Resource:
+    res = _BY_GV_PLURAL.get((group, version, plural))
+    if res is None:
+        raise _not_found(path)
+    return res
+
+
+def parse_path(path: str) -> Target:
+    """Parse a resource path; raises NotFound (a Status) for anything else."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        group, version, rest = "", "v1", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        raise _not_found(path)
+    watch = False
+    if rest[:1] == ["watch"]:
+        watch, rest = True, rest[1:]
+    if not rest:
+        raise _not_found(path)
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and group == "" and (group, version, rest[2]) in _BY_GV_PLURAL:
+        # /namespaces/<ns>/<plural>[/<name>[/<sub>]]
+        namespace, rest = rest[1], rest[2:]
+    elif rest[0] == "namespaces" and len(rest) >= 3 and group != "":
+        namespace, rest = rest[1], rest[2:]
+    res = _lookup(group, version, rest[0], path)
+    if namespace is not None and not res.namespaced:
+        raise _not_found(path)
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if len(rest) > 3 or (sub and watch):
+        raise _not_found(path)
+    if name is not None and res.namespaced and namespace is None:
+        raise _not_found(path)  # /api/v1/pods/x: a namespaced object needs its namespace
+    return Target(res, namespace, name, sub, watch)

@@ -1,0 +1,103 @@
+"""The gateway's TLS: a cluster CA and a serving certificate, made once in the data directory.
+
+kubectl (client-go) sends bearer tokens only over TLS, so the gateway serves HTTPS; the kubeconfig
+``k8n up`` writes carries the CA (``certificate-authority-data``). Files (``<dir>/``): ``ca.crt``,
+``ca.key``, ``apiserver.crt``, ``apiserver.key`` (keys 0600), as kubeadm names them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local")
+VALID_DAYS = 3650
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    tmp.replace(path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    crt, key = directory / "ca.crt", directory / "ca.key"
+    if crt.exists() and key.exists():
+        return (x509.load_pem_x509_certificate(crt.read_bytes()),
+                serialization.load_pem_private_key(key.read_bytes(), None))  # type: ignore[return-value]
+    k = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(_name("k8n-ca")).issuer_name(_name("k8n-ca"))
+            .public_key(k.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False),
+                           critical=True)
+            .sign(k, hashes.SHA256()))
+    _write(key, _key_pem(k), private=True)
+    _write(crt, cert.public_bytes(serialization.Encoding.PEM))
+    return cert, k
+
+
+def _covers(cert: x509.Certificate, host: str) -> bool:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return ipaddress.ip_address(host) in sans.get_values_for_type(x509.IPAddress)
+    except ValueError:
+        return host in sans.get_values_for_type(x509.DNSName)
+
+
+def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path, Path]:
+    """``(cert, key, ca)`` paths, made when missing (or when the serving cert does not name a host)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_cert, ca_key = _ca(directory)
+    crt, key = directory / "apiserver.crt", directory / "apiserver.key"
+    wanted = {h for h in ("127.0.0.1", "::1", *hosts) if h not in ("", "0.0.0.0", "::")}
+    if crt.exists() and key.exists():
+        cur = x509.load_pem_x509_certificate(crt.read_bytes())
+        if all(_covers(cur, h) for h in wanted):
+            return crt, key, directory / "ca.crt"
+    ips, dns = [], list(DNS_NAMES)
+    for h in sorted(wanted):
+        try:
+            ips.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            dns.append(h)
+    k = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(_name("kube-apiserver")).issuer_name(ca_cert.subject)
+            .public_key(k.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .add_extension(x509.SubjectAlternativeName([*(x509.DNSName(d) for d in dns), *ips]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    _write(key, _key_pem(k), private=True)
+    _write(crt, cert.public_bytes(serialization.Encoding.PEM))
+    return crt, key, directory / "ca.crt"

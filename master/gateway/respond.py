@@ -1,0 +1,62 @@
+"""Request bodies in, JSON (or Table) responses out, errors as Kubernetes ``Status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from bus import errors
+from master.gateway import protobuf
+
+JSON = "application/json"
+TABLE_MEDIA = "application/json;as=Table;v=v1;g=meta.k8s.io"
+MAX_BODY = 3 * 1024 * 1024  # as kube-apiserver
+
+
+def warning_header(text: str) -> str:
+    """RFC 7234 warning as kube-apiserver sends it: ``299 - "text"``."""
+    clean = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return f'299 - "{clean}"'
+
+
+def json_response(body: Any, status: int = 200, warnings: list[str] | None = None,
+                  content_type: str = JSON) -> web.Response:
+    resp = web.Response(body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status=status)
+    resp.headers["Content-Type"] = content_type
+    for w in warnings or ():
+        resp.headers.add("Warning", warning_header(w))
+    return resp
+
+
+def error_response(err: errors.ApiError, warnings: list[str] | None = None) -> web.Response:
+    return json_response(err.status(), err.code, warnings)
+
+
+def media_type(request: web.Request) -> str:
+    return (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+async def read_body(request: web.Request, yaml_ok: bool = False) -> Any:
+    """The decoded body: JSON, a protobuf envelope, or (``yaml_ok``) YAML; Status errors otherwise."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.too_large(f"the request body is {request.content_length} bytes, the limit is {MAX_BODY}")
+    raw = await request.read()
+    if len(raw) > MAX_BODY:
+        raise errors.too_large(f"the request body is {len(raw)} bytes, the limit is {MAX_BODY}")
+    if not raw.strip():
+        return None
+    mt = media_type(request)
+    if mt == protobuf.MEDIA_TYPE or raw.startswith(protobuf.MAGIC):
+        return protobuf.decode(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        if not yaml_ok and mt not in ("application/yaml", "application/apply-patch+yaml"):
+            raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise errors.bad_request(f"the request body is not valid YAML: {e}") from None

@@ -1,0 +1,125 @@
+"""A ``k8n up`` cluster for tests that use it as Kubernetes users do, through ``<data-dir>/kubeconfig``: the real
+``k8n up --no-agent --http-port 0`` in its own session, plus (optionally) one node agent with a unique name and pod
+range (so concurrent runs on this machine never share a node, a bridge or a pod CIDR). Stopping it deletes the pods,
+stops the agent (it drains) and ``k8n up``, and fails on any container left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.harness import unique_node
+
+ROOT = Path(__file__).resolve().parents[2]
+_BESIDE_PYTHON = Path(sys.executable).with_name("k8n")
+K8N = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else (shutil.which("k8n") or "k8n")
+KUBECTL = shutil.which("kubectl") or "kubectl"
+UP_TIMEOUT = 90.0
+
+
+def poll(what: str, cond, timeout: float, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+class UpCluster:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.data = tmp / "data"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "K8N_DATA_DIR": str(self.data),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                    "KUBECACHEDIR": str(tmp / "kubecache")}
+        self.env.pop("K8N_SERVER", None)
+        self.env.pop("KUBECONFIG", None)
+        self.up: subprocess.Popen | None = None
+        self.agent: subprocess.Popen | None = None
+        self.node, self.cidr = unique_node()
+        self.info: dict = {}
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data / "kubeconfig"
+
+    def start(self, agent: bool = True) -> "UpCluster":
+        log = open(self.tmp / "up.log", "ab")
+        self.up = subprocess.Popen([K8N, "up", "--data-dir", str(self.data), "--nats-port", "0", "--http-port", "0",
+                                    "--no-agent"], stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                   start_new_session=True, cwd=self.tmp)
+        poll("k8n up to come up", self._is_up, UP_TIMEOUT)
+        self.info = json.loads((self.data / "cluster.json").read_text())
+        if agent:
+            out = open(self.tmp / "agent.log", "ab")
+            self.agent = subprocess.Popen(
+                [sys.executable, "-m", "node", "--server", self.info["server"], "--name", self.node,
+                 "--pod-cidr", self.cidr, "--state-dir", str(self.tmp / "node"), "--backoff-initial", "1",
+                 "--backoff-max", "4", "--lease-seconds", "1", "--metrics-seconds", "1", "--drain-on-exit"],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+            poll(f"node {self.node} Ready", lambda: self.kubectl(
+                "get", "node", self.node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                check=False).stdout == "True", 60)
+        return self
+
+    def _is_up(self) -> bool:
+        if self.up is not None and self.up.poll() is not None:
+            raise AssertionError(f"k8n up exited with {self.up.returncode}:\n{self.log()}")
+        return (self.data / "cluster.json").exists() and self.kubeconfig.exists()
+
+    def log(self) -> str:
+        return (self.tmp / "up.log").read_text(errors="replace")[-4000:]
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
+                ) -> subprocess.CompletedProcess:
+        r = subprocess.run([KUBECTL, "--kubeconfig", str(self.kubeconfig), *args], capture_output=True, text=True,
+                           env=self.env, timeout=timeout, input=input)
+        if check:
+            assert r.returncode == 0, f"kubectl {' '.join(args)} exited {r.returncode}: {r.stderr}"
+        return r
+
+    def containers(self) -> list[str]:
+        return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={self.node}"],
+                              capture_output=True, text=True).stdout.split()
+
+    def stop(self) -> None:
+        """Pods deleted, agent and k8n up stopped (the whole process group, also after a failure); no container
+        of the test's node may be left."""
+        try:
+            if self.agent is not None and self.up is not None and self.up.poll() is None:
+                self.kubectl("delete", "pods", "--all", "-A", "--grace-period=0", "--force", "--wait=false",
+                             check=False)
+                try:
+                    poll("the pods' containers to go", lambda: not self.containers(), 30)
+                except AssertionError:
+                    pass  # the agent's drain and the check below take over
+        finally:
+            if self.agent is not None and self.agent.poll() is None:
+                self.agent.send_signal(signal.SIGTERM)
+                try:
+                    self.agent.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.agent.kill()
+            if self.up is not None:
+                try:
+                    os.killpg(self.up.pid, signal.SIGTERM)
+                    self.up.wait(20)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+                try:
+                    os.killpg(self.up.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            left = self.containers()
+            if left:
+                subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+        assert not left, f"containers leaked: {left}"
