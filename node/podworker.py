@@ -23,10 +23,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESET_BACKOFF_AFTER = 600.0  # a container that ran this long restarts without delay
+START_FAILED_EXIT_CODE = 128  # a start failure Docker gave no exit code for (containerd's StartError uses 128)
 
 
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc3339_unix(seconds: int | float | None) -> str | None:
+    if not seconds:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch(ts: str | None) -> float:
@@ -51,6 +58,14 @@ class Instance:
     finished_at: str | None = None
     image_id: str = ""
     inspected: bool = False
+    start_failed: bool = False  # created, but Docker could not start it (e.g. the command is not in the image)
+    message: str = ""  # why it could not start (Docker's State.Error)
+
+    @property
+    def alive(self) -> bool:
+        """Running, or created and about to be started. A container whose start failed stays in Docker's
+        "created" state forever: it is a terminated instance (dockershim reported it as exited)."""
+        return self.state in ("running", "created") and not self.start_failed
 
 
 class PodWorker:
@@ -212,6 +227,16 @@ class PodWorker:
         inst.finished_at = st.finished_at
         inst.image_id = getattr(st, "image_id", "") or inst.image_id
         inst.inspected = True
+        if st.state == "created" and (inst.start_failed or getattr(st, "error", "")):
+            # never ran: Docker keeps it "created" with State.Error and the exit code it would have had
+            # (127/126 for a missing / non-executable command); adopted ones are recognised by the error
+            inst.start_failed = True
+            inst.message = getattr(st, "error", "") or inst.message
+            inst.state = "exited"
+            inst.exit_code = st.exit_code or inst.exit_code or START_FAILED_EXIT_CODE
+            created = _rfc3339_unix(getattr(st, "created", 0))
+            inst.started_at = inst.started_at or created
+            inst.finished_at = inst.finished_at or created
 
     # ---- containers ------------------------------------------------------------------------
 
@@ -223,7 +248,7 @@ class PodWorker:
             if inst is None:
                 await self.start_container(c, init=True)
                 return False
-            if inst.state == "running" or inst.state == "created":
+            if inst.alive:
                 return False
             if inst.exit_code == 0:
                 continue
@@ -251,7 +276,7 @@ class PodWorker:
                     await self._inspect(inst)
                 else:
                     continue
-            if inst.state in ("exited", "dead"):
+            if inst.state in ("exited", "dead") or inst.start_failed:
                 if policy == "Always" or (policy == "OnFailure" and inst.exit_code != 0):
                     await self.maybe_restart(c, inst)
 
@@ -326,30 +351,48 @@ class PodWorker:
             self.waiting[name] = ("CreateContainerError", str(e))
             await self.event(WARNING, "Failed", f"Error: {e}", name)
             return
+        # From here on the container exists in Docker: it is this container's current instance whatever
+        # happens next, so a failed start is counted, shown, restarted with back-off and removed with the pod.
+        inst = Instance(cid, attempt, state="created")
+        await self._record(name, inst)
         await self.event(NORMAL, "Created", f"Created container {name}", name)
         try:
             await rt.start_container(cid)
         except Exception as e:
-            self.waiting[name] = ("RunContainerError", str(e))
-            await self.event(WARNING, "Failed", f"Error: failed to start container {name}: {e}", name)
-            return
+            inst.start_failed, inst.message = True, str(e)
+            await self._inspect(inst)  # Docker's exit code (127: command not found) and State.Error
+            if inst.state == "running":  # the start went through after all (e.g. the call timed out)
+                inst.start_failed, inst.message = False, ""
+            else:
+                inst.state, inst.inspected = "exited", True
+                if inst.exit_code is None:
+                    inst.exit_code = START_FAILED_EXIT_CODE
+                self.waiting[name] = ("RunContainerError", str(e))
+                await self.event(WARNING, "Failed", f"Error: failed to start container {name}: {e}", name)
+                self.trigger()  # the next sync restarts it (or backs off) as for any exited container
+                return
         await self.event(NORMAL, "Started", f"Started container {name}", name)
         self.waiting.pop(name, None)
-        if prev is not None:
-            old = self.previous.get(name)
-            if old is not None:
-                asyncio.create_task(self._remove_quietly(old.id))
-            self.previous[name] = prev
-        inst = Instance(cid, attempt, state="running", started_at=now_rfc3339())
-        self.current[name] = inst
+        inst.state, inst.started_at = "running", now_rfc3339()
         if not init:
             self.start_probes(c, inst)
+
+    async def _record(self, name: str, inst: Instance) -> None:
+        """Make ``inst`` the current instance; the current one becomes the previous, and the one before that
+        is removed (Kubernetes keeps the current and one previous instance of each container)."""
+        prev = self.current.get(name)
+        if prev is not None:
+            old = self.previous.get(name)
+            if old is not None and old.id not in (prev.id, inst.id):
+                await self._remove_quietly(old.id)
+            self.previous[name] = prev
+        self.current[name] = inst
 
     async def _remove_quietly(self, cid: str) -> None:
         try:
             await self.agent.runtime.remove_container(cid)
-        except Exception:
-            pass
+        except Exception as e:
+            log.warning("pod %s: removing container %s: %s", self.name, cid[:12], e)
 
     def start_probes(self, c: dict, inst: Instance) -> None:
         name = c["name"]
@@ -389,21 +432,41 @@ class PodWorker:
             log.warning("pod %s: stopping %s: %s", self.name, name, e)
 
     async def kill_containers(self, grace: int, quiet: bool = False) -> None:
-        running = [(n, i) for n, i in self.current.items() if i.state in ("running", "created")]
+        """Stop the running containers (``grace`` seconds for SIGTERM) and remove every app container of the
+        pod: the ones this worker tracks and any other Docker still holds with the pod's uid label."""
+        running = [(n, i) for n, i in self.current.items() if i.alive]
         for n, _ in running:
             if not quiet:
                 await self.event(NORMAL, "Killing", f"Stopping container {n}", n)
         await asyncio.gather(*(self.stop_instance(n, i, grace) for n, i in running))
-        for inst in list(self.current.values()) + list(self.previous.values()):
-            await self._remove_quietly(inst.id)
+        ids = {i.id for i in list(self.current.values()) + list(self.previous.values())}
         self.current.clear()
         self.previous.clear()
+        for p in self.probes.values():
+            p.stop()
+        self.probes.clear()
+        ids |= {c.id for c in await self._pod_containers() if not c.is_sandbox}
+        await asyncio.gather(*(self._remove_quietly(cid) for cid in ids))
+
+    async def _pod_containers(self) -> list:
+        """This pod's containers as Docker lists them (sandboxes too)."""
+        try:
+            return [c for c in await self.agent.runtime.list_containers(pod_uid=self.uid) if c.pod_uid == self.uid]
+        except Exception as e:
+            log.warning("pod %s: listing its containers: %s", self.name, e)
+            return []
 
     # ---- termination -----------------------------------------------------------------------
 
     async def terminate(self) -> None:
         await self.kill_containers(self.grace_seconds() if not self.deleted else min(self.grace_seconds(), 2))
         await self._remove_sandbox()
+        for c in await self._pod_containers():  # e.g. a sandbox of an earlier, replaced one
+            try:
+                await (self.agent.runtime.remove_sandbox(c.id) if c.is_sandbox
+                       else self.agent.runtime.remove_container(c.id))
+            except Exception as e:
+                log.warning("pod %s: removing container %s: %s", self.name, c.id[:12], e)
         try:
             await self.agent.network.detach(self.uid)
         except Exception as e:
@@ -427,7 +490,7 @@ class PodWorker:
             inst = self.current.get(name)
             v = ContainerView(name=name, image=c.get("image", ""))
             prev = self.previous.get(name)
-            if prev is not None and prev.state not in ("running", "created"):
+            if prev is not None and not prev.alive:
                 v.last_terminated = _terminated(prev)
             if inst is None:
                 initializing = not init and any(
@@ -437,12 +500,14 @@ class PodWorker:
                 out.append(v)
                 continue
             v.container_id, v.image_id, v.restart_count = inst.id, inst.image_id, inst.attempt
-            if name in self.waiting:
+            # as the kubelet: a failure reason (RunContainerError, CrashLoopBackOff, ...) shows as waiting only
+            # while the container is to be restarted; otherwise the status is its terminated state
+            if name in self.waiting and (inst.alive or self._will_restart(inst, init)):
                 v.reason, v.message = self.waiting[name]
-                v.last_terminated = _terminated(inst) if inst.state not in ("running", "created") else v.last_terminated
+                v.last_terminated = _terminated(inst) if not inst.alive else v.last_terminated
                 out.append(v)
                 continue
-            if inst.state in ("running", "created"):
+            if inst.alive:
                 v.state, v.started_at = RUNNING, inst.started_at
                 startup = self.probes.get((name, STARTUP))
                 v.started = startup is None or bool(startup.result)
@@ -453,8 +518,16 @@ class PodWorker:
                 t = _terminated(inst)
                 v.exit_code, v.reason, v.started_at, v.finished_at = t["exitCode"], t["reason"], t["startedAt"], \
                     t["finishedAt"]
+                v.message = t.get("message", "")
             out.append(v)
         return out
+
+    def _will_restart(self, inst: Instance, init: bool) -> bool:
+        """Whether the restart policy restarts this exited instance (init containers: until they succeed)."""
+        policy = self.spec.get("restartPolicy") or "Always"
+        if init:
+            return policy != "Never" and inst.exit_code != 0
+        return policy == "Always" or (policy == "OnFailure" and inst.exit_code != 0)
 
     async def write_status(self) -> None:
         if self.pod is None or self.done:
@@ -490,6 +563,13 @@ class PodWorker:
 
 def _terminated(inst: Instance) -> dict[str, Any]:
     code = inst.exit_code if inst.exit_code is not None else 0
-    reason = "OOMKilled" if inst.oom_killed else ("Completed" if code == 0 else "Error")
-    return {"exitCode": code, "reason": reason, "startedAt": inst.started_at, "finishedAt": inst.finished_at,
-            "containerID": f"docker://{inst.id}"}
+    if inst.start_failed:  # dockershim's reason for a container Docker created but could not start
+        reason = "ContainerCannotRun"
+        code = code or START_FAILED_EXIT_CODE
+    else:
+        reason = "OOMKilled" if inst.oom_killed else ("Completed" if code == 0 else "Error")
+    out = {"exitCode": code, "reason": reason, "startedAt": inst.started_at, "finishedAt": inst.finished_at,
+           "containerID": f"docker://{inst.id}"}
+    if inst.start_failed and inst.message:
+        out["message"] = inst.message
+    return out

@@ -15,7 +15,6 @@ import base64
 import csv
 import io
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/version", "/healthz", "/readyz", "/livez")
 SA_CACHE_SECONDS = 5.0  # how long a checked ServiceAccount token stays valid without a new check
-USER_KEY = "k8n.user"  # request key of the authenticated User
 
 
 @dataclass(frozen=True)
@@ -41,17 +39,7 @@ class User:
     groups: tuple[str, ...] = field(default_factory=tuple)
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def write_token_file(path: Path, token: str, user: str = "admin") -> None:
-    """A token file with one admin token (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(f'{token},{user},{user},"system:masters"\n')
-    tmp.replace(path)
+USER_KEY = web.RequestKey("user", User)  # the authenticated User of a request
 
 
 def read_token_file(path: Path) -> dict[str, User]:

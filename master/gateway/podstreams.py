@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 
 from bus import errors, nodeclient
 from master.gateway.context import CLIENT
+from master.gateway.respond import error_response, warning_header
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def log_options(query: Mapping[str, str], pod: str) -> LogOptions:
                       limit_bytes=_parse_int(query, "limitBytes"))
     causes = []
     if opts.tail_lines is not None and opts.tail_lines < 0:
-        causes.append(errors.Cause("tailLines", f"Invalid value: {opts.tail_lines}: must be greater than or equal to 0"))
+        causes.append(errors.Cause("tailLines",
+                                   f"Invalid value: {opts.tail_lines}: must be greater than or equal to 0"))
     if opts.limit_bytes is not None and opts.limit_bytes < 1:
         causes.append(errors.Cause("limitBytes", f"Invalid value: {opts.limit_bytes}: must be greater than 0"))
     if causes:
@@ -153,10 +155,6 @@ def log_options(query: Mapping[str, str], pod: str) -> LogOptions:
 
 
 # ---- HTTP plumbing -------------------------------------------------------------------------------------------------
-
-def status_response(err: errors.ApiError) -> web.Response:
-    return web.json_response(err.status(), status=err.code)
-
 
 def _target(request: web.Request) -> tuple[Any, str, str]:
     return request.app[CLIENT], request.match_info["namespace"], request.match_info["name"]
@@ -180,17 +178,17 @@ async def pod_log(request: web.Request) -> web.StreamResponse:
         pod = await client.get("pods", name, ns)
         container = choose_container(pod, opts.container)
     except errors.ApiError as e:
-        return status_response(e)
+        return error_response(e)
     stream = nodeclient.logs(client, ns, name, container, opts.follow, opts.tail_lines, opts.previous)
     first = asyncio.create_task(_next(stream))
     # The node answers the call (or refuses it: container waiting to start, no such container) before it sends
     # anything; wait a little for that so a refusal is still a Status reply, not a 200 with an empty body.
     await asyncio.wait({first}, timeout=FIRST_CHUNK_WAIT)
     if first.done() and not first.cancelled() and isinstance(first.exception(), errors.ApiError):
-        return status_response(first.exception())  # type: ignore[arg-type]
+        return error_response(first.exception())  # type: ignore[arg-type]
     resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
     for opt in opts.ignored:
-        resp.headers.add("Warning", f'299 - "k8n does not implement the log option {opt}; it is ignored"')
+        resp.headers.add("Warning", warning_header(f"k8n does not implement the log option {opt}; it is ignored"))
     resp.enable_chunked_encoding()
     pump = asyncio.create_task(_pump_log(resp, request, stream, first, opts.limit_bytes))
     try:
@@ -254,11 +252,16 @@ def exec_options(query: Any, pod: dict) -> ExecOptions:
     phase = (pod.get("status") or {}).get("phase")
     if phase in TERMINAL_PHASES:
         raise errors.bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
-    opts = ExecOptions(command=list(query.getall("command", [])), container=choose_container(pod, query.get("container")),
+    opts = ExecOptions(command=list(query.getall("command", [])),
+                       container=choose_container(pod, query.get("container")),
                        stdin=parse_bool(query, "stdin"), stdout=parse_bool(query, "stdout", True),
                        stderr=parse_bool(query, "stderr", True), tty=parse_bool(query, "tty"))
     if not opts.command:
         raise errors.bad_request("you must specify at least one command for the container")
+    if not (pod.get("spec") or {}).get("nodeName"):
+        raise errors.bad_request(f'pod "{meta.get("name", "")}" is not scheduled to a node yet')
+    if not _running(pod, opts.container):
+        raise errors.bad_request(f"container {opts.container} is not running")
     if not (opts.stdin or opts.stdout or opts.stderr):
         raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
     if opts.tty and opts.stderr and "stderr" in query:
@@ -267,17 +270,26 @@ def exec_options(query: Any, pod: dict) -> ExecOptions:
     return opts
 
 
+def _running(pod: dict, container: str) -> bool:
+    status = pod.get("status") or {}
+    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        if cs.get("name") == container:
+            return "running" in (cs.get("state") or {})
+    return False
+
+
 async def pod_exec(request: web.Request) -> web.StreamResponse:
     client, ns, name = _target(request)
     ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
     try:
-        if not ws.can_prepare(request).ok:
-            raise errors.bad_request("Upgrade request required")
         pod = await client.get("pods", name, ns)
         opts = exec_options(request.query, pod)
+        if not ws.can_prepare(request).ok:  # e.g. kubectl's SPDY retry after a failed WebSocket upgrade
+            raise errors.bad_request("Upgrade request required: k8n serves exec over WebSocket "
+                                     f"({', '.join(PROTOCOLS)}) only")
         session = await nodeclient.exec_(client, ns, name, opts.command, opts.container, opts.stdin, opts.tty)
     except errors.ApiError as e:
-        return status_response(e)
+        return error_response(e)
     try:
         await ws.prepare(request)
     except BaseException:

@@ -1,13 +1,17 @@
 """Just enough of Kubernetes' protobuf encoding to read what kubectl's typed client sends.
 
 A body is ``k8s\\0`` followed by a ``runtime.Unknown`` message (1: TypeMeta{1: apiVersion, 2: kind},
-2: raw — the object's own message). kubectl sends protobuf for ``create namespace`` (a Namespace)
-and ``drain`` (an Eviction with DeleteOptions); those kinds are decoded into the JSON shape, others
-are refused (415: send JSON).
+2: raw — the object's own message). kubectl's typed client sends protobuf for ``create namespace``,
+``create serviceaccount|configmap|secret|deployment|job|service`` and ``drain`` (an Eviction with DeleteOptions);
+those kinds are decoded into the JSON shape, others are refused (415: send JSON — ``create -f`` and
+``apply`` do). Decoding is strict: a set field this module does not know is a 415 too, never dropped.
+Zero scalars are left out, as JSON's ``omitempty`` leaves them out (Kubernetes' protobuf writes
+every non-pointer field).
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Iterator
 
 from bus import errors
@@ -15,23 +19,69 @@ from bus import errors
 MAGIC = b"k8s\x00"
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 
-# message schemas: field number -> (json name, type); type is "str", "int", "bool", "map" (string
-# map entries), a schema name (a nested message), or "[...]" for repeated.
+# message schemas: field number -> (json name, type); type is "str", "int", "bool", "bytes" (base64 in
+# JSON), "map" / "bytesmap" (map entries with string / bytes values), "ignore" (read-only parts:
+# status), a schema name (a nested message), or "[...]" for repeated. Numbers as in Kubernetes'
+# generated.proto files. ObjectMeta's 8 (creationTimestamp) is ignored: the server sets it.
 _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "TypeMeta": {1: ("apiVersion", "str"), 2: ("kind", "str")},
-    "Unknown": {1: ("typeMeta", "TypeMeta"), 2: ("raw", "bytes"), 3: ("contentEncoding", "str"),
-                4: ("contentType", "str")},
     "ObjectMeta": {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str"), 5: ("uid", "str"),
-                   6: ("resourceVersion", "str"), 11: ("labels", "map"), 12: ("annotations", "map"),
-                   14: ("finalizers", "[str]")},
+                   6: ("resourceVersion", "str"), 7: ("generation", "int"), 8: ("creationTimestamp", "ignore"),
+                   11: ("labels", "map"), 12: ("annotations", "map"), 14: ("finalizers", "[str]")},
     "Preconditions": {1: ("uid", "str"), 2: ("resourceVersion", "str")},
     "DeleteOptions": {1: ("gracePeriodSeconds", "int"), 2: ("preconditions", "Preconditions"),
                       3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "str"), 5: ("dryRun", "[str]")},
     "NamespaceSpec": {1: ("finalizers", "[str]")},
-    "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
+    "ObjectReference": {1: ("kind", "str"), 2: ("namespace", "str"), 3: ("name", "str"), 4: ("uid", "str"),
+                        5: ("apiVersion", "str"), 6: ("resourceVersion", "str"), 7: ("fieldPath", "str")},
+    "LocalObjectReference": {1: ("name", "str")},
+    "ServiceAccount": {1: ("metadata", "ObjectMeta"), 2: ("secrets", "[ObjectReference]"),
+                       3: ("imagePullSecrets", "[LocalObjectReference]"),
+                       4: ("automountServiceAccountToken", "bool")},
+    "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", "map"), 3: ("binaryData", "bytesmap"),
+                  4: ("immutable", "bool")},
+    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "bytesmap"), 3: ("type", "str"), 4: ("stringData", "map"),
+               5: ("immutable", "bool")},
+    "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec"), 3: ("status", "ignore")},
+    "LabelSelectorRequirement": {1: ("key", "str"), 2: ("operator", "str"), 3: ("values", "[str]")},
+    "LabelSelector": {1: ("matchLabels", "map"), 2: ("matchExpressions", "[LabelSelectorRequirement]")},
+    "ContainerPort": {1: ("name", "str"), 2: ("hostPort", "int"), 3: ("containerPort", "int"),
+                      4: ("protocol", "str"), 5: ("hostIP", "str")},
+    "EnvVar": {1: ("name", "str"), 2: ("value", "str")},
+    "ResourceRequirements": {},
+    "Container": {1: ("name", "str"), 2: ("image", "str"), 3: ("command", "[str]"), 4: ("args", "[str]"),
+                  5: ("workingDir", "str"), 6: ("ports", "[ContainerPort]"), 7: ("env", "[EnvVar]"),
+                  8: ("resources", "ResourceRequirements"), 13: ("terminationMessagePath", "str"),
+                  14: ("imagePullPolicy", "str"), 16: ("stdin", "bool"), 17: ("stdinOnce", "bool"),
+                  18: ("tty", "bool"), 20: ("terminationMessagePolicy", "str")},
+    "PodSpec": {2: ("containers", "[Container]"), 3: ("restartPolicy", "str"),
+                4: ("terminationGracePeriodSeconds", "int"), 6: ("dnsPolicy", "str"), 7: ("nodeSelector", "map"),
+                8: ("serviceAccountName", "str"), 10: ("nodeName", "str"), 19: ("schedulerName", "str"),
+                20: ("initContainers", "[Container]")},
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
+    "DeploymentStrategy": {1: ("type", "str")},
+    "DeploymentSpec": {1: ("replicas", "int"), 2: ("selector", "LabelSelector"), 3: ("template", "PodTemplateSpec"),
+                       4: ("strategy", "DeploymentStrategy"), 5: ("minReadySeconds", "int"),
+                       6: ("revisionHistoryLimit", "int"), 7: ("paused", "bool"),
+                       9: ("progressDeadlineSeconds", "int")},
+    "Deployment": {1: ("metadata", "ObjectMeta"), 2: ("spec", "DeploymentSpec"), 3: ("status", "ignore")},
+    "JobSpec": {1: ("parallelism", "int"), 2: ("completions", "int"), 3: ("activeDeadlineSeconds", "int"),
+                4: ("selector", "LabelSelector"), 5: ("manualSelector", "bool"), 6: ("template", "PodTemplateSpec"),
+                7: ("backoffLimit", "int"), 8: ("ttlSecondsAfterFinished", "int")},
+    "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec"), 3: ("status", "ignore")},
+    "ServicePort": {1: ("name", "str"), 2: ("protocol", "str"), 3: ("port", "int"), 4: ("targetPort", "intorstr"),
+                    5: ("nodePort", "int")},
+    "ServiceSpec": {1: ("ports", "[ServicePort]"), 2: ("selector", "map"), 3: ("clusterIP", "str"), 4: ("type", "str"),
+                    5: ("externalIPs", "[str]"), 10: ("externalName", "str")},
+    "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec"), 3: ("status", "ignore")},
     "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
 }
-KINDS = ("Namespace", "Eviction", "DeleteOptions")
+KINDS = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Job", "Service", "Eviction",
+         "DeleteOptions")
+
+
+class Unsupported(ValueError):
+    """A set field this module cannot read."""
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -84,8 +134,15 @@ def _value(typ: str, raw: int | bytes) -> Any:
     if typ == "str":
         return raw.decode()
     if typ == "bytes":
-        return raw
+        return base64.b64encode(raw).decode()
+    if typ == "intorstr":  # IntOrString{1: type (0 int, 1 string), 2: intVal, 3: strVal}
+        f = dict(_fields(raw))
+        return f.get(3, b"").decode() if f.get(1) == 1 else _value("int", f.get(2, 0))
     return decode_message(typ, raw)
+
+
+def _empty(raw: int | bytes) -> bool:
+    return raw == 0 or raw == b""
 
 
 def decode_message(schema: str, buf: bytes) -> dict:
@@ -93,17 +150,38 @@ def decode_message(schema: str, buf: bytes) -> dict:
     out: dict[str, Any] = {}
     for num, raw in _fields(buf):
         if num not in fields:
-            continue
+            if _empty(raw):
+                continue
+            raise Unsupported(f"field {num} of {schema}")
         name, typ = fields[num]
-        if typ == "map":
+        if typ == "ignore":
+            continue
+        if typ in ("map", "bytesmap"):
             if not isinstance(raw, bytes):
                 raise ValueError("expected a map entry")
-            entry = {n: v.decode() for n, v in _fields(raw) if isinstance(v, bytes)}
-            out.setdefault(name, {})[entry.get(1, "")] = entry.get(2, "")
+            entry = {n: v for n, v in _fields(raw) if isinstance(v, bytes)}
+            value = entry.get(2, b"")
+            out.setdefault(name, {})[entry.get(1, b"").decode()] = (
+                value.decode() if typ == "map" else base64.b64encode(value).decode())
         elif typ.startswith("["):
             out.setdefault(name, []).append(_value(typ[1:-1], raw))
+        elif typ in ("str", "int", "bool") and _empty(raw):
+            continue
         else:
-            out[name] = _value(typ, raw)
+            value = _value(typ, raw)
+            if value != {}:
+                out[name] = value
+    return out
+
+
+def _envelope(buf: bytes) -> dict:
+    """runtime.Unknown, keeping ``raw`` as bytes."""
+    out: dict[str, Any] = {}
+    for num, raw in _fields(buf):
+        if num == 1 and isinstance(raw, bytes):
+            out["typeMeta"] = decode_message("TypeMeta", raw)
+        elif num == 2 and isinstance(raw, bytes):
+            out["raw"] = raw
     return out
 
 
@@ -112,13 +190,16 @@ def decode(body: bytes) -> dict:
     if not body.startswith(MAGIC):
         raise errors.bad_request("the protobuf body does not start with the k8s envelope")
     try:
-        unknown = decode_message("Unknown", body[len(MAGIC):])
+        unknown = _envelope(body[len(MAGIC):])
         tm = unknown.get("typeMeta") or {}
         kind = tm.get("kind", "")
         if kind not in KINDS:
             raise errors.ApiError(415, f"k8n reads protobuf only for {', '.join(KINDS)}; send {kind or 'it'} "
                                        "as application/json", "UnsupportedMediaType")
         obj = decode_message(kind, unknown.get("raw") or b"")
+    except Unsupported as e:
+        raise errors.ApiError(415, f"k8n cannot read {e} in a protobuf body; send it as application/json",
+                              "UnsupportedMediaType") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise errors.bad_request(f"the protobuf body could not be decoded: {e}") from None
     return {"kind": kind, "apiVersion": tm.get("apiVersion", ""), **obj}

@@ -83,13 +83,14 @@ async def serve(request: web.Request, client: ApiClient, target: Target, table: 
             raise errors.bad_request("timeoutSeconds must be a number") from None
     ns = target.namespace if target.res.namespaced else None
     # Fail before the 200 for what the client got wrong (selectors); a too old revision is an event.
+    # With selectors, the matching objects seed the watch so that one that stops matching leaves as DELETED.
     initial: list[dict] = []
     watch = None
     gone: errors.ApiError | None = None
     try:
         if send_initial or ((label or field) and since is not None):
             initial, list_rv = await client.list(target.res, ns, label, field)
-            if since is None:
+            if send_initial:  # the current state, then what follows it
                 since = list_rv
         watch = await client.watch(target.res, ns, since, label, field, initial=initial)
     except errors.Gone as e:
@@ -109,8 +110,8 @@ async def serve(request: web.Request, client: ApiClient, target: Target, table: 
             if bookmarks and "sendInitialEvents" in q:
                 await resp.write(enc.bookmark(since or 0, initial_end=True))
         await _pump(request, resp, watch, enc, timeout, bookmarks)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:  # the client went away (a cancellation propagates after the cleanup)
+        return resp
     finally:
         await watch.stop()
     try:

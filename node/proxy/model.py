@@ -96,13 +96,35 @@ def service_ports(service: dict, endpoints: dict | None) -> list[ServicePort]:
     return out
 
 
-def desired(services: Iterable[dict], endpoints_of, node_ip: str, cluster_cidr: str) -> Desired:
-    """``endpoints_of(namespace, name)`` returns the Service's Endpoints object or None."""
+def desired(services: Iterable[dict], endpoints_of, node_ip: str, cluster_cidr: str,
+            cache: dict | None = None) -> Desired:
+    """``endpoints_of(namespace, name)`` returns the Service's Endpoints object or None. With
+    ``cache`` (kept by the caller between calls) a Service whose object and Endpoints carry the same
+    resourceVersions as last time is not recomputed."""
     ports: dict[str, ServicePort] = {}
+    seen = set()
     for svc in services:
         meta = svc.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             continue
-        for sp in service_ports(svc, endpoints_of(meta.get("namespace"), meta.get("name"))):
+        ns, name = meta.get("namespace"), meta.get("name")
+        ep = endpoints_of(ns, name)
+        found = None
+        if cache is not None:
+            version = (meta.get("resourceVersion"), ((ep or {}).get("metadata") or {}).get("resourceVersion"))
+            if version[0] is not None and (ep is None or version[1] is not None):
+                seen.add((ns, name))
+                hit = cache.get((ns, name))
+                if hit is not None and hit[0] == version:
+                    found = hit[1]
+                else:
+                    found = cache[(ns, name)] = (version, service_ports(svc, ep))
+                    found = found[1]
+        if found is None:
+            found = service_ports(svc, ep)
+        for sp in found:
             ports[sp.id] = sp
+    if cache is not None:
+        for key in [k for k in cache if k not in seen]:
+            del cache[key]
     return Desired(node_ip, cluster_cidr, ports)

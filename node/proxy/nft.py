@@ -20,10 +20,11 @@ Layout (table ``ip k8n-<hash of node name>``):
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import json
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+import orjson
 
 from .model import Desired, ServicePort
 
@@ -54,7 +55,7 @@ def table_name(node_name: str) -> str:
 
 
 def _hash(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest())[:8].decode().lower()
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def service_chain(sp: ServicePort) -> str:
@@ -157,44 +158,58 @@ def _fixed_chains(node_ip: str) -> dict[str, tuple[Rule, ...]]:
 
 
 def render(d: Desired) -> State:
-    """The table content for a desired datapath (pure)."""
+    """The table content for a desired datapath (pure; each service port's part is cached, so a
+    re-render after one change costs little more than the changed service)."""
     st = State((d.node_ip, d.cluster_cidr), _fixed_chains(d.node_ip),
                {name: {} for name in (*MAPS, *SETS)})
     st.elements["nodeport-ips"][(d.node_ip,)] = None
     for sp in d.ports.values():
-        st.elements["cluster-ips"][(sp.cluster_ip,)] = None
-        ip_key = (sp.cluster_ip, sp.protocol, sp.port)
-        np_key = (sp.protocol, sp.node_port)
-        if not sp.endpoints:
-            st.elements["no-endpoint-services"][ip_key] = ("goto", "reject-chain")
-            if sp.node_port:
-                st.elements["no-endpoint-nodeports"][np_key] = ("goto", "reject-chain")
-            continue
-        svc = service_chain(sp)
-        st.elements["service-ips"][ip_key] = ("goto", svc)
-        rules: list[Rule] = [(_match(DADDR, sp.cluster_ip), _match(L4PROTO, sp.protocol), _match(DPORT, sp.port),
-                              _match(SADDR, _prefix(d.cluster_cidr), "!="), MARK_FOR_MASQ)]
-        eps = [(ep, endpoint_chain(sp, ep.ip, ep.port)) for ep in sp.endpoints]
-        if sp.affinity_seconds:
-            for ep, chain in eps:
-                aff = affinity_set(sp, ep.ip, ep.port)
-                st.affinity[aff] = sp.affinity_seconds
-                rules.append((_match(SADDR, f"@{aff}"), _goto(chain)))
-        rules.append(({"vmap": {"key": {"numgen": {"mode": "random", "mod": len(eps), "offset": 0}},
-                                "data": {"set": [[i, _goto(chain)] for i, (_, chain) in enumerate(eps)]}}},))
-        st.chains[svc] = tuple(rules)
-        for ep, chain in eps:
-            ep_rules: list[Rule] = [(_match(SADDR, ep.ip), MARK_FOR_MASQ)]
-            if sp.affinity_seconds:
-                ep_rules.append(({"set": {"op": "update", "elem": SADDR,
-                                          "set": f"@{affinity_set(sp, ep.ip, ep.port)}"}},))
-            ep_rules.append((_match(L4PROTO, sp.protocol), {"dnat": {"addr": ep.ip, "port": ep.port}}))
-            st.chains[chain] = tuple(ep_rules)
-        if sp.node_port:
-            ext = external_chain(sp)
-            st.elements["service-nodeports"][np_key] = ("goto", ext)
-            st.chains[ext] = ((MARK_FOR_MASQ,), (_goto(svc),))
+        chains, elements, affinity = _render_port(sp, d.cluster_cidr)
+        st.chains.update(chains)
+        for name, key, value in elements:
+            st.elements[name][key] = value
+        st.affinity.update(affinity)
     return st
+
+
+@lru_cache(maxsize=1 << 16)
+def _render_port(sp: ServicePort, cluster_cidr: str) -> tuple[tuple, tuple, tuple]:
+    """One service port's chains, map/set elements and affinity sets."""
+    chains: dict[str, tuple[Rule, ...]] = {}
+    elements: list[tuple[str, Key, tuple[str, str] | None]] = [("cluster-ips", (sp.cluster_ip,), None)]
+    affinity: dict[str, int] = {}
+    ip_key = (sp.cluster_ip, sp.protocol, sp.port)
+    np_key = (sp.protocol, sp.node_port)
+    if not sp.endpoints:
+        elements.append(("no-endpoint-services", ip_key, ("goto", "reject-chain")))
+        if sp.node_port:
+            elements.append(("no-endpoint-nodeports", np_key, ("goto", "reject-chain")))
+        return (), tuple(elements), ()
+    svc = service_chain(sp)
+    elements.append(("service-ips", ip_key, ("goto", svc)))
+    rules: list[Rule] = [(_match(DADDR, sp.cluster_ip), _match(L4PROTO, sp.protocol), _match(DPORT, sp.port),
+                          _match(SADDR, _prefix(cluster_cidr), "!="), MARK_FOR_MASQ)]
+    eps = [(ep, endpoint_chain(sp, ep.ip, ep.port)) for ep in sp.endpoints]
+    if sp.affinity_seconds:
+        for ep, chain in eps:
+            aff = affinity_set(sp, ep.ip, ep.port)
+            affinity[aff] = sp.affinity_seconds
+            rules.append((_match(SADDR, f"@{aff}"), _goto(chain)))
+    rules.append(({"vmap": {"key": {"numgen": {"mode": "random", "mod": len(eps), "offset": 0}},
+                            "data": {"set": [[i, _goto(chain)] for i, (_, chain) in enumerate(eps)]}}},))
+    chains[svc] = tuple(rules)
+    for ep, chain in eps:
+        ep_rules: list[Rule] = [(_match(SADDR, ep.ip), MARK_FOR_MASQ)]
+        if sp.affinity_seconds:
+            ep_rules.append(({"set": {"op": "update", "elem": SADDR,
+                                      "set": f"@{affinity_set(sp, ep.ip, ep.port)}"}},))
+        ep_rules.append((_match(L4PROTO, sp.protocol), {"dnat": {"addr": ep.ip, "port": ep.port}}))
+        chains[chain] = tuple(ep_rules)
+    if sp.node_port:
+        ext = external_chain(sp)
+        elements.append(("service-nodeports", np_key, ("goto", ext)))
+        chains[ext] = ((MARK_FOR_MASQ,), (_goto(svc),))
+    return tuple(chains.items()), tuple(elements), tuple(affinity.items())
 
 
 # ---- transactions ----------------------------------------------------------------------------
@@ -229,7 +244,7 @@ class Tx:
         self.cmds.append({verb: {"element": self._obj(name=name, elem=elems)}})
 
     def payload(self) -> bytes:
-        return json.dumps({"nftables": self.cmds}).encode()
+        return orjson.dumps({"nftables": self.cmds})
 
     def __len__(self) -> int:
         return len(self.cmds)
@@ -314,5 +329,5 @@ async def run(payload: bytes, check: bool = False) -> None:
 
 async def delete_table(table: str) -> None:
     """Remove the table if present (add first so the delete cannot fail)."""
-    await run(json.dumps({"nftables": [{"add": {"table": {"family": FAMILY, "name": table}}},
-                                       {"delete": {"table": {"family": FAMILY, "name": table}}}]}).encode())
+    await run(orjson.dumps({"nftables": [{"add": {"table": {"family": FAMILY, "name": table}}},
+                                         {"delete": {"table": {"family": FAMILY, "name": table}}}]}))

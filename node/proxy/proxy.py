@@ -40,6 +40,7 @@ class ServiceProxy:
         self.syncs = 0
         self.last_sync_seconds = 0.0
         self.last_commands = 0
+        self._cache: dict = {}  # per Service: (resourceVersions, its ServicePorts)
         self._dirty = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -79,7 +80,8 @@ class ServiceProxy:
                 log.warning("service proxy: removing table %s failed: %s", self.table, e)
 
     def desired(self) -> model.Desired:
-        return model.desired(self.services.list(), self.endpoints.get, self.node_ip, self.cluster_cidr)
+        return model.desired(self.services.list(), self.endpoints.get, self.node_ip, self.cluster_cidr,
+                             self._cache)
 
     async def sync(self, full: bool = False) -> int:
         """Bring the table to the desired state; returns the number of nft commands run."""

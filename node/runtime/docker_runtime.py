@@ -30,8 +30,8 @@ import requests.exceptions
 
 from . import cgroups, podfiles
 from .errors import ContainerNotFound, ImagePullError, RuntimeErr
-from .model import (LABEL_NODE, SANDBOX_NAME, ContainerInfo, ContainerStatus, Mount, Sandbox, container_hash,
-                    container_name, info_from_list, labels, pod_meta, status_from_inspect)
+from .model import (LABEL_NODE, LABEL_POD_UID, SANDBOX_NAME, ContainerInfo, ContainerStatus, Mount, Sandbox,
+                    container_hash, container_name, info_from_list, labels, pod_meta, status_from_inspect)
 from .spec import container_create_args, normalize_image
 from .streams import ExecSession, thread_stream
 
@@ -214,9 +214,11 @@ class DockerRuntime:
             if "already in progress" not in e.message:
                 raise
 
-    async def list_containers(self) -> list[ContainerInfo]:
-        """Every container of this node (sandboxes too, running or not), from one list call."""
-        found = await self._call(self.api.containers, all=True, filters={"label": f"{LABEL_NODE}={self.node_name}"})
+    async def list_containers(self, pod_uid: str | None = None) -> list[ContainerInfo]:
+        """Every container of this node (sandboxes too, running or not), or only those of the pod ``pod_uid``,
+        from one list call."""
+        label = [f"{LABEL_NODE}={self.node_name}"] + ([f"{LABEL_POD_UID}={pod_uid}"] if pod_uid else [])
+        found = await self._call(self.api.containers, all=True, filters={"label": label})
         return [info_from_list(c) for c in found]
 
     async def inspect(self, container_id: str) -> ContainerStatus:

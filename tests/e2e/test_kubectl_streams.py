@@ -110,8 +110,15 @@ def test_exec_with_stdin_piped(cluster):
 def test_exec_errors(cluster):
     missing = cluster.kubectl("exec", "nope", "--", "true", check=False)
     assert missing.returncode == 1 and 'pods "nope" not found' in missing.stderr
+    cluster.kubectl("run", "nowhere", f"--image={IMAGE}", "--overrides",
+                    json.dumps({"spec": {"nodeSelector": {"no-such": "node"}}}), "--", "sleep", "3600")
+    for verb in (["exec", "nowhere", "--", "true"], ["logs", "nowhere"]):
+        pending = cluster.kubectl(*verb, check=False)
+        assert pending.returncode == 1, pending
+        assert 'Error from server (BadRequest): pod "nowhere" is not scheduled to a node yet' in pending.stderr
+    cluster.kubectl("delete", "pod", "nowhere", "--wait=false")
     no_cmd = cluster.kubectl("exec", "talk", "-c", "main", "--", "no-such-command", check=False)
-    assert no_cmd.returncode == 126 and "executable file not found" in no_cmd.stderr  # as Kubernetes answers
+    assert no_cmd.returncode == 126 and "executable file not found" in no_cmd.stdout + no_cmd.stderr
 
 
 # ---- cordon, drain --------------------------------------------------------------------------------------------------

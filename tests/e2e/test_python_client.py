@@ -106,7 +106,8 @@ def deployment(name: str) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                         "containers": [{"name": "web", "image": "k8n/busybox:latest", "command": ["sleep", "3600"]}]}}}}
+                         "containers": [{"name": "web", "image": "k8n/busybox:latest",
+                                         "command": ["sleep", "3600"]}]}}}}
 
 
 def test_deployment_crud(apps):

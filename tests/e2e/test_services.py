@@ -421,7 +421,6 @@ async def test_proxy_restart_keeps_established_and_new_connections(cl):
         fresh = _echo_connect(ip)
         assert fresh is not None, "a new connection after the restart"
         fresh.close()
-        assert await serves_exactly(cluster_ip(10), 80, {"web-0", "web-1", "web-2"})
     finally:
         conn.close()
 

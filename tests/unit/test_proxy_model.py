@@ -206,3 +206,16 @@ async def test_proxy_syncs_fully_first_then_incrementally_and_fully_again_after_
     fail = False
     await p.sync()
     assert ran[-1]["nftables"][1] == {"delete": {"table": {"family": "ip", "name": p.table}}}
+
+
+def test_cache_reuses_unchanged_services_and_recomputes_changed_ones():
+    s = {**svc("web"), "metadata": {"namespace": "default", "name": "web", "resourceVersion": "5"}}
+    e = {**eps(["10.244.1.2"]), "metadata": {"resourceVersion": "7"}}
+    cache: dict = {}
+    first = model.desired([s], lambda ns, n: e, NODE_IP, CIDR, cache)
+    again = model.desired([s], lambda ns, n: e, NODE_IP, CIDR, cache)
+    assert again.ports["default/web/tcp/http"] is first.ports["default/web/tcp/http"]
+    e2 = {**eps(["10.244.1.3"]), "metadata": {"resourceVersion": "8"}}
+    changed = model.desired([s], lambda ns, n: e2, NODE_IP, CIDR, cache)
+    assert changed.ports["default/web/tcp/http"].endpoints == (model.Endpoint("10.244.1.3", 8080),)
+    assert model.desired([], lambda ns, n: None, NODE_IP, CIDR, cache).ports == {} and cache == {}

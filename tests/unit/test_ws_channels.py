@@ -11,11 +11,12 @@ from master.gateway.podstreams import (choose_container, closed_channel, decode_
                                        exit_status, log_options, parse_bool)
 
 
-def pod(*containers: str, init: tuple[str, ...] = (), annotations: dict | None = None, phase: str = "Running") -> dict:
+def pod(*containers: str, init: tuple[str, ...] = (), annotations: dict | None = None, phase: str = "Running",
+        node: str | None = "n1", state: str = "running") -> dict:
     return {"metadata": {"name": "p", "namespace": "default", "annotations": annotations or {}},
             "spec": {"containers": [{"name": c} for c in containers],
-                     "initContainers": [{"name": c} for c in init]},
-            "status": {"phase": phase}}
+                     "initContainers": [{"name": c} for c in init], **({"nodeName": node} if node else {})},
+            "status": {"phase": phase, "containerStatuses": [{"name": c, "state": {state: {}}} for c in containers]}}
 
 
 def test_frames_carry_the_channel_in_the_first_byte():
@@ -99,3 +100,9 @@ def test_exec_options():
         exec_options(MultiDict([("command", "true"), ("stdout", "false"), ("stderr", "false")]), pod("c"))
     with pytest.raises(errors.BadRequest):
         exec_options(MultiDict([("command", "true"), ("container", "x")]), pod("c"))
+    with pytest.raises(errors.BadRequest) as e:
+        exec_options(MultiDict([("command", "true")]), pod("c", node=None, phase="Pending"))
+    assert e.value.message == 'pod "p" is not scheduled to a node yet'
+    with pytest.raises(errors.BadRequest) as e:
+        exec_options(MultiDict([("command", "true")]), pod("c", state="waiting", phase="Pending"))
+    assert e.value.message == "container c is not running"
