@@ -72,6 +72,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("Job", "jobs", "batch", "v1", True, (), ("status",), _ALL),
     Resource("HorizontalPodAutoscaler", "horizontalpodautoscalers", "autoscaling", "v2", True, ("hpa",), ("status",), _ALL),
     Resource("Lease", "leases", "coordination.k8s.io", "v1", True, (), (), (), history=2),
+    Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, (), ()),
 )
 
 # Not served by the API: a read-only view of the pods bound to each node, keyed

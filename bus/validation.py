@@ -812,11 +812,72 @@ def _lease(e: Errors, obj: Any) -> None:
         e.non_negative("spec.leaseTransitions", obj.spec.lease_transitions)
 
 
+_MAX_SLICE_ENDPOINTS, _MAX_SLICE_ADDRESSES, _MAX_SLICE_PORTS = 1000, 100, 100
+
+
+def _endpoint_slice(e: Errors, obj: Any) -> None:
+    """discovery.k8s.io/v1 EndpointSlice, as Kubernetes' ValidateEndpointSlice (minus topology hints)."""
+    atype = obj.address_type
+    if not atype:
+        e.required("addressType")
+    else:
+        e.one_of("addressType", atype, ("IPv4", "IPv6", "FQDN"))
+    eps = obj.endpoints or ()
+    if len(eps) > _MAX_SLICE_ENDPOINTS:
+        e.causes.append(Cause("endpoints", f"Too many: {len(eps)}: must have at most {_MAX_SLICE_ENDPOINTS} items",
+                              "FieldValueTooMany"))
+    for i, ep in enumerate(eps):
+        p = f"endpoints[{i}]"
+        addrs = ep.addresses or ()
+        if not addrs:
+            e.required(f"{p}.addresses", "must contain at least 1 address")
+        elif len(addrs) > _MAX_SLICE_ADDRESSES:
+            e.causes.append(Cause(f"{p}.addresses", f"Too many: {len(addrs)}: must have at most "
+                                  f"{_MAX_SLICE_ADDRESSES} items", "FieldValueTooMany"))
+        for j, a in enumerate(addrs):
+            ap = f"{p}.addresses[{j}]"
+            if atype in ("IPv4", "IPv6"):
+                try:
+                    ip = ipaddress.ip_address(a)
+                except ValueError:
+                    e.invalid(ap, a, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+                    continue
+                if (ip.version == 4) != (atype == "IPv4"):
+                    e.invalid(ap, a, f"must be an {atype} address")
+            elif atype == "FQDN":
+                e.messages(ap, a, dns1123_subdomain_errors(a))
+        if ep.hostname:
+            e.messages(f"{p}.hostname", ep.hostname, dns1123_label_errors(ep.hostname))
+        if ep.node_name:
+            e.messages(f"{p}.nodeName", ep.node_name, dns1123_subdomain_errors(ep.node_name))
+    ports = obj.ports or ()
+    if len(ports) > _MAX_SLICE_PORTS:
+        e.causes.append(Cause("ports", f"Too many: {len(ports)}: must have at most {_MAX_SLICE_PORTS} items",
+                              "FieldValueTooMany"))
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        p = f"ports[{i}]"
+        name = port.name or ""
+        if name:
+            e.messages(f"{p}.name", name, dns1123_label_errors(name))
+        if name in names:
+            e.duplicate(f"{p}.name", name)
+        names.add(name)
+        if port.port is not None and not 0 <= port.port <= 65535:
+            e.invalid(f"{p}.port", port.port, "must be between 0 and 65535, inclusive")
+        if not port.protocol:
+            e.required(f"{p}.protocol")
+        else:
+            e.one_of(f"{p}.protocol", port.protocol, _PROTOCOLS)
+        if port.app_protocol:
+            e.messages(f"{p}.appProtocol", port.app_protocol, qualified_name_errors(port.app_protocol))
+
+
 _KIND_CHECKS: dict[str, Callable[[Errors, Any], None]] = {
     "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replicaset, "DaemonSet": _daemonset,
     "ReplicationController": _rc, "Job": _job, "HorizontalPodAutoscaler": _hpa, "Service": _service,
     "Endpoints": _endpoints, "Node": _node, "Secret": _secret, "ConfigMap": _configmap, "PersistentVolume": _pv,
-    "PersistentVolumeClaim": _pvc, "Event": _event, "Lease": _lease,
+    "PersistentVolumeClaim": _pvc, "Event": _event, "Lease": _lease, "EndpointSlice": _endpoint_slice,
 }
 
 
@@ -979,6 +1040,7 @@ _UPDATE_CHECKS: dict[str, Callable[[Errors, dict[str, Any], Any], None]] = {
     "Pod": _pod_update, "Deployment": _selector_update, "ReplicaSet": _selector_update,
     "DaemonSet": _selector_update, "Job": _job_update, "Service": _service_update,
     "PersistentVolumeClaim": _pvc_update, "Secret": _secret_update,
+    "EndpointSlice": lambda e, old, new: _immutable(e, "addressType", old.get("addressType"), new.address_type),
     "ConfigMap": lambda e, old, new: _data_update(e, old, new, (("data", "data"), ("binaryData", "binary_data"))),
 }
 

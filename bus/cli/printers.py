@@ -277,6 +277,22 @@ def endpoints_summary(ep: dict, _now: datetime, limit: int = 3) -> str:
     return ",".join(items[:limit]) + more
 
 
+def _more(items: list[str], limit: int = 3) -> str:
+    """kubectl's listWithMoreString: the first ``limit`` items, ``+ N more...``, ``<unset>`` when none."""
+    if len(items) > limit:
+        return ",".join(items[:limit]) + f" + {len(items) - limit} more..."
+    return ",".join(items) or "<unset>"
+
+
+def slice_ports(es: dict, _now: datetime | None = None) -> str:
+    return _more([str(p["port"]) if p.get("port") is not None else (p.get("name") or "*")
+                  for p in es.get("ports") or []])
+
+
+def slice_endpoints(es: dict, _now: datetime | None = None) -> str:
+    return _more([str(a) for ep in es.get("endpoints") or [] for a in ep.get("addresses") or []])
+
+
 # ---- nodes --------------------------------------------------------------------------------------
 
 ROLE_PREFIX = "node-role.kubernetes.io/"
@@ -438,6 +454,8 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     "Service": ([NAME, ("TYPE", _field("spec.type", "ClusterIP")), ("CLUSTER-IP", _field("spec.clusterIP", NONE)),
                  ("EXTERNAL-IP", _external_ip), ("PORT(S)", service_ports), AGE], [("SELECTOR", _map_selector)]),
     "Endpoints": ([NAME, ("ENDPOINTS", endpoints_summary), AGE], []),
+    "EndpointSlice": ([NAME, ("ADDRESSTYPE", _field("addressType", "")), ("PORTS", slice_ports),
+                       ("ENDPOINTS", slice_endpoints), AGE], []),
     "Node": ([NAME, ("STATUS", _node_status), ("ROLES", node_roles), AGE,
               ("VERSION", _field("status.nodeInfo.kubeletVersion", ""))],
              [("INTERNAL-IP", _address("InternalIP")), ("EXTERNAL-IP", _address("ExternalIP")),

@@ -25,6 +25,8 @@ from bus.models.core import (
     Binding, ConfigMap, Endpoints, Event, Eviction, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, Secret, Service, ServiceAccount,
 )
+from bus.models.discovery import *  # noqa: F401,F403
+from bus.models.discovery import EndpointSlice
 from bus.models.meta import *  # noqa: F401,F403
 from bus.models.meta import Status
 
@@ -33,7 +35,7 @@ KINDS: dict[str, type[K8sModel]] = {
     for m in (
         Namespace, Pod, Service, Endpoints, Node, ServiceAccount, Secret, ConfigMap, PersistentVolume,
         PersistentVolumeClaim, ReplicationController, Event, Deployment, ReplicaSet, DaemonSet, Job,
-        HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction,
+        HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice,
     )
 }
 

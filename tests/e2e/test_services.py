@@ -397,6 +397,48 @@ def _sandbox_pid(pod: str) -> int:
     return info[0]["State"]["Pid"]
 
 
+def _service_ips(table: str) -> set[str]:
+    r = subprocess.run(["nft", "-j", "list", "map", "ip", table, "service-ips"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return set()
+    found = set()
+    for obj in json.loads(r.stdout)["nftables"]:
+        for elem in (obj.get("map") or {}).get("elem") or []:
+            found.add(elem[0]["concat"][0])
+    return found
+
+
+async def test_standalone_proxy_programs_keeps_rules_on_kill_and_cleans_up_when_asked(cl):
+    """``python -m node.proxy`` for node B (whose agent runs without one)."""
+    table = table_name(cl.node_b)
+    ip = cluster_ip(19)
+    await cl.client.create(service("solo", ip, {"name": "web-0"}, [{"port": 80, "targetPort": 8080}]))
+    cmd = [sys.executable, "-m", "node.proxy", "--name", cl.node_b, "--server", cl.url, "--cleanup-on-exit"]
+    log = open(cl.tmp / "proxy-b.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    try:
+        await wait_until(lambda: ip in _service_ips(table), 20, "node B's table holding the Service")
+        proc.kill()
+        proc.wait()
+        assert ip in _service_ips(table), "kill -9 must keep the rules"
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        await cl.client.delete("services", "solo", "default")
+        await wait_until(lambda: ip not in _service_ips(table) and table in _tables(), 20,
+                         "the restarted proxy dropping the deleted Service")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert table not in _tables(), "--cleanup-on-exit must remove the table"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+
+
+def _tables() -> str:
+    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+
+
 async def test_proxy_restart_keeps_established_and_new_connections(cl):
     """kill -9 the agent (and its in-process proxy): the rules stay in the kernel; the restarted
     proxy replaces its table atomically; an established flow survives all of it."""

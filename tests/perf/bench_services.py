@@ -13,11 +13,15 @@ node agent (its service proxy in-process), one busybox httpd pod answering with 
       (the proxy rejects: connection refused) to the pod's address; from the update request to the
       first answer from the pod (and back: to the first refusal);
     - a Service created (its Endpoints written first): from the create request to the first answer;
+    - a pod turned Ready by its readiness probe, 20 times (5 with --quick; each flip waits for the
+      1 s probe period): from Ready=True seen on a pod watch to the first answer through its Service
+      (the endpoints controller and the proxy in between);
 (b) programming time for 1,000 Services x 3 endpoints from an empty table, and for one change on top
     (one endpoint added, one Service added), by the proxy's own sync() with synthetic Services and
     Endpoints in a private network namespace (render + diff + nft transaction);
 (c) request throughput (new TCP connection + HTTP/1.0 GET per request, 8 concurrent clients on the
-    node) through the ClusterIP and straight to the pod IP, interleaved rounds in one run.
+    node) through the ClusterIP and straight to the pod IP, interleaved rounds in one run; and one
+    client's sequential request latency each way.
 Prints figures with conditions; not a pass/fail test.
 """
 
@@ -144,6 +148,51 @@ async def service_latency(client: ApiClient, pod_name: str, pod_ip: str, n: int)
     return out
 
 
+async def readiness_latency(client: ApiClient, node: str, n: int) -> list[float]:
+    """A pod's readiness probe flips it Ready (exec probe on a file, period 1 s); from the moment the
+    bench sees Ready=True on a pod watch to the first answer through the Service's ClusterIP (the
+    endpoints controller, then the proxy, in between)."""
+    from bus import nodeclient
+
+    pod = web_pod("rdy-web", node)
+    pod["metadata"]["labels"] = {"app": "rdy"}
+    pod["spec"]["containers"][0]["command"][2] = pod["spec"]["containers"][0]["command"][2].replace(
+        "exec httpd", "touch /www/ready; exec httpd")
+    pod["spec"]["containers"][0]["readinessProbe"] = {"exec": {"command": ["test", "-f", "/www/ready"]},
+                                                     "periodSeconds": 1, "failureThreshold": 1}
+    await client.create(pod)
+    ip = f"10.96.{NET}.3"
+    await client.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "rdy", "namespace": "default"},
+                         "spec": {"clusterIP": ip, "selector": {"app": "rdy"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    await asyncio.to_thread(wait_probe, ip, "rdy-web", 60)
+
+    async def sh(cmd: str) -> None:
+        session = await nodeclient.exec_(client, "default", "rdy-web", ["sh", "-c", cmd])
+        async for _ in session:
+            pass
+
+    out = []
+    for _ in range(n):
+        await sh("rm /www/ready")
+        await asyncio.to_thread(wait_probe, ip, "refused", 30)
+        _, rv = await client.list("pods", "default")
+        w = await client.watch("pods", "default", since=rv)
+        probing = asyncio.create_task(asyncio.to_thread(wait_probe, ip, "rdy-web", 30))
+        await sh("touch /www/ready")
+        t_ready = None
+        async for ev in w:
+            conds = (ev.object.get("status") or {}).get("conditions") or []
+            if ev.object["metadata"]["name"] == "rdy-web" and any(
+                    c["type"] == "Ready" and c["status"] == "True" for c in conds):
+                t_ready = time.perf_counter()
+                break
+        await w.stop()
+        out.append(await probing - t_ready)
+    await delete_service(client, "rdy")
+    await client.delete("pods", "rdy-web", "default", grace_period_seconds=0)
+    return out
+
+
 # ---- (c) throughput ----------------------------------------------------------------------------
 
 async def _requests(ip: str, port: int, want: bytes, seconds: float, concurrency: int) -> tuple[int, int]:
@@ -229,10 +278,12 @@ async def programming_time(n_services: int, repeats: int) -> dict[str, float | l
     netns.create(ns)
     netns.setns(ns)  # this process (and the nft it runs) now works in the private namespace
     try:
-        services = {f"s{i}": {"metadata": {"namespace": "default", "name": f"s{i}"},
+        rv = iter(range(1, 1 << 30))  # resourceVersions, as an informer's objects carry them
+        services = {f"s{i}": {"metadata": {"namespace": "default", "name": f"s{i}", "resourceVersion": str(next(rv))},
                               "spec": {"clusterIP": f"10.{96 + i // 65000}.{i // 250 % 256}.{i % 250 + 1}",
                                        "ports": [{"name": "http", "port": 80}]}} for i in range(n_services)}
-        eps = {f"s{i}": {"subsets": [{"addresses": [{"ip": f"10.244.{(i * 3 + j) // 250 % 256}.{(i * 3 + j) % 250 + 1}"}
+        eps = {f"s{i}": {"metadata": {"resourceVersion": str(next(rv))},
+                         "subsets": [{"addresses": [{"ip": f"10.244.{(i * 3 + j) // 250 % 256}.{(i * 3 + j) % 250 + 1}"}
                                                     for j in range(3)], "ports": [{"name": "http", "port": 8080}]}]}
                for i in range(n_services)}
         proxy = ServiceProxy(None, f"bench-{uuid.uuid4().hex[:6]}", "192.0.2.10", "10.244.0.0/16",
@@ -247,22 +298,34 @@ async def programming_time(n_services: int, repeats: int) -> dict[str, float | l
         await nft.run(payload)
         t4 = time.perf_counter()
         await nft.delete_table(proxy.table)
-        full_times, commands = [], 0
-        for _ in range(repeats):
+        full_times, resync_times, commands = [], [], 0
+        for _ in range(repeats):  # cold: empty table, no cached renders
+            await nft.delete_table(proxy.table)
             proxy.applied = None
+            proxy._cache.clear()
+            nft._render_port.cache_clear()
             t = time.perf_counter()
             commands = await proxy.sync()
             full_times.append(time.perf_counter() - t)
+        for _ in range(max(3, repeats // 4)):  # a restarted proxy: the same table replaced atomically
+            proxy.applied = None
+            proxy._cache.clear()
+            t = time.perf_counter()
+            await proxy.sync()
+            resync_times.append(time.perf_counter() - t)
         ep_change, svc_add = [], []
         for r in range(repeats):
-            eps["s7"]["subsets"][0]["addresses"].append({"ip": f"10.245.0.{r + 1}"})
+            old = eps["s7"]["subsets"][0]
+            eps["s7"] = {"metadata": {"resourceVersion": str(next(rv))},  # a new object, as the informer delivers
+                         "subsets": [{**old, "addresses": [*old["addresses"], {"ip": f"10.245.0.{r + 1}"}]}]}
             t = time.perf_counter()
             ep_cmds = await proxy.sync()
             ep_change.append(time.perf_counter() - t)
             name = f"extra{r}"
-            services[name] = {"metadata": {"namespace": "default", "name": name},
+            services[name] = {"metadata": {"namespace": "default", "name": name, "resourceVersion": str(next(rv))},
                               "spec": {"clusterIP": f"10.111.0.{r + 1}", "ports": [{"name": "http", "port": 80}]}}
-            eps[name] = {"subsets": [{"addresses": [{"ip": "10.244.200.1"}], "ports": [{"name": "http", "port": 8080}]}]}
+            eps[name] = {"metadata": {"resourceVersion": str(next(rv))},
+                         "subsets": [{"addresses": [{"ip": "10.244.200.1"}], "ports": [{"name": "http", "port": 8080}]}]}
             t = time.perf_counter()
             add_cmds = await proxy.sync()
             svc_add.append(time.perf_counter() - t)
@@ -270,6 +333,7 @@ async def programming_time(n_services: int, repeats: int) -> dict[str, float | l
         chains = listed.count("\n\tchain ")
         await nft.delete_table(proxy.table)
         return {"desired": t1 - t0, "render": t2 - t1, "encode": t3 - t2, "nft": t4 - t3, "full": full_times,
+                "resync": resync_times,
                 "commands": commands, "ep_change": ep_change, "ep_cmds": ep_cmds, "svc_add": svc_add,
                 "add_cmds": add_cmds, "chains": chains}
     finally:
@@ -278,7 +342,7 @@ async def programming_time(n_services: int, repeats: int) -> dict[str, float | l
 
 # ---- main ------------------------------------------------------------------------------------
 
-async def cluster_part(n_changes: int, rounds: int, seconds: float) -> None:
+async def cluster_part(n_changes: int, rounds: int, seconds: float, n_ready: int = 20) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-svc-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
     srv.start()
@@ -318,6 +382,10 @@ async def cluster_part(n_changes: int, rounds: int, seconds: float) -> None:
         print(f"(a) network programming latency, Service created (Endpoints already written) -> pod answers, "
               f"{n_changes} Services: p50 {pct(created, 50) * 1e3:.1f} ms, p99 {pct(created, 99) * 1e3:.1f} ms, "
               f"max {max(created) * 1e3:.1f} ms")
+        ready = await readiness_latency(client, node, n_ready)
+        print(f"(a) network programming latency, pod turned Ready by its readiness probe (Ready=True seen on a watch) "
+              f"-> answers through its Service (endpoints controller + proxy), {n_ready} changes: "
+              f"p50 {pct(ready, 50) * 1e3:.1f} ms, p99 {pct(ready, 99) * 1e3:.1f} ms, max {max(ready) * 1e3:.1f} ms")
         direct, cluster, median_ratio, errors, lat_direct, lat_cluster = await throughput(
             client, "web", pod_ip, rounds, seconds)
         print(f"(c) throughput, new connection + HTTP/1.0 GET per request, 8 concurrent asyncio clients on the node, "
@@ -346,13 +414,14 @@ async def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20 changes, 300 Services, short throughput rounds")
     args = ap.parse_args()
     n_changes, n_services, rounds, seconds, repeats = (20, 300, 4, 1.0, 5) if args.quick else (100, 1000, 10, 2.0, 20)
-    await cluster_part(n_changes, rounds, seconds)
+    await cluster_part(n_changes, rounds, seconds, 5 if args.quick else 20)
     r = await programming_time(n_services, repeats)
     print(f"(b) programming time, {n_services} Services x 3 endpoints from an empty table ({r['commands']} nft "
           f"commands, {r['chains']} chains): proxy sync p50 {pct(r['full'], 50) * 1e3:.0f} ms, "
-          f"p99 {pct(r['full'], 99) * 1e3:.0f} ms over {repeats} runs (one run split: objects->desired "
+          f"p99 {pct(r['full'], 99) * 1e3:.0f} ms over {repeats} runs (first run split: objects->desired "
           f"{r['desired'] * 1e3:.0f} ms, render {r['render'] * 1e3:.0f} ms, JSON {r['encode'] * 1e3:.0f} ms, "
-          f"nft transaction {r['nft'] * 1e3:.0f} ms)")
+          f"nft transaction {r['nft'] * 1e3:.0f} ms); a restarted proxy's full resync replacing the same table: "
+          f"p50 {pct(r['resync'], 50) * 1e3:.0f} ms")
     print(f"(b) one change on top of {n_services} Services: an endpoint added ({r['ep_cmds']} nft commands) p50 "
           f"{pct(r['ep_change'], 50) * 1e3:.1f} ms, p99 {pct(r['ep_change'], 99) * 1e3:.1f} ms; a Service added "
           f"({r['add_cmds']} commands) p50 {pct(r['svc_add'], 50) * 1e3:.1f} ms, "

@@ -1,0 +1,178 @@
+"""EndpointSlices against a real nats-server and API server, kept by the endpoints controller (the
+controller manager's ``endpoints`` module, with its garbage collector): created for a selector
+Service with the pods' addresses, conditions and resolved ports, listed by the label kubectl's
+``describe service`` uses, rewritten only when something changes, removed with the Service (by the
+controller, and by the garbage collector through the ownerReference)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bus.informer import SharedInformerFactory
+from master.controllers import endpoints, garbagecollector
+from master.controllers.manager import Context
+from tests.harness import get_or_none, wait_until
+
+SERVICE_NAME = "kubernetes.io/service-name"
+
+
+class Manager:
+    """The endpoints controllers and the garbage collector, as the controller manager runs them."""
+
+    def __init__(self, client) -> None:
+        self.ctx = Context(client, SharedInformerFactory(client))
+        self.endpoints = endpoints.setup(self.ctx)
+        self.gc = garbagecollector.setup(self.ctx)
+        self.tasks: dict = {}
+
+    async def start(self) -> None:
+        await self.ctx.informers.start()
+        self.tasks = {r: asyncio.create_task(r.run()) for r in self.endpoints + self.gc}
+
+    async def stop(self, runnables) -> None:
+        for r in runnables:
+            r.shutdown()
+        await asyncio.gather(*(self.tasks.pop(r) for r in runnables if r in self.tasks), return_exceptions=True)
+
+
+@pytest.fixture
+async def manager(client):
+    m = Manager(client)
+    await m.start()
+    yield m
+    await m.stop(list(m.tasks))
+    await m.ctx.informers.stop()
+
+
+def svc(name: str, ports=None, **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default",
+                                                               "labels": {"tier": "front"}},
+            "spec": {"selector": {"app": name}, "ports": ports if ports is not None else [{"port": 80}], **spec}}
+
+
+async def make_pod(client, name: str, ip: str, ready: bool, app="web", ports=None, node="n1") -> dict:
+    """Create a pod, then write its status as the node agent would (IP, phase, Ready condition)."""
+    p = await client.create({"apiVersion": "v1", "kind": "Pod",
+                             "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+                             "spec": {"nodeName": node, "automountServiceAccountToken": False,
+                                      "containers": [{"name": "c", "image": "busybox", "ports": ports or []}]}})
+    return await set_status(client, p, ip, ready)
+
+
+async def set_status(client, p: dict, ip: str, ready: bool) -> dict:
+    p = await client.get("pods", p["metadata"]["name"])
+    p["status"] = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    return await client.update_status(p)
+
+
+async def slices_of(client, service: str) -> list[dict]:
+    """What kubectl 1.32's describer lists: the namespace's slices labelled with the Service's name."""
+    items, _ = await client.list("endpointslices", "default", label_selector=f"{SERVICE_NAME}={service}")
+    return sorted(items, key=lambda s: s["metadata"]["name"])
+
+
+def endpoint(p: dict, ready: bool, serving: bool | None = None, terminating: bool = False) -> dict:
+    m = p["metadata"]
+    return {"addresses": [p["status"]["podIP"]],
+            "conditions": {"ready": ready, "serving": ready if serving is None else serving,
+                           "terminating": terminating},
+            "nodeName": p["spec"]["nodeName"],
+            "targetRef": {"kind": "Pod", "namespace": "default", "name": m["name"], "uid": m["uid"]}}
+
+
+async def the_endpoints(client, service: str, want: list[dict]) -> dict | None:
+    """The Service's one slice once its endpoints are ``want`` (any order), else None."""
+    slices = await slices_of(client, service)
+    if len(slices) != 1:
+        return None
+    got = sorted(slices[0].get("endpoints") or [], key=lambda e: e["addresses"])
+    return slices[0] if got == sorted(want, key=lambda e: e["addresses"]) else None
+
+
+async def test_slice_follows_pods_and_goes_with_the_service(client, manager):
+    http = [{"name": "http", "containerPort": 8080}]
+    p1 = await make_pod(client, "p1", "10.244.1.1", True, ports=http)
+    p2 = await make_pod(client, "p2", "10.244.1.2", False, ports=http)
+    await make_pod(client, "other", "10.244.1.9", True, app="db", ports=http)
+    web = await client.create(svc("web", ports=[{"name": "http", "port": 80, "targetPort": "http",
+                                                 "appProtocol": "http"}]))
+    es = await wait_until(lambda: the_endpoints(client, "web", [endpoint(p1, True), endpoint(p2, False)]), 10,
+                          "slice of web")
+    name = es["metadata"]["name"]
+    assert name.startswith("web-") and len(name) == len("web-") + 5
+    assert es["apiVersion"] == "discovery.k8s.io/v1" and es["kind"] == "EndpointSlice"
+    assert es["addressType"] == "IPv4"
+    assert es["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP", "appProtocol": "http"}]
+    assert es["metadata"]["labels"] == {"tier": "front", SERVICE_NAME: "web",
+                                        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}
+    (owner,) = es["metadata"]["ownerReferences"]
+    assert owner == {"apiVersion": "v1", "kind": "Service", "name": "web", "uid": web["metadata"]["uid"],
+                     "controller": True, "blockOwnerDeletion": True}
+    # the Endpoints are still written as before
+    ep = await client.get("endpoints", "web")
+    assert [a["ip"] for a in ep["subsets"][0]["addresses"]] == ["10.244.1.1"]
+    assert [a["ip"] for a in ep["subsets"][0]["notReadyAddresses"]] == ["10.244.1.2"]
+
+    # p2 turns ready: the same slice is updated
+    p2 = await set_status(client, p2, "10.244.1.2", True)
+    es = await wait_until(lambda: the_endpoints(client, "web", [endpoint(p1, True), endpoint(p2, True)]), 10,
+                          "p2 ready in the slice")
+    assert es["metadata"]["name"] == name
+    # changes that do not matter write nothing
+    rv = es["metadata"]["resourceVersion"]
+    await client.patch("pods", "p1", {"metadata": {"annotations": {"note": "irrelevant"}}})
+    await client.patch("services", "web", {"metadata": {"annotations": {"note": "irrelevant"}}})
+    await asyncio.sleep(1.0)
+    assert [s["metadata"]["resourceVersion"] for s in await slices_of(client, "web")] == [rv]
+    # a terminating pod (a finalizer holds it) stays listed, not ready but serving, terminating
+    await client.patch("pods", "p1", {"metadata": {"finalizers": ["example.com/hold"]}})
+    await client.delete("pods", "p1", grace_period_seconds=0)
+    await wait_until(lambda: the_endpoints(client, "web", [endpoint(p1, False, serving=True, terminating=True),
+                                                           endpoint(p2, True)]), 10, "p1 terminating")
+    await client.patch("pods", "p1", {"metadata": {"finalizers": None}})
+    await wait_until(lambda: the_endpoints(client, "web", [endpoint(p2, True)]), 10, "p1 gone")
+    # a slice edited by someone else is put back
+    cur = (await slices_of(client, "web"))[0]
+    cur["endpoints"] = []
+    await client.update(cur)
+    await wait_until(lambda: the_endpoints(client, "web", [endpoint(p2, True)]), 10, "slice repaired")
+
+    # the slice goes with the Service
+    await client.delete("services", "web")
+    await wait_until(lambda: _no_slices(client, "web"), 10, "slice deleted with the service")
+    assert await get_or_none(client, "endpointslices", name, "default") is None
+
+
+async def test_placeholder_selector_loss_and_garbage_collection(client, manager):
+    await client.create(svc("api"))
+    es = await wait_until(lambda: the_endpoints(client, "api", []), 10, "placeholder slice")
+    assert es["endpoints"] == [] and es.get("ports", []) == []
+    a = await make_pod(client, "a", "10.244.2.1", True, app="api")
+    es = await wait_until(lambda: the_endpoints(client, "api", [endpoint(a, True)]), 10, "pod a in the slice")
+    assert es["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]  # kubectl reads the name: always set
+
+    # losing its selector removes the Service's slice (and leaves its Endpoints alone)
+    cur = await client.get("services", "api")
+    cur["spec"]["selector"] = None
+    await client.update(cur)
+    await wait_until(lambda: _no_slices(client, "api"), 10, "slice deleted with the selector")
+    assert await get_or_none(client, "endpoints", "api") is not None
+
+    # with the endpoints controllers stopped, the garbage collector removes a slice whose Service is gone
+    await client.create(svc("db"))
+    await make_pod(client, "d", "10.244.3.1", True, app="db")
+    await wait_until(lambda: _slices_with_endpoints(client, "db"), 10, "slice of db")
+    await manager.stop(manager.endpoints)
+    await client.delete("services", "db")
+    await wait_until(lambda: _no_slices(client, "db"), 15, "slice collected through its ownerReference")
+
+
+async def _no_slices(client, service: str) -> bool:
+    return await slices_of(client, service) == []
+
+
+async def _slices_with_endpoints(client, service: str) -> bool:
+    return any(s.get("endpoints") for s in await slices_of(client, service))
