@@ -76,6 +76,26 @@ def _typed(ref: ResourceRef, body: Any) -> Any:
     return body
 
 
+def request_payload(res: Resource, namespace: str | None = None, name: str | None = None, body: Any = None,
+                    subresource: str | None = None, options: dict | None = None) -> dict[str, Any]:
+    """The API server request for one call (what ``ApiClient.request`` and the HTTP gateway send):
+    the namespace only for a namespaced kind, options without their None values (none left: no
+    ``options`` at all, which the server reads as empty)."""
+    payload: dict[str, Any] = {}
+    if namespace and res.namespaced:
+        payload["namespace"] = namespace
+    if name is not None:
+        payload["name"] = name
+    if subresource:
+        payload["subresource"] = subresource
+    if body is not None:
+        payload["body"] = body
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    if opts:
+        payload["options"] = opts
+    return payload
+
+
 class ApiClient:
     """Typed, asyncio access to the k8n API over NATS.
 
@@ -118,18 +138,7 @@ class ApiClient:
     async def request(self, res: Resource, verb: str, namespace: str | None = None, name: str | None = None,
                       body: Any = None, subresource: str | None = None, options: dict | None = None,
                       warnings: list[str] | None = None) -> Any:
-        payload: dict[str, Any] = {}
-        if namespace and res.namespaced:
-            payload["namespace"] = namespace
-        if name is not None:
-            payload["name"] = name
-        if subresource:
-            payload["subresource"] = subresource
-        if body is not None:
-            payload["body"] = body
-        if options:
-            payload["options"] = {k: v for k, v in options.items() if v is not None}
-        data = codec.pack(payload)
+        data = codec.pack(request_payload(res, namespace, name, body, subresource, options))
         subject = subjects.api_subject(res.plural, verb)
         attempt = 0
         while True:

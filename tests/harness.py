@@ -4,6 +4,7 @@ running real pods in Docker. Shared by the e2e test modules (``from tests.harnes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -101,6 +102,22 @@ async def stop_cluster(c: Cluster) -> None:
     if leftovers:
         subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True)
     assert not leftovers, f"containers leaked: {leftovers}"
+
+
+@contextlib.asynccontextmanager
+async def running_controllers(ctx, *modules):
+    """The controllers of ``modules`` (each's ``setup(ctx)``) running on ``ctx``'s informers, as the
+    controller manager runs them; on leaving, they are shut down and the informers stopped."""
+    runnables = [r for mod in modules for r in mod.setup(ctx)]
+    await ctx.informers.start()
+    tasks = [asyncio.create_task(r.run()) for r in runnables]
+    try:
+        yield runnables
+    finally:
+        for r in runnables:
+            r.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ctx.informers.stop()
 
 
 async def get_or_none(client: ApiClient, res: str, name: str, ns: str | None = None) -> dict | None:

@@ -9,7 +9,7 @@ from typing import Any
 import nats.errors
 
 from bus import codec, errors, subjects
-from bus.client import ApiClient
+from bus.client import ApiClient, request_payload
 from bus.resources import Resource
 
 Reply = tuple[int, Any, list[str]]
@@ -20,19 +20,7 @@ async def call(client: ApiClient, res: Resource, verb: str, namespace: str | Non
                options: dict | None = None) -> Reply:
     """``(code, body, warnings)``; an error reply raises :class:`bus.errors.ApiError` carrying the
     warnings in ``.warnings``."""
-    payload: dict[str, Any] = {}
-    if namespace and res.namespaced:
-        payload["namespace"] = namespace
-    if name is not None:
-        payload["name"] = name
-    if subresource:
-        payload["subresource"] = subresource
-    if body is not None:
-        payload["body"] = body
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
-    if opts:
-        payload["options"] = opts
-    data = codec.pack(payload)
+    data = codec.pack(request_payload(res, namespace, name, body, subresource, options))
     subject = subjects.api_subject(res.plural, verb)
     attempt = 0
     while True:

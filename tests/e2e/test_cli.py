@@ -6,19 +6,17 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.e2e.upcluster import K8N, launch_up, wait_up
 
-K8N = shutil.which("k8n") or str(Path(sys.executable).with_name("k8n"))
+pytestmark = pytest.mark.slow
 
 MANIFEST = """\
 apiVersion: v1
@@ -68,14 +66,12 @@ data: {{color: blue}}
 def cluster(tmp_path_factory):
     data = tmp_path_factory.mktemp("k8n-data")
     log = open(data.parent / f"{data.name}-up.log", "wb")
-    proc = subprocess.Popen([K8N, "up", "--data-dir", str(data), "--nats-port", "0", "--no-agent"], stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while not (data / "cluster.json").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"k8n up did not come up: {Path(log.name).read_text()[-2000:]}")
-        time.sleep(0.2)
+    proc = launch_up(data, log, "--nats-port", "0", new_session=False)
+    try:
+        wait_up(proc, data, lambda: Path(log.name).read_text(errors="replace")[-2000:])
+    except AssertionError:
+        proc.kill()
+        raise
     yield data
     proc.send_signal(signal.SIGTERM)
     try:

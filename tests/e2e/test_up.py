@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.upcluster import K8N, UP_TIMEOUT, launch_up, poll, wait_up
+
 pytestmark = pytest.mark.slow
 
-_BESIDE_PYTHON = Path(sys.executable).with_name("k8n")
-K8N = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else (shutil.which("k8n") or "k8n")
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 SYSTEM_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
-UP_TIMEOUT = 90.0  # a cold start on a loaded machine
 STOP_TIMEOUT = 10.0  # "stops within a few seconds"
 
 
@@ -74,17 +71,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(what: str, cond, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 # ---- running k8n ------------------------------------------------------------------------------------
 
 def k8n_env(data: Path, **extra: str) -> dict[str, str]:
@@ -110,9 +96,7 @@ class Up:
     def __init__(self, data: Path, log: Path, nats_port: int = 0) -> None:
         self.data, self.log_path = data, log
         self.log = open(log, "ab")
-        self.proc = subprocess.Popen([K8N, "up", "--data-dir", str(data), "--nats-port", str(nats_port), "--no-agent"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=k8n_env(data),
-                                     start_new_session=True)
+        self.proc = launch_up(data, self.log, "--nats-port", str(nats_port), env=k8n_env(data))
         self.pgid = self.proc.pid
         self.seen: set[int] = set()
 
@@ -121,13 +105,7 @@ class Up:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def wait_up(self, timeout: float = UP_TIMEOUT) -> "Up":
-        deadline = time.monotonic() + timeout
-        while not (self.data / "cluster.json").exists():
-            if self.proc.poll() is not None:
-                pytest.fail(f"k8n up exited with {self.proc.returncode} before coming up:\n{self.output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"k8n up did not come up in {timeout:.0f}s:\n{self.output()}")
-            time.sleep(0.2)
+        wait_up(self.proc, self.data, self.output, timeout)
         self.record_children()
         return self
 
@@ -159,7 +137,7 @@ class Up:
     def assert_all_gone(self) -> None:
         """Nothing ``k8n up`` started is left running, and it no longer advertises itself."""
         assert self.seen, "no children were recorded"
-        wait_until("the children of k8n up to exit", lambda: not [p for p in self.seen if alive(p)], 5)
+        poll("the children of k8n up to exit", lambda: not [p for p in self.seen if alive(p)], 5)
         assert not group_members(self.pgid), [cmdline(p) for p in group_members(self.pgid)]
         assert not pgrep_f(str(self.data)), [cmdline(p) for p in pgrep_f(str(self.data))]
         assert not (self.data / "cluster.json").exists()
@@ -323,14 +301,14 @@ def test_control_plane_is_restarted_after_kill_9(start_up, tmp_path):
 
     os.kill(master, signal.SIGKILL)
     killed = time.monotonic()
-    wait_until("the killed control plane to exit", lambda: not alive(master), 5, 0.05)
-    wait_until("a new control plane", lambda: [p for p in up.record_children() if "-m master --server" in cmdline(p)], 15)
+    poll("the killed control plane to exit", lambda: not alive(master), 5, 0.05)
+    poll("a new control plane", lambda: [p for p in up.record_children() if "-m master --server" in cmdline(p)], 15)
 
     def answers() -> bool:
         r = k8n(data, "get", "ns", timeout=30)
         return r.returncode == 0 and SYSTEM_NAMESPACES | {"demo"} <= {ln.split()[0] for ln in r.stdout.splitlines()[1:]}
 
-    wait_until("the API to answer again", answers, max(1.0, 15 - (time.monotonic() - killed)), 0.5)
+    poll("the API to answer again", answers, max(1.0, 15 - (time.monotonic() - killed)), 0.5)
     assert time.monotonic() - killed < 20
     assert web_uid(data) == uid
     assert up.proc.poll() is None and alive(nats_pid)

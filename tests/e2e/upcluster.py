@@ -1,7 +1,8 @@
 """A ``k8n up`` cluster for tests that use it as Kubernetes users do, through ``<data-dir>/kubeconfig``: the real
 ``k8n up --no-agent --http-port 0`` in its own session, plus (optionally) one node agent with a unique name and pod
 range (so concurrent runs on this machine never share a node, a bridge or a pod CIDR). Stopping it deletes the pods,
-stops the agent (it drains) and ``k8n up``, and fails on any container left behind."""
+stops the agent (it drains) and ``k8n up``, and fails on any container left behind. ``launch_up``, ``wait_up`` and
+``poll`` are shared with the tests that start ``k8n up`` themselves."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _BESIDE_PYTHON = Path(sys.executable).with_name("k8n")
 K8N = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else (shutil.which("k8n") or "k8n")
 KUBECTL = shutil.which("kubectl") or "kubectl"
-UP_TIMEOUT = 90.0
+UP_TIMEOUT = 90.0  # a cold start on a loaded machine
 
 
 def poll(what: str, cond, timeout: float, interval: float = 0.3):
@@ -32,6 +33,27 @@ def poll(what: str, cond, timeout: float, interval: float = 0.3):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
         time.sleep(interval)
+
+
+def launch_up(data: Path, log, *flags: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+              new_session: bool = True) -> subprocess.Popen:
+    """``k8n up --data-dir DATA FLAGS --no-agent``, its output into ``log``; in its own session (as a shell runs a
+    foreground job, so a signal can reach its whole process group) unless ``new_session`` is false."""
+    return subprocess.Popen([K8N, "up", "--data-dir", str(data), *flags, "--no-agent"], stdout=log,
+                            stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=new_session)
+
+
+def wait_up(proc: subprocess.Popen, data: Path, output, timeout: float = UP_TIMEOUT,
+            files: tuple[str, ...] = ("cluster.json",)) -> None:
+    """Until ``k8n up`` has written ``files`` into its data directory; fails with the end of its output
+    (``output()``) when it exits first or is not up within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not all((data / f).exists() for f in files):
+        if proc.poll() is not None:
+            raise AssertionError(f"k8n up exited with {proc.returncode} before coming up:\n{output()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"k8n up did not come up in {timeout:.0f}s:\n{output()}")
+        time.sleep(0.2)
 
 
 class UpCluster:
@@ -54,10 +76,8 @@ class UpCluster:
 
     def start(self, agent: bool = True) -> "UpCluster":
         log = open(self.tmp / "up.log", "ab")
-        self.up = subprocess.Popen([K8N, "up", "--data-dir", str(self.data), "--nats-port", "0", "--http-port", "0",
-                                    "--no-agent"], stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                   start_new_session=True, cwd=self.tmp)
-        poll("k8n up to come up", self._is_up, UP_TIMEOUT)
+        self.up = launch_up(self.data, log, "--nats-port", "0", "--http-port", "0", env=self.env, cwd=self.tmp)
+        wait_up(self.up, self.data, self.log, files=("cluster.json", "kubeconfig"))
         self.info = json.loads((self.data / "cluster.json").read_text())
         if agent:
             out = open(self.tmp / "agent.log", "ab")
@@ -70,11 +90,6 @@ class UpCluster:
                 "get", "node", self.node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
                 check=False).stdout == "True", 60)
         return self
-
-    def _is_up(self) -> bool:
-        if self.up is not None and self.up.poll() is not None:
-            raise AssertionError(f"k8n up exited with {self.up.returncode}:\n{self.log()}")
-        return (self.data / "cluster.json").exists() and self.kubeconfig.exists()
 
     def log(self) -> str:
         return (self.tmp / "up.log").read_text(errors="replace")[-4000:]

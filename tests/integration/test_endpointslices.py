@@ -1,8 +1,8 @@
-"""EndpointSlices against a real nats-server and API server, kept by the endpoints controller (the
-controller manager's ``endpoints`` module, with its garbage collector): created for a selector
-Service with the pods' addresses, conditions and resolved ports, listed by the label kubectl's
-``describe service`` uses, rewritten only when something changes, removed with the Service (by the
-controller, and by the garbage collector through the ownerReference)."""
+"""EndpointSlices against a real nats-server and API server, kept by the EndpointSlice controller
+(the controller manager's ``endpointslice`` module; ``endpoints`` and the garbage collector run
+beside it): created for a selector Service with the pods' addresses, conditions and resolved ports,
+listed by the label kubectl's ``describe service`` uses, rewritten only when something changes,
+removed with the Service (by the controller, and by the garbage collector through the ownerReference)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from bus.informer import SharedInformerFactory
-from master.controllers import endpoints, garbagecollector
+from master.controllers import endpoints, endpointslice, garbagecollector
 from master.controllers.manager import Context
 from tests.harness import get_or_none, wait_until
 
@@ -19,11 +19,11 @@ SERVICE_NAME = "kubernetes.io/service-name"
 
 
 class Manager:
-    """The endpoints controllers and the garbage collector, as the controller manager runs them."""
+    """The Endpoints and EndpointSlice controllers and the garbage collector, as the controller manager runs them."""
 
     def __init__(self, client) -> None:
         self.ctx = Context(client, SharedInformerFactory(client))
-        self.endpoints = endpoints.setup(self.ctx)
+        self.endpoints = endpoints.setup(self.ctx) + endpointslice.setup(self.ctx)
         self.gc = garbagecollector.setup(self.ctx)
         self.tasks: dict = {}
 

@@ -13,20 +13,14 @@ from bus.informer import SharedInformerFactory
 from master.controllers import namespace, pvbinder, serviceaccount
 from master.controllers.manager import Context
 from master.controllers.serviceaccount import verify_token
-from tests.harness import get_or_none, in_namespace, wait_until
+from tests.harness import get_or_none, in_namespace, running_controllers, wait_until
 
 
 @pytest.fixture
 async def controllers(client, tmp_path):
     ctx = Context(client, SharedInformerFactory(client), {"pv-reclaim-roots": str(tmp_path)})
-    runnables = [r for mod in (namespace, serviceaccount, pvbinder) for r in mod.setup(ctx)]
-    await ctx.informers.start()
-    tasks = [asyncio.create_task(r.run()) for r in runnables]
-    yield ctx
-    for r in runnables:
-        r.shutdown()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await ctx.informers.stop()
+    async with running_controllers(ctx, namespace, serviceaccount, pvbinder):
+        yield ctx
 
 
 async def _token_of(client, ns, sa="default"):

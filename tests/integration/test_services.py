@@ -21,7 +21,7 @@ from master.apiserver import service_alloc
 from master.apiserver.service_alloc import held
 from master.controllers import endpoints, namespace
 from master.controllers.manager import Context
-from tests.harness import get_or_none, wait_until
+from tests.harness import get_or_none, running_controllers, wait_until
 
 SERVICE_NET = ipaddress.ip_network("10.96.0.0/12")
 
@@ -264,14 +264,8 @@ async def test_two_apiservers_never_hand_out_one_address_twice(nats_server):
 @pytest.fixture
 async def controller(client):
     ctx = Context(client, SharedInformerFactory(client))
-    runnables = endpoints.setup(ctx)
-    await ctx.informers.start()
-    tasks = [asyncio.create_task(r.run()) for r in runnables]
-    yield ctx
-    for r in runnables:
-        r.shutdown()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await ctx.informers.stop()
+    async with running_controllers(ctx, endpoints):
+        yield ctx
 
 
 async def make_pod(client, name: str, ip: str | None, ready: bool, labels=None, ports=None, node="n1", **spec) -> dict:

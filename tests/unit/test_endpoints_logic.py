@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from master.controllers.endpoints import canonical, compute_subsets, desired_labels, find_port, selector_of
-
-
-def service(ports=None, **spec) -> dict:
-    return {"metadata": {"name": "web", "namespace": "default", "labels": {"tier": "front"}},
-            "spec": {"selector": {"app": "web"}, "ports": ports if ports is not None else [{"port": 80,
-                                                                                            "targetPort": 8080}],
-                     **spec}}
-
-
-def pod(name: str, ip: str | None = "10.244.0.1", ready: bool = True, ports=None, phase="Running",
-        deleting=False, node="n1", **spec) -> dict:
-    meta = {"name": name, "namespace": "default", "uid": f"uid-{name}", "labels": {"app": "web"}}
-    if deleting:
-        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    status = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
-    if ip:
-        status["podIP"] = ip
-    return {"metadata": meta, "status": status,
-            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": ports or []}], **spec}}
+from master.controllers._servicepods import find_port, selector_of
+from master.controllers.endpoints import canonical, compute_subsets, desired_labels
+from tests.unit.servicepods import pod, service, target_ref
 
 
 def addr(p: dict, **extra) -> dict:
-    m = p["metadata"]
-    return {"ip": p["status"]["podIP"], **extra, "nodeName": p["spec"]["nodeName"],
-            "targetRef": {"kind": "Pod", "namespace": "default", "name": m["name"], "uid": m["uid"]}}
+    return {"ip": p["status"]["podIP"], **extra, "nodeName": p["spec"]["nodeName"], "targetRef": target_ref(p)}
 
 
 P80 = [{"port": 8080, "protocol": "TCP"}]

@@ -1,4 +1,4 @@
-"""The EndpointSlice half of the endpoints controller, pure part: a Service and its pods → slices; the
+"""The EndpointSlice controller's pure part: a Service and its pods → slices; the
 kind's validation and printer columns."""
 
 from __future__ import annotations
@@ -8,38 +8,18 @@ from datetime import datetime, timezone
 from bus.cli import printers
 from bus.resources import by_kind, resolve
 from bus.validation import validate_object, validate_update
-from master.controllers.endpoints import (
-    MAX_ENDPOINTS_PER_SLICE, compute_slices, compute_subsets, owns_slice, slice_content,
-)
+from master.controllers.endpoints import compute_subsets
+from master.controllers.endpointslice import MAX_ENDPOINTS_PER_SLICE, compute_slices, owns_slice, slice_content
+from tests.unit.servicepods import pod, service, target_ref
 
 SLICES = by_kind("EndpointSlice")
 
 
-def service(ports=None, uid="svc-uid", **spec) -> dict:
-    return {"metadata": {"name": "web", "namespace": "default", "uid": uid, "labels": {"tier": "front"}},
-            "spec": {"selector": {"app": "web"},
-                     "ports": ports if ports is not None else [{"port": 80, "targetPort": 8080}], **spec}}
-
-
-def pod(name: str, ip: str | None = "10.244.0.1", ready: bool = True, ports=None, phase="Running",
-        deleting=False, node="n1", **spec) -> dict:
-    meta = {"name": name, "namespace": "default", "uid": f"uid-{name}", "labels": {"app": "web"}}
-    if deleting:
-        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    status = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
-    if ip:
-        status["podIP"] = ip
-    return {"metadata": meta, "status": status,
-            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": ports or []}], **spec}}
-
-
 def endpoint(p: dict, ready=True, serving=None, terminating=False, **extra) -> dict:
-    m = p["metadata"]
     return {"addresses": [p["status"]["podIP"]],
             "conditions": {"ready": ready, "serving": ready if serving is None else serving,
                            "terminating": terminating},
-            **extra, "nodeName": p["spec"]["nodeName"],
-            "targetRef": {"kind": "Pod", "namespace": "default", "name": m["name"], "uid": m["uid"]}}
+            **extra, "nodeName": p["spec"]["nodeName"], "targetRef": target_ref(p)}
 
 
 P8080 = [{"name": "", "port": 8080, "protocol": "TCP"}]
