@@ -4,8 +4,8 @@ sandbox's gateway accepts any TCP connection: a connect alone proves nothing).
 
 One cluster for the module: node A runs the agent with its proxy; node B (same machine, its own
 bridge and podCIDR) runs with ``--no-proxy``, so every Service check goes through A's nft table,
-also for endpoints on B. ClusterIPs and NodePorts are given explicitly (random, so concurrent runs
-on this machine do not collide)."""
+also for endpoints on B. Endpoints come from the endpoints controller (selectors, readiness). ClusterIPs
+and NodePorts are given explicitly (random, so concurrent runs on this machine do not collide)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -32,7 +31,6 @@ pytestmark = [*NEEDS_DOCKER, pytest.mark.asyncio(loop_scope="module")]
 
 NET = random.randint(100, 250)  # ClusterIPs 10.96.NET.x
 uuid_suffix = f"{random.getrandbits(24):06x}"
-HAS_ENDPOINTS_CONTROLLER = (Path(__file__).parents[2] / "master/controllers/endpoints.py").exists()
 
 
 def cluster_ip(n: int) -> str:
@@ -76,56 +74,6 @@ def service(name: str, ip: str, selector: dict, ports: list[dict], **spec) -> di
             "spec": {"clusterIP": ip, "selector": selector, "ports": ports, **spec}}
 
 
-# ---- a stand-in endpoints controller, only until master/controllers/endpoints.py exists -------------------------
-
-async def _mirror_endpoints(client) -> None:
-    """What the endpoints controller does, reduced: ready pods under addresses, the rest under
-    notReadyAddresses, named target ports resolved per pod."""
-    while True:
-        try:
-            services, _ = await client.list("services", "default")
-            pods, _ = await client.list("pods", "default")
-            for svc in services:
-                sel = svc["spec"].get("selector")
-                if not sel:
-                    continue
-                subsets: dict[tuple, dict] = {}
-                for p in pods:
-                    labels = p["metadata"].get("labels") or {}
-                    ip = (p.get("status") or {}).get("podIP")
-                    if not ip or any(labels.get(k) != v for k, v in sel.items()) or p["metadata"].get(
-                            "deletionTimestamp"):
-                        continue
-                    named = {cp["name"]: cp["containerPort"] for c in p["spec"]["containers"]
-                             for cp in c.get("ports") or [] if cp.get("name")}
-                    ports = []
-                    for sp in svc["spec"]["ports"]:
-                        tp = sp.get("targetPort", sp["port"])
-                        tp = named.get(tp) if isinstance(tp, str) else tp
-                        if tp:
-                            ports.append((sp.get("name") or "", tp, sp.get("protocol") or "TCP"))
-                    ready = any(c["type"] == "Ready" and c["status"] == "True"
-                                for c in p["status"].get("conditions") or [])
-                    s = subsets.setdefault(tuple(ports), {"addresses": [], "notReadyAddresses": [], "ports": [
-                        {"name": n, "port": tp, "protocol": pr} for n, tp, pr in ports]})
-                    s["addresses" if ready else "notReadyAddresses"].append({"ip": ip})
-                want = [{k: v for k, v in s.items() if v} for s in subsets.values()]
-                name = svc["metadata"]["name"]
-                try:
-                    ep = await client.get("endpoints", name, "default")
-                    if ep.get("subsets") != want:
-                        ep["subsets"] = want
-                        await client.update(ep)
-                except errors.NotFound:
-                    await client.create({"apiVersion": "v1", "kind": "Endpoints",
-                                         "metadata": {"name": name, "namespace": "default"}, "subsets": want})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            pass
-        await asyncio.sleep(0.3)
-
-
 # ---- the shared cluster --------------------------------------------------------------------------------------------
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -134,7 +82,6 @@ async def cl(tmp_path_factory):
     srv = NatsServer(tmp / "jetstream", port=0, log_file=tmp / "nats-server.log")
     srv.start()
     c = None
-    mirror = None
     try:
         c = await start_cluster(srv, tmp)
         c.node_b = f"{c.node}b"
@@ -142,8 +89,6 @@ async def cl(tmp_path_factory):
         await wait_until(lambda: node_ready(c.client, c.node_b), 30, "node B Ready")
         node = await c.client.get("nodes", c.node)
         c.host_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-        if not HAS_ENDPOINTS_CONTROLLER:
-            mirror = asyncio.create_task(_mirror_endpoints(c.client))
         for i in range(3):
             await c.client.create(web_pod(f"web-{i}", c.node))
         await c.client.create(plain_pod("client", c.node, "sleep 3600"))
@@ -151,8 +96,6 @@ async def cl(tmp_path_factory):
             await wait_until(lambda: ready_ip(c.client, name), 40, f"{name} Ready")
         yield c
     finally:
-        if mirror is not None:
-            mirror.cancel()
         if c is not None:
             await stop_cluster(c)
             tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
