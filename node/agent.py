@@ -17,7 +17,7 @@ from typing import Any
 from bus import errors, subjects
 from bus.client import ApiClient
 from bus.events import EventRecorder
-from bus.informer import Informer
+from bus.informer import Informer, revision_of
 from bus.resources import NODE_PODS
 from node import nodeinfo
 from node.env import service_env
@@ -71,6 +71,7 @@ class Agent:
         self._tasks: list[asyncio.Task] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._images: set[str] = set()
+        self._dead_ids: set[str] = set()
         self._stopping = asyncio.Event()
 
     # ---- helpers the pod workers use -----------------------------------------------------
@@ -141,15 +142,9 @@ class Agent:
 
             self.dns = NodeDns(self.client, self.network.gateway, domain=self.config.cluster_domain)
             await self.dns.start()  # logs and carries on when it cannot listen
-        self._dead_ids: set[str] = set()
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="lease"))
         self._tasks.append(asyncio.create_task(self._status_loop(), name="node-status"))
-        self.informer = Informer(self.client.store, NODE_PODS, subjects.node_pods_namespace(self.name))
-        await self.informer.start()
-        await self.adopt()
-        self.informer.add_handler(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
-                                  on_delete=self._on_pod_deleted)
-        self._tasks.append(asyncio.create_task(self._relist_loop(), name="relist"))
+        await self.start_pods()
         from node.services import NodeServices
 
         self.services = NodeServices(self)
@@ -157,6 +152,23 @@ class Agent:
         self._tasks.append(asyncio.create_task(self.services.metrics_loop(), name="metrics"))
         self._tasks.append(asyncio.create_task(self._routes_loop(), name="routes"))
         log.info("agent %s ready: podCIDR %s, host IP %s", self.name, cidr, self.host_ip)
+
+    async def start_pods(self) -> None:
+        """Watch this node's pods, adopt the containers a previous run left, then drive every pod.
+
+        The informer runs while ``adopt()`` awaits Docker and the network, and its handlers are only
+        added afterwards: events of that window reach no handler. Adding the handlers replays the
+        cache (``on_add`` for every pod still there: updates, e.g. a deletionTimestamp, reach the
+        adopted workers), and :meth:`sync_workers` tells the workers whose pod left the cache meanwhile
+        that it is gone; the relist loop repeats that check, so a worker converges to the cache even
+        if an event was missed."""
+        self.informer = Informer(self.client.store, NODE_PODS, subjects.node_pods_namespace(self.name))
+        await self.informer.start()
+        await self.adopt()
+        self.informer.add_handler(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
+                                  on_delete=self._on_pod_deleted)
+        self.sync_workers()
+        self._tasks.append(asyncio.create_task(self._relist_loop(), name="relist"))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -280,6 +292,31 @@ class Agent:
         if w is not None:
             w.update(None)
 
+    def _cached_pods(self) -> dict[str, dict]:
+        """The pods of the informer's cache by uid."""
+        if self.informer is None:
+            return {}
+        return {uid: o for o in self.informer.list() if (uid := (o.get("metadata") or {}).get("uid"))}
+
+    def sync_workers(self) -> None:
+        """Level-triggered check of the workers against the informer's cache (after adoption and on
+        every relist): a worker whose pod is no longer cached (deleted, or replaced by a pod of the
+        same name) is told it is gone; one holding an older version than the cache gets the cached one.
+        Events missed (e.g. while the handlers were not registered yet) cannot leave a worker behind."""
+        if self.informer is None or not self.informer.synced:
+            return
+        cached = self._cached_pods()
+        for uid, w in list(self.workers.items()):
+            if w.done:
+                continue
+            pod = cached.get(uid)
+            if pod is None:
+                if not w.deleted:
+                    log.info("pod %s: gone from the node's pods; terminating it", w.name)
+                    w.update(None)
+            elif pod is not w.pod and revision_of(pod) > revision_of(w.pod or {}):
+                w.update(pod)
+
     async def adopt(self) -> None:
         """After a restart: take over the containers of pods still bound here, remove the rest."""
         containers = await self.runtime.list_containers()
@@ -317,6 +354,13 @@ class Agent:
                     inst = w.current.get(c["name"])
                     if inst is not None and inst.state == "running":
                         w.start_probes(c, inst)
+            # the awaits above let the informer move on: start from the pod as it is now (a pod deleted
+            # meanwhile is gone from the cache, and its worker removes the containers just adopted)
+            now = self._cached_pods().get(uid)
+            if now is None:
+                w.deleted = True
+            else:
+                w.pod = now
             self.workers[uid] = w
             w.start()
             log.info("adopted pod %s (%d containers)", w.name, len(w.current))
@@ -343,6 +387,10 @@ class Agent:
         seen: dict[str, str] = {}
         gone: set[str] = set()
         while True:
+            try:
+                self.sync_workers()
+            except Exception:
+                log.exception("checking the pod workers against the cache failed")
             try:
                 containers = await self.runtime.list_containers()
                 now: dict[str, str] = {}

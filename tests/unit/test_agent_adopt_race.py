@@ -1,0 +1,294 @@
+"""The restarted agent adopts the running containers while its informer already watches: pod
+deletions that land during adoption (before the handlers are registered) must still remove the
+containers. The runtime, network and API are fakes; the informer is the real one over an in-memory
+store, so the race is made deterministic by holding ``network.attach`` of one pod."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import pytest
+
+from bus import errors, subjects
+from bus.store import ADDED, DELETED, MODIFIED, WatchEvent
+from node.agent import Agent, AgentConfig
+from node.runtime.model import ContainerInfo, ContainerStatus, Sandbox
+
+pytestmark = pytest.mark.asyncio
+NODE = "n1"
+
+
+class FakeWatch:
+    def __init__(self, kind):
+        self.kind, self.q, self.stopped = kind, asyncio.Queue(), False
+
+    def push(self, item):
+        self.q.put_nowait(item)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        item = await self.q.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def stop(self):
+        self.stopped = True
+        self.q.put_nowait(None)
+
+
+class FakeStore:
+    """The node view bucket: every write bumps the revision and goes to the open watches unless
+    ``emit=False`` (a change a watch missed)."""
+
+    def __init__(self):
+        self.objects, self.rev, self.watches = {}, 0, []
+
+    def _emit(self, etype, obj, key, emit):
+        for w in self.watches:
+            if emit and not w.stopped:
+                w.push(WatchEvent(etype, copy.deepcopy(obj), self.rev, key))
+
+    def put(self, obj, emit=True):
+        self.rev += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self.rev)
+        key = subjects.object_key(obj["metadata"]["namespace"], obj["metadata"]["name"])
+        etype = MODIFIED if key in self.objects else ADDED
+        self.objects[key] = obj
+        self._emit(etype, obj, key, emit)
+        return obj
+
+    def remove(self, name, emit=True):
+        key = subjects.object_key("default", name)
+        self.rev += 1
+        final = self.objects.pop(key)
+        final = {**final, "metadata": {**final["metadata"], "resourceVersion": str(self.rev)}}
+        self._emit(DELETED, final, key, emit)
+
+    def break_watches(self):
+        for w in self.watches:
+            w.push(None)
+        self.watches = []
+
+    async def list(self, res, namespace=None):
+        return [copy.deepcopy(o) for o in self.objects.values()], self.rev
+
+    async def watch(self, res, namespace=None, since=None):
+        w = FakeWatch(res.kind)
+        self.watches.append(w)
+        return w
+
+
+class FakeClient:
+    """The API as the agent uses it: status patches and deletes of pods, events."""
+
+    def __init__(self, store):
+        self.store = store
+        self.deletes = []
+
+    async def create(self, obj):
+        return obj
+
+    async def patch(self, resource, name, body, namespace=None, **kw):
+        if resource == "pods" and subjects.object_key(namespace, name) not in self.store.objects:
+            raise errors.NotFound(f"pods {name!r} not found")
+        return {}
+
+    async def delete(self, resource, name, namespace=None, **kw):
+        self.deletes.append(name)
+        if subjects.object_key(namespace, name) in self.store.objects:
+            self.store.remove(name)
+        return {}
+
+    async def list(self, resource, namespace=None, **kw):
+        return [], 0
+
+    async def get(self, resource, name, namespace=None):
+        raise errors.NotFound(name)
+
+
+class FakeRuntime:
+    def __init__(self):
+        self.containers: dict[str, ContainerInfo] = {}
+        self.n = 0
+
+    def add(self, pod, name, state="running"):
+        self.n += 1
+        cid = f"c{self.n:04d}"
+        self.containers[cid] = ContainerInfo(cid, pod["metadata"]["uid"], pod["metadata"]["name"], "default", name,
+                                             0, False, "", state, "busybox", self.n)
+        return cid
+
+    def of(self, uid):
+        return [c for c in self.containers.values() if c.pod_uid == uid]
+
+    async def list_containers(self, pod_uid=None):
+        await asyncio.sleep(0)
+        return [c for c in sorted(self.containers.values(), key=lambda c: -c.created)
+                if pod_uid is None or c.pod_uid == pod_uid]
+
+    async def sandbox(self, cid):
+        await asyncio.sleep(0)
+        return Sandbox(cid, f"/proc/{cid}/ns/net", 1)
+
+    async def inspect(self, cid):
+        await asyncio.sleep(0)
+        c = self.containers[cid]
+        return ContainerStatus(**vars(c), started_at="2026-01-01T00:00:00Z")
+
+    async def image_present(self, image):
+        return True
+
+    async def ensure_image(self, image, policy=None):
+        return image
+
+    async def create_sandbox(self, pod, attempt=0, *, nameserver=None, cluster_domain=""):
+        cid = self.add(pod, "POD")
+        return Sandbox(cid, f"/proc/{cid}/ns/net", 1)
+
+    async def write_hosts(self, *a, **kw):
+        pass
+
+    async def create_container(self, pod, container, sandbox, attempt, env, mounts, init=False):
+        return self.add(pod, container["name"], state="created")
+
+    async def start_container(self, cid):
+        self.containers[cid].state = "running"
+
+    async def stop_container(self, cid, grace):
+        if cid in self.containers:
+            self.containers[cid].state = "exited"
+
+    async def remove_container(self, cid):
+        self.containers.pop(cid, None)
+
+    async def remove_sandbox(self, cid):
+        self.containers.pop(cid, None)
+
+
+class FakeNetwork:
+    """``attach`` of the uid in ``hold`` waits until the test releases it (adoption in progress)."""
+
+    def __init__(self):
+        self.hold: str | None = None
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.detached: list[str] = []
+
+    async def attach(self, uid, netns):
+        if uid == self.hold:
+            self.held.set()
+            await self.release.wait()
+        return "10.244.0.9"
+
+    async def detach(self, uid):
+        self.detached.append(uid)
+
+    async def gc(self, uids):
+        pass
+
+
+def pod(name, uid):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": uid},
+            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]},
+            "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}}
+
+
+@pytest.fixture
+async def env(tmp_path):
+    store, runtime, network = FakeStore(), FakeRuntime(), FakeNetwork()
+    # resync far away: only events (or the agent's own level-triggered check) can make a worker act
+    cfg = AgentConfig(name=NODE, server="", state_dir=tmp_path, node_ip="192.0.2.9", resync_seconds=3600,
+                      relist_seconds=0.05)
+    agent = Agent(cfg, FakeClient(store), runtime=runtime, network=network)
+    yield agent, store, runtime, network
+    await agent.stop()
+
+
+def running_pod(store, runtime, name, uid):
+    p = store.put(pod(name, uid))
+    runtime.add(p, "POD")
+    runtime.add(p, "main")
+    return p
+
+
+async def eventually(pred, timeout=3.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return pred()
+
+
+async def settle(n=50):
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_pods_deleted_while_the_agent_adopts_them_lose_their_containers(env):
+    agent, store, runtime, network = env
+    # the newest pods are adopted first (Docker lists newest first): "late" is held in network.attach
+    # while "first" is already adopted and has synced once (its status written: nothing more to write)
+    running_pod(store, runtime, "keep", "u-keep")
+    running_pod(store, runtime, "late", "u-late")
+    running_pod(store, runtime, "first", "u-first")
+    network.hold = "u-late"
+    start = asyncio.create_task(agent.start_pods())
+    await asyncio.wait_for(network.held.wait(), 3)
+    await settle()
+    assert "u-first" in agent.workers and agent.workers["u-first"].last_status is not None
+    # both pods are deleted (grace 0) right now: the informer applies the DELs, no handler is registered yet
+    store.remove("first")
+    store.remove("late")
+    await settle()
+    assert agent.informer.get("default", "first") is None
+    network.release.set()
+    await asyncio.wait_for(start, 3)
+    assert await eventually(lambda: not runtime.of("u-first")), f"first's containers stay: {runtime.of('u-first')}"
+    assert await eventually(lambda: not runtime.of("u-late")), f"late's containers stay: {runtime.of('u-late')}"
+    assert "u-first" not in agent.workers and "u-late" not in agent.workers
+    assert len(runtime.of("u-keep")) == 2 and "u-keep" in agent.workers
+    assert agent.client.deletes == []  # already gone from the API: nothing to delete
+
+
+async def test_graceful_deletion_during_adoption_reaches_the_adopted_worker(env):
+    agent, store, runtime, network = env
+    first = running_pod(store, runtime, "first", "u-first")
+    running_pod(store, runtime, "late", "u-late")  # newer: adopted first and held
+    network.hold = "u-late"
+    start = asyncio.create_task(agent.start_pods())
+    await asyncio.wait_for(network.held.wait(), 3)
+    # "first" is not adopted yet: the adopter took it from its snapshot of the cache before this update
+    terminating = copy.deepcopy(first)
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:10Z"
+    terminating["metadata"]["deletionGracePeriodSeconds"] = 1
+    store.put(terminating)
+    await settle()
+    network.release.set()
+    await asyncio.wait_for(start, 3)
+    assert await eventually(lambda: not runtime.of("u-first"))
+    assert await eventually(lambda: "first" in agent.client.deletes)  # the agent finishes the deletion
+    assert len(runtime.of("u-late")) == 2
+
+
+async def test_a_worker_whose_pod_left_the_cache_unnoticed_is_told_on_the_next_relist(env):
+    """A pod replaced by one of the same name while the watch was down: the informer's relist
+    delivers it as an update (same key), never as a delete; the old pod's worker must still stop."""
+    agent, store, runtime, network = env
+    running_pod(store, runtime, "web", "u-old")
+    await agent.start_pods()
+    await settle()
+    assert "u-old" in agent.workers
+    store.remove("web", emit=False)
+    store.put(pod("web", "u-new"), emit=False)
+    store.break_watches()
+    assert await eventually(lambda: not runtime.of("u-old")), f"old containers stay: {runtime.of('u-old')}"
+    assert await eventually(lambda: {c.container_name for c in runtime.of("u-new")} == {"POD", "main"})
+    assert "u-old" not in agent.workers and "u-new" in agent.workers
