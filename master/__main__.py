@@ -10,17 +10,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 
 from bus import aio
 from master.components import COMPONENTS
 
 
 async def run(server_url: str, names: list[str]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = aio.stop_on_signals()
     async with asyncio.TaskGroup() as tg:
         for name in names:
             tg.create_task(COMPONENTS[name](server_url, stop), name=name)

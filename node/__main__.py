@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
 from pathlib import Path
+
+from bus.aio import stop_on_signals
 
 
 
@@ -39,10 +40,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 async def _run(args: argparse.Namespace) -> None:
     from node.agent import AgentConfig, default_state_dir, run
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     cfg = AgentConfig(
         name=args.name, server=args.server,
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(args.name),

@@ -18,7 +18,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import signal
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -222,10 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = aio.stop_on_signals()
         await run_hollow(args.server, args.count, stop, prefix=args.prefix, cpu=args.cpu, memory=args.memory,
                          pods=args.pods, lease_period=args.lease_period)
 

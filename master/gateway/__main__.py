@@ -12,10 +12,8 @@ file or a ServiceAccount token.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import ssl
 from pathlib import Path
 
@@ -43,10 +41,7 @@ async def serve(server_url: str, host: str, port: int, token_file: Path | None,
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
     await site.start()
     log.info("gateway serving %s://%s:%d (NATS %s)", "https" if tls else "http", host, port, server_url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = aio.stop_on_signals()
     try:
         await stop.wait()
     finally:

@@ -4,20 +4,15 @@ scheduler beside the default one; pods choose it with ``spec.schedulerName``).""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 
 from bus import aio
 from master.scheduler.scheduler import DEFAULT_NAME, run
 
 
 async def _main(server: str, name: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = aio.stop_on_signals()
     await run(server, stop, name=name)
 
 

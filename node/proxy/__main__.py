@@ -7,8 +7,9 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
+
+from bus.aio import stop_on_signals
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,10 +28,7 @@ async def _run(args: argparse.Namespace) -> None:
     from node import nodeinfo
     from node.proxy import ServiceProxy
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     client = await ApiClient.connect(args.server, name=f"k8n-proxy-{args.name}")
     proxy = ServiceProxy(client, args.name, args.node_ip or nodeinfo.host_ip(), args.cluster_cidr)
     try:
