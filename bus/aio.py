@@ -26,3 +26,17 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def dump_tasks_on_sigusr1(logger: Any) -> None:
+    """``kill -USR1 <pid>`` logs the stack of every asyncio task (where a process is stuck)."""
+    import io
+    import signal
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            buf = io.StringIO()
+            task.print_stack(file=buf)
+            logger.warning("task %s:\n%s", task.get_name(), buf.getvalue())
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)

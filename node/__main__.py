@@ -9,7 +9,7 @@ import os
 import socket
 from pathlib import Path
 
-from bus.aio import stop_on_signals
+from bus.aio import dump_tasks_on_sigusr1, stop_on_signals
 
 
 
@@ -41,6 +41,7 @@ async def _run(args: argparse.Namespace) -> None:
     from node.agent import AgentConfig, default_state_dir, run
 
     stop = stop_on_signals()
+    dump_tasks_on_sigusr1(logging.getLogger("node"))
     cfg = AgentConfig(
         name=args.name, server=args.server,
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(args.name),

@@ -174,17 +174,17 @@ class Agent:
         self._stopping.set()
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _bounded("background tasks", asyncio.gather(*self._tasks, return_exceptions=True))
         if getattr(self, "services", None):
-            await self.services.stop()
+            await _bounded("node services", self.services.stop())
         if self.informer:
-            await self.informer.stop()
+            await _bounded("pod informer", self.informer.stop())
         if self.dns is not None:
-            await self.dns.stop()
+            await _bounded("cluster DNS", self.dns.stop())
         workers = list(self.workers.values())
-        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        await _bounded("pod workers", asyncio.gather(*(w.stop() for w in workers), return_exceptions=True))
         if getattr(self, "proxy", None):
-            await self.proxy.stop(cleanup=self.config.drain_on_exit)
+            await _bounded("service proxy", self.proxy.stop(cleanup=self.config.drain_on_exit))
         if self.config.drain_on_exit:
             await asyncio.gather(*(self._drain(w) for w in workers), return_exceptions=True)
             if self.network is not None:
@@ -415,6 +415,17 @@ class Agent:
             except Exception as e:
                 log.warning("container relist failed: %s", e)
             await asyncio.sleep(self.config.relist_seconds)
+
+
+async def _bounded(what: str, aw: Any, seconds: float = 5.0) -> None:
+    """One step of the shutdown, given ``seconds``: a step that hangs is logged and left behind, so the
+    drain after it (containers, networking, the proxy's table) still happens."""
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except asyncio.TimeoutError:
+        log.error("stopping the %s took longer than %.0f s; going on without it", what, seconds)
+    except Exception as e:
+        log.warning("stopping the %s failed: %s", what, e)
 
 
 async def run(config: AgentConfig, stop: asyncio.Event) -> None:

@@ -158,7 +158,6 @@ async def test_service_env_vars_in_a_pod_started_after_the_services(cl):
 
 
 async def test_http_through_the_short_name_and_the_service_proxy(cl):
-    pytest.importorskip("node.proxy")
     names = {"web-0", "web-1"}
 
     async def fetched() -> str:
