@@ -41,7 +41,6 @@ DEFAULT_NODE_PORT_RANGE = "30000-32767"
 STALE_AFTER = 30.0
 RANDOM_TRIES = 32
 IP, PORT = subjects.ALLOC_CLUSTER_IP, subjects.ALLOC_NODE_PORT
-NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 _IP_FIELDS = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy")
 
 

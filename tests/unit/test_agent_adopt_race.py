@@ -11,76 +11,19 @@ import copy
 import pytest
 
 from bus import errors, subjects
-from bus.store import ADDED, DELETED, MODIFIED, WatchEvent
 from node.agent import Agent, AgentConfig
 from node.runtime.model import ContainerInfo, ContainerStatus, Sandbox
+from tests.unit.fakestore import FakeStore
 
 pytestmark = pytest.mark.asyncio
 NODE = "n1"
 
 
-class FakeWatch:
-    def __init__(self, kind):
-        self.kind, self.q, self.stopped = kind, asyncio.Queue(), False
-
-    def push(self, item):
-        self.q.put_nowait(item)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        item = await self.q.get()
-        if item is None:
-            raise StopAsyncIteration
-        return item
-
-    async def stop(self):
-        self.stopped = True
-        self.q.put_nowait(None)
-
-
-class FakeStore:
-    """The node view bucket: every write bumps the revision and goes to the open watches unless
-    ``emit=False`` (a change a watch missed)."""
-
-    def __init__(self):
-        self.objects, self.rev, self.watches = {}, 0, []
-
-    def _emit(self, etype, obj, key, emit):
-        for w in self.watches:
-            if emit and not w.stopped:
-                w.push(WatchEvent(etype, copy.deepcopy(obj), self.rev, key))
-
-    def put(self, obj, emit=True):
-        self.rev += 1
-        obj = copy.deepcopy(obj)
-        obj["metadata"]["resourceVersion"] = str(self.rev)
-        key = subjects.object_key(obj["metadata"]["namespace"], obj["metadata"]["name"])
-        etype = MODIFIED if key in self.objects else ADDED
-        self.objects[key] = obj
-        self._emit(etype, obj, key, emit)
-        return obj
-
-    def remove(self, name, emit=True):
-        key = subjects.object_key("default", name)
-        self.rev += 1
-        final = self.objects.pop(key)
-        final = {**final, "metadata": {**final["metadata"], "resourceVersion": str(self.rev)}}
-        self._emit(DELETED, final, key, emit)
-
-    def break_watches(self):
-        for w in self.watches:
-            w.push(None)
-        self.watches = []
+class NodePodsStore(FakeStore):
+    """The node view bucket: the agent lists it by its node's key prefix, and every pod here is its node's."""
 
     async def list(self, res, namespace=None):
-        return [copy.deepcopy(o) for o in self.objects.values()], self.rev
-
-    async def watch(self, res, namespace=None, since=None):
-        w = FakeWatch(res.kind)
-        self.watches.append(w)
-        return w
+        return await super().list(res, None)
 
 
 class FakeClient:
@@ -101,7 +44,7 @@ class FakeClient:
     async def delete(self, resource, name, namespace=None, **kw):
         self.deletes.append(name)
         if subjects.object_key(namespace, name) in self.store.objects:
-            self.store.remove(name)
+            self.store.remove(namespace or "default", name)
         return {}
 
     async def list(self, resource, namespace=None, **kw):
@@ -202,7 +145,7 @@ def pod(name, uid):
 
 @pytest.fixture
 async def env(tmp_path):
-    store, runtime, network = FakeStore(), FakeRuntime(), FakeNetwork()
+    store, runtime, network = NodePodsStore(), FakeRuntime(), FakeNetwork()
     # resync far away: only events (or the agent's own level-triggered check) can make a worker act
     cfg = AgentConfig(name=NODE, server="", state_dir=tmp_path, node_ip="192.0.2.9", resync_seconds=3600,
                       relist_seconds=0.05)
@@ -245,8 +188,8 @@ async def test_pods_deleted_while_the_agent_adopts_them_lose_their_containers(en
     await settle()
     assert "u-first" in agent.workers and agent.workers["u-first"].last_status is not None
     # both pods are deleted (grace 0) right now: the informer applies the DELs, no handler is registered yet
-    store.remove("first")
-    store.remove("late")
+    store.remove("default", "first")
+    store.remove("default", "late")
     await settle()
     assert agent.informer.get("default", "first") is None
     network.release.set()
@@ -286,7 +229,7 @@ async def test_a_worker_whose_pod_left_the_cache_unnoticed_is_told_on_the_next_r
     await agent.start_pods()
     await settle()
     assert "u-old" in agent.workers
-    store.remove("web", emit=False)
+    store.remove("default", "web", emit=False)
     store.put(pod("web", "u-new"), emit=False)
     store.break_watches()
     assert await eventually(lambda: not runtime.of("u-old")), f"old containers stay: {runtime.of('u-old')}"
