@@ -8,6 +8,7 @@ Wire protocol (what any NATS client can speak):
 - request payload (msgpack, or JSON when it starts with ``{``)::
 
     {"namespace": "default", "name": "web", "subresource": "status"|"scale"|"binding"|null,
+     "requestId": "9f1c…",
      "body": {...object or patch...},
      "options": {"labelSelector": "...", "fieldSelector": "...", "dryRun": false,
                  "patchType": "merge"|"json"|"strategic"|"apply" (or its Content-Type), "force": false,
@@ -17,12 +18,21 @@ Wire protocol (what any NATS client can speak):
 
 - reply payload (same encoding as the request): ``{"code": 200, "body": {...}, "warnings": [...]}``;
   errors have ``code`` >= 400 and a Kubernetes ``Status`` as ``body``.
+- ``requestId`` (optional; 8 to 64 of ``[A-Za-z0-9_-]``, else a 400): a mutating request (``create``, ``update``,
+  ``patch``, ``delete``, ``deletecollection``, subresources included) sent again with the same id and the same
+  bytes is not applied again: the apiservers answer the repeat with the first attempt's reply (same code, same
+  body and resourceVersion, errors included) for a few minutes (``master/apiserver/replies.py``). A repeat that
+  arrives while the first attempt still runs waits for it, or is answered 429 with
+  ``details.causes[].reason: "RequestInProgress"`` (retry with the same id); the same id with other bytes is a 400.
+  Without an id a write is applied each time it is received. ``ApiClient`` sends a fresh uuid4 hex per call and
+  the same one on every retry; reads ignore it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any, AsyncIterator, Iterable
 
 import nats
@@ -36,6 +46,8 @@ from bus.store import ADDED, DELETED, MODIFIED, NatsStore, WatchEvent
 log = logging.getLogger(__name__)
 
 ResourceRef = Resource | str | type
+Reply = tuple[int, Any, list[str]]  # (code, body, warnings)
+MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
 def resource_of(ref: ResourceRef) -> Resource:
@@ -76,11 +88,16 @@ def _typed(ref: ResourceRef, body: Any) -> Any:
     return body
 
 
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
 def request_payload(res: Resource, namespace: str | None = None, name: str | None = None, body: Any = None,
-                    subresource: str | None = None, options: dict | None = None) -> dict[str, Any]:
-    """The API server request for one call (what ``ApiClient.request`` and the HTTP gateway send):
-    the namespace only for a namespaced kind, options without their None values (none left: no
-    ``options`` at all, which the server reads as empty)."""
+                    subresource: str | None = None, options: dict | None = None,
+                    request_id: str | None = None) -> dict[str, Any]:
+    """The API server request for one call (what ``ApiClient.call`` sends, for itself and for the HTTP
+    gateway): the namespace only for a namespaced kind, options without their None values (none left:
+    no ``options`` at all, which the server reads as empty)."""
     payload: dict[str, Any] = {}
     if namespace and res.namespaced:
         payload["namespace"] = namespace
@@ -88,6 +105,8 @@ def request_payload(res: Resource, namespace: str | None = None, name: str | Non
         payload["name"] = name
     if subresource:
         payload["subresource"] = subresource
+    if request_id is not None:
+        payload["requestId"] = request_id
     if body is not None:
         payload["body"] = body
     opts = {k: v for k, v in (options or {}).items() if v is not None}
@@ -135,31 +154,49 @@ class ApiClient:
 
     # ---- raw request -------------------------------------------------------------------------
 
-    async def request(self, res: Resource, verb: str, namespace: str | None = None, name: str | None = None,
-                      body: Any = None, subresource: str | None = None, options: dict | None = None,
-                      warnings: list[str] | None = None) -> Any:
-        data = codec.pack(request_payload(res, namespace, name, body, subresource, options))
+    async def call(self, res: Resource, verb: str, namespace: str | None = None, name: str | None = None,
+                   body: Any = None, subresource: str | None = None, options: dict | None = None) -> Reply:
+        """One API request and its whole reply ``(code, body, warnings)``, error codes included (nothing is
+        raised for them). A mutating verb carries a fresh request id; every retry — after no responders, a
+        timeout, or a "still in progress" answer to a repeat — sends the same id and the same bytes, so the
+        apiserver applies it once and answers a repeat as it answered the first attempt. Raises
+        :class:`bus.errors.TooLarge` for a request over the bus's size limit and :class:`bus.errors.NoReply` when
+        ``retries`` are spent."""
+        rid = new_request_id() if verb in MUTATING_VERBS else None
+        data = codec.pack(request_payload(res, namespace, name, body, subresource, options, rid))
         subject = subjects.api_subject(res.plural, verb)
         attempt = 0
+        received = False  # some attempt may have reached an apiserver
         while True:
             try:
                 msg = await self.nc.request(subject, data, timeout=self.timeout)
-                break
             except nats.errors.MaxPayloadError:
                 raise errors.too_large("request is larger than the bus's maximum message size") from None
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as e:
-                # Safe to retry only what cannot double-apply: reads, and writes guarded by CAS/create.
-                attempt += 1
-                if attempt > self.retries:
-                    raise errors.unavailable(f"the API server did not answer ({type(e).__name__})") from None
-                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-        reply = codec.unpack(msg.data)
+            except nats.errors.NoRespondersError:
+                why = "NoRespondersError"
+            except nats.errors.TimeoutError:
+                why, received = "TimeoutError", True
+            else:
+                reply = codec.unpack(msg.data)
+                code, out = int(reply.get("code", 500)), reply.get("body")
+                if not (code == 429 and errors.is_in_progress(out)):
+                    return code, out, list(reply.get("warnings") or [])
+                why, received = errors.IN_PROGRESS, True
+            attempt += 1
+            if attempt > self.retries:
+                raise errors.NoReply(f"the API server did not answer ({why})", received)
+            await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+
+    async def request(self, res: Resource, verb: str, namespace: str | None = None, name: str | None = None,
+                      body: Any = None, subresource: str | None = None, options: dict | None = None,
+                      warnings: list[str] | None = None) -> Any:
+        """The reply's body; an error reply raises :class:`bus.errors.ApiError` (see :meth:`call`)."""
+        code, out, warns = await self.call(res, verb, namespace, name, body, subresource, options)
         if warnings is not None:
-            warnings.extend(reply.get("warnings") or [])
-        code = int(reply.get("code", 500))
+            warnings.extend(warns)
         if code >= 400:
-            raise errors.ApiError.from_status(reply.get("body") or {"code": code})
-        return reply.get("body")
+            raise errors.ApiError.from_status(out or {"code": code})
+        return out
 
     async def server_version(self) -> dict:
         msg = await self.nc.request(subjects.version_subject(), codec.pack({}), timeout=self.timeout)
@@ -316,7 +353,9 @@ class FilteredWatch:
                     return ev
                 continue
             if ok:
-                etype = MODIFIED if k in self.seen else ADDED
+                # a creation is ADDED even when ``initial`` (the list a watch from an older revision is seeded
+                # with) already holds the object: the watch replays history from before that list
+                etype = ADDED if ev.type == ADDED or k not in self.seen else MODIFIED
                 self.seen.add(k)
                 return WatchEvent(etype, ev.object, ev.revision, ev.key)
             if k in self.seen:

@@ -113,6 +113,16 @@ class Unavailable(ApiError):
     pass
 
 
+class NoReply(Unavailable):
+    """The API server did not answer, after the client's retries (a 503). ``timed_out``: some attempt may have
+    reached a server (it timed out, or a repeat found the first attempt still running), so the request may still
+    complete; when False nobody was listening and nothing was received."""
+
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(503, message, "ServiceUnavailable")
+        self.timed_out = timed_out
+
+
 _BY_CODE = {400: BadRequest, 404: NotFound, 409: Conflict, 410: Gone, 413: TooLarge, 422: Invalid, 503: Unavailable}
 
 
@@ -178,3 +188,21 @@ def internal(message: str) -> ApiError:
 
 def unavailable(message: str) -> Unavailable:
     return Unavailable(503, message, "ServiceUnavailable")
+
+
+IN_PROGRESS = "RequestInProgress"  # details.causes[].reason of the answer to a repeat whose first attempt still runs
+
+
+def in_progress(request_id: str, retry_after: int = 1) -> ApiError:
+    """429 for a repeated request id whose first attempt has not answered yet: retry with the same id."""
+    msg = f"request {request_id} is still in progress; retry it with the same requestId"
+    return ApiError(429, msg, "TooManyRequests", {"retryAfterSeconds": retry_after, "causes": [
+        {"reason": IN_PROGRESS, "message": msg, "field": "requestId"}]})
+
+
+def is_in_progress(status: Any) -> bool:
+    """True for the Status :func:`in_progress` makes."""
+    if not isinstance(status, dict) or status.get("code") != 429:
+        return False
+    causes = (status.get("details") or {}).get("causes") if isinstance(status.get("details"), dict) else None
+    return any(isinstance(c, dict) and c.get("reason") == IN_PROGRESS for c in causes or ())

@@ -7,19 +7,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from bus import errors
+from bus.meta import format_time
 
 log = logging.getLogger(__name__)
 
 NORMAL, WARNING = "Normal", "Warning"
 _AGGREGATE_SECONDS = 600.0
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def involved_object(obj: dict) -> dict:
@@ -54,7 +50,7 @@ class EventRecorder:
                     return
                 name = f"{ref.get('name', 'unknown')}.{time.time_ns():x}"
                 source = {"component": self.component, **({"host": self.host} if self.host else {})}
-                now = _now()
+                now = format_time()
                 await self.client.create({
                     "apiVersion": "v1", "kind": "Event",
                     "metadata": {"name": name, "namespace": ns},
@@ -74,7 +70,7 @@ class EventRecorder:
         except errors.NotFound:
             return False
         ev["count"] = int(ev.get("count") or 1) + 1
-        ev["lastTimestamp"] = _now()
+        ev["lastTimestamp"] = format_time()
         try:
             await self.client.update(ev)
         except errors.ApiError:

@@ -23,8 +23,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from bus import codec, errors, subjects
+from bus import errors, subjects
 from bus.client import ApiClient, FilteredWatch, selector_matcher, resource_of
+from bus.meta import deep_copy, key_of, namespace_of
 from bus.resources import Resource
 from bus.store import DELETED
 
@@ -36,16 +37,6 @@ IndexFunc = Callable[[dict], list[str]]
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def deep_copy(obj: Any) -> Any:
-    """A deep copy of JSON-like data (msgpack round-trip: faster than copy.deepcopy)."""
-    return codec.unpack(codec.pack(obj))
-
-
-def key_of(obj: dict) -> str:
-    m = obj.get("metadata") or {}
-    return subjects.object_key(m.get("namespace"), m.get("name", ""))
-
-
 def revision_of(obj: dict) -> int:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
@@ -54,7 +45,7 @@ def revision_of(obj: dict) -> int:
 
 
 def by_namespace(obj: dict) -> list[str]:
-    ns = (obj.get("metadata") or {}).get("namespace")
+    ns = namespace_of(obj)
     return [ns] if ns else []
 
 

@@ -22,6 +22,7 @@ class Resource:
     categories: tuple[str, ...] = ()
     history: int = 8  # revisions kept per key in the KV bucket
     ttl_seconds: float = 0.0  # 0 = keep forever
+    in_memory: bool = False  # a cache that need not survive a NATS restart: no fsync per write
 
     @property
     def singular(self) -> str:
@@ -83,7 +84,13 @@ NODE_PODS = Resource("Pod", "nodepods", "", "v1", True, (), (), (), history=1)
 # (``bus.subjects.service_alloc_key``), created with a KV create that expects absence so that
 # concurrent apiservers never hand out the same one (``master/apiserver/service_alloc.py``).
 SERVICE_ALLOCATIONS = Resource("ServiceAllocation", "serviceallocations", "", "v1", False, (), (), (), history=1)
-BUCKETS: tuple[Resource, ...] = RESOURCES + (NODE_PODS, SERVICE_ALLOCATIONS)
+# Not served either: the apiservers' reply cache, one key per request id (``bus.subjects.reply_key``), so that a
+# retried write is answered from its first attempt instead of being applied twice
+# (``master/apiserver/replies.py``). Entries expire after ``ttl_seconds``, far longer than a client retries. Kept in
+# memory (replicated in a NATS cluster): a cache of replies is not the record of a write, so it costs no fsync.
+API_REPLIES = Resource("ApiReply", "replies", "", "v1", False, (), (), (), history=1, ttl_seconds=300.0,
+                       in_memory=True)
+BUCKETS: tuple[Resource, ...] = RESOURCES + (NODE_PODS, SERVICE_ALLOCATIONS, API_REPLIES)
 
 _BY_PLURAL = {r.plural: r for r in RESOURCES}
 _BY_KIND = {r.kind: r for r in RESOURCES}

@@ -107,7 +107,7 @@ class NatsStore:
                 bucket=subjects.bucket(res.plural),
                 history=res.history,
                 ttl=res.ttl_seconds or None,
-                storage=api.StorageType.FILE,
+                storage=api.StorageType.MEMORY if res.in_memory else api.StorageType.FILE,
                 replicas=replicas,
                 direct=True,
             )
@@ -199,6 +199,40 @@ class NatsStore:
     async def remove_key(self, res: Resource, key: str, final: dict) -> int:
         """Delete a derived view's key, the marker carrying the final state."""
         return await self._publish(subjects.kv_key_subject(res.plural, key), codec.pack(final), {KV_OP: KV_DEL})
+
+    # ---- raw keys of buckets that hold no API objects (no delete markers: entries expire) ---------
+
+    async def create_key(self, res: Resource, key: str, value: bytes) -> int | None:
+        """KV create of raw bytes: the revision, or None when the key already holds a value."""
+        try:
+            return await self._publish(subjects.kv_key_subject(res.plural, key), value, {EXPECTED_LAST: "0"})
+        except nats.js.errors.APIError as e:
+            if e.err_code in WRONG_LAST_SEQ:
+                return None
+            raise
+
+    async def update_key(self, res: Resource, key: str, value: bytes, revision: int) -> int | None:
+        """Compare-and-set of raw bytes on the key's revision: the new revision, or None when it moved on."""
+        try:
+            return await self._publish(subjects.kv_key_subject(res.plural, key), value,
+                                       {EXPECTED_LAST: str(int(revision))})
+        except nats.js.errors.APIError as e:
+            if e.err_code in WRONG_LAST_SEQ:
+                return None
+            raise
+
+    async def update_key_nowait(self, res: Resource, key: str, value: bytes, revision: int) -> None:
+        """:meth:`update_key` without waiting for (or asking for) JetStream's acknowledgement: nothing tells
+        whether it was stored. For a write whose loss only costs a cache miss, on the hot path."""
+        await self.nc.publish(subjects.kv_key_subject(res.plural, key), value,
+                              headers={EXPECTED_LAST: str(int(revision))})
+
+    async def get_key(self, res: Resource, key: str) -> tuple[bytes, int] | None:
+        """``(raw value, revision)`` of a key, or None when it holds nothing."""
+        last = await self._last(res, key)
+        if last is None or _is_delete(last):
+            return None
+        return last.data, last.seq
 
     async def _raise_missing_or_conflict(self, res: Resource, namespace: str | None, name: str) -> None:
         last = await self._last(res, subjects.object_key(namespace, name))

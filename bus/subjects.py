@@ -10,10 +10,15 @@ Layout
   inside a name is written as ``_`` (``_`` never occurs in a DNS-1123 name), so the encoding is
   reversible. Every change of every object is a message on
   ``$KV.k8n-<resource>.<namespace>.<name>``, so any NATS client can subscribe to it.
+- Replies to writes that carried a ``requestId``: bucket ``k8n-replies`` (``bus.resources.API_REPLIES``),
+  key = the request id (:func:`reply_key`); each apiserver answers liveness probes on
+  ``k8n.apiserver.<instance>.alive`` (:func:`apiserver_alive`).
 - Node-addressed calls and metrics name the node (and pod): see the functions below.
 """
 
 from __future__ import annotations
+
+import re
 
 API_PREFIX = "k8n.api"
 API_QUEUE = "k8n-apiserver"
@@ -42,6 +47,25 @@ def parse_api_subject(subject: str) -> tuple[str, str]:
     if len(parts) != 4 or f"{parts[0]}.{parts[1]}" != API_PREFIX:
         raise ValueError(f"not an API subject: {subject!r}")
     return parts[2], parts[3]
+
+
+# ---- request ids and the apiservers' reply cache --------------------------------------------
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")  # a request id the apiserver accepts (uuid4 hex is one)
+APISERVER_PREFIX = "k8n.apiserver"
+
+
+def reply_key(request_id: str) -> str:
+    """KV key of one request's cached reply. Ids are validated (:data:`REQUEST_ID`) where they enter, and every
+    such id is already a valid single-token key."""
+    if not REQUEST_ID.fullmatch(request_id):
+        raise ValueError(f"not a request id: {request_id!r}")
+    return request_id
+
+
+def apiserver_alive(instance: str) -> str:
+    """Subject one apiserver process answers while it runs (no responders: it is gone)."""
+    return f"{APISERVER_PREFIX}.{instance}.alive"
 
 
 def bucket(resource: str) -> str:
@@ -137,7 +161,3 @@ def pod_metrics(node: str, namespace: str, pod: str) -> str:
 
 def pod_metrics_wildcard() -> str:
     return f"{METRICS_PREFIX}.pod.>"
-
-
-def node_metrics_wildcard() -> str:
-    return f"{METRICS_PREFIX}.node.>"

@@ -22,6 +22,7 @@ from bus.models import model_for_kind, to_dict
 from bus.models.batch import JobSpec
 from bus.models.core import PROBE_HANDLERS, Container, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe
 from bus.models.decode import decode, fmt_value
+from bus.models.discovery import ADDRESS_TYPES
 from bus.models.meta import ObjectMeta, OwnerReference
 from bus.quantity import parse_quantity
 from bus.resources import Resource
@@ -821,7 +822,7 @@ def _endpoint_slice(e: Errors, obj: Any) -> None:
     if not atype:
         e.required("addressType")
     else:
-        e.one_of("addressType", atype, ("IPv4", "IPv6", "FQDN"))
+        e.one_of("addressType", atype, ADDRESS_TYPES)
     eps = obj.endpoints or ()
     if len(eps) > _MAX_SLICE_ENDPOINTS:
         e.causes.append(Cause("endpoints", f"Too many: {len(eps)}: must have at most {_MAX_SLICE_ENDPOINTS} items",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Awaitable, Callable
 
 from master.apiserver.server import run as run_apiserver
 from master.scheduler import run as run_scheduler
 from master.controllers.manager import run as run_controllers
+from master.controllers.settings import ControllerManagerSettings
+from master.leaderelection import ElectionConfig
 from master.nodeview import run as run_nodeview
 
 Component = Callable[[str, asyncio.Event], Awaitable[None]]
@@ -18,3 +21,18 @@ COMPONENTS: dict[str, Component] = {
     "nodeview": run_nodeview,
     "controllers": run_controllers,
 }
+
+
+def configure(names: list[str]) -> dict[str, Component]:
+    """The named components with their settings read now, once, from the environment (a bad
+    ``K8N_*`` value raises ``bus.settings.SettingsError`` before anything connects)."""
+    election = ElectionConfig.from_options() if {"controllers", "scheduler"} & set(names) else None
+    out: dict[str, Component] = {}
+    for name in names:
+        if name == "controllers":
+            out[name] = partial(run_controllers, settings=ControllerManagerSettings.load(), election=election)
+        elif name == "scheduler":
+            out[name] = partial(run_scheduler, election=election)
+        else:
+            out[name] = COMPONENTS[name]
+    return out

@@ -14,9 +14,8 @@ the scheduler: ``kube-system/kube-scheduler``) runs :func:`run_leader_elected`:
 - on a clean shutdown the leader releases the Lease (holder cleared, duration 1 s) so a standby
   takes over at its next retry instead of waiting for expiry.
 
-Settings (environment, or the controller manager's options): ``K8N_LEADER_ELECT`` (``false``
-disables election), ``K8N_LEADER_ELECT_LEASE_DURATION`` (15 s), ``..._RENEW_DEADLINE`` (10 s, at
-most 2/3 of the duration), ``..._RETRY_PERIOD`` (2 s, at most 1/5 of the duration).
+Settings: :class:`ElectionConfig`, one documented field each (``K8N_LEADER_ELECT``, ...); the
+README's controller-manager table is generated from them (``master.controllers.settings``).
 """
 
 from __future__ import annotations
@@ -29,56 +28,46 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from bus import errors
+from bus.meta import format_time
+from bus.settings import given, setting
 from bus.workqueue import Clock
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "kube-system"
-Option = Callable[[str, Any], Any]
-
-
-def micro_time(t: float) -> str:
-    """metav1.MicroTime, e.g. ``2026-01-02T03:04:05.123456Z``."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(s: str | None) -> float | None:
-    """Epoch seconds of an RFC 3339 time (with or without fraction); None if absent or invalid."""
-    if not s:
-        return None
-    try:
-        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 def identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
-def env_option(name: str, default: Any) -> Any:
-    v = os.environ.get("K8N_" + name.upper().replace("-", "_"))
-    return default if v is None else type(default)(v)
-
-
 @dataclass
 class ElectionConfig:
-    enabled: bool = True
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    """Leader election of the controller manager and of each scheduler (``bus.settings`` fields)."""
+
+    enabled: bool = setting(True, "elect a leader among replicas (`false`: every replica acts at once)",
+                            name="leader-elect")
+    lease_duration: float = setting(15.0, "seconds a standby waits after the leader's last renewal before taking over",
+                                    name="leader-elect-lease-duration")
+    renew_deadline: float = setting(10.0, "seconds the leader keeps acting without a successful renewal "
+                                    "(default at most 2/3 of the lease duration)", name="leader-elect-renew-deadline")
+    retry_period: float = setting(2.0, "seconds between attempts to acquire or renew the Lease "
+                                  "(default at most 1/5 of the lease duration)", name="leader-elect-retry-period")
 
     @classmethod
-    def from_options(cls, option: Option = env_option) -> "ElectionConfig":
-        enabled = str(option("leader-elect", "true")).lower() not in ("false", "0", "no")
-        duration = float(option("leader-elect-lease-duration", 15.0))
-        renew = float(option("leader-elect-renew-deadline", min(10.0, duration * 2 / 3)))
-        retry = float(option("leader-elect-retry-period", min(2.0, duration / 5)))
-        return cls(enabled, duration, min(renew, duration), min(retry, renew))
+    def from_options(cls, options: Mapping[str, Any] | None = None,
+                     environ: Mapping[str, str] | None = None) -> "ElectionConfig":
+        """From ``options`` (by option name), else the environment (``K8N_LEADER_ELECT_*``), else the
+        defaults — the renew deadline and retry period scaled down for a short lease, and each kept
+        within the one before. A value that does not parse raises ``bus.settings.SettingsError``."""
+        got = given(cls, options, environ)
+        duration = got.get("lease_duration", 15.0)
+        renew = got.get("renew_deadline", min(10.0, duration * 2 / 3))
+        retry = got.get("retry_period", min(2.0, duration / 5))
+        return cls(got.get("enabled", True), duration, min(renew, duration), min(retry, renew))
 
 
 class LeaderElector:
@@ -106,7 +95,7 @@ class LeaderElector:
             self.observed, self.observed_time = dict(spec), self.clock.now()
 
     def _spec(self, acquire: str | None, transitions: int) -> dict:
-        now = micro_time(self.wall())
+        now = format_time(self.wall(), micro=True)
         return {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.config.lease_duration)),
                 "acquireTime": acquire or now, "renewTime": now, "leaseTransitions": transitions}
 
@@ -202,7 +191,7 @@ class LeaderElector:
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
-            now = micro_time(self.wall())
+            now = format_time(self.wall(), micro=True)
             lease = {**lease, "spec": {**spec, "holderIdentity": "", "leaseDurationSeconds": 1,
                                        "renewTime": now, "acquireTime": now}}
             await asyncio.wait_for(self.client.update(lease), 5)

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import socket
 from pathlib import Path
 
+from bus import cmdline
 from bus.aio import dump_tasks_on_sigusr1, stop_on_signals
-
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="k8n agent", description="Run a k8n node agent (Docker, pod networking).")
-    p.add_argument("--name", default=os.environ.get("K8N_NODE_NAME") or socket.gethostname().lower())
-    p.add_argument("--server", default=os.environ.get("K8N_SERVER", "nats://127.0.0.1:4222"))
+    cmdline.add_node_name_option(cmdline.add_common_options(p))
     p.add_argument("--state-dir", default=None, help="default: <data dir>/nodes/<name>")
     p.add_argument("--node-ip", default=None, help="InternalIP to report (default: the default route's source)")
     p.add_argument("--pod-cidr", default=None, help="this node's pod range (default: assigned by the control plane)")
@@ -33,8 +30,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="on a clean stop, remove this node's pod containers and networking")
     p.add_argument("--no-proxy", action="store_true", help="do not run the service proxy (run python -m node.proxy)")
     p.add_argument("--hollow", type=int, default=0, help="run N simulated nodes instead (benchmarks only)")
-    p.add_argument("--log-level", default=os.environ.get("K8N_LOG_LEVEL", "INFO"))
-    return p.parse_args(argv)
+    return cmdline.parse(p, argv)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -55,17 +51,13 @@ async def _run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.hollow:
         from node.hollow import main as hollow_main
 
-        hollow_main(["--server", args.server, "--count", str(args.hollow)])
+        hollow_main(["--server", args.server, "--log-level", args.log_level, "--count", str(args.hollow)])
         return
-    try:
-        # the standard loop: pyroute2's netlink sockets need datagram endpoints uvloop lacks
-        asyncio.run(_run(args))
-    except KeyboardInterrupt:
-        pass
+    # the standard loop: pyroute2's netlink sockets need datagram endpoints uvloop lacks
+    cmdline.run(_run(args), uvloop=False)
 
 
 if __name__ == "__main__":

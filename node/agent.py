@@ -18,6 +18,7 @@ from bus import errors, subjects
 from bus.client import ApiClient
 from bus.events import EventRecorder
 from bus.informer import Informer, revision_of
+from bus.meta import micro_now
 from bus.resources import NODE_PODS
 from node import nodeinfo
 from node.env import service_env
@@ -74,7 +75,7 @@ class Agent:
         self._dead_ids: set[str] = set()
         self._stopping = asyncio.Event()
 
-    # ---- helpers the pod workers use -----------------------------------------------------
+    # ---- helpers the pod workers use (node.podhost.PodHost; NodeServices sees node.services.ServicesHost) --
 
     async def get_object(self, resource: str, name: str, namespace: str) -> dict:
         return await self.client.get(resource, name, namespace or None)
@@ -221,7 +222,7 @@ class Agent:
         lease_ns = "kube-node-lease"
         lease: dict | None = None
         while True:
-            now = nodeinfo.micro_time()
+            now = micro_now()
             try:
                 if lease is None:
                     try:

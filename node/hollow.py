@@ -1,6 +1,6 @@
 """Hollow nodes, for scale benchmarks only (Kubernetes' kubemark): N simulated nodes in one process.
 
-    python -m node.hollow --server nats://127.0.0.1:4222 --count 1000 [--prefix hollow-]
+    python -m node.hollow [--server URL] --count 1000 [--prefix hollow-]
                           [--cpu 4 --memory 16Gi --pods 110]
 
 Each hollow node has a Node object (capacity/allocatable, Ready=True, labels kubernetes.io/hostname,
@@ -17,13 +17,12 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import os
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable
 
-from bus import aio, errors
+from bus import aio, cmdline, errors
 from bus.client import ApiClient
 from bus.informer import Informer
+from bus.meta import format_time
 from bus.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger(__name__)
@@ -31,11 +30,6 @@ log = logging.getLogger(__name__)
 LEASE_NAMESPACE = "kube-node-lease"
 POD_NET = ipaddress.ip_network("100.64.0.0/10")
 HOST_NET = ipaddress.ip_network("198.18.0.0/15")
-
-
-def _now(micro: bool = False) -> str:
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.now(timezone.utc).strftime(fmt)
 
 
 async def _bounded(items: Iterable[Any], fn: Callable[[Any], Awaitable[Any]], limit: int = 64) -> None:
@@ -62,7 +56,7 @@ class HollowNode:
 
     def node(self) -> dict:
         res = {"cpu": self.cpu, "memory": self.memory, "pods": str(self.pods)}
-        now = _now()
+        now = format_time()
         return {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": self.name, "labels": {
@@ -87,7 +81,7 @@ class HollowNode:
         return ip
 
     def running_status(self, pod: dict) -> dict:
-        now = _now()
+        now = format_time()
         status = pod.get("status") or {}
         ip = status.get("podIP") or self.pod_ip()
         conds = {c.get("type"): c for c in status.get("conditions") or []}
@@ -152,7 +146,7 @@ class HollowNodes:
         await _bounded(self.nodes.values(), self._renew)
 
     async def _renew(self, h: HollowNode) -> None:
-        now = _now(micro=True)
+        now = format_time(micro=True)
         if h.lease is None:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": h.name, "namespace": LEASE_NAMESPACE},
@@ -209,26 +203,21 @@ async def run_hollow(server_url: str, count: int, stop: asyncio.Event, **kw: Any
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="k8n agent --hollow", description="Simulated nodes for scale benchmarks.")
-    p.add_argument("--server", default=os.environ.get("K8N_SERVER", "nats://127.0.0.1:4222"))
+    cmdline.add_common_options(p)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--prefix", default="hollow-")
     p.add_argument("--cpu", default="4")
     p.add_argument("--memory", default="16Gi")
     p.add_argument("--pods", type=int, default=110)
     p.add_argument("--lease-period", type=float, default=10.0)
-    p.add_argument("--log-level", default=os.environ.get("K8N_LOG_LEVEL", "INFO"))
-    args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = cmdline.parse(p, argv)
 
     async def _main() -> None:
         stop = aio.stop_on_signals()
         await run_hollow(args.server, args.count, stop, prefix=args.prefix, cpu=args.cpu, memory=args.memory,
                          pods=args.pods, lease_period=args.lease_period)
 
-    try:
-        aio.run(_main())
-    except KeyboardInterrupt:
-        pass
+    cmdline.run(_main())
 
 
 if __name__ == "__main__":

@@ -6,21 +6,13 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from datetime import datetime, timezone
 from pathlib import Path
 
 import bus
+from bus.meta import now
 
 KUBELET_VERSION = f"v1.32.0-k8n.{bus.__version__}"
 MAX_PODS = 110
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def micro_time() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def host_ip() -> str:

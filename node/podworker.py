@@ -8,41 +8,22 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from bus import errors
 from bus.events import NORMAL, WARNING
+from bus.meta import TERMINAL_POD_PHASES, format_time, timestamp
 from node.env import ConfigError, build_env
 from node.probes import LIVENESS, READINESS, STARTUP, ProbeWorker
 from node.status import RUNNING, TERMINATED, ContainerView, pod_status
 from node.volumes import VolumeError
 
 if TYPE_CHECKING:
-    from node.agent import Agent
+    from node.podhost import PodHost
 
 log = logging.getLogger(__name__)
 RESET_BACKOFF_AFTER = 600.0  # a container that ran this long restarts without delay
 START_FAILED_EXIT_CODE = 128  # a start failure Docker gave no exit code for (containerd's StartError uses 128)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _rfc3339_unix(seconds: int | float | None) -> str | None:
-    if not seconds:
-        return None
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch(ts: str | None) -> float:
-    if not ts:
-        return 0.0
-    try:
-        return datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return 0.0
 
 
 @dataclass
@@ -69,8 +50,8 @@ class Instance:
 
 
 class PodWorker:
-    def __init__(self, agent: "Agent", uid: str, pod: dict) -> None:
-        self.agent = agent
+    def __init__(self, host: PodHost, uid: str, pod: dict) -> None:
+        self.host = host  # the node agent, seen through the narrow interface of node.podhost
         self.uid = uid
         self.pod: dict | None = pod
         self.deleted = False  # gone from the API (not just terminating)
@@ -129,10 +110,10 @@ class PodWorker:
             if self.done:
                 break
             try:
-                await asyncio.wait_for(self._wake.wait(), self.agent.config.resync_seconds)
+                await asyncio.wait_for(self._wake.wait(), self.host.config.resync_seconds)
             except asyncio.TimeoutError:
                 pass
-        self.agent.forget(self.uid)
+        self.host.forget(self.uid)
 
     @property
     def name(self) -> str:
@@ -160,7 +141,7 @@ class PodWorker:
             return
         if self.volume_paths is None:
             try:
-                self.volume_paths = await self.agent.volumes.prepare(pod)
+                self.volume_paths = await self.host.volumes.prepare(pod)
                 self.pod_reason = self.pod_message = ""
             except VolumeError as e:
                 await self.event(WARNING, e.reason, str(e))
@@ -175,22 +156,22 @@ class PodWorker:
     async def _terminal_and_settled(self) -> bool:
         """A pod that reached Succeeded/Failed is not restarted; nothing more to do."""
         phase = ((self.last_status or {}).get("phase")) or (self.pod.get("status") or {}).get("phase")
-        return phase in ("Succeeded", "Failed") and self.last_status is not None
+        return phase in TERMINAL_POD_PHASES and self.last_status is not None
 
     async def ensure_sandbox(self) -> bool:
-        rt = self.agent.runtime
-        if self.sandbox is not None and not await self.agent.sandbox_alive(self.sandbox):
+        rt = self.host.runtime
+        if self.sandbox is not None and not await self.host.sandbox_alive(self.sandbox):
             await self.event(NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
             await self.kill_containers(grace=0)
             await self._remove_sandbox()
         if self.sandbox is None:
             try:
-                await rt.ensure_image(self.agent.config.pause_image, "IfNotPresent")
-                dns = self.agent.dns
-                domain = dns.domain if dns is not None else self.agent.config.cluster_domain
+                await rt.ensure_image(self.host.config.pause_image, "IfNotPresent")
+                dns = self.host.dns
+                domain = dns.domain if dns is not None else self.host.config.cluster_domain
                 self.sandbox = await rt.create_sandbox(self.pod, nameserver=dns.nameserver if dns else None,
                                                        cluster_domain=domain)
-                self.pod_ip = await self.agent.network.attach(self.uid, self.sandbox.netns_path)
+                self.pod_ip = await self.host.network.attach(self.uid, self.sandbox.netns_path)
                 await rt.write_hosts(self.sandbox.id, self.pod, self.pod_ip, domain)
             except Exception as e:
                 log.exception("pod %s: sandbox failed", self.name)
@@ -198,14 +179,14 @@ class PodWorker:
                 if self.sandbox is not None:
                     await self._remove_sandbox()
                 return False
-            self.start_time = self.start_time or now_rfc3339()
+            self.start_time = self.start_time or format_time()
         return True
 
     async def _remove_sandbox(self) -> None:
         sb, self.sandbox = self.sandbox, None
         if sb is not None:
             try:
-                await self.agent.runtime.remove_sandbox(sb.id)
+                await self.host.runtime.remove_sandbox(sb.id)
             except Exception as e:
                 log.warning("pod %s: removing sandbox: %s", self.name, e)
 
@@ -216,7 +197,7 @@ class PodWorker:
 
     async def _inspect(self, inst: Instance) -> None:
         try:
-            st = await self.agent.runtime.inspect(inst.id)
+            st = await self.host.runtime.inspect(inst.id)
         except Exception:
             inst.state, inst.exit_code, inst.inspected = "exited", inst.exit_code if inst.exit_code is not None else 137, True
             return
@@ -234,7 +215,8 @@ class PodWorker:
             inst.message = getattr(st, "error", "") or inst.message
             inst.state = "exited"
             inst.exit_code = st.exit_code or inst.exit_code or START_FAILED_EXIT_CODE
-            created = _rfc3339_unix(getattr(st, "created", 0))
+            secs = getattr(st, "created", 0)
+            created = format_time(secs) if secs else None
             inst.started_at = inst.started_at or created
             inst.finished_at = inst.finished_at or created
 
@@ -282,9 +264,9 @@ class PodWorker:
 
     async def maybe_restart(self, c: dict, inst: Instance, init: bool = False) -> None:
         name = c["name"]
-        cfg = self.agent.config
+        cfg = self.host.config
         not_before, delay = self.backoff.get(name, (0.0, 0.0))
-        ran = _epoch(inst.finished_at) - _epoch(inst.started_at)
+        ran = timestamp(inst.finished_at, 0.0) - timestamp(inst.started_at, 0.0)
         if ran > RESET_BACKOFF_AFTER:
             not_before, delay = 0.0, 0.0
         now = time.time()
@@ -294,7 +276,7 @@ class PodWorker:
             if self.waiting.get(name, ("",))[0] != "CrashLoopBackOff":
                 await self.event(WARNING, "BackOff", "Back-off restarting failed container " + name, name)
             self.waiting[name] = ("CrashLoopBackOff", msg)
-            self.agent.wake_at(self.uid, not_before)
+            self.host.wake_at(self.uid, not_before)
             return
         next_delay = cfg.backoff_initial if delay == 0 else min(cfg.backoff_max, delay * 2)
         self.backoff[name] = (now + next_delay, next_delay)
@@ -309,13 +291,13 @@ class PodWorker:
 
     async def start_container(self, c: dict, init: bool = False) -> None:
         name = c["name"]
-        rt = self.agent.runtime
+        rt = self.host.runtime
         image = c.get("image", "")
         policy = c.get("imagePullPolicy") or "IfNotPresent"
         prev = self.current.get(name)
         attempt = 0 if prev is None else prev.attempt + 1
         try:
-            present = await self.agent.image_present(image)
+            present = await self.host.image_present(image)
             if not present or policy == "Always":
                 await self.event(NORMAL, "Pulling", f'Pulling image "{image}"', name)
             await rt.ensure_image(image, policy)
@@ -332,19 +314,19 @@ class PodWorker:
                              else f'Back-off pulling image "{image}"', name)
             if reason == "ErrImagePull":
                 delay = self.backoff.get(name, (0.0, 0.0))[1]
-                delay = self.agent.config.backoff_initial if delay == 0 else min(self.agent.config.backoff_max, delay * 2)
+                delay = self.host.config.backoff_initial if delay == 0 else min(self.host.config.backoff_max, delay * 2)
                 self.backoff[name] = (time.time() + delay, delay)
-                self.agent.wake_at(self.uid, time.time() + delay)
+                self.host.wake_at(self.uid, time.time() + delay)
             return
         try:
-            env = await build_env(self.pod, c, self.agent.get_object, self.agent.host_ip,
-                                  await self.agent.service_env(self.pod), self.pod_ip)
+            env = await build_env(self.pod, c, self.host.get_object, self.host.host_ip,
+                                  await self.host.service_env(self.pod), self.pod_ip)
         except ConfigError as e:
             self.waiting[name] = ("CreateContainerConfigError", str(e))
             await self.event(WARNING, "Failed", f"Error: {e}", name)
-            self.agent.wake_at(self.uid, time.time() + 2)
+            self.host.wake_at(self.uid, time.time() + 2)
             return
-        mounts = self.agent.volumes.mounts(c, self.volume_paths or {})
+        mounts = self.host.volumes.mounts(c, self.volume_paths or {})
         try:
             cid = await rt.create_container(self.pod, c, self.sandbox, attempt, env, mounts, init=init)
         except Exception as e:
@@ -373,7 +355,7 @@ class PodWorker:
                 return
         await self.event(NORMAL, "Started", f"Started container {name}", name)
         self.waiting.pop(name, None)
-        inst.state, inst.started_at = "running", now_rfc3339()
+        inst.state, inst.started_at = "running", format_time()
         if not init:
             self.start_probes(c, inst)
 
@@ -390,7 +372,7 @@ class PodWorker:
 
     async def _remove_quietly(self, cid: str) -> None:
         try:
-            await self.agent.runtime.remove_container(cid)
+            await self.host.runtime.remove_container(cid)
         except Exception as e:
             log.warning("pod %s: removing container %s: %s", self.name, cid[:12], e)
 
@@ -402,7 +384,7 @@ class PodWorker:
                 old.stop()
             probe = c.get(f"{kind}Probe")
             if probe:
-                w = ProbeWorker(kind, probe, c, self.agent.runtime, inst.id, lambda: self.pod_ip, self._probe_changed)
+                w = ProbeWorker(kind, probe, c, self.host.runtime, inst.id, lambda: self.pod_ip, self._probe_changed)
                 self.probes[(name, kind)] = w
                 if kind == STARTUP or (name, STARTUP) not in self.probes:
                     w.start()
@@ -427,7 +409,7 @@ class PodWorker:
             if p:
                 p.stop()
         try:
-            await self.agent.runtime.stop_container(inst.id, grace)
+            await self.host.runtime.stop_container(inst.id, grace)
         except Exception as e:
             log.warning("pod %s: stopping %s: %s", self.name, name, e)
 
@@ -451,7 +433,7 @@ class PodWorker:
     async def _pod_containers(self) -> list:
         """This pod's containers as Docker lists them (sandboxes too)."""
         try:
-            return [c for c in await self.agent.runtime.list_containers(pod_uid=self.uid) if c.pod_uid == self.uid]
+            return [c for c in await self.host.runtime.list_containers(pod_uid=self.uid) if c.pod_uid == self.uid]
         except Exception as e:
             log.warning("pod %s: listing its containers: %s", self.name, e)
             return []
@@ -463,19 +445,19 @@ class PodWorker:
         await self._remove_sandbox()
         for c in await self._pod_containers():  # e.g. a sandbox of an earlier, replaced one
             try:
-                await (self.agent.runtime.remove_sandbox(c.id) if c.is_sandbox
-                       else self.agent.runtime.remove_container(c.id))
+                await (self.host.runtime.remove_sandbox(c.id) if c.is_sandbox
+                       else self.host.runtime.remove_container(c.id))
             except Exception as e:
                 log.warning("pod %s: removing container %s: %s", self.name, c.id[:12], e)
         try:
-            await self.agent.network.detach(self.uid)
+            await self.host.network.detach(self.uid)
         except Exception as e:
             log.warning("pod %s: network detach: %s", self.name, e)
-        self.agent.volumes.cleanup(self.uid)
+        self.host.volumes.cleanup(self.uid)
         if not self.deleted:
             meta = self.pod["metadata"]
             try:
-                await self.agent.client.delete("pods", meta["name"], meta.get("namespace"), grace_period_seconds=0,
+                await self.host.client.delete("pods", meta["name"], meta.get("namespace"), grace_period_seconds=0,
                                                preconditions={"uid": self.uid})
             except (errors.NotFound, errors.Conflict):
                 pass
@@ -534,15 +516,15 @@ class PodWorker:
             return
         init = self.views(self.spec.get("initContainers") or [], True)
         apps = self.views(self.spec.get("containers") or [], False)
-        status = pod_status(self.pod, init, apps, self.pod_ip, self.agent.host_ip, self.start_time,
-                            now_rfc3339(), self.init_failed, self.pod_reason, self.pod_message)
+        status = pod_status(self.pod, init, apps, self.pod_ip, self.host.host_ip, self.start_time,
+                            format_time(), self.init_failed, self.pod_reason, self.pod_message)
         current = self.pod.get("status") or {}
         if status == current or status == self.last_status:
             self.last_status = status
             return
         meta = self.pod["metadata"]
         try:
-            await self.agent.client.patch("pods", meta["name"], [{"op": "add", "path": "/status", "value": status}],
+            await self.host.client.patch("pods", meta["name"], [{"op": "add", "path": "/status", "value": status}],
                                           meta.get("namespace"), patch_type="json", subresource="status")
             self.last_status = status
         except errors.NotFound:
@@ -558,7 +540,7 @@ class PodWorker:
         if container:
             init = any(c.get("name") == container for c in self.spec.get("initContainers") or [])
             field = f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
-        await self.agent.recorder.event(self.pod, type_, reason, message, field)
+        await self.host.recorder.event(self.pod, type_, reason, message, field)
 
 
 def _terminated(inst: Instance) -> dict[str, Any]:

@@ -21,13 +21,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from bus import codec, errors, subjects
-from node.podworker import now_rfc3339
+from bus.meta import format_time
 
 if TYPE_CHECKING:
-    from node.agent import Agent
+    from bus.client import ApiClient
+    from node.podworker import PodWorker
 
 log = logging.getLogger(__name__)
 KEEPALIVE_TIMEOUT = 30.0
@@ -48,20 +49,43 @@ def _memory_working_set() -> int:
     return info.get("MemTotal", 0) - info.get("MemAvailable", 0)
 
 
+class MetricsSettings(Protocol):
+    @property
+    def metrics_seconds(self) -> float: ...  # the metrics period (and window)
+
+
+class ServicesHost(Protocol):
+    """What the node services need from the node agent (``node.agent.Agent`` implements it)."""
+
+    @property
+    def name(self) -> str: ...  # the node's name: the subjects it serves and publishes on
+
+    @property
+    def client(self) -> ApiClient: ...  # its NATS connection (``client.nc``)
+
+    @property
+    def config(self) -> MetricsSettings: ...
+
+    @property
+    def runtime(self) -> Any: ...  # logs, exec and stats of containers (node.runtime.DockerRuntime)
+
+    @property
+    def workers(self) -> Mapping[str, PodWorker]: ...  # the pods this node runs, by uid
+
+
 class NodeServices:
-    def __init__(self, agent: "Agent") -> None:
-        self.agent = agent
-        self.nc = agent.client.nc
+    def __init__(self, host: ServicesHost) -> None:
+        self.host = host
+        self.nc = self.host.client.nc
         self._subs: list = []
         self._tasks: set[asyncio.Task] = set()
         self._last_cpu = _cpu_seconds()
-        self._last_t = time.monotonic()
         self._container_cpu: dict[str, tuple[float, float]] = {}
         self.latest: dict[str, Any] = {"node": None, "pods": []}
 
     async def start(self) -> None:
         for call, cb in (("logs", self._on_logs), ("exec", self._on_exec), ("stats", self._on_stats)):
-            self._subs.append(await self.nc.subscribe(subjects.node_call(self.agent.name, call), cb=self._spawn(cb)))
+            self._subs.append(await self.nc.subscribe(subjects.node_call(self.host.name, call), cb=self._spawn(cb)))
 
     def _spawn(self, cb):
         async def handler(msg):
@@ -83,7 +107,7 @@ class NodeServices:
 
     def _find(self, req: dict) -> tuple[Any, str, Any]:
         ns, pod = req.get("namespace") or "default", req.get("pod")
-        for w in self.agent.workers.values():
+        for w in self.host.workers.values():
             meta = (w.pod or {}).get("metadata") or {}
             if meta.get("name") == pod and meta.get("namespace") == ns:
                 spec = w.spec
@@ -132,7 +156,7 @@ class NodeServices:
         ctl_sub = await self.nc.subscribe(inbox + ".ctl", cb=on_ctl)
 
         async def pump() -> None:
-            async for chunk in await self.agent.runtime.logs(inst.id, follow=follow, tail=req.get("tail")):
+            async for chunk in await self.host.runtime.logs(inst.id, follow=follow, tail=req.get("tail")):
                 await self.nc.publish(inbox, codec.pack({"data": chunk}))
 
         async def watchdog() -> None:
@@ -162,7 +186,7 @@ class NodeServices:
             cmd = [str(x) for x in req.get("command") or []]
             if not cmd:
                 raise errors.bad_request("a command is required")
-            session = await self.agent.runtime.exec(inst.id, cmd, stdin=bool(req.get("stdin")), tty=bool(req.get("tty")))
+            session = await self.host.runtime.exec(inst.id, cmd, stdin=bool(req.get("stdin")), tty=bool(req.get("tty")))
         except errors.ApiError as e:
             await self._reply(msg, {"code": e.code, "body": e.status()})
             return
@@ -206,21 +230,21 @@ class NodeServices:
         lb, lt = self._last_cpu
         cores = float(os.cpu_count() or 1)
         frac = (busy - lb) / (total - lt) if total > lt else 0.0
-        self._last_cpu, self._last_t = (busy, total), now_t
-        ts = now_rfc3339()
-        window = f"{int(self.agent.config.metrics_seconds)}s"
-        node = {"kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {"name": self.agent.name},
+        self._last_cpu = (busy, total)
+        ts = format_time()
+        window = f"{int(self.host.config.metrics_seconds)}s"
+        node = {"kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {"name": self.host.name},
                 "timestamp": ts, "window": window,
                 "usage": {"cpu": f"{int(frac * cores * 1e9)}n", "memory": f"{_memory_working_set() // 1024}Ki"}}
         pods = []
-        for w in list(self.agent.workers.values()):
+        for w in list(self.host.workers.values()):
             meta = (w.pod or {}).get("metadata") or {}
             containers = []
             for name, inst in list(w.current.items()):
                 if inst.state != "running":
                     continue
                 try:
-                    st = await self.agent.runtime.stats(inst.id)
+                    st = await self.host.runtime.stats(inst.id)
                 except Exception:
                     continue
                 cpu_total = float(st.get("cpu_usage_ns") or 0)
@@ -240,11 +264,11 @@ class NodeServices:
         while True:
             try:
                 data = await self.collect()
-                await self.nc.publish(subjects.node_metrics(self.agent.name), codec.pack(data["node"]))
+                await self.nc.publish(subjects.node_metrics(self.host.name), codec.pack(data["node"]))
                 for p in data["pods"]:
                     m = p["metadata"]
-                    await self.nc.publish(subjects.pod_metrics(self.agent.name, m["namespace"], m["name"]),
+                    await self.nc.publish(subjects.pod_metrics(self.host.name, m["namespace"], m["name"]),
                                           codec.pack(p))
             except Exception as e:
                 log.warning("metrics collection failed: %s", e)
-            await asyncio.sleep(self.agent.config.metrics_seconds)
+            await asyncio.sleep(self.host.config.metrics_seconds)

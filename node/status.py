@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bus.meta import TERMINAL_POD_PHASES
+
 RUNNING, WAITING, TERMINATED = "running", "waiting", "terminated"
 
 
@@ -105,7 +107,7 @@ def pod_status(pod: dict, init: list[ContainerView], apps: list[ContainerView], 
     ph = phase(spec.get("restartPolicy") or "Always", init, apps, init_failed)
     initialized = all(c.state == TERMINATED and c.exit_code == 0 for c in init)
     unready = [c.name for c in apps if not c.ready]
-    terminal = ph in ("Succeeded", "Failed")
+    terminal = ph in TERMINAL_POD_PHASES
     conds = [
         _condition("Initialized", initialized, "ContainersNotInitialized",
                    "containers with incomplete status: [" + " ".join(

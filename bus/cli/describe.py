@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from bus import errors
+from bus import errors, tables
 from bus.cli import printers
 from bus.cli.common import (DataDirOpt, Failures, NamespaceOpt, ServerOpt, namespace_of, parse_targets, run)
 from bus.cli.main import app
-from bus.cli.printers import NONE, meta, spec, status
+from bus.meta import parse_time
 from bus.resources import Resource
+from bus.tables import NONE, meta, spec, status
 
 if TYPE_CHECKING:
     from bus.client import ApiClient
@@ -68,7 +69,7 @@ class Writer:
 
 
 def timestamp(ts: object) -> str:
-    t = printers.parse_time(ts)
+    t = parse_time(ts)
     return t.strftime("%a, %d %b %Y %H:%M:%S %z") if t else NONE
 
 
@@ -153,7 +154,7 @@ def _pod(w: Writer, pod: dict) -> None:
     node = sp.get("nodeName")
     w.add("Node", f"{node}/{st.get('hostIP', '')}" if node else NONE)
     w.add("Start Time", timestamp(st.get("startTime")))
-    w.add("Status", printers.pod_summary(pod)[1])
+    w.add("Status", tables.pod_summary(pod)[1])
     w.add("IP", st.get("podIP", ""))
     if sp.get("initContainers"):
         _containers(w, "Init Containers", sp["initContainers"], st.get("initContainerStatuses") or [], 0)
@@ -174,7 +175,7 @@ def _pod(w: Writer, pod: dict) -> None:
 def _deployment(w: Writer, d: dict) -> None:
     sp, st = spec(d), status(d)
     want = sp.get("replicas", 1)
-    w.add("Selector", printers.format_selector(sp.get("selector")))
+    w.add("Selector", tables.format_selector(sp.get("selector")))
     w.add("Replicas", f"{want} desired | {st.get('updatedReplicas', 0)} updated | {st.get('replicas', 0)} total | "
                       f"{st.get('availableReplicas', 0)} available | {st.get('unavailableReplicas', 0)} unavailable")
     strategy = sp.get("strategy") or {}
@@ -206,13 +207,13 @@ def _service(w: Writer, svc: dict, endpoints: dict | None) -> None:
         w.add("TargetPort", f"{p.get('targetPort', p.get('port'))}/{p.get('protocol') or 'TCP'}")
         if p.get("nodePort"):
             w.add("NodePort", f"{p.get('name') or '<unset>'}  {p['nodePort']}/{p.get('protocol') or 'TCP'}")
-    w.add("Endpoints", printers.endpoints_summary(endpoints, None) if endpoints else "")
+    w.add("Endpoints", tables.endpoints_summary(endpoints, None) if endpoints else "")
     w.add("Session Affinity", sp.get("sessionAffinity", "None"))
 
 
 def _node(w: Writer, node: dict) -> None:
     sp, st = spec(node), status(node)
-    w.add("Roles", printers.node_roles(node))
+    w.add("Roles", tables.node_roles(node))
     taints = [f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
               for t in sp.get("taints") or []]
     w.add("Taints", "\n".join(taints) or NONE)
@@ -266,7 +267,7 @@ def _events(w: Writer, events: list[dict], now: datetime) -> None:
     w.add("Events:")
     events = sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
     w.table(["Type", "Reason", "Age", "From", "Message"],
-            [[e.get("type", ""), e.get("reason", ""), printers.event_last_seen(e, now),
+            [[e.get("type", ""), e.get("reason", ""), tables.event_last_seen(e, now),
               (e.get("source") or {}).get("component") or e.get("reportingComponent", ""),
               (e.get("message") or "").strip()] for e in events])
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from bus import errors
+from bus import errors, tables
 from bus.cli import printers
 from bus.cli.common import (DEFAULT_NAMESPACE, CliError, DataDirOpt, Failures, NamespaceOpt, ServerOpt, Target,
                             parse_targets, run)
@@ -108,7 +108,7 @@ async def _watch(client: ApiClient, out: Output, target: Target, ns: str | None,
                  field_selector: str | None, watch_only: bool) -> None:
     res, names = target
     items, rv = await client.list(res, ns, label_selector=selector, field_selector=field_selector)
-    wanted = (lambda o: printers.name(o) in names) if names else (lambda o: True)
+    wanted = (lambda o: tables.name(o) in names) if names else (lambda o: True)
     items = [o for o in items if wanted(o)]
     if not watch_only:
         if out.fmt in ("json", "yaml"):

@@ -9,15 +9,13 @@ import typer
 
 from bus import config
 from bus.cli import runner
+from bus.cli.common import DataDirOpt, ServerOpt
 
 # rich_markup_mode=None: plain (kubectl-like) help and usage errors; rendering them with rich costs
 # ~0.25 s of imports on every ``--help``. Heavy modules (nats-py, yaml, asyncio) are imported inside
 # the commands that need them, so ``k8n version --client`` and ``k8n --help`` start quickly.
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="k8n: a Kubernetes-style orchestrator on NATS.")
-
-ServerOpt = typer.Option(None, "--server", "-s", envvar="K8N_SERVER", help="NATS URL of the cluster")
-DataDirOpt = typer.Option(None, "--data-dir", envvar="K8N_DATA_DIR", help="data directory (default ~/.k8n)")
 
 
 @app.command()

@@ -276,10 +276,9 @@ def _paused(d: dict) -> bool:
 
 
 def _restart_patch(_d: dict) -> dict:
-    from datetime import datetime, timezone
+    from bus.meta import format_time
 
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
+    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: format_time()}}}}}
 
 
 _patch_command("pause", "paused", lambda d: "is already paused" if _paused(d) else None,

@@ -64,12 +64,6 @@ ResourceList = dict[str, Quantity]
 O = Optional  # noqa: E741 - short spelling keeps the field tables readable
 
 
-class TypedLocalObjectReference(K8sModel):
-    api_group: O[str] = None
-    kind: O[str] = None
-    name: O[str] = None
-
-
 class LocalObjectReference(K8sModel):
     name: O[str] = None
 

@@ -316,10 +316,6 @@ class PodSpec(K8sModel):
         return [*(self.init_containers or ()), *(self.containers or ())]
 
 
-class PodCondition(Condition):
-    pass
-
-
 class ContainerStateWaiting(K8sModel):
     reason: O[str] = None
     message: O[str] = None

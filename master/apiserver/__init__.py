@@ -1,5 +1,5 @@
-"""The k8n API server: Kubernetes verbs over NATS request/reply, objects in JetStream KV."""
+"""The k8n API server: Kubernetes verbs over NATS request/reply, objects in JetStream KV.
 
-from master.apiserver.server import ApiServer
-
-__all__ = ["ApiServer"]
+The process is ``master.apiserver.server.ApiServer``; this package imports nothing eagerly, so reading one of
+its pure modules (strategy, patch, ssa, …) does not load the server.
+"""

@@ -8,9 +8,9 @@ import asyncio
 import logging
 
 from bus import errors
+from bus.meta import generate_name
 from bus.resources import by_plural
 from bus.store import DELETED, NatsStore
-from master.apiserver.strategy import generate_name
 
 log = logging.getLogger(__name__)
 

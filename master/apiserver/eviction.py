@@ -9,15 +9,16 @@ PodDisruptionBudgets are not implemented in k8n, so no budget is ever consulted:
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from bus import errors
+from bus.meta import deep_copy, now, set_condition
 from bus.models import Eviction, to_dict
 from bus.models.decode import decode
-from master.apiserver import strategy
+from master.apiserver.request import Reply, Request
 
 if TYPE_CHECKING:
-    from master.apiserver.handlers import Handlers, Reply, Request
+    from bus.store import NatsStore
 
 API_VERSIONS = ("policy/v1", "policy/v1beta1")
 RETRIES = 8
@@ -26,7 +27,7 @@ DISRUPTION_TARGET = {"type": "DisruptionTarget", "status": "True", "reason": "Ev
 SUCCESS = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
 
 
-def parse_eviction(req: "Request") -> dict:
+def parse_eviction(req: Request) -> dict:
     """The Eviction of the request as a dict with ``deleteOptions`` (camelCase) — or a Status error."""
     body = req.body
     if not isinstance(body, dict):
@@ -61,30 +62,29 @@ def _check_preconditions(pod: dict, pre: dict) -> None:
                                                 f"{meta.get('resourceVersion')}")
 
 
-async def _mark_disruption_target(handlers: "Handlers", req: "Request", pre: dict) -> str:
+async def _mark_disruption_target(store: NatsStore, req: Request, pre: dict) -> str:
     """Add the DisruptionTarget condition to the pod's status (CAS); the pod's new resourceVersion."""
     res, ns, name = req.res, req.namespace, str(req.name)
     for _ in range(RETRIES):
-        pod = await handlers.store.get(res, ns, name)
+        pod = await store.get(res, ns, name)
         _check_preconditions(pod, pre)
-        new = strategy.deep_copy(pod)
+        new = deep_copy(pod)
         status = new.setdefault("status", {})
-        status["conditions"] = strategy.set_condition(status.get("conditions") or [],
-                                                      {**DISRUPTION_TARGET, "lastProbeTime": None,
-                                                       "lastTransitionTime": strategy.now()})
+        status["conditions"] = set_condition(status.get("conditions") or [],
+                                             {**DISRUPTION_TARGET, "lastProbeTime": None, "lastTransitionTime": now()})
         if new == pod:
             return pod["metadata"]["resourceVersion"]
         try:
-            out = await handlers.store.update(res, ns, name, new, int(pod["metadata"]["resourceVersion"]))
+            out = await store.update(res, ns, name, new, int(pod["metadata"]["resourceVersion"]))
         except errors.Conflict:
             continue
         return out["metadata"]["resourceVersion"]
     raise errors.conflict(res.plural, name, why="too many concurrent writers; try again")
 
 
-async def evict(handlers: "Handlers", req: "Request") -> "Reply":
-    """POST pods/NAME/eviction."""
-    handlers._name(req)  # a name is required; one that cannot exist is a 404
+async def evict(req: Request, store: NatsStore, delete: Callable[[Request], Awaitable[Reply]]) -> Reply:
+    """POST pods/NAME/eviction (``req.name`` already checked by the caller): ``store`` holds the pod,
+    ``delete`` is the API server's delete verb."""
     eviction = parse_eviction(req)
     opts: dict[str, Any] = dict(eviction.get("deleteOptions") or {})
     pre = opts.get("preconditions") or {}
@@ -95,7 +95,7 @@ async def evict(handlers: "Handlers", req: "Request") -> "Reply":
     # with one, the caller asked to fail instead.
     retry = not pre.get("resourceVersion")
 
-    def delete(preconditions: dict, dry: bool) -> "Request":
+    def delete_request(preconditions: dict, dry: bool) -> Request:
         return dataclasses.replace(req, verb="delete", subresource=None, body=None, options={
             "gracePeriodSeconds": opts.get("gracePeriodSeconds"),
             "propagationPolicy": opts.get("propagationPolicy"),
@@ -105,15 +105,15 @@ async def evict(handlers: "Handlers", req: "Request") -> "Reply":
 
     for _ in range(RETRIES):
         # A dry run of the delete first: bad options, failed preconditions and a missing pod fail before any write.
-        await handlers.do_delete(delete(pre, True))
+        await delete(delete_request(pre, True))
         if dry_run:
             return 201, dict(SUCCESS), []
         delete_pre = dict(pre)
-        rv = await _mark_disruption_target(handlers, req, pre)
+        rv = await _mark_disruption_target(store, req, pre)
         if pre.get("resourceVersion"):
             delete_pre["resourceVersion"] = rv  # we changed it ourselves
         try:
-            await handlers.do_delete(delete(delete_pre, False))
+            await delete(delete_request(delete_pre, False))
         except errors.Conflict:
             if retry:
                 continue

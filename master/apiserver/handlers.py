@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+import time
 from typing import Any
 
 from bus import codec, errors
 from bus.client import selector_matcher
+from bus.meta import deep_copy, format_time, generate_name, now, set_condition
 from bus.models import to_dict, unknown_fields
 from bus.resources import Resource
 from bus.store import NatsStore
@@ -19,7 +19,9 @@ from bus.validation import validate_object, validate_update
 from master.apiserver import strategy
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
 from master.apiserver import ssa
+from master.apiserver.eviction import evict
 from master.apiserver.patch import APPLY, apply_patch, patch_kind
+from master.apiserver.request import Reply, Request
 from master.apiserver.service_alloc import allocated, patch_allocated
 
 log = logging.getLogger(__name__)
@@ -31,26 +33,6 @@ ORPHAN_FINALIZER = "orphan"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 POLICY_ANNOTATION = "k8n.io/propagation-policy"
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9][-A-Za-z0-9.]{0,252}")  # names and namespaces that can be KV keys
-
-
-@dataclass
-class Request:
-    res: Resource
-    verb: str
-    namespace: str | None = None
-    name: str | None = None
-    subresource: str | None = None
-    body: Any = None
-    options: dict = field(default_factory=dict)
-    size: int = 0  # bytes of the request on the wire
-
-    @property
-    def dry_run(self) -> bool:
-        dr = self.options.get("dryRun")
-        return bool(dr) and dr != [] and dr != "false"
-
-
-Reply = tuple[int, Any, list[str]]
 
 
 def _warn_unknown(model: Any) -> list[str]:
@@ -71,10 +53,6 @@ def _check_size(res: Resource, name: str, obj: dict | None, size: int | None = N
 
 def _rv(obj: dict) -> int:
     return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-
-
-def _rfc3339(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Handlers:
@@ -107,9 +85,8 @@ class Handlers:
         if req.subresource == "binding":
             return await self._bind(req)
         if req.subresource == "eviction":
-            from master.apiserver.eviction import evict
-
-            return await evict(self, req)
+            self._name(req)  # a name is required; one that cannot exist is a 404
+            return await evict(req, self.store, self.do_delete)
         if req.subresource:
             raise errors.method_not_allowed(f"create is not supported on {req.res.plural}/{req.subresource}")
         res, body = req.res, req.body
@@ -124,7 +101,7 @@ class Handlers:
         ns = self._namespace_for(req, meta)
         _check_size(res, str(meta.get("name") or ""), None, req.size)
         if not meta.get("name") and isinstance(meta.get("generateName"), str) and meta["generateName"]:
-            meta["name"] = strategy.generate_name(meta["generateName"])
+            meta["name"] = generate_name(meta["generateName"])
         name = str(meta.get("name") or "")
         obj, warnings = self._validate(res, body, name)
         if res.namespaced:
@@ -243,7 +220,7 @@ class Handlers:
             cur = await self.store.get(res, req.namespace, name)
             if want_rv not in (None, "") and str(want_rv) != cur["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.plural, name, res.group)
-            new = mutate(strategy.deep_copy(cur))
+            new = mutate(deep_copy(cur))
             if not isinstance(new, dict):
                 raise errors.bad_request("the result is not an object")
             self._check_type(res, new)
@@ -293,7 +270,7 @@ class Handlers:
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid("Scale", name, [errors.Cause(
                     "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")], "autoscaling")
-            new = strategy.deep_copy(cur)
+            new = deep_copy(cur)
             new.setdefault("spec", {})["replicas"] = replicas
             if new == cur:
                 return 200, strategy.scale_of(res, cur), []
@@ -342,9 +319,9 @@ class Handlers:
                 raise errors.conflict(res.plural, name, why=f"pod {name} is already assigned to node \"{spec['nodeName']}\"")
             spec["nodeName"] = node
             status = pod.setdefault("status", {})
-            status["conditions"] = strategy.set_condition(status.get("conditions") or [], {
+            status["conditions"] = set_condition(status.get("conditions") or [], {
                 "type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                "lastTransitionTime": strategy.now()})
+                "lastTransitionTime": now()})
             try:
                 await self.store.update(res, req.namespace, name, pod, _rv(pod))
             except errors.Conflict:
@@ -380,7 +357,7 @@ class Handlers:
                 raise errors.conflict(res.plural, name, res.group,
                                       f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                                       f"ResourceVersion in object meta: {meta.get('resourceVersion')}")
-            new = strategy.deep_copy(cur)
+            new = deep_copy(cur)
             nmeta = new["metadata"]
             finalizers = list(nmeta.get("finalizers") or [])
             if policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
@@ -405,8 +382,7 @@ class Handlers:
                         if pod_grace == 0 and not finalizers:
                             graceful = False
                 else:
-                    at = datetime.now(timezone.utc) + timedelta(seconds=pod_grace)
-                    nmeta["deletionTimestamp"] = _rfc3339(at)
+                    nmeta["deletionTimestamp"] = format_time(time.time() + pod_grace)
                     nmeta["deletionGracePeriodSeconds"] = pod_grace
             if req.dry_run:
                 return 200, new, []
@@ -417,7 +393,7 @@ class Handlers:
                     out = await self.store.update(res, req.namespace, name, new, _rv(cur))
                     return 200, out, []
                 if not nmeta.get("deletionTimestamp"):
-                    nmeta["deletionTimestamp"] = strategy.now()
+                    nmeta["deletionTimestamp"] = now()
                     nmeta["deletionGracePeriodSeconds"] = 0
                 async with allocated(self.store, res, cur, None):
                     out = await self.store.delete(res, req.namespace, name, new, _rv(cur))

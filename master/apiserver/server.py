@@ -11,11 +11,14 @@ import nats
 from nats.aio.msg import Msg
 
 from bus import codec, errors, subjects
+from bus.client import MUTATING_VERBS
 from bus.resources import by_plural
 from bus.store import NatsStore, connect_store
+from bus.version import version_info
 from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
+from master.apiserver.replies import Claim, ReplyCache
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +41,6 @@ def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
         return True
 
     return type(value) in (dict, list) and not ok(value, 0)
-
-
-def version_info() -> dict:
-    import platform
-
-    import bus
-
-    return {"major": "1", "minor": "32", "gitVersion": f"v{bus.__version__}", "k8nVersion": bus.__version__,
-            "platform": f"{platform.system().lower()}/{platform.machine()}",
-            "pythonVersion": platform.python_version()}
 
 
 def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
@@ -85,8 +78,11 @@ def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
     for f in ("labelSelector", "fieldSelector", "patchType", "propagationPolicy", "fieldManager"):
         if options.get(f) is not None and not isinstance(options[f], str):
             raise errors.bad_request(f"options.{f} must be a string")
+    rid = payload.get("requestId")
+    if rid is not None and not (isinstance(rid, str) and subjects.REQUEST_ID.fullmatch(rid)):
+        raise errors.bad_request("requestId must be 8 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
     req = Request(res, verb, payload.get("namespace") or None, payload.get("name"),
-                  payload.get("subresource") or None, payload.get("body"), options, len(data))
+                  payload.get("subresource") or None, payload.get("body"), options, len(data), rid)
     return req, as_json
 
 
@@ -98,6 +94,7 @@ class ApiServer:
         self.store = store or NatsStore(nc)
         self.namespaces = NamespaceLifecycle(self.store)
         self.handlers = Handlers(self.store, self.namespaces)
+        self.replies = ReplyCache(self.store)
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -106,6 +103,7 @@ class ApiServer:
         await self.store.ensure_buckets()
         await bootstrap(self.store)
         await self.namespaces.start()
+        await self.replies.start()
         self._sub = await self.nc.subscribe(
             subjects.api_wildcard(), queue=subjects.API_QUEUE, cb=self._on_request,
             pending_msgs_limit=-1, pending_bytes_limit=-1)
@@ -129,8 +127,15 @@ class ApiServer:
             if msg.reply:
                 await msg.respond(codec.encode({"code": 200, "body": version_info()}, as_json))
             return
+        claim: Claim | None = None
         try:
             req, as_json = parse_request(msg.subject, msg.data)
+            if req.request_id is not None and req.verb in MUTATING_VERBS and not req.dry_run:
+                got = await self.replies.claim(req.request_id, msg.subject, msg.data)
+                if not isinstance(got, Claim):  # a repeat: the first attempt's reply, byte for byte
+                    await self._respond(msg, codec.encode(codec.unpack(got), True) if as_json else got)
+                    return
+                claim = got
             code, body, warnings = await self.handlers.handle(req)
         except errors.ApiError as e:
             code, body = e.code, e.status()
@@ -138,13 +143,26 @@ class ApiServer:
             log.exception("request on %s failed", msg.subject)
             err = errors.internal(f"{type(e).__name__}: {e}")
             code, body = err.code, err.status()
-        if not msg.reply:
+        if not msg.reply and claim is None:
             return
         reply = {"code": code, "body": body}
         if warnings:
             reply["warnings"] = warnings
+        if claim is None:
+            await self._respond(msg, codec.encode(reply, as_json))
+            return
+        packed = codec.pack(reply)
         try:
-            await msg.respond(codec.encode(reply, as_json))
+            await self.replies.remember(claim, packed)  # goes out just before the reply, unacknowledged
+        except Exception as e:  # a repeat of this id will be told "in progress" until the entry expires
+            log.warning("could not cache the reply to request %s: %s", claim.key, e)
+        await self._respond(msg, codec.encode(reply, True) if as_json else packed)
+
+    async def _respond(self, msg: Msg, data: bytes) -> None:
+        if not msg.reply:
+            return
+        try:
+            await msg.respond(data)
         except Exception:
             log.exception("could not reply on %s", msg.subject)
 
@@ -156,6 +174,7 @@ class ApiServer:
                 pass
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
+        await self.replies.stop()
         await self.namespaces.stop()
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from bus import errors
+from bus.meta import deep_copy, now
 from bus.resources import Resource
-from master.apiserver import strategy
 from master.apiserver.patchmeta import Field, lookup, root_type
 
 Path = tuple[str, ...]
@@ -205,7 +205,7 @@ def _store(obj: dict, entries: list[Entry], present: set[Path]) -> dict:
         if not e.fields:
             continue
         d = {"manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
-             "time": e.time or strategy.now(), "fieldsType": "FieldsV1", "fieldsV1": encode_fields(e.fields)}
+             "time": e.time or now(), "fieldsType": "FieldsV1", "fieldsV1": encode_fields(e.fields)}
         if e.subresource:
             d["subresource"] = e.subresource
         encoded.append(d)
@@ -307,7 +307,7 @@ def apply(res: Resource, live: dict | None, config: Any, manager: str, force: bo
     live_l = leaves(live, kind)
     entries = decode_managed((live or {}).get("metadata", {}).get("managedFields"))
     if live is not None and not entries and live_l:
-        entries = [Entry(BEFORE_FIRST_APPLY, UPDATE, res.api_version, strategy.now(), None, set(live_l))]
+        entries = [Entry(BEFORE_FIRST_APPLY, UPDATE, res.api_version, now(), None, set(live_l))]
     applied = {p for p in leaves(cfg, kind) if _in_scope(p, res, None)}
     me = next((e for e in entries if e.same(manager, APPLY, None)), None)
     before = set(me.fields) if me else set()
@@ -331,7 +331,7 @@ def apply(res: Resource, live: dict | None, config: Any, manager: str, force: bo
     me = _entry(entries, res, manager, APPLY, None)
     me.fields = set(applied)
     if me.fields != before or me.time is None:
-        me.time = strategy.now()
+        me.time = now()
     return _store(merged, entries, _prefixes(merged_l))
 
 
@@ -377,7 +377,7 @@ def merge(live: Any, cfg: dict, type_name: str | None, path: str) -> dict:
                     base.append(x)
             out[k] = base
         else:
-            out[k] = strategy.deep_copy(v) if isinstance(v, (dict, list)) else v
+            out[k] = deep_copy(v) if isinstance(v, (dict, list)) else v
     return out
 
 
@@ -429,7 +429,7 @@ def _merge_assoc(live: list, cfg: list, meta: Field, path: str) -> list:
 
 def remove_paths(obj: dict, paths: set[Path], kind: str) -> dict:
     """``obj`` without the values at ``paths``; maps and lists emptied by a removal go too."""
-    obj = strategy.deep_copy(obj)
+    obj = deep_copy(obj)
     for p in sorted(paths, key=len):  # an item before its fields (they name it)
         _remove(obj, p, kind)
     return obj
@@ -486,7 +486,7 @@ def track_create(res: Resource, obj: dict, options: dict) -> None:
     if manager is None:
         return
     all_l = leaves(obj, res.kind)
-    entry = Entry(manager, UPDATE, res.api_version, strategy.now(), None,
+    entry = Entry(manager, UPDATE, res.api_version, now(), None,
                   {p for p in all_l if _in_scope(p, res, None)})
     _store(obj, [entry], _prefixes(all_l))
 
@@ -518,7 +518,7 @@ def track_write(res: Resource, old: dict, new: dict, options: dict, subresource:
             e.fields -= changed
     me.fields |= changed
     if me.fields != before or me.time is None:
-        me.time = strategy.now()
+        me.time = now()
     _store(new, entries, _prefixes(new_l))
 
 

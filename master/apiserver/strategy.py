@@ -5,36 +5,14 @@ Everything here works on plain dicts (the stored form) and is pure, so it is uni
 
 from __future__ import annotations
 
-import secrets
-import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any
 
-from bus import codec
+from bus.meta import TERMINAL_POD_PHASES, deep_copy, now
 from bus.resources import Resource
 
 # Kinds whose status the main resource may not write (it has a status subresource) — except
 # Node, whose agent creates it with status, as Kubernetes' kubelet does.
 _KEEP_STATUS_ON_CREATE = {"Node"}
-_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet
-TERMINAL_POD_PHASES = {"Succeeded", "Failed"}
-
-
-_now_cache: tuple[int, str] = (0, "")
-
-
-def now() -> str:
-    """RFC 3339 UTC time to the second (cached for the current second)."""
-    global _now_cache
-    t = int(time.time())
-    if _now_cache[0] != t:
-        _now_cache = (t, datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return _now_cache[1]
-
-
-def generate_name(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
 
 
 def _without(obj: dict, *keys: str) -> dict:
@@ -180,25 +158,3 @@ def scale_of(res: Resource, obj: dict) -> dict:
         "spec": {"replicas": int(spec.get("replicas", 1) or 0)},
         "status": {"replicas": int(status.get("replicas") or 0), "selector": sel_str},
     }
-
-
-def set_condition(conditions: list[dict], cond: dict) -> list[dict]:
-    """Replace the condition of the same type (keeping lastTransitionTime if status is unchanged)."""
-    out = []
-    placed = False
-    for c in conditions:
-        if c.get("type") == cond["type"]:
-            if c.get("status") == cond.get("status") and c.get("lastTransitionTime"):
-                cond = {**cond, "lastTransitionTime": c["lastTransitionTime"]}
-            out.append(cond)
-            placed = True
-        else:
-            out.append(c)
-    if not placed:
-        out.append(cond)
-    return out
-
-
-def deep_copy(obj: Any) -> Any:
-    """A deep copy of stored (msgpack-plain) data: a round trip beats copy.deepcopy."""
-    return codec.unpack(codec.pack(obj))

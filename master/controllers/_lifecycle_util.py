@@ -1,45 +1,22 @@
-"""Helpers shared by the node lifecycle, pod GC, HPA controllers and leader election: RFC 3339
-times, NoExecute taints and tolerations, node conditions (not a controller: no ``setup``)."""
+"""Helpers shared by the node lifecycle, pod GC and HPA controllers: NoExecute taints and tolerations,
+node conditions (not a controller: no ``setup``). Times and conditions in general live in ``bus.meta``."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-from master.leaderelection import micro_time, parse_time  # noqa: F401 (shared here)
-from master.scheduler.plugins.helpers import tolerates
+from bus.meta import get_condition, timestamp
+from bus.scheduling import NO_EXECUTE, tolerates
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
-NO_EXECUTE = "NoExecute"
-
-
-# ---- time ----------------------------------------------------------------------------------------
-
-
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- conditions ----------------------------------------------------------------------------------
 
 
-def condition(obj: dict, type_: str) -> dict | None:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == type_), None)
-
-
 def ready_status(node: dict) -> str:
     """"True", "False" or "Unknown" (no condition yet counts as Unknown)."""
-    c = condition(node, "Ready")
+    c = get_condition(node, "Ready")
     return (c or {}).get("status") or "Unknown"
-
-
-def set_condition(conditions: list[dict], cond: dict, now: str) -> list[dict]:
-    """``conditions`` with ``cond`` in place of its type; lastTransitionTime kept unless status changes."""
-    old = next((c for c in conditions if c.get("type") == cond["type"]), None)
-    ltt = old.get("lastTransitionTime") if old and old.get("status") == cond["status"] else now
-    new = {**cond, "lastTransitionTime": ltt or now}
-    out = [new if c.get("type") == cond["type"] else c for c in conditions]
-    return out if old else out + [new]
 
 
 # ---- taints and tolerations ----------------------------------------------------------------------
@@ -76,7 +53,7 @@ def eviction_time(pod: dict, node: dict | None, default: float) -> float | None:
         secs = toleration_seconds(pod, taint, default)
         if secs is None:
             continue
-        added = parse_time(taint.get("timeAdded")) or 0.0
+        added = timestamp(taint.get("timeAdded")) or 0.0
         t = added + secs
         due = t if due is None else min(due, t)
     return due

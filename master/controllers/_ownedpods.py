@@ -5,16 +5,14 @@ pod readiness and availability, and writing a status only when it changed."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from bus import errors
-from bus.cli.printers import parse_time
 from bus.controller import controller_owner
 from bus.events import NORMAL, WARNING, EventRecorder
 from bus.expectations import Expectations
 from bus.informer import BY_OWNER, Informer, deep_copy, key_of
-from master.apiserver.strategy import TERMINAL_POD_PHASES
+from bus.meta import TERMINAL_POD_PHASES, get_condition, timestamp
 from master.controllers._ownership import owner_ref_to
 
 
@@ -40,12 +38,8 @@ def finished(pod: dict) -> bool:
     return phase(pod) in TERMINAL_POD_PHASES
 
 
-def condition(obj: dict, type_: str) -> dict | None:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or () if c.get("type") == type_), None)
-
-
 def pod_ready(pod: dict) -> bool:
-    c = condition(pod, "Ready")
+    c = get_condition(pod, "Ready")
     return bool(c and c.get("status") == "True")
 
 
@@ -55,19 +49,8 @@ def pod_available(pod: dict, min_ready_seconds: int, now: float) -> bool:
         return False
     if not min_ready_seconds:
         return True
-    since = timestamp((condition(pod, "Ready") or {}).get("lastTransitionTime"))
+    since = timestamp((get_condition(pod, "Ready") or {}).get("lastTransitionTime"))
     return since is not None and since + min_ready_seconds <= now
-
-
-def rfc3339(t: float) -> str:
-    """An API timestamp (UTC, to the second) for epoch seconds ``t``."""
-    return datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def timestamp(ts: Any) -> float | None:
-    """Epoch seconds of an RFC 3339 time, or None."""
-    t = parse_time(ts)
-    return t.timestamp() if t else None
 
 
 def creation_order(pod: dict) -> tuple:

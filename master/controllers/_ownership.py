@@ -23,10 +23,6 @@ def owner_ref_to(owner: dict, controller: bool = True, block: bool = True) -> di
             "controller": controller, "blockOwnerDeletion": block}
 
 
-def uid_of(obj: dict) -> str | None:
-    return (obj.get("metadata") or {}).get("uid")
-
-
 def deleting(obj: dict) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -41,7 +37,3 @@ async def patch_metadata(client: Any, plural: str, obj: dict, **fields: Any) -> 
 
 async def set_owner_refs(client: Any, plural: str, obj: dict, refs: list[dict]) -> dict:
     return await patch_metadata(client, plural, obj, ownerReferences=refs)
-
-
-async def set_finalizers(client: Any, plural: str, obj: dict, finalizers: list[str]) -> dict:
-    return await patch_metadata(client, plural, obj, finalizers=finalizers)

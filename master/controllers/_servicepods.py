@@ -8,10 +8,10 @@ from typing import Any
 
 from bus.controller import Controller
 from bus.informer import BY_NAMESPACE, Informer, key_of
+from bus.meta import TERMINAL_POD_PHASES, labels_of, namespace_of
 
 MANAGED_BY = "endpoints.kubernetes.io/managed-by"  # the Endpoints controller's label (never copied to slices)
 HEADLESS_LABEL = "service.kubernetes.io/headless"
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 # ---- pure logic ------------------------------------------------------------------------------
@@ -31,7 +31,7 @@ def selector_of(svc: dict) -> dict | None:
 
 
 def selects(selector: dict, pod: dict) -> bool:
-    labels = (pod.get("metadata") or {}).get("labels") or {}
+    labels = labels_of(pod)
     return all(labels.get(k) == v for k, v in selector.items())
 
 
@@ -43,7 +43,7 @@ def is_ready(pod: dict) -> bool:
 def in_endpoints(pod: dict, publish_not_ready: bool) -> bool:
     """Kubernetes' ShouldPodBeInEndpoints."""
     status = pod.get("status") or {}
-    if status.get("phase") in TERMINAL_PHASES or not status.get("podIP"):
+    if status.get("phase") in TERMINAL_POD_PHASES or not status.get("podIP"):
         return False
     return publish_not_ready or not (pod.get("metadata") or {}).get("deletionTimestamp")
 
@@ -94,7 +94,7 @@ def endpoint_port(svc_port: dict, number: int) -> dict:
 
 def service_labels(svc: dict) -> dict:
     """The Service's labels, with the headless label set or removed as Kubernetes does."""
-    labels = dict((svc.get("metadata") or {}).get("labels") or {})
+    labels = dict(labels_of(svc))
     if spec_of(svc).get("clusterIP") == "None":
         labels[HEADLESS_LABEL] = ""
     else:
@@ -124,7 +124,7 @@ def watch_selected_pods(controller: Controller, services: Informer, pods: Inform
     the Services of the old labels too); ``pods`` joins the informers it waits for."""
 
     def enqueue_for(pod: dict) -> None:
-        ns = (pod.get("metadata") or {}).get("namespace")
+        ns = namespace_of(pod)
         for svc in services.by_index(BY_NAMESPACE, ns) if ns else ():
             sel = selector_of(svc)
             if sel is not None and selects(sel, pod):

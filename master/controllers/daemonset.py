@@ -22,12 +22,11 @@ from bus.controller import Controller
 from bus.events import WARNING
 from bus.expectations import Expectations
 from bus.informer import Informer, key_of
+from bus.scheduling import NO_EXECUTE, find_untolerated_taint, matches_node, node_taints, required_affinity
 from bus.workqueue import Result
 from master.controllers._ownedpods import (PodControl, controlled_pods, creation_order, observe_pods, phase,
                                            pod_available, pod_from_template, pod_ready, terminating, wall_clock,
                                            write_status)
-from master.scheduler.plugins.helpers import tolerated
-from master.scheduler.plugins.node_affinity import required, term_matcher
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def target_node(pod: dict) -> str | None:
     spec = pod.get("spec") or {}
     if spec.get("nodeName"):
         return spec["nodeName"]
-    _, terms = required(spec)
+    _, terms = required_affinity(spec)
     for term in terms or ():
         for f in term.get("matchFields") or ():
             if f.get("key") == NAME_FIELD and f.get("operator") == "In" and len(f.get("values") or ()) == 1:
@@ -93,21 +92,12 @@ def target_node(pod: dict) -> str | None:
 def node_fit(pod_spec: dict, node: dict) -> tuple[bool, bool]:
     """``(should_run, should_continue_running)`` for a daemon pod on ``node``
     (``NodeShouldRunDaemonPod``: selectors must match; NoSchedule taints block new pods only)."""
-    labels = node["metadata"].get("labels") or {}
-    name = node["metadata"]["name"]
-    selector, terms = required(pod_spec)
-    if any(labels.get(k) != v for k, v in selector.items()):
+    if not matches_node(pod_spec, node):
         return False, False
-    if terms is not None and not any(term_matcher(t)(labels, name) for t in terms):
-        return False, False
-    tols = with_daemon_tolerations(pod_spec.get("tolerations"))
-    run = cont = True
-    for t in (node.get("spec") or {}).get("taints") or ():
-        key, value, effect = t.get("key", ""), t.get("value") or "", t.get("effect", "")
-        if effect in ("NoSchedule", "NoExecute") and not tolerated(tols, key, value, effect):
-            run = False
-            cont = cont and effect != "NoExecute"
-    return run, cont
+    tols, taints = with_daemon_tolerations(pod_spec.get("tolerations")), node_taints(node)
+    run = find_untolerated_taint(taints, tols) is None  # NoSchedule and NoExecute taints
+    keep_running = find_untolerated_taint(taints, tols, (NO_EXECUTE,)) is None
+    return run, keep_running
 
 
 def scaled_value(value: Any, total: int, round_up: bool = True) -> int:

@@ -18,12 +18,13 @@ from bus.controller import Controller, controller_owner
 from bus.events import NORMAL, WARNING
 from bus.informer import BY_OWNER, Informer, deep_copy, key_of
 from bus.labels import selector_from_label_selector
+from bus.meta import name_of
 from bus.workqueue import Result, TerminalError
 from master.controllers import deployment_plan as plan
 from master.controllers import deployment_status as st
 from master.controllers._ownership import controller_ref, deleting, owner_ref_to, owner_refs, set_owner_refs
 from master.controllers.deployment_util import (
-    REVISION, compute_hash, equal_ignore_hash, max_revision, max_surge, name_of, replicas_annotations_need_update,
+    REVISION, compute_hash, equal_ignore_hash, max_revision, max_surge, replicas_annotations_need_update,
     replicas_of, revision_of, selector_with_hash, set_new_rs_annotations, set_replicas_annotations,
     template_with_hash, by_creation,
 )
@@ -37,7 +38,7 @@ def setup(ctx) -> list:
     inf = ctx.informers
     dc = DeploymentController(ctx.client, inf.informer("deployments"), inf.informer("replicasets"),
                               inf.informer("pods"), ctx.recorder("deployment-controller"),
-                              workers=int(ctx.option("deployment-workers", 4)))
+                              workers=ctx.settings.deployment_workers)
     return [dc.controller]
 
 

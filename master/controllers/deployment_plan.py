@@ -5,9 +5,10 @@ Each returns ``{rs name: new replicas}`` for the ReplicaSets to change; the cont
 from __future__ import annotations
 
 from bus.informer import deep_copy
+from bus.meta import TERMINAL_POD_PHASES, name_of
 from master.controllers.deployment_util import (
-    DESIRED_REPLICAS, active, annotation_int, available_of, by_creation, max_revision, max_surge,
-    max_unavailable, name_of, replicas_of, revision_of, rolling_params, status_int, total_available, total_spec,
+    DESIRED_REPLICAS, active, annotation_int, available_of, by_creation, max_surge,
+    max_unavailable, replicas_of, revision_of, rolling_params, status_int, total_available, total_spec,
     MAX_REPLICAS,
 )
 
@@ -108,7 +109,7 @@ def old_pods_running(new_rs: dict | None, old_rss: list[dict], pods_by_rs: dict[
     for uid, pods in pods_by_rs.items():
         if uid == new_uid:
             continue
-        if any((p.get("status") or {}).get("phase") not in ("Failed", "Succeeded") for p in pods):
+        if any((p.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES for p in pods):
             return True
     return False
 
@@ -210,8 +211,3 @@ def cleanup(d: dict, old_rss: list[dict]) -> list[str]:
             continue
         out.append(name_of(rs))
     return out
-
-
-def next_revision(old_rss: list[dict]) -> int:
-    return max_revision(old_rss) + 1
-

@@ -4,9 +4,8 @@ deadline. Times are epoch seconds in, RFC 3339 strings in the conditions."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from bus.informer import deep_copy
+from bus.meta import format_time, timestamp
 from master.controllers.deployment_util import (
     max_unavailable, replicas_of, status_int, total_available, total_spec, total_status,
 )
@@ -20,17 +19,6 @@ PAUSED, RESUMED = "DeploymentPaused", "DeploymentResumed"
 NO_DEADLINE = 2**31 - 1  # math.MaxInt32: "no progress deadline"
 
 
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(s: str | None) -> float | None:
-    try:
-        return datetime.fromisoformat(str(s).replace("Z", "+00:00")).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
 # ---- conditions --------------------------------------------------------------------------------
 
 
@@ -39,7 +27,7 @@ def get_condition(status: dict, type_: str) -> dict | None:
 
 
 def new_condition(type_: str, status: str, reason: str, message: str, now: float) -> dict:
-    ts = rfc3339(now)
+    ts = format_time(now)
     return {"type": type_, "status": status, "lastUpdateTime": ts, "lastTransitionTime": ts,
             "reason": reason, "message": message}
 
@@ -126,7 +114,7 @@ def timed_out(d: dict, status: dict, now: float) -> bool:
         return False
     if cond.get("reason") == TIMED_OUT:
         return True
-    since = parse_time(cond.get("lastUpdateTime"))
+    since = timestamp(cond.get("lastUpdateTime"))
     return since is not None and since + deadline_of(d) < now
 
 
@@ -163,7 +151,7 @@ def requeue_after(d: dict, status: dict, now: float) -> float | None:
     if (not has_progress_deadline(d) or cond is None or cond.get("reason") in (NEW_RS_AVAILABLE, TIMED_OUT)
             or complete(d, status)):
         return None
-    since = parse_time(cond.get("lastUpdateTime"))
+    since = timestamp(cond.get("lastUpdateTime"))
     if since is None:
         return None
     return max(0.0, since + deadline_of(d) - now) + 1.0  # condition times have whole seconds

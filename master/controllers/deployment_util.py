@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import orjson
 
 from bus.informer import deep_copy
+from bus.meta import safe_encode
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -21,7 +22,6 @@ SKIPPED_ANNOTATIONS = frozenset({
     "kubectl.kubernetes.io/last-applied-configuration", REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS,
     "deprecated.deployment.rollback.to",
 })
-_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
 _FNV_OFFSET, _FNV_PRIME = 0x811C9DC5, 0x01000193
 
 
@@ -32,11 +32,6 @@ def fnv32a(data: bytes, h: int = _FNV_OFFSET) -> int:
     for b in data:
         h = ((h ^ b) * _FNV_PRIME) & 0xFFFFFFFF
     return h
-
-
-def safe_encode(s: str) -> str:
-    """``rand.SafeEncodeString``: each byte mapped into an alphabet without vowels or look-alikes."""
-    return "".join(_SAFE_ALPHABET[b % len(_SAFE_ALPHABET)] for b in s.encode())
 
 
 def compute_hash(template: dict, collision_count: int | None = None) -> str:
@@ -157,10 +152,6 @@ def total_available(rss: Iterable[dict | None]) -> int:
 def active(rss: Iterable[dict | None]) -> list[dict]:
     """``FilterActiveReplicaSets``: those asked to run pods."""
     return [rs for rs in rss if rs and replicas_of(rs) > 0]
-
-
-def name_of(obj: dict) -> str:
-    return obj["metadata"]["name"]
 
 
 def by_creation(rs: dict) -> tuple[str, str]:

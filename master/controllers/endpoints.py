@@ -38,7 +38,7 @@ CONTROLLER_NAME = "endpoint-controller"
 def setup(ctx) -> list:
     inf = ctx.informers
     return [EndpointsController(ctx.client, inf.informer("services"), inf.informer("pods"), inf.informer("endpoints"),
-                                int(ctx.option("endpoints-workers", 4))).controller]
+                                ctx.settings.endpoints_workers).controller]
 
 
 # ---- pure logic ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 from bus import errors, subjects
 from bus.controller import Controller
 from bus.informer import BY_NAMESPACE, Informer, deep_copy
+from bus.meta import name_of, safe_encode
 from master.controllers._servicepods import (
     MANAGED_BY, address_of, endpoint_port, find_port, in_endpoints, is_ready, port_key, selected_pods,
     selector_of, service_labels, spec_of, watch_selected_pods,
@@ -37,13 +38,12 @@ SLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 SLICE_CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 SLICE_API_VERSION = "discovery.k8s.io/v1"
 MAX_ENDPOINTS_PER_SLICE = 100
-_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what generateName's random suffixes use
 
 
 def setup(ctx) -> list:
     inf = ctx.informers
     return [EndpointSliceController(ctx.client, inf.informer("services"), inf.informer("pods"),
-                                    inf.informer("endpointslices"), int(ctx.option("endpoints-workers", 4))).controller]
+                                    inf.informer("endpointslices"), ctx.settings.endpoints_workers).controller]
 
 
 # ---- pure logic ------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def slice_content(es: dict) -> dict:
 def slice_labels(svc: dict) -> dict:
     """The Service's labels, plus the service-name, managed-by and headless labels Kubernetes sets."""
     labels = {k: v for k, v in service_labels(svc).items() if k != MANAGED_BY}
-    labels[SERVICE_NAME_LABEL] = (svc.get("metadata") or {}).get("name")
+    labels[SERVICE_NAME_LABEL] = name_of(svc)
     labels[SLICE_MANAGED_BY] = SLICE_CONTROLLER_NAME
     return labels
 
@@ -119,8 +119,7 @@ def slice_name(svc: dict, address_type: str, port_keys: tuple, chunk: int) -> st
     """``<service>-<5 chars>``: deterministic for one Service (uid), address type, port set and chunk."""
     meta = svc.get("metadata") or {}
     digest = hashlib.sha256(repr((meta.get("uid"), address_type, port_keys, chunk)).encode()).digest()
-    suffix = "".join(_NAME_ALPHABET[b % len(_NAME_ALPHABET)] for b in digest[:5])
-    return f"{meta.get('name')}-{suffix}"
+    return f"{meta.get('name')}-{safe_encode(digest[:5])}"
 
 
 def owns_slice(es: dict, service_name: str | None = None) -> bool:

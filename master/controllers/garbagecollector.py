@@ -22,8 +22,9 @@ from typing import Any, Callable
 from bus import errors
 from bus.controller import Controller
 from bus.informer import BY_OWNER, Informer, key_of
+from bus.meta import namespace_of, uid_of
 from bus.resources import RESOURCES, by_kind
-from master.controllers._ownership import deleting, owner_refs, patch_metadata, uid_of
+from master.controllers._ownership import deleting, owner_refs, patch_metadata
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ _ABSENT_CACHE = 20000
 
 def setup(ctx) -> list:
     informers = {r.plural: ctx.informers.informer(r.plural) for r in RESOURCES if r.kind not in UNTRACKED_KINDS}
-    return [GarbageCollector(ctx.client, informers, int(ctx.option("gc-workers", 4))).controller]
+    return [GarbageCollector(ctx.client, informers, ctx.settings.gc_workers).controller]
 
 
 # ---- pure decisions --------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class GarbageCollector:
         res = by_kind(ref.get("kind") or "")
         if res is None or res.plural not in self.informers:
             return None, None
-        return res.plural, (dependent.get("metadata") or {}).get("namespace") if res.namespaced else None
+        return res.plural, namespace_of(dependent) if res.namespaced else None
 
     def _cached_owner(self, dependent: dict, ref: dict) -> tuple[str | None, dict | None]:
         plural, ns = self._owner_resource(dependent, ref)
@@ -123,7 +124,7 @@ class GarbageCollector:
         if owner is None or uid_of(owner) != uid:
             owner = None
             owner_namespaced = by_kind(ref["kind"]).namespaced  # type: ignore[union-attr]
-            if not owner_namespaced or (dependent.get("metadata") or {}).get("namespace"):
+            if not owner_namespaced or namespace_of(dependent):
                 try:  # the cache may lag behind a new owner: ask the API before calling it gone
                     owner = await self.client.get(plural, ref.get("name") or "", ns)
                 except errors.NotFound:

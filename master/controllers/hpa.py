@@ -34,9 +34,9 @@ from bus.controller import Controller
 from bus.events import NORMAL, WARNING
 from bus.informer import Informer, deep_copy
 from bus.labels import parse_selector
+from bus.meta import format_time, get_condition, set_condition, timestamp
 from bus.quantity import cpu_millis, format_quantity, memory_bytes
 from bus.workqueue import Clock, Result
-from master.controllers._lifecycle_util import condition, parse_time, rfc3339, set_condition
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ TARGETS = {"Deployment": "deployments", "ReplicaSet": "replicasets", "Replicatio
 
 def setup(ctx) -> list:
     return [HPAController(ctx.client, ctx.informers.informer("horizontalpodautoscalers"), ctx.informers.informer("pods"),
-                          ctx.recorder("horizontal-pod-autoscaler"), sync_period=ctx.option("hpa-sync-period", 15.0),
-                          downscale_window=ctx.option("hpa-downscale-stabilization", 300.0))]
+                          ctx.recorder("horizontal-pod-autoscaler"), sync_period=ctx.settings.hpa_sync_period,
+                          downscale_window=ctx.settings.hpa_downscale_stabilization)]
 
 
 class MetricError(Exception):
@@ -83,7 +83,7 @@ def sample_of(pm: dict) -> Sample:
         cpu += cpu_millis(usage.get("cpu") or 0)
         mem += memory_bytes(usage.get("memory") or 0)
     window = str(pm.get("window") or "0s").rstrip("s") or "0"
-    return Sample(cpu, mem, parse_time(pm.get("timestamp")) or time.time(), float(window))
+    return Sample(cpu, mem, timestamp(pm.get("timestamp")) or time.time(), float(window))
 
 
 class MetricsStore:
@@ -143,11 +143,11 @@ def group_pods(pods: list[dict], metrics: dict[str, Sample], resource: str, now:
             missing.add(name)
             continue
         if resource == "cpu":
-            cond, start = condition(pod, "Ready"), parse_time(status.get("startTime"))
+            cond, start = get_condition(pod, "Ready"), timestamp(status.get("startTime"))
             if cond is None or start is None:
                 is_unready = True
             else:
-                ltt = parse_time(cond.get("lastTransitionTime")) or 0.0
+                ltt = timestamp(cond.get("lastTransitionTime")) or 0.0
                 if start + cpu_init > now:
                     is_unready = cond.get("status") == "False" or sample.timestamp < ltt + sample.window
                 else:
@@ -417,7 +417,7 @@ class HPAController:
     async def sync(self, key: str, hpa: dict) -> None:
         spec, status = hpa.get("spec") or {}, dict(hpa.get("status") or {})
         ref = spec.get("scaleTargetRef") or {}
-        ns, now_s = hpa["metadata"]["namespace"], rfc3339(self.wall())
+        ns, now_s = hpa["metadata"]["namespace"], format_time(self.wall())
         conds = list(status.get("conditions") or [])
 
         def cond(type_: str, st: bool, reason: str, msg: str) -> None:

@@ -18,11 +18,11 @@ from bus.controller import Controller
 from bus.events import NORMAL, WARNING
 from bus.expectations import Expectations
 from bus.informer import Informer
+from bus.meta import format_time, get_condition, set_condition, timestamp
 from bus.workqueue import Result
-from master.apiserver.strategy import set_condition
-from master.controllers._ownedpods import (PodControl, condition, controlled_pods, creation_order, finished,
-                                           observe_pods, phase, pod_from_template, pod_ready, rfc3339,
-                                           terminating, timestamp, wall_clock, write_status)
+from master.controllers._ownedpods import (PodControl, controlled_pods, creation_order, finished, observe_pods,
+                                           phase, pod_from_template, pod_ready, terminating, wall_clock,
+                                           write_status)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ MAX_BACKOFF = 360.0  # DefaultJobPodFailureBackOff doubling stops at 6 minutes
 
 def setup(ctx) -> list:
     jc = JobController(ctx.client, ctx.informers.informer("jobs"), ctx.informers.informer("pods"),
-                       ctx.recorder("job-controller"), backoff_initial=float(ctx.option("job-backoff-initial", 10.0)))
+                       ctx.recorder("job-controller"), backoff_initial=ctx.settings.job_backoff_initial)
     return [jc.controller]
 
 
@@ -63,7 +63,7 @@ def finish_time(pod: dict) -> float | None:
     times = [t for t in times if t is not None]
     if times:
         return max(times)
-    return timestamp((condition(pod, "Ready") or {}).get("lastTransitionTime"))
+    return timestamp((get_condition(pod, "Ready") or {}).get("lastTransitionTime"))
 
 
 def backoff_delay(failures: int, initial: float) -> float:
@@ -75,7 +75,7 @@ def backoff_delay(failures: int, initial: float) -> float:
 
 def finished_condition(job: dict) -> dict | None:
     for type_ in ("Complete", "Failed"):
-        c = condition(job, type_)
+        c = get_condition(job, type_)
         if c and c.get("status") == "True":
             return c
     return None
@@ -103,7 +103,7 @@ def plan(job: dict, pods: list[dict], now: float, backoff_initial: float = 10.0)
     failed = max(int(old.get("failed") or 0), len(failed_pods))
     suspended = bool(spec.get("suspend"))
     if not status.get("startTime") and not suspended:
-        status["startTime"] = rfc3339(now)
+        status["startTime"] = format_time(now)
     start = timestamp(status.get("startTime"))
 
     backoff_limit = int(spec.get("backoffLimit") if spec.get("backoffLimit") is not None else 6)
@@ -124,7 +124,7 @@ def plan(job: dict, pods: list[dict], now: float, backoff_initial: float = 10.0)
     completions = spec.get("completions")
     parallelism = int(spec.get("parallelism") if spec.get("parallelism") is not None else 1)
     conditions = list(old.get("conditions") or [])
-    now_s = rfc3339(now)
+    now_s = format_time(now)
     if failure is not None:
         out.delete = active
         failed += len(active)

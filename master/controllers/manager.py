@@ -1,13 +1,13 @@
 """``controllers`` component: the controller manager. Every module in this package that defines
 ``setup(ctx) -> list[Runnable]`` is a controller; it is discovered, so adding a controller is
-adding a module. A Runnable has ``async run()`` and ``shutdown()`` (``bus.controller.Controller``)."""
+adding a module. A Runnable has ``async run()`` and ``shutdown()`` (``bus.controller.Controller``).
+Controllers read their settings from ``ctx.settings`` (``master.controllers.settings``)."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 import logging
-import os
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from bus.client import ApiClient
 from bus.events import EventRecorder
 from bus.informer import SharedInformerFactory
+from master.controllers.settings import ControllerManagerSettings
 from master.leaderelection import ElectionConfig, run_leader_elected
 
 log = logging.getLogger(__name__)
@@ -26,19 +27,10 @@ LEASE_NAME = "kube-controller-manager"
 class Context:
     client: ApiClient
     informers: SharedInformerFactory
-    options: dict[str, Any] = field(default_factory=dict)
+    settings: ControllerManagerSettings = field(default_factory=ControllerManagerSettings.load)
 
     def recorder(self, component: str) -> EventRecorder:
         return EventRecorder(self.client, component)
-
-    def option(self, name: str, default: Any) -> Any:
-        """A setting: ``options[name]``, else ``$K8N_<NAME>`` (upper-cased, ``-`` → ``_``), else ``default``."""
-        if name in self.options:
-            return self.options[name]
-        env = os.environ.get("K8N_" + name.upper().replace("-", "_"))
-        if env is None:
-            return default
-        return type(default)(env) if default is not None else env
 
 
 def discover() -> list[Any]:
@@ -46,7 +38,7 @@ def discover() -> list[Any]:
 
     mods = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name in ("manager",) or info.name.startswith("_"):
+        if info.name in ("manager", "settings") or info.name.startswith("_"):
             continue
         mod = importlib.import_module(f"master.controllers.{info.name}")
         if callable(getattr(mod, "setup", None)):
@@ -63,15 +55,19 @@ async def _wait_api(client: ApiClient, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run(server_url: str, stop: asyncio.Event, options: dict[str, Any] | None = None) -> None:
+async def run(server_url: str, stop: asyncio.Event, settings: ControllerManagerSettings | None = None,
+              election: ElectionConfig | None = None) -> None:
     """Run every discovered controller while this replica holds the Lease
-    ``kube-system/kube-controller-manager`` (``master.leaderelection``)."""
+    ``kube-system/kube-controller-manager`` (``master.leaderelection``). ``settings`` and
+    ``election`` default to what the environment says (``K8N_<NAME>``)."""
+    settings = settings or ControllerManagerSettings.load()
+    election = election or ElectionConfig.from_options()
     client = await ApiClient.connect(server_url, name="k8n-controller-manager")
     try:
         await _wait_api(client, stop)
-        ctx = Context(client, SharedInformerFactory(client), dict(options or {}))
+        ctx = Context(client, SharedInformerFactory(client), settings)
         await run_leader_elected(client, LEASE_NAME, stop, lambda lead_stop: _run_controllers(ctx, lead_stop),
-                                 config=ElectionConfig.from_options(ctx.option))
+                                 config=election)
     finally:
         await client.close()
 

@@ -10,9 +10,9 @@ import logging
 
 from bus import errors
 from bus.controller import Controller
+from bus.meta import now, set_condition
 from bus.resources import RESOURCES, Resource
 from bus.workqueue import Result
-from master.apiserver.strategy import now, set_condition
 
 log = logging.getLogger(__name__)
 

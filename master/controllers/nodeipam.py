@@ -7,14 +7,13 @@ import logging
 
 from bus.controller import Controller
 from bus.informer import Informer
+from master.controllers.settings import DEFAULT_CLUSTER_CIDR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
-
 
 def setup(ctx) -> list:
-    cidr = ctx.option("cluster-cidr", DEFAULT_CLUSTER_CIDR)
+    cidr = ctx.settings.cluster_cidr
     return [NodeIpam(ctx.client, ctx.informers.informer("nodes"), cidr).controller]
 
 

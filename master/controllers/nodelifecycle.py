@@ -33,9 +33,10 @@ from bus import errors, subjects
 from bus.controller import Controller
 from bus.events import NORMAL
 from bus.informer import BY_NODE, Informer, key_of
+from bus.meta import format_time, set_condition
 from bus.workqueue import Clock, Result
 from master.controllers._lifecycle_util import (NO_EXECUTE, NOT_READY, UNREACHABLE, eviction_time, has_taint,
-                                                ready_status, rfc3339, set_condition)
+                                                ready_status)
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ def setup(ctx) -> list:
     nl = NodeLifecycle(
         ctx.client, ctx.informers.informer("nodes"), ctx.informers.informer("leases", namespace=LEASE_NAMESPACE),
         ctx.informers.informer("pods"), ctx.recorder("node-controller"),
-        grace=ctx.option("node-monitor-grace-period", 8.0),
-        default_toleration=ctx.option("default-toleration-seconds", 5.0),
-        rates=(ctx.option("node-eviction-rate", 10.0), ctx.option("secondary-node-eviction-rate", 0.1)),
-        unhealthy_threshold=ctx.option("unhealthy-zone-threshold", 0.55))
+        grace=ctx.settings.node_monitor_grace_period,
+        default_toleration=ctx.settings.default_toleration_seconds,
+        rates=(ctx.settings.node_eviction_rate, ctx.settings.secondary_node_eviction_rate),
+        unhealthy_threshold=ctx.settings.unhealthy_zone_threshold)
     return [nl.monitor, nl.evictor]
 
 
@@ -197,7 +198,7 @@ class NodeLifecycle:
         if h is None or h.renew != renew:
             h = self.health[key] = _Health(renew, now)
         age = now - h.observed
-        stamp = rfc3339(self.wall())
+        stamp = format_time(self.wall())
         if age > self.grace:
             conds = unknown_conditions(node, stamp)
             if conds is not None:

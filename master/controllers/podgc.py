@@ -21,8 +21,9 @@ from typing import Callable
 from bus import errors
 from bus.controller import Controller
 from bus.informer import Informer, key_of
+from bus.meta import timestamp
 from bus.workqueue import Result
-from master.controllers._lifecycle_util import UNREACHABLE, has_taint, parse_time
+from master.controllers._lifecycle_util import UNREACHABLE, has_taint
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ KEY = "podgc"
 
 def setup(ctx) -> list:
     gc = PodGC(ctx.client, ctx.informers.informer("nodes"), ctx.informers.informer("pods"),
-               period=ctx.option("podgc-period", 2.0), quarantine=ctx.option("podgc-orphan-quarantine", 5.0),
-               terminating_after=ctx.option("podgc-terminating-unreachable-seconds", 5.0))
+               period=ctx.settings.podgc_period, quarantine=ctx.settings.podgc_orphan_quarantine,
+               terminating_after=ctx.settings.podgc_terminating_unreachable_seconds)
     return [gc.controller]
 
 
@@ -63,7 +64,7 @@ class PodGC:
                 if now - self.missing_since.setdefault(node_name, now) >= self.quarantine:
                     orphans.append(pod)
                 continue
-            deadline = parse_time(pod["metadata"].get("deletionTimestamp"))
+            deadline = timestamp(pod["metadata"].get("deletionTimestamp"))
             if deadline is not None and has_taint(node, UNREACHABLE) and now - deadline >= self.terminating_after:
                 stuck.append(pod)
         for name in set(self.missing_since) - seen_missing:

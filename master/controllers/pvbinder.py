@@ -21,19 +21,18 @@ from bus.events import NORMAL, WARNING
 from bus.informer import key_of
 from bus.labels import selector_from_label_selector
 from bus.quantity import memory_bytes
+from master.controllers.settings import DEFAULT_RECLAIM_ROOTS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RECLAIM_ROOTS = "/tmp:/var/lib/k8n"
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
 
 
 def setup(ctx) -> list:
-    roots = [r for r in str(ctx.option("pv-reclaim-roots", DEFAULT_RECLAIM_ROOTS)).split(":") if r]
     return [PvBinder(ctx.client, ctx.informers.informer("persistentvolumes"),
                      ctx.informers.informer("persistentvolumeclaims"), ctx.recorder("persistentvolume-controller"),
-                     roots).controller]
+                     ctx.settings.reclaim_roots).controller]
 
 
 # ---- pure matching -------------------------------------------------------------------------------

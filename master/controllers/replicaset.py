@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 from bus import errors, subjects
@@ -23,13 +22,13 @@ from bus.events import NORMAL, WARNING
 from bus.expectations import Expectations
 from bus.informer import BY_OWNER, Informer, deep_copy, key_of
 from bus.labels import Selector, nothing, selector_from_label_selector, selector_from_map
+from bus.meta import TERMINAL_POD_PHASES, format_time, labels_of, namespace_of, timestamp, uid_of
 from bus.workqueue import Result, TerminalError
-from master.controllers._ownership import controller_ref, deleting, owner_ref_to, set_owner_refs, uid_of
+from master.controllers._ownership import controller_ref, deleting, owner_ref_to, set_owner_refs
 
 log = logging.getLogger(__name__)
 
 BURST_REPLICAS = 500  # most pods created or deleted in one sync, as Kubernetes' burstReplicas
-TERMINAL_PHASES = ("Succeeded", "Failed")
 KINDS = {"ReplicaSet": ("replicasets", "replicaset-controller"),
          "ReplicationController": ("replicationcontrollers", "replication-controller")}
 _ORPHANS = "replication_orphans_by_namespace"  # pods without a controller, by namespace
@@ -37,24 +36,13 @@ _ORPHANS = "replication_orphans_by_namespace"  # pods without a controller, by n
 
 def setup(ctx) -> list:
     pods = ctx.informers.informer("pods")
-    workers = int(ctx.option("replicaset-workers", 5))
+    workers = ctx.settings.replicaset_workers
     return [ReplicaManager(ctx.client, kind, ctx.informers.informer(plural), pods, ctx.recorder(component),
                            workers).controller
             for kind, (plural, component) in KINDS.items()]
 
 
 # ---- pure logic ------------------------------------------------------------------------------
-
-
-def epoch(ts: Any) -> float:
-    """Seconds since the epoch of an RFC 3339 timestamp (0 when missing or unreadable)."""
-    if not ts:
-        return 0.0
-    try:
-        t = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def selector_of(owner: dict) -> Selector:
@@ -65,19 +53,15 @@ def selector_of(owner: dict) -> Selector:
     return selector_from_label_selector(sel)
 
 
-def labels_of(obj: dict) -> dict:
-    return (obj.get("metadata") or {}).get("labels") or {}
-
-
 def is_active(pod: dict) -> bool:
-    return not deleting(pod) and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
+    return not deleting(pod) and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES
 
 
 def ready_since(pod: dict) -> float | None:
     """When the pod became Ready (epoch seconds), or None when it is not Ready."""
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
-            return epoch(c.get("lastTransitionTime")) if c.get("status") == "True" else None
+            return timestamp(c.get("lastTransitionTime"), 0.0) if c.get("status") == "True" else None
     return None
 
 
@@ -108,7 +92,7 @@ def deletion_rank(pod: dict, on_same_node: int) -> tuple:
             -on_same_node,
             -(since or 0.0),
             -_restarts(pod),
-            -epoch((pod.get("metadata") or {}).get("creationTimestamp")))
+            -timestamp((pod.get("metadata") or {}).get("creationTimestamp"), 0.0))
 
 
 def pods_to_delete(pods: list[dict], n: int) -> list[dict]:
@@ -177,7 +161,7 @@ def compute_status(owner: dict, pods: list[dict], now: float,
         existing = next((c for c in old.get("conditions") or [] if c.get("type") == "ReplicaFailure"), None)
         conditions.append(existing or {
             "type": "ReplicaFailure", "status": "True", "reason": failure[0], "message": failure[1],
-            "lastTransitionTime": datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            "lastTransitionTime": format_time(now)})
     if conditions:
         status["conditions"] = conditions
     return status, recheck
@@ -196,7 +180,7 @@ def pod_from_template(owner: dict) -> dict:
 
 
 def _orphan_index(pod: dict) -> list[str]:
-    ns = (pod.get("metadata") or {}).get("namespace")
+    ns = namespace_of(pod)
     return [ns] if ns and controller_ref(pod) is None else []
 
 

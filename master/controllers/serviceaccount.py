@@ -6,24 +6,20 @@
   ``kubernetes.io/service-account-token``: a signed JWT, ``ca.crt`` and ``namespace``) listed in its
   ``secrets``; tokens of ServiceAccounts that are gone (or were recreated) are deleted.
 
-Tokens are HS256 JWTs signed with a cluster key kept in the Secret ``k8n-signing-key`` in
-``kube-system`` (made on first use); :func:`verify_token` checks one against that key.
+Tokens are signed and checked by ``bus.tokens`` (a cluster key kept in the Secret ``k8n-signing-key`` in
+``kube-system``, made on first use).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import logging
-import secrets as pysecrets
-import time
 
 from bus import errors, subjects
 from bus.controller import Controller
 from bus.expectations import Expectations
-from master.apiserver.strategy import generate_name
+from bus.meta import generate_name, namespace_of
+from bus.tokens import sign_token, signing_key, token_claims
 from master.controllers.namespace import terminating
 
 log = logging.getLogger(__name__)
@@ -32,10 +28,8 @@ DEFAULT_SA = "default"
 TOKEN_TYPE = "kubernetes.io/service-account-token"
 NAME_ANNOTATION = "kubernetes.io/service-account.name"
 UID_ANNOTATION = "kubernetes.io/service-account.uid"
-SIGNING_KEY_SECRET, SIGNING_KEY_NAMESPACE = "k8n-signing-key", "kube-system"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 CA_PLACEHOLDER = "# k8n serves the API over NATS; there is no cluster CA yet\n"
-ISSUER = "k8n"
 
 
 def setup(ctx) -> list:
@@ -45,63 +39,6 @@ def setup(ctx) -> list:
     tokens = inf.informer("secrets", field_selector=f"type={TOKEN_TYPE}")
     return [DefaultAccounts(ctx.client, namespaces, accounts, root_ca).controller,
             Tokens(ctx.client, accounts, tokens, namespaces).controller]
-
-
-# ---- JWT (HS256) ---------------------------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def sign_token(key: bytes, claims: dict) -> str:
-    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    sig = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{_b64(sig)}"
-
-
-def verify_token(key: bytes, token: str) -> dict:
-    """The claims of a token signed with ``key``; ValueError if it is malformed or forged."""
-    try:
-        head, body, sig = token.split(".")
-        header = json.loads(_unb64(head))
-        want = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-        if header.get("alg") != "HS256" or not hmac.compare_digest(want, _unb64(sig)):
-            raise ValueError("invalid signature")
-        return json.loads(_unb64(body))
-    except (ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"invalid token: {e}") from None
-
-
-def token_claims(sa: dict) -> dict:
-    meta = sa["metadata"]
-    ns, name = meta["namespace"], meta["name"]
-    return {"iss": ISSUER, "iat": int(time.time()), "sub": f"system:serviceaccount:{ns}:{name}",
-            "kubernetes.io/serviceaccount/namespace": ns,
-            "kubernetes.io/serviceaccount/service-account.name": name,
-            "kubernetes.io/serviceaccount/service-account.uid": meta.get("uid", "")}
-
-
-async def signing_key(client) -> bytes:
-    """The cluster's token signing key, made on first use."""
-    for _ in range(3):
-        try:
-            s = await client.get("secrets", SIGNING_KEY_SECRET, SIGNING_KEY_NAMESPACE)
-            return base64.b64decode(s["data"]["key"])
-        except errors.NotFound:
-            pass
-        try:
-            await client.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                 "metadata": {"name": SIGNING_KEY_SECRET, "namespace": SIGNING_KEY_NAMESPACE},
-                                 "data": {"key": base64.b64encode(pysecrets.token_bytes(32)).decode()}})
-        except errors.AlreadyExists:
-            pass
-    raise RuntimeError("could not read or create the token signing key")
 
 
 def token_secret(sa: dict, token: str) -> dict:
@@ -122,7 +59,7 @@ def account_key_of_token(secret: dict) -> str | None:
 
 
 def _namespace_key(obj: dict) -> str:
-    return subjects.object_key(None, (obj.get("metadata") or {}).get("namespace") or "")
+    return subjects.object_key(None, namespace_of(obj) or "")
 
 
 # ---- default ServiceAccount and root CA per namespace --------------------------------------------

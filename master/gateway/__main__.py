@@ -1,7 +1,6 @@
 """``python -m master.gateway``: the Kubernetes-compatible HTTP API in front of a k8n cluster.
 
-    python -m master.gateway --server nats://127.0.0.1:4222 --port 6443 --token-file ~/.k8n/tokens.csv \
-        --cert-dir ~/.k8n/pki
+    python -m master.gateway [--server URL] --port 6443 --token-file ~/.k8n/tokens.csv --cert-dir ~/.k8n/pki
 
 HTTPS with a CA and serving certificate made in ``--cert-dir`` (or given with ``--tls-cert-file`` and
 ``--tls-private-key-file``; plain HTTP without either: kubectl then sends no token), loopback by
@@ -13,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import ssl
 from pathlib import Path
 
 from aiohttp import web
 
-from bus import aio
+from bus import aio, cmdline
 from master.gateway.app import make_app
 from master.gateway.auth import read_token_file
 
@@ -50,7 +48,7 @@ async def serve(server_url: str, host: str, port: int, token_file: Path | None,
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m master.gateway", description=__doc__.split("\n")[0])
-    p.add_argument("--server", default=os.environ.get("K8N_SERVER", "nats://127.0.0.1:4222"), help="NATS URL")
+    cmdline.add_common_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     p.add_argument("--port", type=int, default=6443, help="port to listen on (default 6443)")
     p.add_argument("--token-file", type=Path, default=None,
@@ -59,9 +57,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="directory of the CA and serving certificate (made there when missing)")
     p.add_argument("--tls-cert-file", type=Path, default=None)
     p.add_argument("--tls-private-key-file", type=Path, default=None)
-    p.add_argument("--log-level", default=os.environ.get("K8N_LOG_LEVEL", "INFO"))
-    args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = cmdline.parse(p, argv)
     tls = None
     if args.tls_cert_file and args.tls_private_key_file:
         tls = tls_context(args.tls_cert_file, args.tls_private_key_file)
@@ -70,10 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
         cert, key, _ca = pki.ensure(args.cert_dir, (args.host,))
         tls = tls_context(cert, key)
-    try:
-        aio.run(serve(args.server, args.host, args.port, args.token_file, tls))
-    except KeyboardInterrupt:
-        pass
+    cmdline.run(serve(args.server, args.host, args.port, args.token_file, tls))
 
 
 if __name__ == "__main__":

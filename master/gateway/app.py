@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bus import errors
 from bus.client import ApiClient
-from master.apiserver.server import version_info
+from bus.version import version_info
 from master.gateway import discovery, openapi, rest
 from master.gateway.auth import AUTHN, Authenticator, User, middleware as auth_middleware
 from master.gateway.context import CLIENT

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import logging
@@ -23,8 +22,8 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from bus import errors
+from bus import tokens as sa_tokens
 from bus.client import ApiClient
-from master.controllers import serviceaccount as sa_tokens
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class Authenticator:
         if self._key is None or refresh:
             try:
                 s = await self.client.get("secrets", sa_tokens.SIGNING_KEY_SECRET, sa_tokens.SIGNING_KEY_NAMESPACE)
-                self._key = base64.b64decode(s["data"]["key"])
+                self._key = sa_tokens.key_of(s)
             except (errors.NotFound, KeyError, TypeError, ValueError):
                 return None
         return self._key
@@ -91,9 +90,9 @@ class Authenticator:
                 continue
         if not isinstance(claims, dict):
             return None
-        ns = claims.get("kubernetes.io/serviceaccount/namespace")
-        name = claims.get("kubernetes.io/serviceaccount/service-account.name")
-        uid = claims.get("kubernetes.io/serviceaccount/service-account.uid")
+        ns = claims.get(sa_tokens.NAMESPACE_CLAIM)
+        name = claims.get(sa_tokens.NAME_CLAIM)
+        uid = claims.get(sa_tokens.UID_CLAIM)
         if not isinstance(ns, str) or not isinstance(name, str):
             return None
         try:

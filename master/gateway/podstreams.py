@@ -23,6 +23,7 @@ from typing import Any, AsyncIterator, Mapping
 from aiohttp import WSMsgType, web
 
 from bus import errors, nodeclient
+from bus.meta import TERMINAL_POD_PHASES
 from master.gateway.context import CLIENT
 from master.gateway.respond import error_response, warning_header
 
@@ -32,7 +33,6 @@ PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, STATUS, RESIZE = 0, 1, 2, 3, 4
 CLOSE = 255  # v5: [255, channel] closes that channel
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
-TERMINAL_PHASES = ("Succeeded", "Failed")
 FIRST_CHUNK_WAIT = 2.0  # how long a log reply waits for the node's answer before it sends its headers
 DISCONNECT_POLL = 1.0  # how often a quiet log stream checks that its client is still there
 UNIMPLEMENTED_LOG_OPTIONS = ("timestamps", "sinceSeconds", "sinceTime")
@@ -250,7 +250,7 @@ def exec_options(query: Any, pod: dict) -> ExecOptions:
     """PodExecOptions from the query (``command`` repeated) checked against the pod, as Kubernetes checks them."""
     meta = pod.get("metadata") or {}
     phase = (pod.get("status") or {}).get("phase")
-    if phase in TERMINAL_PHASES:
+    if phase in TERMINAL_POD_PHASES:
         raise errors.bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
     opts = ExecOptions(command=list(query.getall("command", [])),
                        container=choose_container(pod, query.get("container")),

@@ -1,6 +1,6 @@
 """Server-side printing: ``meta.k8s.io/v1`` Tables with kubectl's columns per kind.
 
-The columns are the ones ``k8n get`` prints (``bus.cli.printers``): the default ones, then the
+The columns are the ones ``k8n get`` prints (``bus.tables``): the default ones, then the
 ``-o wide`` ones as ``priority: 1``. kubectl adds NAMESPACE (``-A``) and LABELS
 (``--show-labels``) itself from ``rows[].object``.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from bus.cli import printers
 from bus.resources import Resource
+from bus.tables import kind_columns
 
 TABLE_API_VERSION = "meta.k8s.io/v1"
 INCLUDE_OBJECT = ("None", "Metadata", "Object")
@@ -25,7 +25,7 @@ _DESCRIPTIONS = {
 
 
 def column_definitions(kind: str) -> list[dict]:
-    base, wide = printers.COLUMNS.get(kind, ([printers.NAME, printers.AGE], []))
+    base, wide = kind_columns(kind)
     out = []
     for priority, cols in ((0, base), (1, wide)):
         for header, _fn in cols:
@@ -42,7 +42,7 @@ def partial_metadata(obj: dict) -> dict:
 
 def row(kind: str, obj: dict, include: str = "Metadata", now: datetime | None = None) -> dict:
     now = now or datetime.now(timezone.utc)
-    base, wide = printers.COLUMNS.get(kind, ([printers.NAME, printers.AGE], []))
+    base, wide = kind_columns(kind)
     cells = [fn(obj, now) for _h, fn in base + wide]
     r: dict = {"cells": cells}
     if include == "Object":

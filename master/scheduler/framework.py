@@ -15,6 +15,10 @@ Filter and Score run once per pod over the whole :class:`~master.scheduler.nodet
   (optional); weighted by the profile.
 - ``Reserve.reserve(state, pod, node) -> Status`` / ``unreserve(state, pod, node)``.
 - ``Bind.bind(state, pod, node) -> Status`` (async).
+
+Each extension point is a ``Protocol`` below; :func:`register` refuses a plugin class that implements only part of
+one (e.g. ``reserve`` without ``unreserve``) or none at all, and a :class:`Framework` refuses a plugin configured at
+an extension point it does not implement (kube-scheduler: "plugin %q does not extend %s plugin").
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class CycleState(dict):
 
 
 class Plugin(Protocol):
+    """What every plugin has: the name it was registered under (set by :func:`register`)."""
+
     name: str
 
 
@@ -115,6 +121,28 @@ class BindPlugin(Protocol):
     async def bind(self, state: CycleState, pod: "PodInfo", node: str) -> Status: ...
 
 
+# extension point -> the protocol a plugin configured there implements (PreFilter: optional, for Filter plugins)
+EXTENSION_POINTS: dict[str, type] = {"PreFilter": PreFilterPlugin, "Filter": FilterPlugin, "Score": ScorePlugin,
+                                     "Reserve": ReservePlugin, "Bind": BindPlugin}
+
+
+def _methods(protocol: type) -> list[str]:
+    """The methods an extension point's protocol declares (``name`` aside)."""
+    return [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+
+
+def check_plugin(plugin: Any, point: str) -> Any:
+    """``plugin``, if it implements extension point ``point``; else a ``TypeError`` naming what it lacks."""
+    protocol = EXTENSION_POINTS[point]
+    if isinstance(plugin, protocol):
+        return plugin
+    missing = [f"{m}()" for m in _methods(protocol) if not callable(getattr(plugin, m, None))]
+    if not isinstance(getattr(plugin, "name", None), str):
+        missing.append("a name (register it with @register)")
+    name = getattr(plugin, "name", None) or type(plugin).__name__
+    raise TypeError(f"scheduler plugin {name!r} is configured as a {point} plugin but lacks {', '.join(missing)}")
+
+
 def reverse_normalize(scores: np.ndarray) -> np.ndarray:
     """Higher raw = worse: 100 for the lowest, 0 for the highest (kube's DefaultNormalizeScore reverse)."""
     top = scores.max() if len(scores) else 0.0
@@ -133,13 +161,27 @@ def normalize(scores: np.ndarray) -> np.ndarray:
 
 # ---- registry ----------------------------------------------------------------------------------
 
-Factory = Callable[[dict, Any], Any]  # (args, handle) -> plugin
+Factory = Callable[[dict, Any], Plugin]  # (args, handle) -> plugin
 REGISTRY: dict[str, Factory] = {}
 
 
 def register(name: str) -> Callable[[Any], Any]:
-    """Class decorator: ``@register("NodePorts")`` makes ``REGISTRY["NodePorts"]`` build it."""
+    """Class decorator: ``@register("NodePorts")`` makes ``REGISTRY["NodePorts"]`` build it. The class must
+    implement at least one extension point, each one it starts fully (all of the protocol's methods)."""
     def deco(cls: Any) -> Any:
+        implemented = []
+        for point, protocol in EXTENSION_POINTS.items():
+            methods = _methods(protocol)
+            have = [m for m in methods if callable(getattr(cls, m, None))]
+            if have and len(have) < len(methods):
+                lacking = ", ".join(f"{m}()" for m in methods if m not in have)
+                raise TypeError(f"scheduler plugin {name!r} ({cls.__name__}) implements part of the {point} "
+                                f"extension point: it has {', '.join(f'{m}()' for m in have)} but lacks {lacking}")
+            if have:
+                implemented.append(point)
+        if not implemented:
+            raise TypeError(f"scheduler plugin {name!r} ({cls.__name__}) implements no extension point: it needs "
+                            f"one of {', '.join('/'.join(_methods(p)) + '()' for p in EXTENSION_POINTS.values())}")
         cls.name = name
         create = getattr(cls, "create", None)
         REGISTRY[name] = create if create is not None else (lambda args, handle: cls(**(args or {})))
@@ -192,11 +234,11 @@ class Framework:
                 built[name] = REGISTRY[name](args.get(name) or {}, handle)
             return built[name]
 
-        self.filters = [plugin(n) for n in filters]
+        self.filters = [check_plugin(plugin(n), "Filter") for n in filters]
         self.pre_filters = [p for p in self.filters if isinstance(p, PreFilterPlugin)]
-        self.scores = [(plugin(n), float(w)) for n, w in scores.items()]
-        self.reserves = [plugin(n) for n in reserves]
-        self.binders = [plugin(n) for n in binders]
+        self.scores = [(check_plugin(plugin(n), "Score"), float(w)) for n, w in scores.items()]
+        self.reserves = [check_plugin(plugin(n), "Reserve") for n in reserves]
+        self.binders = [check_plugin(plugin(n), "Bind") for n in binders]
         self._random = random.Random(seed)
 
     def find_feasible(self, state: CycleState, pod: "PodInfo", nodes: "NodeTable") -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bus.quantity import cpu_millis, memory_bytes
+from bus.scheduling import node_taints
 from master.scheduler.podinfo import PodInfo
 
 _FLOAT_ARRAYS = ("alloc_cpu", "alloc_mem", "alloc_pods", "inv_cpu", "inv_mem", "req_cpu", "req_mem", "nz_cpu",
@@ -30,7 +31,7 @@ def node_shape(node: dict) -> tuple:
     spec, status = node.get("spec") or {}, node.get("status") or {}
     alloc = status.get("allocatable") or status.get("capacity") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
-    taints = tuple((t.get("key", ""), t.get("value") or "", t.get("effect", "")) for t in spec.get("taints") or ())
+    taints = node_taints(node)
     labels = tuple(sorted(((node.get("metadata") or {}).get("labels") or {}).items()))
     return (_q(alloc, "cpu", cpu_millis), _q(alloc, "memory", memory_bytes), _q(alloc, "pods", int),
             ready, bool(spec.get("unschedulable")), taints, labels)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from bus import errors, subjects
 from bus.events import NORMAL, WARNING, EventRecorder
 from bus.informer import SharedInformerFactory
+from bus.meta import TERMINAL_POD_PHASES, get_condition, now
 from bus.workqueue import Clock
 from master.scheduler.cache import SchedulerCache
 from master.scheduler.framework import CycleState, FitError, Framework, SchedulingError
@@ -19,10 +19,12 @@ from master.scheduler.plugins import DEFAULT_BINDERS, DEFAULT_FILTERS, DEFAULT_S
 from master.scheduler.podinfo import PodInfo
 from master.scheduler.queue import QueuedPod, SchedulingQueue
 
+if TYPE_CHECKING:
+    from master.leaderelection import ElectionConfig
+
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default-scheduler"
-TERMINAL = ("Succeeded", "Failed")
 
 
 def scheduler_name(pod: dict) -> str:
@@ -34,23 +36,19 @@ def is_assigned(pod: dict) -> bool:
 
 
 def is_terminal(pod: dict) -> bool:
-    return (pod.get("status") or {}).get("phase") in TERMINAL
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES
 
 
 def unschedulable_status(pod: dict, message: str) -> dict | None:
     """A copy of ``pod`` with PodScheduled=False/Unschedulable/``message``, or None if it says so already."""
     status = pod.get("status") or {}
     conds = status.get("conditions") or []
-    old = next((c for c in conds if c.get("type") == "PodScheduled"), None)
+    old = get_condition(pod, "PodScheduled")
     if old and old.get("status") == "False" and old.get("reason") == "Unschedulable" and old.get("message") == message:
         return None
     cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
             "lastProbeTime": None,
-            "lastTransitionTime": old.get("lastTransitionTime") if old and old.get("status") == "False" else _now()}
+            "lastTransitionTime": old.get("lastTransitionTime") if old and old.get("status") == "False" else now()}
     new_conds = [c for c in conds if c.get("type") != "PodScheduled"] + [cond]
     return {**pod, "status": {**status, "phase": status.get("phase") or "Pending", "conditions": new_conds}}
 
@@ -314,9 +312,11 @@ def lease_name(name: str) -> str:
     return "kube-scheduler" if name == DEFAULT_NAME else name
 
 
-async def run(server_url: str, stop: asyncio.Event, name: str = DEFAULT_NAME, **kw: Any) -> None:
+async def run(server_url: str, stop: asyncio.Event, name: str = DEFAULT_NAME, election: ElectionConfig | None = None,
+              **kw: Any) -> None:
     """Run a scheduler named ``name`` until ``stop`` is set (the ``scheduler`` component); it
-    schedules only while it holds its Lease in kube-system (``master.leaderelection``)."""
+    schedules only while it holds its Lease in kube-system (``master.leaderelection``; ``election``
+    defaults to the environment's ``K8N_LEADER_ELECT_*``)."""
     from bus.client import ApiClient
     from master.leaderelection import run_leader_elected
 
@@ -331,6 +331,6 @@ async def run(server_url: str, stop: asyncio.Event, name: str = DEFAULT_NAME, **
             await sched.stop()
 
     try:
-        await run_leader_elected(client, lease_name(name), stop, lead)
+        await run_leader_elected(client, lease_name(name), stop, lead, config=election)
     finally:
         await client.close()

@@ -4,23 +4,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import os
-import socket
 
+from bus import cmdline
 from bus.aio import stop_on_signals
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m node.proxy", description="Run a k8n node's service proxy.")
-    p.add_argument("--name", default=os.environ.get("K8N_NODE_NAME") or socket.gethostname().lower())
-    p.add_argument("--server", default=os.environ.get("K8N_SERVER", "nats://127.0.0.1:4222"))
+    cmdline.add_node_name_option(cmdline.add_common_options(p))
     p.add_argument("--node-ip", default=None, help="address NodePorts answer on (default: the default route's source)")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16")
     p.add_argument("--cleanup-on-exit", action="store_true", help="remove the nft table on a clean stop")
-    p.add_argument("--log-level", default=os.environ.get("K8N_LOG_LEVEL", "INFO"))
-    return p.parse_args(argv)
+    return cmdline.parse(p, argv)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -42,11 +38,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        asyncio.run(_run(args))
-    except KeyboardInterrupt:
-        pass
+    cmdline.run(_run(args), uvloop=False)
 
 
 if __name__ == "__main__":

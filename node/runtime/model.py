@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from bus.meta import timestamp
 
 LABEL_NODE = "io.k8n.node"
 LABEL_POD_UID = "io.k8n.pod.uid"
@@ -115,7 +116,7 @@ def rfc3339(docker_time: str | None) -> str | None:
 
 
 def _unix(docker_time: str) -> int:
-    return int(datetime.fromisoformat(docker_time[:19] + "+00:00").timestamp()) if docker_time else 0
+    return int(timestamp(docker_time, 0.0))
 
 
 def status_from_inspect(data: dict) -> ContainerStatus:

@@ -3,8 +3,6 @@ status, stop gracefully, survive an agent kill -9, and leave nothing behind."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import os
 import signal
 import subprocess
@@ -15,7 +13,9 @@ import urllib.request
 import pytest
 
 from bus import errors
-from tests.harness import IMAGE, NEEDS_DOCKER, node_ready, start_cluster, stop_cluster, wait_until
+from tests.builders import configmap, container, pod, secret
+from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster
+from tests.waiting import eventually, stays
 
 pytestmark = list(NEEDS_DOCKER)
 
@@ -24,15 +24,6 @@ async def cluster(nats_server, tmp_path):
     c = await start_cluster(nats_server, tmp_path)
     yield c
     await stop_cluster(c)
-
-
-def pod(name: str, node: str, containers: list[dict], **spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2, "containers": containers, **spec}}
-
-
-def ctr(name: str, script: str, **extra) -> dict:
-    return {"name": name, "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script], **extra}
 
 
 async def phase_of(client, name):
@@ -50,12 +41,12 @@ async def status_of(client, name, container=None):
 
 async def test_two_containers_share_localhost_and_the_node_reaches_the_pod(cluster):
     c = cluster.client
-    await c.create(pod("web", cluster.node, [
-        ctr("server", "httpd -f -p 8080 -h /var/www", ports=[{"name": "http", "containerPort": 8080}],
+    await c.create(pod("web", node=cluster.node, grace=2, containers=[
+        container("server", "httpd -f -p 8080 -h /var/www", ports=[{"name": "http", "containerPort": 8080}],
             readinessProbe={"tcpSocket": {"port": "http"}, "periodSeconds": 1}),
-        ctr("client", "sleep 1; while true; do timeout 3 wget -qO- http://127.0.0.1:8080/ && sleep 30; sleep 1; done"),
+        container("client", "sleep 1; while true; do timeout 3 wget -qO- http://127.0.0.1:8080/ && sleep 30; sleep 1; done"),
     ]))
-    p = await wait_until(lambda: _ready_pod(c, "web"), 30, "pod Ready")
+    p = await eventually(lambda: _ready_pod(c, "web"), 30, "pod Ready")
     ip = p["status"]["podIP"]
     assert ip.startswith(cluster.cidr.rsplit(".", 2)[0])
     body = urllib.request.urlopen(f"http://{ip}:8080/", timeout=5).read().decode()
@@ -66,7 +57,7 @@ async def test_two_containers_share_localhost_and_the_node_reaches_the_pod(clust
         out = b"".join([chunk async for chunk in nodeclient.logs(c, "default", "web", "client")])
         return b"k8n busybox" in out
 
-    await wait_until(client_saw_it, 20, "the client container to fetch the page over localhost")
+    await eventually(client_saw_it, 20, "the client container to fetch the page over localhost")
 
 
 async def _ready_pod(c, name):
@@ -77,10 +68,9 @@ async def _ready_pod(c, name):
 
 async def test_env_from_field_secret_and_configmap_and_exec(cluster):
     c = cluster.client
-    await c.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"},
-                    "data": {"password": base64.b64encode(b"hunter2").decode()}})
-    await c.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm1"}, "data": {"color": "blue"}})
-    await c.create(pod("envs", cluster.node, [ctr("main", "sleep 3600", env=[
+    await c.create(secret("s1", data={"password": b"hunter2"}))
+    await c.create(configmap("cm1", data={"color": "blue"}))
+    await c.create(pod("envs", node=cluster.node, grace=2, containers=[container("main", "sleep 3600", env=[
         {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -88,7 +78,7 @@ async def test_env_from_field_secret_and_configmap_and_exec(cluster):
         {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cm1", "key": "color"}}},
         {"name": "GREETING", "value": "hi $(COLOR)"},
     ])]))
-    p = await wait_until(lambda: _ready_pod(c, "envs"), 30, "pod Ready")
+    p = await eventually(lambda: _ready_pod(c, "envs"), 30, "pod Ready")
     from bus import nodeclient
 
     session = await nodeclient.exec_(c, "default", "envs", ["env"])
@@ -108,12 +98,13 @@ async def test_env_from_field_secret_and_configmap_and_exec(cluster):
 
 async def test_liveness_failure_restarts_and_crash_loops_back_off(cluster):
     c = cluster.client
-    await c.create(pod("live", cluster.node, [ctr("main", "touch /tmp/ok; sleep 3600", livenessProbe={
-        "exec": {"command": ["sh", "-c", "test -f /tmp/ok && rm /tmp/ok"]}, "periodSeconds": 1,
-        "failureThreshold": 1})]))
-    await wait_until(lambda: _restarts(c, "live", 1), 40, "a liveness restart")
-    await c.create(pod("crash", cluster.node, [ctr("main", "echo crashing; exit 1")]))
-    st = await wait_until(lambda: _waiting(c, "crash", "CrashLoopBackOff"), 40, "CrashLoopBackOff")
+    await c.create(pod("live", node=cluster.node, grace=2, containers=[
+        container("main", "touch /tmp/ok; sleep 3600", livenessProbe={
+            "exec": {"command": ["sh", "-c", "test -f /tmp/ok && rm /tmp/ok"]}, "periodSeconds": 1,
+            "failureThreshold": 1})]))
+    await eventually(lambda: _restarts(c, "live", 1), 40, "a liveness restart")
+    await c.create(pod("crash", node=cluster.node, grace=2, script="echo crashing; exit 1"))
+    st = await eventually(lambda: _waiting(c, "crash", "CrashLoopBackOff"), 40, "CrashLoopBackOff")
     assert st["lastState"]["terminated"]["exitCode"] == 1
     p = await c.get("pods", "crash")
     assert p["status"]["phase"] == "Running"  # restartPolicy Always: restarting, not failed
@@ -133,20 +124,19 @@ async def _waiting(c, name, reason):
 
 async def test_restart_policies_and_init_containers(cluster):
     c = cluster.client
-    await c.create(pod("never", cluster.node, [ctr("main", "exit 2")], restartPolicy="Never"))
-    await c.create(pod("onfail", cluster.node, [ctr("main", "exit 0")], restartPolicy="OnFailure"))
-    await c.create(pod("init", cluster.node, [ctr("main", "cat /work/order; sleep 3600",
-                                                   volumeMounts=[{"name": "w", "mountPath": "/work"}])],
-                       initContainers=[ctr("first", "echo first >> /work/order",
-                                           volumeMounts=[{"name": "w", "mountPath": "/work"}]),
-                                       ctr("second", "echo second >> /work/order",
-                                           volumeMounts=[{"name": "w", "mountPath": "/work"}])],
+    await c.create(pod("never", node=cluster.node, grace=2, script="exit 2", restartPolicy="Never"))
+    await c.create(pod("onfail", node=cluster.node, grace=2, script="exit 0", restartPolicy="OnFailure"))
+    work = [{"name": "w", "mountPath": "/work"}]
+    await c.create(pod("init", node=cluster.node, grace=2,
+                       containers=[container("main", "cat /work/order; sleep 3600", volumeMounts=work)],
+                       initContainers=[container("first", "echo first >> /work/order", volumeMounts=work),
+                                       container("second", "echo second >> /work/order", volumeMounts=work)],
                        volumes=[{"name": "w", "emptyDir": {}}]))
-    await wait_until(lambda: _phase_is(c, "never", "Failed"), 30, "Never + exit 2 -> Failed")
+    await eventually(lambda: _phase_is(c, "never", "Failed"), 30, "Never + exit 2 -> Failed")
     st = await status_of(c, "never")
     assert st["state"]["terminated"]["exitCode"] == 2 and st["restartCount"] == 0
-    await wait_until(lambda: _phase_is(c, "onfail", "Succeeded"), 30, "OnFailure + exit 0 -> Succeeded")
-    await wait_until(lambda: _ready_pod(c, "init"), 30, "init pod Ready")
+    await eventually(lambda: _phase_is(c, "onfail", "Succeeded"), 30, "OnFailure + exit 0 -> Succeeded")
+    await eventually(lambda: _ready_pod(c, "init"), 30, "init pod Ready")
     from bus import nodeclient
 
     out = b"".join([x async for x in nodeclient.logs(c, "default", "init")])
@@ -161,10 +151,11 @@ async def _phase_is(c, name, phase):
 
 async def test_missing_image_is_err_image_pull(cluster):
     c = cluster.client
-    await c.create(pod("noimg", cluster.node, [{"name": "main", "image": "no.such/image:1", "imagePullPolicy": "IfNotPresent"}]))
-    st = await wait_until(lambda: _waiting_any(c, "noimg", {"ErrImagePull", "ImagePullBackOff"}), 60, "image pull error")
+    await c.create(pod("noimg", node=cluster.node, grace=2,
+                       containers=[container("main", image="no.such/image:1", pull="IfNotPresent")]))
+    st = await eventually(lambda: _waiting_any(c, "noimg", {"ErrImagePull", "ImagePullBackOff"}), 60, "image pull error")
     assert st["state"]["waiting"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
-    await wait_until(lambda: _waiting(c, "noimg", "ImagePullBackOff"), 30, "ImagePullBackOff")
+    await eventually(lambda: _waiting(c, "noimg", "ImagePullBackOff"), 30, "ImagePullBackOff")
     assert (await phase_of(c, "noimg")) == "Pending"
 
 
@@ -177,16 +168,16 @@ async def test_graceful_deletion_runs_the_sigterm_handler(cluster, tmp_path):
     c = cluster.client
     marker = tmp_path / "term"
     marker.mkdir()
-    await c.create(pod("graceful", cluster.node, [ctr(
+    await c.create(pod("graceful", node=cluster.node, grace=10, containers=[container(
         "main", "trap 'echo got-term > /out/term; exit 0' TERM; while true; do sleep 0.2; done",
         volumeMounts=[{"name": "out", "mountPath": "/out"}])],
-        volumes=[{"name": "out", "hostPath": {"path": str(marker)}}], terminationGracePeriodSeconds=10))
-    await wait_until(lambda: _ready_pod(c, "graceful"), 30, "pod Ready")
+        volumes=[{"name": "out", "hostPath": {"path": str(marker)}}]))
+    await eventually(lambda: _ready_pod(c, "graceful"), 30, "pod Ready")
     t0 = time.monotonic()
     await c.delete("pods", "graceful")
     p = await c.get("pods", "graceful")
     assert p["metadata"]["deletionTimestamp"]  # terminating first, removed by the agent
-    await wait_until(lambda: _gone(c, "graceful"), 30, "pod object removed")
+    await eventually(lambda: _gone(c, "graceful"), 30, "pod object removed")
     assert (marker / "term").read_text().strip() == "got-term"
     assert time.monotonic() - t0 < 9  # the handler ran; no wait for the full grace period
 
@@ -201,21 +192,24 @@ async def _gone(c, name):
 
 async def test_agent_kill_9_adopts_running_pods(cluster):
     c = cluster.client
-    await c.create(pod("keep", cluster.node, [ctr("main", "sleep 3600")]))
-    await c.create(pod("drop", cluster.node, [ctr("main", "sleep 3600")]))
-    await wait_until(lambda: _ready_pod(c, "keep"), 30, "keep Ready")
-    await wait_until(lambda: _ready_pod(c, "drop"), 30, "drop Ready")
+    await c.create(pod("keep", node=cluster.node, grace=2, script="sleep 3600"))
+    await c.create(pod("drop", node=cluster.node, grace=2, script="sleep 3600"))
+    await eventually(lambda: _ready_pod(c, "keep"), 30, "keep Ready")
+    await eventually(lambda: _ready_pod(c, "drop"), 30, "drop Ready")
     before = await status_of(c, "keep")
     ip_before = (await c.get("pods", "keep"))["status"]["podIP"]
     cluster.agent.send_signal(signal.SIGKILL)
     cluster.agent.wait()
     await c.delete("pods", "drop", grace_period_seconds=0)  # deleted while the agent is down
     cluster.start_agent()
-    await wait_until(lambda: _no_container_of(cluster.node, "drop"), 30, "the deleted pod's containers removed")
-    await asyncio.sleep(3)
-    after = await status_of(c, "keep")
-    assert after["containerID"] == before["containerID"] and after["restartCount"] == 0
-    assert (await c.get("pods", "keep"))["status"]["podIP"] == ip_before
+    await eventually(lambda: _no_container_of(cluster.node, "drop"), 30, "the deleted pod's containers removed")
+
+    async def adopted():
+        after = await status_of(c, "keep")
+        return after["containerID"] == before["containerID"] and after["restartCount"] == 0 and \
+            (await c.get("pods", "keep"))["status"]["podIP"] == ip_before
+
+    await stays(adopted, 3, "keep adopted: the same container (no restart) and the same IP")
 
 
 async def _no_container_of(node, pod_name):
@@ -226,10 +220,9 @@ async def _no_container_of(node, pod_name):
 
 async def test_scheduled_pod_runs_and_cli_logs_follow_and_exec(cluster):
     c = cluster.client
-    await c.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talk", "namespace": "default"},
-                    "spec": {"containers": [ctr("main", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done")],
-                             "terminationGracePeriodSeconds": 1}})
-    p = await wait_until(lambda: _ready_pod(c, "talk"), 30, "the scheduler to place the pod and the agent to run it")
+    await c.create(pod("talk", grace=1, containers=[
+        container("main", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done")]))
+    p = await eventually(lambda: _ready_pod(c, "talk"), 30, "the scheduler to place the pod and the agent to run it")
     assert p["spec"]["nodeName"] == cluster.node
     events, _ = await c.list("events", "default", field_selector="involvedObject.name=talk")
     reasons = {e["reason"] for e in events}
@@ -257,13 +250,13 @@ async def test_pods_on_two_agents_reach_each_other(cluster):
     third = int(cluster.cidr.split(".")[2]) + 1
     proc = cluster.start_agent(other, f"10.244.{third}.0/24")
     try:
-        await wait_until(lambda: node_ready(c, other), 30, "second node Ready")
-        server = ctr("srv", "httpd -f -p 8080 -h /var/www", readinessProbe={"tcpSocket": {"port": 8080},
+        await eventually(lambda: node_ready(c, other), 30, "second node Ready")
+        server = container("srv", "httpd -f -p 8080 -h /var/www", readinessProbe={"tcpSocket": {"port": 8080},
                                                                          "periodSeconds": 1})
-        await c.create(pod("far", other, [server]))
-        await c.create(pod("near", cluster.node, [ctr("main", "sleep 3600")]))
-        far = await wait_until(lambda: _ready_pod(c, "far"), 30, "pod on the second node Ready")
-        await wait_until(lambda: _ready_pod(c, "near"), 30, "pod on the first node Ready")
+        await c.create(pod("far", node=other, grace=2, containers=[server]))
+        await c.create(pod("near", node=cluster.node, grace=2, script="sleep 3600"))
+        far = await eventually(lambda: _ready_pod(c, "far"), 30, "pod on the second node Ready")
+        await eventually(lambda: _ready_pod(c, "near"), 30, "pod on the first node Ready")
         from bus import nodeclient
 
         session = await nodeclient.exec_(c, "default", "near",
@@ -271,7 +264,7 @@ async def test_pods_on_two_agents_reach_each_other(cluster):
         out = b"".join([d async for _s, d in session])
         assert session.exit_code == 0 and b"k8n busybox" in out
         await c.delete("pods", "far", grace_period_seconds=0)
-        await wait_until(lambda: _no_container_of(other, "far"), 30, "far's containers removed")
+        await eventually(lambda: _no_container_of(other, "far"), 30, "far's containers removed")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -279,9 +272,9 @@ async def test_pods_on_two_agents_reach_each_other(cluster):
 
 async def test_oom_kill_is_reported(cluster):
     c = cluster.client
-    hog = ctr("hog", "tail /dev/zero", resources={"limits": {"memory": "16Mi"}})
-    await c.create(pod("oom", cluster.node, [hog], restartPolicy="Never"))
-    st = await wait_until(lambda: _terminated(c, "oom"), 60, "the container to be OOM killed")
+    hog = container("hog", "tail /dev/zero", resources={"limits": {"memory": "16Mi"}})
+    await c.create(pod("oom", node=cluster.node, grace=2, containers=[hog], restartPolicy="Never"))
+    st = await eventually(lambda: _terminated(c, "oom"), 60, "the container to be OOM killed")
     assert st["state"]["terminated"]["reason"] == "OOMKilled"
     assert st["state"]["terminated"]["exitCode"] == 137
     assert (await phase_of(c, "oom")) == "Failed"
@@ -294,14 +287,13 @@ async def _terminated(c, name):
 
 async def test_secret_and_configmap_volumes(cluster):
     c = cluster.client
-    await c.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
-                    "data": {"user": base64.b64encode(b"admin").decode()}})
-    await c.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "conf"},
-                    "data": {"app.properties": "mode=fast\n"}})
-    await c.create(pod("vols", cluster.node, [ctr("main", "sleep 3600", volumeMounts=[
+    await c.create(secret("creds", data={"user": b"admin"}))
+    await c.create(configmap("conf", data={"app.properties": "mode=fast\n"}))
+    await c.create(pod("vols", node=cluster.node, grace=2, containers=[container("main", "sleep 3600", volumeMounts=[
         {"name": "s", "mountPath": "/etc/creds", "readOnly": True}, {"name": "c", "mountPath": "/etc/conf"}])],
-        volumes=[{"name": "s", "secret": {"secretName": "creds"}}, {"name": "c", "configMap": {"name": "conf"}}]))
-    await wait_until(lambda: _ready_pod(c, "vols"), 30, "pod Ready")
+                       volumes=[{"name": "s", "secret": {"secretName": "creds"}},
+                                {"name": "c", "configMap": {"name": "conf"}}]))
+    await eventually(lambda: _ready_pod(c, "vols"), 30, "pod Ready")
     from bus import nodeclient
 
     session = await nodeclient.exec_(c, "default", "vols", ["sh", "-c", "cat /etc/creds/user /etc/conf/app.properties"])

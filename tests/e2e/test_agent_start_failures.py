@@ -12,7 +12,9 @@ import pytest
 
 from bus import errors
 from node.runtime.model import LABEL_CONTAINER_NAME, LABEL_POD_UID, SANDBOX_NAME
-from tests.harness import IMAGE, NEEDS_DOCKER, start_cluster, stop_cluster, wait_until
+from tests.builders import container, pod
+from tests.harness import NEEDS_DOCKER, start_cluster, stop_cluster
+from tests.waiting import eventually
 
 pytestmark = list(NEEDS_DOCKER)
 
@@ -34,10 +36,8 @@ def dockerc():
 
 
 def bad_pod(name: str, node: str, **spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2, **spec,
-                     "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
-                                     "command": [MISSING]}]}}
+    """A pod whose one container's command is not in the image."""
+    return pod(name, node=node, grace=2, containers=[container("main", command=[MISSING])], **spec)
 
 
 def containers_of(dockerc, uid: str) -> list:
@@ -74,11 +74,11 @@ def assert_cannot_run(terminated: dict) -> None:
 async def test_missing_command_crash_loops_and_deleting_the_pod_removes_every_container(cluster, dockerc):
     c = cluster.client
     uid = (await c.create(bad_pod("nobin", cluster.node)))["metadata"]["uid"]
-    first = await wait_until(lambda: _waiting_in(c, "nobin", {"RunContainerError", "CrashLoopBackOff"}), 30,
+    first = await eventually(lambda: _waiting_in(c, "nobin", {"RunContainerError", "CrashLoopBackOff"}), 30,
                              "the start failure in the pod's status")
     assert first["ready"] is False and not first["state"].get("running")
     # backoff 1s, 2s, 4s (the harness's agent flags): three restarts in well under a minute
-    st = await wait_until(lambda: crash_looping(c, "nobin", 3), 60, "CrashLoopBackOff after 3 restarts")
+    st = await eventually(lambda: crash_looping(c, "nobin", 3), 60, "CrashLoopBackOff after 3 restarts")
     assert_cannot_run(st["lastState"]["terminated"])
     p = await c.get("pods", "nobin")
     assert p["status"]["phase"] == "Running"  # restartPolicy Always: restarting, not failed
@@ -91,7 +91,7 @@ async def test_missing_command_crash_loops_and_deleting_the_pod_removes_every_co
     assert st["containerID"] in {f"docker://{x.id}" for x in apps}
 
     await c.delete("pods", "nobin")
-    await wait_until(lambda: gone(c, "nobin"), 30, "pod object removed")
+    await eventually(lambda: gone(c, "nobin"), 30, "pod object removed")
     # the agent removes the pod's containers before it removes the pod object
     left = containers_of(dockerc, uid)
     assert not left, [(x.name, x.status) for x in left]
@@ -100,20 +100,20 @@ async def test_missing_command_crash_loops_and_deleting_the_pod_removes_every_co
 async def test_missing_command_with_restart_never_fails_the_pod(cluster, dockerc):
     c = cluster.client
     uid = (await c.create(bad_pod("nobin-never", cluster.node, restartPolicy="Never")))["metadata"]["uid"]
-    await wait_until(lambda: _phase(c, "nobin-never", "Failed"), 30, "phase Failed")
+    await eventually(lambda: _phase(c, "nobin-never", "Failed"), 30, "phase Failed")
     st = await main_status(c, "nobin-never")
     assert "terminated" in st["state"], st
     assert_cannot_run(st["state"]["terminated"])
     assert st["restartCount"] == 0
     await c.delete("pods", "nobin-never")  # a terminal pod is removed at once; the agent then cleans up
-    await wait_until(lambda: gone(c, "nobin-never"), 30, "pod object removed")
-    await wait_until(lambda: not containers_of(dockerc, uid), 30, "the pod's containers removed")
+    await eventually(lambda: gone(c, "nobin-never"), 30, "pod object removed")
+    await eventually(lambda: not containers_of(dockerc, uid), 30, "the pod's containers removed")
 
 
 async def test_draining_agent_removes_containers_that_never_started(cluster, dockerc):
     c = cluster.client
     uid = (await c.create(bad_pod("nobin-drain", cluster.node)))["metadata"]["uid"]
-    await wait_until(lambda: crash_looping(c, "nobin-drain", 1), 40, "CrashLoopBackOff")
+    await eventually(lambda: crash_looping(c, "nobin-drain", 1), 40, "CrashLoopBackOff")
     assert containers_of(dockerc, uid)
     cluster.agent.send_signal(signal.SIGTERM)  # the harness runs agents with --drain-on-exit
     assert cluster.agent.wait(30) == 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bus import errors
-from tests.harness import IMAGE, NEEDS_DOCKER, node_ready, start_cluster, stop_cluster, unique_node, wait_until
+from tests import builders
+from tests.builders import container
+from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster, unique_node
+from tests.waiting import eventually, stays
 
 pytestmark = list(NEEDS_DOCKER)
 
@@ -19,7 +20,7 @@ async def cluster(nats_server, tmp_path):
     for plural in ("daemonsets", "jobs"):  # else their controllers replace the pods stop_cluster deletes
         for obj in (await c.client.list(plural))[0]:
             await c.client.delete(plural, obj["metadata"]["name"], obj["metadata"]["namespace"])
-        await wait_until(lambda: _none_left(c.client, plural), 10, f"{plural} deleted")
+        await eventually(lambda: _none_left(c.client, plural), 10, f"{plural} deleted")
     await stop_cluster(c)
 
 
@@ -27,26 +28,17 @@ async def _none_left(client, plural: str) -> bool:
     return not (await client.list(plural))[0]
 
 
-def ctr(script: str, **extra) -> dict:
-    return {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script], **extra}
-
-
 def daemonset(name: str, script: str = "sleep 3600", **spec) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [ctr(script)]}},
-                     **spec}}
+    return builders.daemonset(name, grace=1, script=script, **spec)
 
 
 def job(name: str, script: str, restart: str = "Never", volumes: list | None = None, mounts: list | None = None,
         **spec) -> dict:
-    c = ctr(script, env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-            **({"volumeMounts": mounts} if mounts else {}))
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"template": {"spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 1,
-                                           "containers": [c], **({"volumes": volumes} if volumes else {})}},
-                     **spec}}
+    """A Job whose pods run ``script`` with POD_NAME in their environment."""
+    c = container("main", script, env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                  **({"volumeMounts": mounts} if mounts else {}))
+    return builders.job(name, restart=restart, grace=1, containers=[c], pod={"volumes": volumes} if volumes else None,
+                        **spec)
 
 
 async def pods_of(client, selector: str) -> list[dict]:
@@ -64,7 +56,7 @@ async def running_per_node(client, app: str) -> dict[str, list[str]]:
 async def start_node(cluster) -> str:
     node, cidr = unique_node()
     cluster.start_agent(node, cidr)
-    await wait_until(lambda: node_ready(cluster.client, node), 30, f"node {node} Ready")
+    await eventually(lambda: node_ready(cluster.client, node), 30, f"node {node} Ready")
     return node
 
 
@@ -90,13 +82,13 @@ async def test_daemonset_runs_one_pod_per_node_follows_new_nodes_and_respects_ta
         per = await running_per_node(c, "agent")
         return per if set(per) == set(nodes) and all(len(v) == 1 for v in per.values()) else None
 
-    await wait_until(lambda: one_each({cluster.node, node2}), 40, "one Running pod on each of 2 nodes")
+    await eventually(lambda: one_each({cluster.node, node2}), 40, "one Running pod on each of 2 nodes")
 
     async def status_is(**want):
         st = (await c.get("daemonsets", "agent"))["status"]
         return st if all(st.get(k) == v for k, v in want.items()) else None
 
-    st = await wait_until(lambda: status_is(desiredNumberScheduled=2, numberReady=2, numberAvailable=2,
+    st = await eventually(lambda: status_is(desiredNumberScheduled=2, numberReady=2, numberAvailable=2,
                                             updatedNumberScheduled=2, currentNumberScheduled=2), 20, "status 2/2")
     assert st["numberMisscheduled"] == 0 and st["observedGeneration"] == 1
     pod = (await pods_of(c, "app=agent"))[0]
@@ -108,11 +100,14 @@ async def test_daemonset_runs_one_pod_per_node_follows_new_nodes_and_respects_ta
     # a node added later gets its pod; a node tainted NoExecute (not tolerated) loses its pod
     node3 = await start_node(cluster)
     await c.patch("nodes", node2, {"spec": {"taints": [{"key": "dedicated", "value": "infra", "effect": "NoExecute"}]}})
-    await wait_until(lambda: one_each({cluster.node, node3}), 40, "pods on node 1 and the new node 3, none on tainted 2")
-    await wait_until(lambda: status_is(desiredNumberScheduled=2, numberReady=2, currentNumberScheduled=2), 20,
+    await eventually(lambda: one_each({cluster.node, node3}), 40, "pods on node 1 and the new node 3, none on tainted 2")
+    await eventually(lambda: status_is(desiredNumberScheduled=2, numberReady=2, currentNumberScheduled=2), 20,
                      "status after the node changes")
-    await asyncio.sleep(1.5)  # the tainted node stays without a pod
-    assert node2 not in await running_per_node(c, "agent")
+
+    async def tainted_node_without_pod():
+        return node2 not in await running_per_node(c, "agent")
+
+    await stays(tainted_node_without_pod, 1.5, "the tainted node without a pod")
     # node 2's pod went by the DaemonSet's delete or the taint manager's eviction, whichever came first
     assert "SuccessfulCreate" in await event_reasons(c, "agent")
 
@@ -127,23 +122,23 @@ async def test_daemonset_rolling_update_replaces_pods_one_node_at_a_time(cluster
         st = (await c.get("daemonsets", "roll")).get("status") or {}
         return st.get("numberReady") == 2 and st.get("updatedNumberScheduled") == 2
 
-    await wait_until(ready_count, 40, "2 ready pods")
+    await eventually(ready_count, 40, "2 ready pods")
     before = {p["metadata"]["name"] for p in await pods_of(c, "app=roll")}
-    await c.patch("daemonsets", "roll", {"spec": {"template": {"spec": {"containers": [ctr("sleep 3601")]}}}})
-    running_min = 2
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
+    await c.patch("daemonsets", "roll", {"spec": {"template": {"spec": {"containers": [
+        container("main", "sleep 3601")]}}}})
+    running_min, st = 2, {}
+
+    async def rolled_out():  # sampling the Running pods all along
+        nonlocal running_min, st
         per = await running_per_node(c, "roll")
         running_min = min(running_min, sum(len(v) for v in per.values()))
-        ds = await c.get("daemonsets", "roll")
-        st = ds.get("status") or {}
-        pods = await pods_of(c, "app=roll")
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        if (st.get("observedGeneration") == 2 and st.get("updatedNumberScheduled") == 2 and st.get("numberAvailable") == 2
-                and len(live) == 2 and not {p["metadata"]["name"] for p in live} & before):
-            break
-        assert asyncio.get_running_loop().time() < deadline, f"rolling update did not finish: {st}"
-        await asyncio.sleep(0.1)
+        st = (await c.get("daemonsets", "roll")).get("status") or {}
+        live = [p for p in await pods_of(c, "app=roll") if not p["metadata"].get("deletionTimestamp")]
+        done = (st.get("observedGeneration") == 2 and st.get("updatedNumberScheduled") == 2
+                and st.get("numberAvailable") == 2 and len(live) == 2 and not {p["metadata"]["name"] for p in live} & before)
+        return live if done else None
+
+    live = await eventually(rolled_out, 60, lambda: f"the rolling update to finish (status {st})", interval=0.1)
     assert running_min >= 1, "maxUnavailable 1: at least one of two pods kept running throughout"
     assert {p["spec"]["nodeName"] for p in live} == {cluster.node, node2}
     assert all(p["metadata"]["labels"]["pod-template-generation"] == "2" for p in live)
@@ -163,12 +158,16 @@ async def test_job_retries_failed_pods_then_completes(cluster, tmp_path):
                        volumes=[{"name": "marks", "hostPath": {"path": str(marks)}}],
                        mounts=[{"name": "marks", "mountPath": "/marks"}]))
     most_active = 0
-    while not await job_condition(c, "work"):
+
+    async def finished():  # counting the active pods all along
+        nonlocal most_active
         pods = await pods_of(c, "job-name=work")
         most_active = max(most_active, sum(1 for p in pods if p["status"].get("phase") in ("Pending", "Running")
                                            and not p["metadata"].get("deletionTimestamp")))
-        await asyncio.sleep(0.2)
         assert len(pods) < 10, "no more pods than needed"
+        return await job_condition(c, "work")
+
+    await eventually(finished, 100, "Job work to finish")
     j = await c.get("jobs", "work")
     cond = await job_condition(c, "work")
     st = j["status"]
@@ -196,24 +195,24 @@ async def test_job_failures_deadline_and_ttl(cluster):
         cond = await job_condition(c, name)
         return cond if cond and cond["type"] == "Failed" else None
 
-    cond = await wait_until(lambda: failed("never"), 40, "Job 'never' Failed")
+    cond = await eventually(lambda: failed("never"), 40, "Job 'never' Failed")
     assert cond["reason"] == "BackoffLimitExceeded"
     st = (await c.get("jobs", "never"))["status"]
     assert st["failed"] == 3 and st.get("active", 0) == 0, "backoffLimit 2: the third failure fails the Job"
     assert "BackoffLimitExceeded" in await event_reasons(c, "never")
 
-    cond = await wait_until(lambda: failed("onfailure"), 40, "Job 'onfailure' Failed")
+    cond = await eventually(lambda: failed("onfailure"), 40, "Job 'onfailure' Failed")
     assert cond["reason"] == "BackoffLimitExceeded", "container restarts count toward backoffLimit"
 
-    cond = await wait_until(lambda: failed("slow"), 20, "Job 'slow' Failed")
+    cond = await eventually(lambda: failed("slow"), 20, "Job 'slow' Failed")
     assert cond["reason"] == "DeadlineExceeded"
     assert "DeadlineExceeded" in await event_reasons(c, "slow")
 
     async def no_live_pods(name):
         return not [p for p in await pods_of(c, f"job-name={name}") if p["status"].get("phase") in ("Pending", "Running")]
 
-    await wait_until(lambda: no_live_pods("slow"), 20, "the deadline-exceeded Job's pod stopped")
-    await wait_until(lambda: no_live_pods("onfailure"), 20, "the failed OnFailure Job's pod stopped")
+    await eventually(lambda: no_live_pods("slow"), 20, "the deadline-exceeded Job's pod stopped")
+    await eventually(lambda: no_live_pods("onfailure"), 20, "the failed OnFailure Job's pod stopped")
 
     async def gone():
         try:
@@ -222,4 +221,4 @@ async def test_job_failures_deadline_and_ttl(cluster):
         except errors.NotFound:
             return not await pods_of(c, "job-name=brief")
 
-    await wait_until(gone, 30, "Job with ttlSecondsAfterFinished removed with its pods")
+    await eventually(gone, 30, "Job with ttlSecondsAfterFinished removed with its pods")

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from bus import errors
-from tests.harness import IMAGE, NEEDS_DOCKER, start_cluster, stop_cluster, wait_until
+from tests import builders
+from tests.builders import container, rolling
+from tests.harness import NEEDS_DOCKER, start_cluster, stop_cluster
+from tests.waiting import eventually, stays
 
 pytestmark = list(NEEDS_DOCKER)
 
@@ -34,16 +37,9 @@ async def cluster(nats_server, tmp_path):
 
 def deployment(name: str, replicas: int = 3, command: str = "sleep 3600", strategy: dict | None = None,
                probe: dict | None = None, **spec) -> dict:
-    container = {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", command]}
-    if probe:
-        container["readinessProbe"] = probe
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "strategy": strategy or {"type": "RollingUpdate",
-                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]}},
-                     **spec}}
+    main = container("main", command, **({"readinessProbe": probe} if probe else {}))
+    return builders.deployment(name, replicas=replicas, grace=1, containers=[main],
+                               **{"strategy": strategy or rolling(1, 1), **spec})
 
 
 async def k8n(cluster, *args: str, timeout: float = 90) -> tuple[int, str, str]:
@@ -118,7 +114,7 @@ async def test_rolling_update_keeps_availability_then_history_and_undo(cluster):
     assert rs1["metadata"]["name"] == f"web-{h1}" and rs1["metadata"]["ownerReferences"][0]["controller"]
 
     checker = Checker(cluster, "web")
-    await asyncio.sleep(0.3)
+    await eventually(lambda: checker.samples, 5, "the checker's first sample")  # it watches the whole rollout
     d["spec"]["template"]["spec"]["containers"][0]["command"] = ["sh", "-c", "sleep 3601"]
     await c.update(d)
     code, out, err = await k8n(cluster, "rollout", "status", "deploy", "web", "--timeout", "90s")
@@ -155,12 +151,12 @@ async def test_rolling_update_keeps_availability_then_history_and_undo(cluster):
 async def test_recreate_stops_old_pods_before_starting_new_ones(cluster):
     c = cluster.client
     await c.create(deployment("rec", 2, "sleep 3600", strategy={"type": "Recreate"}))
-    await wait_until(lambda: rolled_out(cluster, "rec"), 60, "2 pods available")
+    await eventually(lambda: rolled_out(cluster, "rec"), 60, "2 pods available")
     checker = Checker(cluster, "rec")
     d = await c.get("deployments", "rec")
     d["spec"]["template"]["spec"]["containers"][0]["command"] = ["sh", "-c", "sleep 3602"]
     await c.update(d)
-    await wait_until(lambda: rolled_out(cluster, "rec"), 60, "the new pods available")
+    await eventually(lambda: rolled_out(cluster, "rec"), 60, "the new pods available")
     await checker.stop()
     mixed = [s for s in checker.samples if len({command_of({"spec": {"template": p}}) for p in s}) > 1]
     assert not mixed, "old and new pods existed at the same time"
@@ -172,7 +168,7 @@ async def test_recreate_stops_old_pods_before_starting_new_ones(cluster):
 async def test_pause_scale_resume_and_restart(cluster):
     c = cluster.client
     await c.create(deployment("pz", 2, "sleep 3600"))
-    await wait_until(lambda: rolled_out(cluster, "pz"), 60, "2 pods available")
+    await eventually(lambda: rolled_out(cluster, "pz"), 60, "2 pods available")
     code, out, _ = await k8n(cluster, "rollout", "pause", "deployment/pz")
     assert (code, out.strip()) == (0, "deployment.apps/pz paused")
     code, _, err = await k8n(cluster, "rollout", "pause", "deployment/pz")
@@ -180,9 +176,12 @@ async def test_pause_scale_resume_and_restart(cluster):
     await c.patch("deployments", "pz", {"spec": {"template": {"metadata": {"labels": {"app": "pz", "v": "2"}}}}})
     code, out, _ = await k8n(cluster, "scale", "deploy/pz", "--replicas", "3")
     assert (code, out.strip()) == (0, "deployment.apps/pz scaled")
-    await wait_until(lambda: _count(ready_pods(cluster, "pz"), 3), 60, "3 pods while paused")
-    await asyncio.sleep(1.0)
-    assert len((await c.list("replicasets", "default"))[0]) == 1, "a paused deployment rolled out"
+    await eventually(lambda: _count(ready_pods(cluster, "pz"), 3), 60, "3 pods while paused")
+
+    async def one_replicaset():
+        return len((await c.list("replicasets", "default"))[0]) == 1
+
+    await stays(one_replicaset, 1.0, "one ReplicaSet: a paused deployment does not roll out")
     d = await c.get("deployments", "pz")
     prog = next(x for x in d["status"]["conditions"] if x["type"] == "Progressing")
     assert (prog["status"], prog["reason"]) == ("Unknown", "DeploymentPaused")
@@ -203,7 +202,7 @@ async def test_pause_scale_resume_and_restart(cluster):
 
     code, out, _ = await k8n(cluster, "scale", "deployment", "pz", "--replicas", "1")
     assert (code, out.strip()) == (0, "deployment.apps/pz scaled")
-    await wait_until(lambda: _count(pods_of(cluster, "pz"), 1), 60, "scaled down to 1 pod")
+    await eventually(lambda: _count(pods_of(cluster, "pz"), 1), 60, "scaled down to 1 pod")
 
 
 async def _count(coro, n: int) -> bool:

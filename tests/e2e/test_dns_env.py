@@ -14,7 +14,10 @@ import pytest_asyncio
 
 from bus import errors, nodeclient
 from bus.natsserver import NatsServer
-from tests.harness import IMAGE, NEEDS_DOCKER, start_cluster, stop_cluster, wait_until
+from tests import builders
+from tests.builders import container
+from tests.harness import NEEDS_DOCKER, start_cluster, stop_cluster
+from tests.waiting import eventually
 
 pytestmark = [*NEEDS_DOCKER, pytest.mark.asyncio(loop_scope="module")]
 
@@ -25,18 +28,15 @@ WEB = "mkdir -p /www; echo $HOSTNAME > /www/index.html; touch /www/ready; exec h
 
 
 def pod(name: str, script: str, labels: dict | None = None, readiness: bool = False, **spec) -> dict:
-    c = {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script]}
-    if readiness:
-        c["readinessProbe"] = {"exec": {"command": ["test", "-f", "/www/ready"]}, "periodSeconds": 1,
-                               "failureThreshold": 1}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
-            "spec": {"terminationGracePeriodSeconds": 1, "containers": [c], **spec}}
+    """A pod of namespace NS running ``script`` (Ready once /www/ready exists, if ``readiness``)."""
+    probe = {"exec": {"command": ["test", "-f", "/www/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
+    c = container("main", script, **({"readinessProbe": probe} if readiness else {}))
+    return builders.pod(name, NS, labels=labels or {}, grace=1, containers=[c], **spec)
 
 
-def service(name: str, ip: str, **spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
-            "spec": {"clusterIP": ip, "selector": {"app": "web"},
-                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}], **spec}}
+def service(name: str, ip: str) -> dict:
+    return builders.service(name, NS, cluster_ip=ip, selector={"app": "web"},
+                            ports=[{"name": "http", "port": 80, "targetPort": 8080}])
 
 
 async def ready_ip(client, name: str) -> str | None:
@@ -63,7 +63,7 @@ async def cl(tmp_path_factory):
     try:
         c = await start_cluster(srv, tmp)
         client = c.client
-        await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        await client.create(builders.namespace(NS))
         await client.create(service("web", WEB_IP))
         await client.create(service("db", "None"))  # headless, the same pods
         await client.create(pod("web-0", WEB, {"app": "web"}, readiness=True, nodeName=c.node,
@@ -74,7 +74,7 @@ async def cl(tmp_path_factory):
         await client.create(pod("nolinks", "sleep 3600", nodeName=c.node, enableServiceLinks=False))
         c.ips = {}
         for name in ("web-0", "web-1", "client", "nolinks"):
-            c.ips[name] = await wait_until(lambda: ready_ip(client, name), 40, f"{name} Ready")
+            c.ips[name] = await eventually(lambda: ready_ip(client, name), 40, f"{name} Ready")
         c.gateway = c.cidr.rsplit(".", 1)[0] + ".1"
         yield c
     finally:
@@ -121,17 +121,17 @@ async def test_headless_service_answers_the_ready_pod_ips(cl):
         return addresses((await run(cl.client, "client", f"nslookup {name}"))[1])
 
     both = {cl.ips["web-0"], cl.ips["web-1"]}
-    await wait_until(lambda: _eq(answers(), both), 20, "both pod IPs")
+    await eventually(lambda: _eq(answers(), both), 20, "both pod IPs")
     code, out = await run(cl.client, "client", f"nslookup web-0.db.{NS}.svc.cluster.local")
     assert code == 0 and addresses(out) == {cl.ips["web-0"]}, out  # hostname + subdomain
     code, out = await run(cl.client, "web-0", "cat /etc/hosts")
     assert f"{cl.ips['web-0']}\tweb-0.db.{NS}.svc.cluster.local\tweb-0" in out.splitlines()
     await run(cl.client, "web-1", "rm /www/ready")  # its readiness probe fails: out of the answer
     try:
-        await wait_until(lambda: _eq(answers(), {cl.ips["web-0"]}), 20, "only the ready pod")
+        await eventually(lambda: _eq(answers(), {cl.ips["web-0"]}), 20, "only the ready pod")
     finally:
         await run(cl.client, "web-1", "touch /www/ready")
-    await wait_until(lambda: _eq(answers(), both), 20, "both pod IPs again")
+    await eventually(lambda: _eq(answers(), both), 20, "both pod IPs again")
 
 
 async def test_missing_and_outside_names_fail_cleanly(cl):
@@ -163,7 +163,7 @@ async def test_http_through_the_short_name_and_the_service_proxy(cl):
     async def fetched() -> str:
         return (await run(cl.client, "client", "timeout 3 wget -qO- http://web/"))[1].strip()
 
-    got = await wait_until(lambda: _in(fetched(), names), 20, "a web pod answering through http://web/")
+    got = await eventually(lambda: _in(fetched(), names), 20, "a web pod answering through http://web/")
     assert got in names
 
 

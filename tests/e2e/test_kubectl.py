@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from bus.resources import RESOURCES
-from tests.e2e.upcluster import KUBECTL, UpCluster, poll
-from tests.harness import IMAGE, NEEDS_DOCKER
+from tests.e2e.upcluster import KUBECTL, UpCluster
+from tests.builders import IMAGE
+from tests.harness import NEEDS_DOCKER
+from tests.waiting import eventually_sync
 
 pytestmark = NEEDS_DOCKER
 
@@ -139,7 +141,7 @@ def _sa_token(k: UpCluster, ns: str, sa: str) -> str:
                     ann.get("kubernetes.io/service-account.name") == sa:
                 return base64.b64decode(s["data"]["token"]).decode()
         return None
-    return poll(f"a token Secret for ServiceAccount {ns}/{sa}", find, 30)
+    return eventually_sync(find, 30, f"a token Secret for ServiceAccount {ns}/{sa}")
 
 
 def test_serviceaccount_tokens_authenticate_while_the_account_exists(k):
@@ -148,8 +150,8 @@ def test_serviceaccount_tokens_authenticate_while_the_account_exists(k):
     r = k.kubectl("--token", token, "get", "serviceaccounts", "-n", "default", "-o", "name")
     assert "serviceaccount/robot" in r.stdout.split()
     k.kubectl("delete", "serviceaccount", "robot", "-n", "default")
-    poll("the deleted account's token to be refused", lambda: "must be logged in" in k.kubectl(
-        "--token", token, "get", "pods", check=False).stderr, 20)
+    eventually_sync(lambda: "must be logged in" in k.kubectl("--token", token, "get", "pods", check=False).stderr, 20,
+                    "the deleted account's token to be refused")
 
 
 def test_up_refuses_a_busy_http_port(tmp_path):
@@ -254,8 +256,7 @@ def test_get_watch_shows_changes(k):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=k.env)
     try:
         first = p.stdout.readline().split()
-        assert first == ["NAME", "DATA", "AGE"]
-        time.sleep(0.5)
+        assert first == ["NAME", "DATA", "AGE"]  # printed from the list: the watch starts at its revision
         k.kubectl("create", "configmap", "watched", "-n", NS, "--from-literal", "a=1", "--from-literal", "b=2")
         deadline = time.monotonic() + 20
         seen = []
@@ -355,4 +356,4 @@ def test_create_and_delete(k):
     assert k.kubectl("delete", "cm", "watched", "-n", NS).stdout.strip() == 'configmap "watched" deleted'
     r = k.kubectl("delete", "namespace", NS, "--wait=false")
     assert r.stdout.strip() == f'namespace "{NS}" deleted'
-    poll(f"namespace {NS} to go", lambda: "NotFound" in k.kubectl("get", "ns", NS, check=False).stderr, 90)
+    eventually_sync(lambda: "NotFound" in k.kubectl("get", "ns", NS, check=False).stderr, 90, f"namespace {NS} to go")

@@ -11,21 +11,17 @@ import time
 
 import pytest
 
-from tests.e2e.upcluster import KUBECTL, UpCluster, poll
-from tests.harness import IMAGE, NEEDS_DOCKER
+from tests.e2e.upcluster import KUBECTL, UpCluster
+from tests.builders import IMAGE, container, deployment, pod
+from tests.harness import NEEDS_DOCKER
+from tests.waiting import eventually_sync, stays_sync
 
 pytestmark = list(NEEDS_DOCKER)
 
-
-def ctr(name: str, script: str) -> dict:
-    return {"name": name, "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script]}
-
-
-TALK = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talk"}, "spec": {
-    "terminationGracePeriodSeconds": 1,
-    "containers": [ctr("main", "echo first; echo second; echo third; i=0; "
-                               "while true; do i=$((i+1)); echo tick $i; sleep 0.5; done"),
-                   ctr("side", "echo from-side; echo side-err >&2; sleep 3600")]}}
+TALK = pod("talk", ns=None, grace=1, containers=[
+    container("main", "echo first; echo second; echo third; i=0; "
+                      "while true; do i=$((i+1)); echo tick $i; sleep 0.5; done"),
+    container("side", "echo from-side; echo side-err >&2; sleep 3600")])
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +30,11 @@ def cluster(tmp_path_factory):
     try:
         c.start()
         c.kubectl("apply", "-f", "-", input=json.dumps(TALK))
-        poll("pod talk Running with both containers ready", lambda: c.kubectl(
+        eventually_sync(lambda: c.kubectl(
             "get", "pod", "talk", "-o", "jsonpath={.status.phase} {.status.containerStatuses[*].ready}",
-            check=False).stdout == "Running true true", 60)
-        poll("the first lines logged", lambda: "tick 2" in c.kubectl("logs", "talk", "-c", "main", check=False).stdout,
-             20)
+            check=False).stdout == "Running true true", 60, "pod talk Running with both containers ready")
+        eventually_sync(lambda: "tick 2" in c.kubectl("logs", "talk", "-c", "main", check=False).stdout, 20,
+                        "the first lines logged")
         yield c
     finally:
         c.stop()
@@ -136,11 +132,8 @@ def test_cordon_and_uncordon(cluster):
     assert not _node(cluster)["spec"].get("unschedulable")
 
 
-WEB = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {
-    "replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
-        "terminationGracePeriodSeconds": 1, "containers": [ctr("web", "sleep 3600")],
-        "volumes": [{"name": "scratch", "emptyDir": {}}]}}}}
+WEB = deployment("web", ns=None, replicas=2, grace=1, containers=[container("web", "sleep 3600")],
+                 pod={"volumes": [{"name": "scratch", "emptyDir": {}}]})
 
 
 def _pods(cluster, selector: str) -> list[dict]:
@@ -149,8 +142,8 @@ def _pods(cluster, selector: str) -> list[dict]:
 
 def test_drain_evicts_the_pods_and_leaves_the_node_unschedulable(cluster):
     cluster.kubectl("apply", "-f", "-", input=json.dumps(WEB))
-    running = poll("2 web pods Running", lambda: (lambda ps: ps if len(ps) == 2 else None)(
-        [p for p in _pods(cluster, "app=web") if p["status"].get("phase") == "Running"]), 60)
+    running = eventually_sync(lambda: (lambda ps: ps if len(ps) == 2 else None)(
+        [p for p in _pods(cluster, "app=web") if p["status"].get("phase") == "Running"]), 60, "2 web pods Running")
     old = {p["metadata"]["name"] for p in running}
 
     r = cluster.kubectl("drain", cluster.node, "--ignore-daemonsets", "--force", "--delete-emptydir-data",
@@ -167,12 +160,13 @@ def test_drain_evicts_the_pods_and_leaves_the_node_unschedulable(cluster):
     gone = cluster.kubectl("get", "pod", "talk", check=False)
     assert gone.returncode == 1 and 'pods "talk" not found' in gone.stderr
     # the Deployment replaces its evicted pods, but nothing may land on the cordoned node
-    now = poll("2 replacement web pods", lambda: (lambda ps: ps if len(ps) == 2 else None)(
-        [p for p in _pods(cluster, "app=web") if p["metadata"]["name"] not in old]), 30)
-    time.sleep(2)
-    assert all(not p["spec"].get("nodeName") for p in _pods(cluster, "app=web")), "scheduled onto a cordoned node"
+    now = eventually_sync(lambda: (lambda ps: ps if len(ps) == 2 else None)(
+        [p for p in _pods(cluster, "app=web") if p["metadata"]["name"] not in old]), 30, "2 replacement web pods")
+    stays_sync(lambda: all(not p["spec"].get("nodeName") for p in _pods(cluster, "app=web")), 2,
+               "no pod scheduled onto the cordoned node")
     assert {p["status"].get("phase") for p in now} == {"Pending"}
 
     cluster.kubectl("uncordon", cluster.node)
-    poll("the replacements Running after uncordon", lambda: (lambda ps: len(ps) == 2 and all(
-        p["status"].get("phase") == "Running" for p in ps))(_pods(cluster, "app=web")), 60)
+    eventually_sync(lambda: (lambda ps: len(ps) == 2 and all(
+        p["status"].get("phase") == "Running" for p in ps))(_pods(cluster, "app=web")), 60,
+        "the replacements Running after uncordon")

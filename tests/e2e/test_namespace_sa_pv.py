@@ -10,7 +10,10 @@ import uuid
 import pytest
 
 from bus import nodeclient
-from tests.harness import IMAGE, NEEDS_DOCKER, get_or_none, in_namespace, start_cluster, stop_cluster, wait_until
+from tests import builders
+from tests.builders import configmap, container, deployment, pod
+from tests.harness import NEEDS_DOCKER, get_or_none, in_namespace, start_cluster, stop_cluster
+from tests.waiting import eventually
 
 pytestmark = list(NEEDS_DOCKER)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -21,15 +24,6 @@ async def cluster(nats_server, tmp_path):
     c = await start_cluster(nats_server, tmp_path)
     yield c
     await stop_cluster(c)
-
-
-def ctr(script: str, **extra) -> dict:
-    return {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script], **extra}
-
-
-def pod(name: str, script: str, ns: str = "default", **spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
-            "spec": {"terminationGracePeriodSeconds": 1, "containers": [ctr(script)], **spec}}
 
 
 async def _running(client, name, ns="default"):
@@ -44,24 +38,20 @@ def containers_in(namespace: str) -> list[str]:
 
 async def test_deleting_a_namespace_removes_its_deployment_pods_and_containers(cluster):
     c, ns = cluster.client, f"shop-{uuid.uuid4().hex[:6]}"
-    await c.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    await c.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
-                    "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                             "template": {"metadata": {"labels": {"app": "web"}},
-                                          "spec": {"terminationGracePeriodSeconds": 1,
-                                                   "containers": [ctr("sleep 3600")]}}}})
-    await c.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns}})
+    await c.create(builders.namespace(ns))
+    await c.create(deployment("web", ns, replicas=3, grace=1, script="sleep 3600"))
+    await c.create(configmap("settings", ns))
 
     async def three_running():
         pods = await in_namespace(c, "pods", ns)
         return len([p for p in pods if p["status"].get("phase") == "Running"]) == 3
 
-    await wait_until(three_running, 40, "3 pods of the deployment Running")
+    await eventually(three_running, 40, "3 pods of the deployment Running")
     assert len(containers_in(ns)) >= 6  # a sandbox and an app container per pod
 
     await c.delete("namespaces", ns)
     try:
-        await wait_until(lambda: _gone(c, "namespaces", ns), 40, "namespace removed")
+        await eventually(lambda: _gone(c, "namespaces", ns), 40, "namespace removed")
     except AssertionError:
         left = await get_or_none(c, "namespaces", ns)
         raise AssertionError(f"namespace not removed: {left}") from None
@@ -76,11 +66,12 @@ async def _gone(client, res, name, ns=None):
 
 async def test_pods_run_as_the_default_account_and_read_its_token(cluster):
     c = cluster.client
-    await c.create(pod("whoami", f"cat {SA_DIR}/token; echo; cat {SA_DIR}/namespace; echo; ls {SA_DIR}; sleep 3600"))
-    await c.create(pod("no-token", f"ls {SA_DIR} 2>&1; sleep 3600", automountServiceAccountToken=False))
-    p = await wait_until(lambda: _running(c, "whoami"), 40, "pod Running")
+    await c.create(pod("whoami", grace=1,
+                       script=f"cat {SA_DIR}/token; echo; cat {SA_DIR}/namespace; echo; ls {SA_DIR}; sleep 3600"))
+    await c.create(pod("no-token", grace=1, script=f"ls {SA_DIR} 2>&1; sleep 3600", automountServiceAccountToken=False))
+    p = await eventually(lambda: _running(c, "whoami"), 40, "pod Running")
     assert p["spec"]["serviceAccountName"] == "default"
-    await wait_until(lambda: _running(c, "no-token"), 40, "pod without a token Running")
+    await eventually(lambda: _running(c, "no-token"), 40, "pod without a token Running")
 
     sa = await c.get("serviceaccounts", "default", "default")
     secret = await c.get("secrets", sa["secrets"][0]["name"], "default")
@@ -93,11 +84,11 @@ async def test_pods_run_as_the_default_account_and_read_its_token(cluster):
         out = await logs("whoami")
         return out if "ca.crt" in out else None
 
-    out = (await wait_until(printed, 20, "the pod printing its token")).split()
+    out = (await eventually(printed, 20, "the pod printing its token")).split()
     assert out[0] == token and token.count(".") == 2
     assert out[1] == "default"
     assert {"token", "namespace", "ca.crt"} <= set(out[2:])
-    assert "No such file or directory" in await wait_until(lambda: logs("no-token"), 20, "no-token output")
+    assert "No such file or directory" in await eventually(lambda: logs("no-token"), 20, "no-token output")
 
 
 async def test_a_pod_with_a_claim_waits_until_it_is_bound_then_writes_to_the_volume(cluster, tmp_path):
@@ -105,23 +96,22 @@ async def test_a_pod_with_a_claim_waits_until_it_is_bound_then_writes_to_the_vol
     data = tmp_path / "pv-data"
     await c.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "store", "namespace": "default"},
                     "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    await c.create(pod("writer", "echo written-by-pod > /data/out.txt; sleep 3600",
-                       volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "store"}}],
-                       containers=[ctr("echo written-by-pod > /data/out.txt; sleep 3600",
-                                       volumeMounts=[{"name": "data", "mountPath": "/data"}])]))
+    await c.create(pod("writer", grace=1, volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "store"}}],
+                       containers=[container("main", "echo written-by-pod > /data/out.txt; sleep 3600",
+                                             volumeMounts=[{"name": "data", "mountPath": "/data"}])]))
 
     async def failed_mount():
         evs = await in_namespace(c, "events", "default")
         return [e for e in evs if e["involvedObject"].get("name") == "writer" and e["reason"] == "FailedMount"
                 and "is not bound" in e["message"]]
 
-    await wait_until(failed_mount, 30, "a FailedMount event for the unbound claim")
+    await eventually(failed_mount, 30, "a FailedMount event for the unbound claim")
     assert (await c.get("pods", "writer"))["status"]["phase"] == "Pending"
 
     await c.create({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pv-{uuid.uuid4().hex[:6]}"},
                     "spec": {"capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"],
                              "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(data)}}})
-    await wait_until(lambda: _running(c, "writer"), 40, "pod Running once the claim is bound")
+    await eventually(lambda: _running(c, "writer"), 40, "pod Running once the claim is bound")
     assert (await c.get("persistentvolumeclaims", "store", "default"))["status"]["phase"] == "Bound"
-    await wait_until(lambda: (data / "out.txt").exists(), 10, "the file in the volume's hostPath")
+    await eventually(lambda: (data / "out.txt").exists(), 10, "the file in the volume's hostPath")
     assert (data / "out.txt").read_text().strip() == "written-by-pod"

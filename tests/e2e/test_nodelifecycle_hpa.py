@@ -11,21 +11,18 @@ import time
 import pytest
 
 from bus import errors
-from tests.harness import (IMAGE, NEEDS_DOCKER, no_containers, node_ready, start_cluster, stop_cluster,
-                           unique_node, wait_until)
+from tests import builders
+from tests.builders import container, requests
+from tests.harness import NEEDS_DOCKER, no_containers, node_ready, start_cluster, stop_cluster, unique_node
+from tests.waiting import eventually
 
 pytestmark = list(NEEDS_DOCKER)
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
 
 def replicaset(name: str, replicas: int, script: str, cpu: str | None = None) -> dict:
-    ctr = {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script]}
-    if cpu:
-        ctr["resources"] = {"requests": {"cpu": cpu}}
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [ctr]}}}}
+    main = container("main", script, **({"resources": requests(cpu)} if cpu else {}))
+    return builders.replicaset(name, replicas=replicas, grace=1, containers=[main])
 
 
 async def running_on(client, app: str) -> dict[str, str]:
@@ -40,7 +37,7 @@ async def remove_replicaset(client, name: str) -> None:
         await client.scale("replicasets", name, 0, "default")
     except errors.NotFound:
         return
-    await wait_until(lambda: _no_pods(client, name), 30, f"{name}'s pods gone")
+    await eventually(lambda: _no_pods(client, name), 30, f"{name}'s pods gone")
     await client.delete("replicasets", name, "default")
 
 
@@ -57,7 +54,7 @@ async def two_nodes(nats_server, tmp_path):
     c = await start_cluster(nats_server, tmp_path)
     node_b, cidr_b = unique_node()
     c.start_agent(node_b, cidr_b)
-    await wait_until(lambda: node_ready(c.client, node_b), 30, "node B Ready")
+    await eventually(lambda: node_ready(c.client, node_b), 30, "node B Ready")
     c.node_b, c.cidr_b = node_b, cidr_b
     yield c
     await remove_replicaset(c.client, "web")
@@ -68,7 +65,7 @@ async def test_node_loss_evicts_and_replaces_pods_and_the_node_comes_back(two_no
     c, a, b = two_nodes.client, two_nodes.node, two_nodes.node_b
     await c.patch("nodes", a, {"spec": {"unschedulable": True}})  # first place the pods on B
     await c.create(replicaset("web", 2, "sleep 3600"))
-    await wait_until(lambda: _count_on(c, "web", b, 2), 30, "2 pods Running on node B")
+    await eventually(lambda: _count_on(c, "web", b, 2), 30, "2 pods Running on node B")
     old = set(await running_on(c, "web"))
     await c.patch("nodes", a, {"spec": {"unschedulable": None}})
 
@@ -83,9 +80,9 @@ async def test_node_loss_evicts_and_replaces_pods_and_the_node_comes_back(two_no
         taints = [t for t in n["spec"].get("taints") or [] if t["key"] == UNREACHABLE and t["effect"] == "NoExecute"]
         return ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown" and taints
 
-    await wait_until(tainted, 15, "node B Ready=Unknown with the unreachable taint")
+    await eventually(tainted, 15, "node B Ready=Unknown with the unreachable taint")
     t_taint = time.monotonic() - killed
-    await wait_until(lambda: _replaced(c, old, a), 30, "2 replacement pods Running on node A")
+    await eventually(lambda: _replaced(c, old, a), 30, "2 replacement pods Running on node A")
     t_replaced = time.monotonic() - killed
     assert 6.5 <= t_taint < 12, t_taint  # the 8 s grace period, from the last 1 s lease renewal
     assert t_replaced < t_taint + 12, (t_taint, t_replaced)  # 5 s toleration + scheduling + start
@@ -99,8 +96,8 @@ async def test_node_loss_evicts_and_replaces_pods_and_the_node_comes_back(two_no
         n = await c.get("nodes", b)
         return await node_ready(c, b) and not any(t["key"] == UNREACHABLE for t in n["spec"].get("taints") or [])
 
-    await wait_until(healthy, 30, "node B Ready again without the taint")
-    await wait_until(lambda: no_containers(b), 30, "node B's old containers stopped")
+    await eventually(healthy, 30, "node B Ready again without the taint")
+    await eventually(lambda: no_containers(b), 30, "node B's old containers stopped")
     assert set(await running_on(c, "web")).isdisjoint(old)
     assert all(node == a for node in (await running_on(c, "web")).values())
 
@@ -156,9 +153,9 @@ async def test_hpa_scales_up_under_cpu_burn_and_down_after_the_window(hpa_cluste
     async def rescaled_to(size):
         return any(f"New size: {size}" in e["message"] for e in await events(c, "SuccessfulRescale"))
 
-    await wait_until(lambda: _eq(replicas(), 3), 40, "the HPA to scale up to maxReplicas 3")
-    hpa = await wait_until(lambda: hpa_reporting(3), 10, "the HPA status to report 3")
-    await wait_until(lambda: rescaled_to(3), 10, "the rescale event")
+    await eventually(lambda: _eq(replicas(), 3), 40, "the HPA to scale up to maxReplicas 3")
+    hpa = await eventually(lambda: hpa_reporting(3), 10, "the HPA status to report 3")
+    await eventually(lambda: rescaled_to(3), 10, "the rescale event")
     st = hpa["status"]
     conds = {x["type"]: x for x in st["conditions"]}
     assert st["desiredReplicas"] == 3 and st.get("lastScaleTime")
@@ -166,9 +163,9 @@ async def test_hpa_scales_up_under_cpu_burn_and_down_after_the_window(hpa_cluste
     assert st["currentMetrics"][0]["resource"]["current"]["averageUtilization"] > 50
     assert any("New size: 3" in e["message"] for e in await events(c, "SuccessfulRescale"))
 
-    await wait_until(lambda: _eq(replicas(), 1), 90, "the HPA to scale back down once the burn stops")
-    hpa = await wait_until(lambda: hpa_reporting(1), 10, "the HPA status to report 1")
-    await wait_until(lambda: rescaled_to(1), 10, "the rescale event")
+    await eventually(lambda: _eq(replicas(), 1), 90, "the HPA to scale back down once the burn stops")
+    hpa = await eventually(lambda: hpa_reporting(1), 10, "the HPA status to report 1")
+    await eventually(lambda: rescaled_to(1), 10, "the rescale event")
     assert hpa["status"]["desiredReplicas"] == 1
     assert any("New size: 1; reason: All metrics below target" in e["message"]
                for e in await events(c, "SuccessfulRescale"))
@@ -190,7 +187,7 @@ async def test_hpa_reports_pods_without_requests(hpa_cluster):
         return sa.get("status") == "False" and sa.get("reason") == "FailedGetResourceMetric" and \
             "missing request for cpu" in sa.get("message", "")
 
-    await wait_until(reported, 30, "ScalingActive=False: missing request for cpu")
+    await eventually(reported, 30, "ScalingActive=False: missing request for cpu")
     assert (await c.get_scale("replicasets", "burn", "default"))["spec"]["replicas"] == 1
 
 

@@ -5,13 +5,15 @@ MODIFIED and DELETED — written as a user of that client writes it."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from tests import builders
+from tests.builders import IMAGE, container
 from tests.e2e.upcluster import UpCluster
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +45,7 @@ def apps(cluster):
 
 def pod(name: str, labels: dict) -> client.V1Pod:
     return client.V1Pod(metadata=client.V1ObjectMeta(name=name, labels=labels), spec=client.V1PodSpec(
-        containers=[client.V1Container(name="c", image="k8n/busybox:latest", command=["sleep", "3600"])]))
+        containers=[client.V1Container(name="c", image=IMAGE, command=["sleep", "3600"])]))
 
 
 def names(items) -> list[str]:
@@ -57,7 +59,7 @@ def test_pod_crud(core):
     core.create_namespaced_pod(NS, pod("other", {"app": "other"}))
 
     got = core.read_namespaced_pod("py-a", NS)
-    assert got.metadata.uid == created.metadata.uid and got.spec.containers[0].image == "k8n/busybox:latest"
+    assert got.metadata.uid == created.metadata.uid and got.spec.containers[0].image == IMAGE
     assert names(core.list_namespaced_pod(NS, label_selector="app=py").items) == ["py-a", "py-b"]
     assert names(core.list_namespaced_pod(NS, label_selector="app=py,tier!=a").items) == ["py-b"]
     assert "py-a" in names(core.list_pod_for_all_namespaces(label_selector="app").items)
@@ -103,11 +105,8 @@ def replace_retrying(read, change, replace, attempts: int = 5):
 
 
 def deployment(name: str) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                         "containers": [{"name": "web", "image": "k8n/busybox:latest",
-                                         "command": ["sleep", "3600"]}]}}}}
+    return builders.deployment(name, None, replicas=1, labels={"app": name},
+                               containers=[container("web", pull=None, command=["sleep", "3600"])])
 
 
 def test_deployment_crud(apps):
@@ -140,9 +139,8 @@ def test_deployment_crud(apps):
     assert e.value.status == 422 and "spec.replicas" in e.value.body
 
     apps.delete_namespaced_deployment("pyweb", NS)
-    deadline = time.monotonic() + 20
-    while apps.list_namespaced_deployment(NS, label_selector="app=pyweb").items and time.monotonic() < deadline:
-        time.sleep(0.3)
+    eventually_sync(lambda: not apps.list_namespaced_deployment(NS, label_selector="app=pyweb").items, 20,
+                    "the deployment gone from the list")
     with pytest.raises(ApiException) as e:
         apps.read_namespaced_deployment("pyweb", NS)
     assert e.value.status == 404
@@ -179,7 +177,6 @@ def test_watch_sees_added_modified_deleted(core):
 
     def act() -> None:
         try:
-            time.sleep(0.5)
             core.create_namespaced_pod(NS, pod("w1", {"app": "watched"}))
             core.patch_namespaced_pod("w1", NS, {"metadata": {"labels": {"step": "two"}}}, _content_type=MERGE)
             core.delete_namespaced_pod("w1", NS)

@@ -11,7 +11,10 @@ import subprocess
 import pytest
 
 from bus import errors
-from tests.harness import IMAGE, NEEDS_DOCKER, node_ready, start_cluster, stop_cluster, wait_until
+from tests import builders
+from tests.builders import pod
+from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster
+from tests.waiting import eventually, stays
 
 pytestmark = list(NEEDS_DOCKER)
 
@@ -29,16 +32,15 @@ async def cluster(nats_server, tmp_path):
     await stop_cluster(c)
 
 
+SLEEPER = "trap 'exit 0' TERM; sleep 3600 & wait"
+
+
 def template(app: str) -> dict:
-    return {"metadata": {"labels": {"app": app}},
-            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "main", "image": IMAGE, "imagePullPolicy": "Never",
-                "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
+    return builders.template({"app": app}, script=SLEEPER, grace=1)
 
 
 def replicaset(name: str, replicas: int) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template(name)}}
+    return builders.replicaset(name, replicas=replicas, template=template(name))
 
 
 async def pods_of(client, app: str, active: bool = True) -> list[dict]:
@@ -73,7 +75,7 @@ def containers_of(uids: list[str]) -> list[str]:
 async def test_replicaset_runs_replaces_and_scales(cluster):
     c = cluster.client
     await c.create(replicaset("web", 3))
-    pods = await wait_until(lambda: exactly_running(c, "web", 3), 40, "3 Running pods")
+    pods = await eventually(lambda: exactly_running(c, "web", 3), 40, "3 Running pods")
     rs = await c.get("replicasets", "web")
     assert all(p["metadata"]["name"].startswith("web-") for p in pods)
     assert all(p["metadata"]["ownerReferences"] == [{
@@ -84,7 +86,7 @@ async def test_replicaset_runs_replaces_and_scales(cluster):
         st = await rs_status(c, "web")
         return all(st.get(k) == v for k, v in want.items())
 
-    await wait_until(lambda: status_is(replicas=3, readyReplicas=3, availableReplicas=3, fullyLabeledReplicas=3,
+    await eventually(lambda: status_is(replicas=3, readyReplicas=3, availableReplicas=3, fullyLabeledReplicas=3,
                                        observedGeneration=rs["metadata"]["generation"]), 15, "status of 3 ready")
 
     victim = pods[0]["metadata"]["name"]
@@ -94,13 +96,13 @@ async def test_replicaset_runs_replaces_and_scales(cluster):
         now = await exactly_running(c, "web", 3)
         return now if now and victim not in {p["metadata"]["name"] for p in now} else None
 
-    await wait_until(replaced, 40, "the deleted pod replaced")
+    await eventually(replaced, 40, "the deleted pod replaced")
 
     await c.scale("replicasets", "web", 5)
-    await wait_until(lambda: exactly_running(c, "web", 5), 40, "scaled up to 5")
+    await eventually(lambda: exactly_running(c, "web", 5), 40, "scaled up to 5")
     await c.scale("replicasets", "web", 2)
-    await wait_until(lambda: exactly_running(c, "web", 2), 40, "scaled down to 2")
-    await wait_until(lambda: status_is(replicas=2, readyReplicas=2), 15, "status of 2")
+    await eventually(lambda: exactly_running(c, "web", 2), 40, "scaled down to 2")
+    await eventually(lambda: status_is(replicas=2, readyReplicas=2), 15, "status of 2")
     assert (await c.get_scale("replicasets", "web"))["spec"]["replicas"] == 2
     events, _ = await c.list("events", "default", field_selector="involvedObject.name=web")
     reasons = {e["reason"] for e in events}
@@ -112,26 +114,23 @@ async def test_replication_controller_keeps_its_pods(cluster):
     await c.create({"apiVersion": "v1", "kind": "ReplicationController",
                     "metadata": {"name": "legacy", "namespace": "default"},
                     "spec": {"replicas": 2, "template": template("legacy")}})
-    pods = await wait_until(lambda: exactly_running(c, "legacy", 2), 40, "2 Running pods")
+    pods = await eventually(lambda: exactly_running(c, "legacy", 2), 40, "2 Running pods")
     assert all(p["metadata"]["ownerReferences"][0]["kind"] == "ReplicationController" for p in pods)
     await c.scale("replicationcontrollers", "legacy", 1)
-    await wait_until(lambda: exactly_running(c, "legacy", 1), 40, "scaled down to 1")
+    await eventually(lambda: exactly_running(c, "legacy", 1), 40, "scaled down to 1")
     async def one_ready():
         st = await rs_status(c, "legacy", "replicationcontrollers")
         return st if st and st.get("readyReplicas") == 1 and st.get("replicas") == 1 else None
 
-    await wait_until(one_ready, 15, "status: 1 replica, 1 ready")
+    await eventually(one_ready, 15, "status: 1 replica, 1 ready")
 
 
 async def test_orphans_are_adopted_and_relabelled_pods_released(cluster):
     c = cluster.client
-    orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "namespace": "default",
-                                                              "labels": {"app": "adopt"}},
-              "spec": template("adopt")["spec"]}
-    await c.create(orphan)
-    await wait_until(lambda: exactly_running(c, "adopt", 1), 40, "the orphan running")
+    await c.create(pod("orphan", labels={"app": "adopt"}, script=SLEEPER, grace=1))
+    await eventually(lambda: exactly_running(c, "adopt", 1), 40, "the orphan running")
     await c.create(replicaset("adopt", 2))
-    pods = await wait_until(lambda: exactly_running(c, "adopt", 2), 40, "2 Running pods")
+    pods = await eventually(lambda: exactly_running(c, "adopt", 2), 40, "2 Running pods")
     rs_uid = (await c.get("replicasets", "adopt"))["metadata"]["uid"]
     assert "orphan" in {p["metadata"]["name"] for p in pods}, "the orphan was adopted instead of replaced"
     adopted = await c.get("pods", "orphan")
@@ -143,8 +142,8 @@ async def test_orphans_are_adopted_and_relabelled_pods_released(cluster):
         p = await c.get("pods", "orphan")
         return not p["metadata"].get("ownerReferences")
 
-    await wait_until(released, 15, "the relabelled pod released")
-    now = await wait_until(lambda: exactly_running(c, "adopt", 2), 40, "a replacement for the released pod")
+    await eventually(released, 15, "the relabelled pod released")
+    now = await eventually(lambda: exactly_running(c, "adopt", 2), 40, "a replacement for the released pod")
     assert "orphan" not in {p["metadata"]["name"] for p in now}
     assert (await c.get("pods", "orphan"))["status"]["phase"] == "Running", "a released pod is left running"
 
@@ -152,14 +151,19 @@ async def test_orphans_are_adopted_and_relabelled_pods_released(cluster):
 async def test_replica_count_survives_an_agent_kill_9(cluster):
     c = cluster.client
     await c.create(replicaset("steady", 3))
-    before = await wait_until(lambda: exactly_running(c, "steady", 3), 40, "3 Running pods")
+    before = await eventually(lambda: exactly_running(c, "steady", 3), 40, "3 Running pods")
+    uids = {p["metadata"]["uid"] for p in before}
+
+    async def none_replaced():
+        return {p["metadata"]["uid"] for p in await pods_of(c, "steady", active=False)} == uids
+
     cluster.agent.send_signal(signal.SIGKILL)
     cluster.agent.wait()
-    await asyncio.sleep(1)
+    await stays(none_replaced, 1, "the pods kept while the agent is down")
     cluster.start_agent()
-    await wait_until(lambda: node_ready(c, cluster.node), 30, "the node Ready again")
-    await asyncio.sleep(3)
-    after = await wait_until(lambda: exactly_running(c, "steady", 3), 30, "3 Running pods")
+    await eventually(lambda: node_ready(c, cluster.node), 30, "the node Ready again")
+    await stays(none_replaced, 3, "the pods kept by the restarted agent")
+    after = await eventually(lambda: exactly_running(c, "steady", 3), 30, "3 Running pods")
     assert {p["metadata"]["uid"] for p in after} == {p["metadata"]["uid"] for p in before}, "no pod replaced"
     assert len(await pods_of(c, "steady", active=False)) == 3, "no duplicates"
     assert len(containers_of([p["metadata"]["uid"] for p in after])) == 6, "one sandbox and one container each"
@@ -168,11 +172,11 @@ async def test_replica_count_survives_an_agent_kill_9(cluster):
 async def test_background_deletion_removes_pods_and_containers(cluster):
     c = cluster.client
     await c.create(replicaset("bg", 2))
-    pods = await wait_until(lambda: exactly_running(c, "bg", 2), 40, "2 Running pods")
+    pods = await eventually(lambda: exactly_running(c, "bg", 2), 40, "2 Running pods")
     uids = [p["metadata"]["uid"] for p in pods]
     await c.delete("replicasets", "bg")
-    await wait_until(lambda: _no_pods(c, "bg"), 30, "the pods deleted")
-    await wait_until(lambda: not containers_of(uids), 30, "their containers removed")
+    await eventually(lambda: _no_pods(c, "bg"), 30, "the pods deleted")
+    await eventually(lambda: not containers_of(uids), 30, "their containers removed")
     with pytest.raises(errors.NotFound):
         await c.get("replicasets", "bg")
 
@@ -184,25 +188,28 @@ async def _no_pods(c, app):
 async def test_foreground_deletion_removes_the_pods_first(cluster):
     c = cluster.client
     await c.create(replicaset("fg", 2))
-    pods = await wait_until(lambda: exactly_running(c, "fg", 2), 40, "2 Running pods")
+    pods = await eventually(lambda: exactly_running(c, "fg", 2), 40, "2 Running pods")
     uids = [p["metadata"]["uid"] for p in pods]
     await c.delete("replicasets", "fg", propagation_policy="Foreground")
     rs = await c.get("replicasets", "fg")
     assert rs["metadata"]["deletionTimestamp"] and "foregroundDeletion" in rs["metadata"]["finalizers"]
-    while True:  # the owner may go only after all its pods are gone
+
+    async def rs_gone():
         try:
             await c.get("replicasets", "fg")
         except errors.NotFound:
-            break
-        await asyncio.sleep(0.1)
-    assert await _no_pods(c, "fg"), "the ReplicaSet went before its pods"
-    await wait_until(lambda: not containers_of(uids), 30, "their containers removed")
+            return True
+        return False
+
+    await eventually(rs_gone, 60, "the ReplicaSet removed", interval=0.1)
+    assert await _no_pods(c, "fg"), "the ReplicaSet went before its pods"  # the owner goes only after its pods
+    await eventually(lambda: not containers_of(uids), 30, "their containers removed")
 
 
 async def test_orphan_deletion_leaves_the_pods_running(cluster):
     c = cluster.client
     await c.create(replicaset("keep", 2))
-    before = await wait_until(lambda: exactly_running(c, "keep", 2), 40, "2 Running pods")
+    before = await eventually(lambda: exactly_running(c, "keep", 2), 40, "2 Running pods")
     await c.delete("replicasets", "keep", propagation_policy="Orphan")
 
     async def rs_gone():
@@ -212,18 +219,21 @@ async def test_orphan_deletion_leaves_the_pods_running(cluster):
             return True
         return False
 
-    await wait_until(rs_gone, 15, "the ReplicaSet removed")
-    await asyncio.sleep(2)
-    after = await exactly_running(c, "keep", 2)
-    assert after is not None and {p["metadata"]["uid"] for p in after} == {p["metadata"]["uid"] for p in before}
-    assert all(not p["metadata"].get("ownerReferences") for p in after)
+    await eventually(rs_gone, 15, "the ReplicaSet removed")
+
+    async def left_running():
+        after = await exactly_running(c, "keep", 2)
+        return after is not None and {p["metadata"]["uid"] for p in after} == {p["metadata"]["uid"] for p in before} \
+            and all(not p["metadata"].get("ownerReferences") for p in after)
+
+    await stays(left_running, 2, "the orphaned pods left running, without owner")
 
 
 async def test_fast_scaling_never_leaves_more_than_the_target(cluster):
     c = cluster.client
     await c.create(replicaset("burst", 0))
-    await wait_until(lambda: rs_status(c, "burst"), 10, "the controller to see the ReplicaSet")
-    for _ in range(3):
+    await eventually(lambda: rs_status(c, "burst"), 10, "the controller to see the ReplicaSet")
+    for _ in range(3):  # a scenario's pace, not a wait: each scale-down lands while creates are in flight
         await c.scale("replicasets", "burst", 10)
         await asyncio.sleep(0.3)
         await c.scale("replicasets", "burst", 0)
@@ -237,12 +247,16 @@ async def test_fast_scaling_never_leaves_more_than_the_target(cluster):
         most = max(most, len(active))
         return await exactly_running(c, "burst", 10)
 
-    await wait_until(settled, 60, "10 Running pods")
-    for _ in range(10):
-        await asyncio.sleep(0.2)
+    await eventually(settled, 60, "10 Running pods")
+
+    async def no_more_than_10():
+        nonlocal most
         most = max(most, len(await pods_of(c, "burst")))
+        return most <= 10
+
+    await stays(no_more_than_10, 2, lambda: f"at most 10 active pods (saw {most})", interval=0.2)
     assert most == 10, f"at most 10 active pods while settling, saw {most}"
-    await wait_until(lambda: _count(c, "burst", 10), 30, "terminating pods gone, exactly 10 left")
+    await eventually(lambda: _count(c, "burst", 10), 30, "terminating pods gone, exactly 10 left")
 
 
 async def _count(c, app, n):

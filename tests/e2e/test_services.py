@@ -25,7 +25,10 @@ import pytest_asyncio
 from bus import errors, nodeclient
 from bus.natsserver import NatsServer
 from node.proxy.nft import table_name
-from tests.harness import IMAGE, NEEDS_DOCKER, node_ready, start_cluster, stop_cluster, wait_until
+from tests import builders
+from tests.builders import container, pod
+from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster
+from tests.waiting import eventually
 
 pytestmark = [*NEEDS_DOCKER, pytest.mark.asyncio(loop_scope="module")]
 
@@ -52,26 +55,19 @@ while True:
 """
 
 
-def web_pod(name: str, node: str, app: str = "web", **labels: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "default", "labels": {"app": app, "name": name, **labels}},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "web", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", WEB],
-                "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": {"exec": {"command": ["test", "-f", "/www/ready"]}, "periodSeconds": 1,
-                                   "failureThreshold": 1}}]}}
+def web_pod(name: str, node: str, app: str = "web") -> dict:
+    """A pod on ``node`` whose httpd answers its name on port 8080 (``http``), Ready once it serves."""
+    web = container("web", WEB, ports=[{"name": "http", "containerPort": 8080}], readinessProbe={
+        "exec": {"command": ["test", "-f", "/www/ready"]}, "periodSeconds": 1, "failureThreshold": 1})
+    return pod(name, labels={"app": app, "name": name}, node=node, grace=1, containers=[web])
 
 
 def plain_pod(name: str, node: str, script: str, **labels: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "default", "labels": {"name": name, **labels}},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script]}]}}
+    return pod(name, labels={"name": name, **labels}, node=node, grace=1, script=script)
 
 
 def service(name: str, ip: str, selector: dict, ports: list[dict], **spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"clusterIP": ip, "selector": selector, "ports": ports, **spec}}
+    return builders.service(name, cluster_ip=ip, selector=selector, ports=ports, **spec)
 
 
 # ---- the shared cluster --------------------------------------------------------------------------------------------
@@ -86,14 +82,14 @@ async def cl(tmp_path_factory):
         c = await start_cluster(srv, tmp)
         c.node_b = f"{c.node}b"
         c.start_agent(c.node_b, f"10.244.{int(c.cidr.split('.')[2]) + 1}.0/24", extra=["--no-proxy"])
-        await wait_until(lambda: node_ready(c.client, c.node_b), 30, "node B Ready")
+        await eventually(lambda: node_ready(c.client, c.node_b), 30, "node B Ready")
         node = await c.client.get("nodes", c.node)
         c.host_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
         for i in range(3):
             await c.client.create(web_pod(f"web-{i}", c.node))
         await c.client.create(plain_pod("client", c.node, "sleep 3600"))
         for name in ("web-0", "web-1", "web-2", "client"):
-            await wait_until(lambda: ready_ip(c.client, name), 40, f"{name} Ready")
+            await eventually(lambda: ready_ip(c.client, name), 40, f"{name} Ready")
         yield c
     finally:
         if c is not None:
@@ -212,38 +208,38 @@ async def test_incremental_transactions_converge_to_the_full_ruleset():
 async def test_clusterip_spreads_over_ready_pods_from_node_and_pod(cl):
     ip = cluster_ip(10)
     await cl.client.create(service("web", ip, {"app": "web"}, [{"name": "http", "port": 80, "targetPort": "http"}]))
-    await wait_until(lambda: endpoints_ready(cl.client, "web", 3), 20, "3 ready endpoints")
-    await wait_until(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 10, "answers from all 3 pods")
+    await eventually(lambda: endpoints_ready(cl.client, "web", 3), 20, "3 ready endpoints")
+    await eventually(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 10, "answers from all 3 pods")
     from_pod = await answers_from_pod(cl.client, "client", ip, 80, 24)
     assert len(from_pod) == 24 and set(from_pod) == {"web-0", "web-1", "web-2"}
 
 
 async def test_not_ready_pod_leaves_rotation_and_comes_back(cl):
     ip = cluster_ip(10)
-    await wait_until(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 20, "all 3 pods in rotation")
+    await eventually(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 20, "all 3 pods in rotation")
     code, _ = await exec_in(cl.client, "web-2", "rm /www/ready")
     assert code == 0
-    await wait_until(lambda: endpoints_ready(cl.client, "web", 2), 20, "web-2 not ready in the Endpoints")
-    await wait_until(lambda: serves_exactly(ip, 80, {"web-0", "web-1"}), 10, "web-2 out of rotation")
+    await eventually(lambda: endpoints_ready(cl.client, "web", 2), 20, "web-2 not ready in the Endpoints")
+    await eventually(lambda: serves_exactly(ip, 80, {"web-0", "web-1"}), 10, "web-2 out of rotation")
     assert set(await answers_from_node(ip, 80, 30)) == {"web-0", "web-1"}
     await exec_in(cl.client, "web-2", "touch /www/ready")
-    await wait_until(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 20, "web-2 back in rotation")
+    await eventually(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 20, "web-2 back in rotation")
 
 
 async def test_scale_up_and_down_is_reflected(cl):
     ip = cluster_ip(10)
     await cl.client.create(web_pod("web-3", cl.node))
-    await wait_until(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2", "web-3"}), 40, "web-3 in rotation")
+    await eventually(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2", "web-3"}), 40, "web-3 in rotation")
     await cl.client.delete("pods", "web-3", "default", grace_period_seconds=0)
-    await wait_until(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 20, "web-3 out of rotation")
+    await eventually(lambda: serves_exactly(ip, 80, {"web-0", "web-1", "web-2"}), 20, "web-3 out of rotation")
 
 
 async def test_session_affinity_client_ip_sticks_to_one_pod(cl):
     ip = cluster_ip(11)
     await cl.client.create(service("sticky", ip, {"app": "web"}, [{"name": "http", "port": 80, "targetPort": 8080}],
                                    sessionAffinity="ClientIP"))
-    await wait_until(lambda: endpoints_ready(cl.client, "sticky", 3), 20, "3 ready endpoints")
-    first = await wait_until(lambda: _try_get(ip, 80), 10, "the sticky service to answer")
+    await eventually(lambda: endpoints_ready(cl.client, "sticky", 3), 20, "3 ready endpoints")
+    first = await eventually(lambda: _try_get(ip, 80), 10, "the sticky service to answer")
     assert set(await answers_from_node(ip, 80, 20)) == {first}
 
 
@@ -259,7 +255,7 @@ async def test_nodeport_on_the_node_address_from_node_and_pod(cl):
     await cl.client.create(service("np", cluster_ip(12), {"app": "web"},
                                    [{"name": "http", "port": 80, "targetPort": "http", "nodePort": port}],
                                    type="NodePort"))
-    await wait_until(lambda: serves_exactly(cl.host_ip, port, {"web-0", "web-1", "web-2"}), 20,
+    await eventually(lambda: serves_exactly(cl.host_ip, port, {"web-0", "web-1", "web-2"}), 20,
                      f"NodePort {cl.host_ip}:{port} answering from all pods")
     from_pod = await answers_from_pod(cl.client, "client", cl.host_ip, port, 12)
     assert len(from_pod) == 12 and set(from_pod) <= {"web-0", "web-1", "web-2"}
@@ -268,16 +264,16 @@ async def test_nodeport_on_the_node_address_from_node_and_pod(cl):
 async def test_hairpin_pod_reaches_itself_through_its_service(cl):
     ip = cluster_ip(13)
     await cl.client.create(service("self0", ip, {"name": "web-0"}, [{"port": 80, "targetPort": 8080}]))
-    await wait_until(lambda: serves_exactly(ip, 80, {"web-0"}), 20, "self0 served by web-0")
+    await eventually(lambda: serves_exactly(ip, 80, {"web-0"}), 20, "self0 served by web-0")
     assert await answers_from_pod(cl.client, "web-0", ip, 80, 3) == ["web-0"] * 3
 
 
 async def test_cross_node_endpoint_through_node_a_proxy(cl):
     await cl.client.create(web_pod("far-0", cl.node_b, app="far"))
-    await wait_until(lambda: ready_ip(cl.client, "far-0"), 40, "far-0 Ready on node B")
+    await eventually(lambda: ready_ip(cl.client, "far-0"), 40, "far-0 Ready on node B")
     ip = cluster_ip(14)
     await cl.client.create(service("far", ip, {"app": "far"}, [{"name": "http", "port": 8000, "targetPort": "http"}]))
-    await wait_until(lambda: serves_exactly(ip, 8000, {"far-0"}), 20, "far served by the pod on node B")
+    await eventually(lambda: serves_exactly(ip, 8000, {"far-0"}), 20, "far served by the pod on node B")
     assert await answers_from_pod(cl.client, "client", ip, 8000, 3) == ["far-0"] * 3
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert table_name(cl.node) in tables and table_name(cl.node_b) not in tables
@@ -298,7 +294,7 @@ async def test_service_without_ready_endpoints_refuses_at_once(cl):
             return None
         return None
 
-    elapsed = await wait_until(lambda: asyncio.to_thread(refused), 15, "connection refused")
+    elapsed = await eventually(lambda: asyncio.to_thread(refused), 15, "connection refused")
     assert elapsed < 0.5
     code, out = await exec_in(cl.client, "client", f"timeout 3 wget -qO- http://{ip}:80/ 2>&1; echo rc=$?")
     assert "refused" in out.lower() and "rc=1" in out, out
@@ -306,7 +302,7 @@ async def test_service_without_ready_endpoints_refuses_at_once(cl):
 
 async def test_udp_service(cl):
     await cl.client.create(plain_pod("udp-0", cl.node, "sleep 3600", app="udp"))
-    await wait_until(lambda: ready_ip(cl.client, "udp-0"), 40, "udp-0 Ready")
+    await eventually(lambda: ready_ip(cl.client, "udp-0"), 40, "udp-0 Ready")
     pid = _sandbox_pid("udp-0")
     # the server is the host's python inside the pod's network namespace (busybox has no UDP server)
     server = subprocess.Popen(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", UDP_SERVER, "udp-0"],
@@ -316,7 +312,7 @@ async def test_udp_service(cl):
         ip = cluster_ip(16)
         await cl.client.create(service("udp", ip, {"app": "udp"},
                                        [{"name": "echo", "port": 53, "targetPort": 5353, "protocol": "UDP"}]))
-        answer = await wait_until(lambda: asyncio.to_thread(_udp_ask, ip, 53, b"hello"), 20, "a UDP answer")
+        answer = await eventually(lambda: asyncio.to_thread(_udp_ask, ip, 53, b"hello"), 20, "a UDP answer")
         assert answer == "udp-0 hello"
     finally:
         server.kill()
@@ -360,13 +356,13 @@ async def test_standalone_proxy_programs_keeps_rules_on_kill_and_cleans_up_when_
     log = open(cl.tmp / "proxy-b.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log)
     try:
-        await wait_until(lambda: ip in _service_ips(table), 20, "node B's table holding the Service")
+        await eventually(lambda: ip in _service_ips(table), 20, "node B's table holding the Service")
         proc.kill()
         proc.wait()
         assert ip in _service_ips(table), "kill -9 must keep the rules"
         proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         await cl.client.delete("services", "solo", "default")
-        await wait_until(lambda: ip not in _service_ips(table) and table in _tables(), 20,
+        await eventually(lambda: ip not in _service_ips(table) and table in _tables(), 20,
                          "the restarted proxy dropping the deleted Service")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -386,10 +382,10 @@ async def test_proxy_restart_keeps_established_and_new_connections(cl):
     """kill -9 the agent (and its in-process proxy): the rules stay in the kernel; the restarted
     proxy replaces its table atomically; an established flow survives all of it."""
     await cl.client.create(plain_pod("echo-0", cl.node, ECHO, app="echo"))
-    await wait_until(lambda: ready_ip(cl.client, "echo-0"), 40, "echo-0 Ready")
+    await eventually(lambda: ready_ip(cl.client, "echo-0"), 40, "echo-0 Ready")
     ip = cluster_ip(17)
     await cl.client.create(service("echo", ip, {"app": "echo"}, [{"port": 9000}]))
-    conn = await wait_until(lambda: asyncio.to_thread(_echo_connect, ip), 20, "the echo service")
+    conn = await eventually(lambda: asyncio.to_thread(_echo_connect, ip), 20, "the echo service")
     try:
         assert conn.echo("one") == "one"
         cl.agent.send_signal(signal.SIGKILL)
@@ -401,7 +397,7 @@ async def test_proxy_restart_keeps_established_and_new_connections(cl):
         cl.start_agent()
         # a Service created after the restart works: the new proxy has synced (its first sync replaced the table)
         await cl.client.create(service("after", cluster_ip(18), {"name": "web-1"}, [{"port": 80, "targetPort": 8080}]))
-        await wait_until(lambda: serves_exactly(cluster_ip(18), 80, {"web-1"}), 40, "a new Service after the restart")
+        await eventually(lambda: serves_exactly(cluster_ip(18), 80, {"web-1"}), 40, "a new Service after the restart")
         assert conn.echo("three") == "three"
         fresh = _echo_connect(ip)
         assert fresh is not None, "a new connection after the restart"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.upcluster import K8N, UP_TIMEOUT, launch_up, poll, wait_up
+from tests.e2e.upcluster import K8N, UP_TIMEOUT, launch_up, wait_up
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +138,7 @@ class Up:
     def assert_all_gone(self) -> None:
         """Nothing ``k8n up`` started is left running, and it no longer advertises itself."""
         assert self.seen, "no children were recorded"
-        poll("the children of k8n up to exit", lambda: not [p for p in self.seen if alive(p)], 5)
+        eventually_sync(lambda: not [p for p in self.seen if alive(p)], 5, "the children of k8n up to exit")
         assert not group_members(self.pgid), [cmdline(p) for p in group_members(self.pgid)]
         assert not pgrep_f(str(self.data)), [cmdline(p) for p in pgrep_f(str(self.data))]
         assert not (self.data / "cluster.json").exists()
@@ -301,14 +302,15 @@ def test_control_plane_is_restarted_after_kill_9(start_up, tmp_path):
 
     os.kill(master, signal.SIGKILL)
     killed = time.monotonic()
-    poll("the killed control plane to exit", lambda: not alive(master), 5, 0.05)
-    poll("a new control plane", lambda: [p for p in up.record_children() if "-m master --server" in cmdline(p)], 15)
+    eventually_sync(lambda: not alive(master), 5, "the killed control plane to exit", interval=0.05)
+    eventually_sync(lambda: [p for p in up.record_children() if "-m master --server" in cmdline(p)], 15,
+                    "a new control plane")
 
     def answers() -> bool:
         r = k8n(data, "get", "ns", timeout=30)
         return r.returncode == 0 and SYSTEM_NAMESPACES | {"demo"} <= {ln.split()[0] for ln in r.stdout.splitlines()[1:]}
 
-    poll("the API to answer again", answers, max(1.0, 15 - (time.monotonic() - killed)), 0.5)
+    eventually_sync(answers, max(1.0, 15 - (time.monotonic() - killed)), "the API to answer again", interval=0.5)
     assert time.monotonic() - killed < 20
     assert web_uid(data) == uid
     assert up.proc.poll() is None and alive(nats_pid)

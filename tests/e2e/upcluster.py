@@ -1,8 +1,8 @@
 """A ``k8n up`` cluster for tests that use it as Kubernetes users do, through ``<data-dir>/kubeconfig``: the real
 ``k8n up --no-agent --http-port 0`` in its own session, plus (optionally) one node agent with a unique name and pod
 range (so concurrent runs on this machine never share a node, a bridge or a pod CIDR). Stopping it deletes the pods,
-stops the agent (it drains) and ``k8n up``, and fails on any container left behind. ``launch_up``, ``wait_up`` and
-``poll`` are shared with the tests that start ``k8n up`` themselves."""
+stops the agent (it drains) and ``k8n up``, and fails on any container left behind. ``launch_up`` and ``wait_up`` are
+shared with the tests that start ``k8n up`` themselves."""
 
 from __future__ import annotations
 
@@ -12,27 +12,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.harness import unique_node
+from tests.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 _BESIDE_PYTHON = Path(sys.executable).with_name("k8n")
 K8N = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else (shutil.which("k8n") or "k8n")
 KUBECTL = shutil.which("kubectl") or "kubectl"
 UP_TIMEOUT = 90.0  # a cold start on a loaded machine
-
-
-def poll(what: str, cond, timeout: float, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
 
 
 def launch_up(data: Path, log, *flags: str, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -47,13 +36,14 @@ def wait_up(proc: subprocess.Popen, data: Path, output, timeout: float = UP_TIME
             files: tuple[str, ...] = ("cluster.json",)) -> None:
     """Until ``k8n up`` has written ``files`` into its data directory; fails with the end of its output
     (``output()``) when it exits first or is not up within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not all((data / f).exists() for f in files):
+    def up() -> bool:
+        if all((data / f).exists() for f in files):
+            return True
         if proc.poll() is not None:
             raise AssertionError(f"k8n up exited with {proc.returncode} before coming up:\n{output()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"k8n up did not come up in {timeout:.0f}s:\n{output()}")
-        time.sleep(0.2)
+        return False
+
+    eventually_sync(up, timeout, lambda: f"k8n up to come up:\n{output()}", interval=0.2)
 
 
 class UpCluster:
@@ -86,9 +76,9 @@ class UpCluster:
                  "--pod-cidr", self.cidr, "--state-dir", str(self.tmp / "node"), "--backoff-initial", "1",
                  "--backoff-max", "4", "--lease-seconds", "1", "--metrics-seconds", "1", "--drain-on-exit"],
                 stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-            poll(f"node {self.node} Ready", lambda: self.kubectl(
+            eventually_sync(lambda: self.kubectl(
                 "get", "node", self.node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                check=False).stdout == "True", 60)
+                check=False).stdout == "True", 60, f"node {self.node} Ready")
         return self
 
     def log(self) -> str:
@@ -114,7 +104,7 @@ class UpCluster:
                 self.kubectl("delete", "pods", "--all", "-A", "--grace-period=0", "--force", "--wait=false",
                              check=False)
                 try:
-                    poll("the pods' containers to go", lambda: not self.containers(), 30)
+                    eventually_sync(lambda: not self.containers(), 30, "the pods' containers to go")
                 except AssertionError:
                     pass  # the agent's drain and the check below take over
         finally:

@@ -8,27 +8,8 @@ import pytest
 
 from bus import codec, errors, subjects
 from bus.resources import by_plural
-
-
-def pod(name: str, ns: str = "default", **spec) -> dict:
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}], **spec},
-    }
-
-
-def deployment(name: str, replicas: int = 2) -> dict:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}},
-        },
-    }
+from tests.builders import IMAGE, IMAGE_ALIAS, configmap, container, deployment, namespace, node, pod
+from tests.waiting import eventually
 
 
 async def test_system_namespaces_exist(client):
@@ -39,7 +20,7 @@ async def test_system_namespaces_exist(client):
 
 
 async def test_create_sets_server_fields_and_defaults(client):
-    out = await client.create(pod("a"))
+    out = await client.create(pod("a", containers=[container(image=IMAGE_ALIAS, pull=None)]))
     meta = out["metadata"]
     assert meta["uid"] and meta["creationTimestamp"].endswith("Z")
     assert meta["generation"] == 1
@@ -88,7 +69,7 @@ async def test_stale_update_is_conflict(client):
 
 
 async def test_generation_moves_on_spec_change_only(client):
-    d = await client.create(deployment("gen"))
+    d = await client.create(deployment("gen", replicas=2))
     assert d["metadata"]["generation"] == 1
     d["metadata"]["labels"] = {"team": "a"}
     d = await client.update(d)
@@ -99,7 +80,7 @@ async def test_generation_moves_on_spec_change_only(client):
 
 
 async def test_status_and_spec_are_written_separately(client):
-    d = await client.create(deployment("st"))
+    d = await client.create(deployment("st", replicas=2))
     d["status"] = {"replicas": 7}
     d["spec"]["replicas"] = 3
     d = await client.update(d)
@@ -134,7 +115,7 @@ async def test_binding_sets_node_once(client):
 
 
 async def test_merge_and_json_patch(client):
-    await client.create(deployment("p"))
+    await client.create(deployment("p", replicas=2))
     out = await client.patch("deploy", "p", {"metadata": {"labels": {"x": "1"}}, "spec": {"replicas": 4}})
     assert out["metadata"]["labels"] == {"x": "1"} and out["spec"]["replicas"] == 4
     out = await client.patch("deploy", "p", [{"op": "replace", "path": "/spec/replicas", "value": 1},
@@ -153,7 +134,7 @@ async def test_delete_unscheduled_pod_is_immediate_and_watchers_get_final_state(
     await w.stop()
     assert ev.type == "DELETED"
     assert ev.object["metadata"]["uid"] == created["metadata"]["uid"]
-    assert ev.object["spec"]["containers"][0]["image"] == "busybox:1.36"
+    assert ev.object["spec"]["containers"][0]["image"] == IMAGE
     with pytest.raises(errors.NotFound):
         await client.get("pods", "gone")
 
@@ -170,9 +151,7 @@ async def test_scheduled_pod_deletion_is_graceful(client):
 
 
 async def test_finalizers_hold_deletion(client):
-    cm = {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "f", "namespace": "default", "finalizers": ["example.com/hold"]}, "data": {"a": "1"}}
-    await client.create(cm)
+    await client.create(configmap("f", data={"a": "1"}, finalizers=["example.com/hold"]))
     out = await client.delete("configmaps", "f")
     assert out["metadata"]["deletionTimestamp"]
     still = await client.get("configmaps", "f")
@@ -183,10 +162,10 @@ async def test_finalizers_hold_deletion(client):
 
 
 async def test_propagation_policy_is_recorded(client):
-    await client.create(deployment("orph"))
+    await client.create(deployment("orph", replicas=2))
     out = await client.delete("deploy", "orph", propagation_policy="Orphan")
     assert "orphan" in out["metadata"]["finalizers"]
-    await client.create(deployment("fg"))
+    await client.create(deployment("fg", replicas=2))
     out = await client.delete("deploy", "fg", propagation_policy="Foreground")
     assert "foregroundDeletion" in out["metadata"]["finalizers"]
 
@@ -195,7 +174,7 @@ async def test_missing_and_terminating_namespace_refuse_objects(client):
     with pytest.raises(errors.NotFound) as e:
         await client.create(pod("x", ns="nope"))
     assert 'namespaces "nope" not found' in e.value.message
-    await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})
+    await client.create(namespace("doomed"))
     await client.create(pod("x", ns="doomed"))
     out = await client.delete("namespaces", "doomed")
     assert out["status"]["phase"] == "Terminating"
@@ -224,7 +203,7 @@ async def test_invalid_object_names_the_field(client):
 
 
 async def test_immutable_selector_refused(client):
-    d = await client.create(deployment("imm"))
+    d = await client.create(deployment("imm", replicas=2))
     d["spec"]["selector"] = {"matchLabels": {"app": "other"}}
     d["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
     with pytest.raises(errors.Invalid) as e:
@@ -233,7 +212,7 @@ async def test_immutable_selector_refused(client):
 
 
 async def test_unknown_fields_are_kept_and_warned(client):
-    d = deployment("unk")
+    d = deployment("unk", replicas=2)
     d["spec"]["template"]["spec"]["containers"][0]["fancyFeature"] = {"on": True}
     warnings: list[str] = []
     out = await client.create(d, warnings=warnings)
@@ -263,12 +242,15 @@ async def test_list_then_watch_has_no_gap_and_no_duplicate(client):
     for i in range(20):
         await client.create(pod(f"w{i}"))
 
+    written = []
+
     async def writer():
         for i in range(20, 60):
             await client.create(pod(f"w{i}"))
+            written.append(i)
 
     task = asyncio.create_task(writer())
-    await asyncio.sleep(0.01)
+    await eventually(lambda: written, 5, "the writer under way")  # the list and watch below run while it writes
     items, rv = await client.list("pods", "default")
     seen = {p["metadata"]["name"] for p in items}
     w = await client.watch("pods", "default", since=rv)
@@ -284,7 +266,7 @@ async def test_list_then_watch_has_no_gap_and_no_duplicate(client):
 
 
 async def test_watch_from_compacted_revision_is_gone(client):
-    cm = await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "churn"}, "data": {"n": "0"}})
+    cm = await client.create(configmap("churn", data={"n": "0"}))
     for i in range(1, 30):  # more revisions than the bucket keeps per key
         cm["data"]["n"] = str(i)
         cm = await client.update(cm)
@@ -322,32 +304,29 @@ async def test_oversized_and_deep_objects_are_refused(client):
     big["spec"]["blob"] = "x" * (5 * 1024 * 1024)
     with pytest.raises(errors.TooLarge):
         await client.create(big)
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big", "namespace": "default"},
-          "data": {"blob": "x" * (1024 * 1024 + 1)}}
     with pytest.raises(errors.Invalid):  # Kubernetes' own ConfigMap limit
-        await client.create(cm)
+        await client.create(configmap("big", data={"blob": "x" * (1024 * 1024 + 1)}))
     deep: dict = {}
     cur = deep
     for _ in range(500):
         cur["a"] = {}
         cur = cur["a"]
     with pytest.raises(errors.BadRequest):
-        await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "deep"}, "extra": deep})
+        await client.create({**configmap("deep"), "extra": deep})
     # the server still serves
     assert (await client.get("namespaces", "default"))["metadata"]["name"] == "default"
 
 
 async def test_cluster_scoped_names_with_dots(client):
-    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1.example.com"},
-            "status": {"capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}
-    out = await client.create(node)
+    out = await client.create({**node("node-1.example.com"),
+                               "status": {"capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"}}})
     assert out["status"]["capacity"]["pods"] == "110"  # a node registers with its status
     got = await client.get("nodes", "node-1.example.com")
     assert got["metadata"]["name"] == "node-1.example.com"
 
 
 async def test_list_of_an_empty_namespace_answers_at_once(client):
-    cm = await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hist"}, "data": {"a": "1"}})
+    cm = await client.create(configmap("hist", data={"a": "1"}))
     cm["data"]["a"] = "2"
     await client.update(cm)  # the bucket now has history; kube-public has nothing
     t0 = asyncio.get_running_loop().time()

@@ -15,15 +15,15 @@ import dns.resolver
 import pytest
 
 from node.dns import NodeDns
-from tests.harness import wait_until
+from tests import builders
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 ADDR = "127.0.0.53"
 
 
-def service(name: str, ns: str = "default", ip: str = "10.96.77.7", ports=None) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
-            "spec": {"clusterIP": ip, "ports": ports or [{"name": "http", "port": 80, "targetPort": 8080}]}}
+def service(name: str, ip: str = "10.96.77.7", ports=None) -> dict:
+    return builders.service(name, cluster_ip=ip, ports=ports or [{"name": "http", "port": 80, "targetPort": 8080}])
 
 
 @pytest.fixture
@@ -53,27 +53,27 @@ async def test_service_created_resolves_and_deleted_is_nxdomain(client, node_dns
     name = "web.default.svc.cluster.local"
     assert await a_records(node_dns, name) == "NXDOMAIN"
     await client.create(service("web"))
-    await wait_until(lambda: _eq(a_records(node_dns, name), {"10.96.77.7"}), 10, "the service's A record")
+    await eventually(lambda: _eq(a_records(node_dns, name), {"10.96.77.7"}), 10, "the service's A record")
     assert await a_records(node_dns, name, tcp=True) == {"10.96.77.7"}
     srv = await resolver_for(node_dns).resolve("_http._tcp.web.default.svc.cluster.local", "SRV")
     assert [(r.port, r.target.to_text()) for r in srv] == [(80, "web.default.svc.cluster.local.")]
     await client.delete("services", "web", "default")
-    await wait_until(lambda: _eq(a_records(node_dns, name), "NXDOMAIN"), 10, "NXDOMAIN after the delete")
+    await eventually(lambda: _eq(a_records(node_dns, name), "NXDOMAIN"), 10, "NXDOMAIN after the delete")
 
 
 async def test_headless_service_follows_its_endpoints(client, node_dns):
-    await client.create(service("db", "default", "None", [{"name": "pg", "port": 5432}]))
+    await client.create(service("db", "None", [{"name": "pg", "port": 5432}]))
     await client.create({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "db", "namespace": "default"},
                          "subsets": [{"addresses": [{"ip": "10.244.9.5", "hostname": "db-0"}],
                                       "notReadyAddresses": [{"ip": "10.244.9.6"}],
                                       "ports": [{"name": "pg", "port": 5432}]}]})
     name = "db.default.svc.cluster.local"
-    await wait_until(lambda: _eq(a_records(node_dns, name), {"10.244.9.5"}), 10, "the ready endpoint")
+    await eventually(lambda: _eq(a_records(node_dns, name), {"10.244.9.5"}), 10, "the ready endpoint")
     assert await a_records(node_dns, "db-0.db.default.svc.cluster.local") == {"10.244.9.5"}
     eps = await client.get("endpoints", "db", "default")
     eps["subsets"][0]["addresses"].append(eps["subsets"][0].pop("notReadyAddresses")[0])  # 10.244.9.6 ready
     await client.update(eps)
-    await wait_until(lambda: _eq(a_records(node_dns, name), {"10.244.9.5", "10.244.9.6"}), 10, "both endpoints")
+    await eventually(lambda: _eq(a_records(node_dns, name), {"10.244.9.5", "10.244.9.6"}), 10, "both endpoints")
 
 
 async def test_outside_names_servfail_and_malformed_queries_do_not_stop_it(client, node_dns):
@@ -88,7 +88,7 @@ async def test_outside_names_servfail_and_malformed_queries_do_not_stop_it(clien
     await writer.drain()
     writer.close()
     await client.create(service("after"))
-    await wait_until(lambda: _eq(a_records(node_dns, "after.default.svc.cluster.local"), {"10.96.77.7"}), 10,
+    await eventually(lambda: _eq(a_records(node_dns, "after.default.svc.cluster.local"), {"10.96.77.7"}), 10,
                      "answers after the junk")
 
 

@@ -13,7 +13,9 @@ import pytest
 from bus.informer import SharedInformerFactory
 from master.controllers import endpoints, endpointslice, garbagecollector
 from master.controllers.manager import Context
-from tests.harness import get_or_none, wait_until
+from tests.builders import service
+from tests.harness import get_or_none, make_pod, set_status
+from tests.waiting import eventually, stays
 
 SERVICE_NAME = "kubernetes.io/service-name"
 
@@ -46,26 +48,10 @@ async def manager(client):
     await m.ctx.informers.stop()
 
 
-def svc(name: str, ports=None, **spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default",
-                                                               "labels": {"tier": "front"}},
-            "spec": {"selector": {"app": name}, "ports": ports if ports is not None else [{"port": 80}], **spec}}
-
-
-async def make_pod(client, name: str, ip: str, ready: bool, app="web", ports=None, node="n1") -> dict:
-    """Create a pod, then write its status as the node agent would (IP, phase, Ready condition)."""
-    p = await client.create({"apiVersion": "v1", "kind": "Pod",
-                             "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
-                             "spec": {"nodeName": node, "automountServiceAccountToken": False,
-                                      "containers": [{"name": "c", "image": "busybox", "ports": ports or []}]}})
-    return await set_status(client, p, ip, ready)
-
-
-async def set_status(client, p: dict, ip: str, ready: bool) -> dict:
-    p = await client.get("pods", p["metadata"]["name"])
-    p["status"] = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
-    return await client.update_status(p)
+def svc(name: str, ports=None) -> dict:
+    """A Service labelled ``tier: front`` selecting the pods ``app: <name>``, port 80 unless ``ports``."""
+    return service(name, labels={"tier": "front"}, selector={"app": name},
+                   ports=[{"port": 80}] if ports is None else ports)
 
 
 async def slices_of(client, service: str) -> list[dict]:
@@ -96,10 +82,10 @@ async def test_slice_follows_pods_and_goes_with_the_service(client, manager):
     http = [{"name": "http", "containerPort": 8080}]
     p1 = await make_pod(client, "p1", "10.244.1.1", True, ports=http)
     p2 = await make_pod(client, "p2", "10.244.1.2", False, ports=http)
-    await make_pod(client, "other", "10.244.1.9", True, app="db", ports=http)
+    await make_pod(client, "other", "10.244.1.9", True, labels={"app": "db"}, ports=http)
     web = await client.create(svc("web", ports=[{"name": "http", "port": 80, "targetPort": "http",
                                                  "appProtocol": "http"}]))
-    es = await wait_until(lambda: the_endpoints(client, "web", [endpoint(p1, True), endpoint(p2, False)]), 10,
+    es = await eventually(lambda: the_endpoints(client, "web", [endpoint(p1, True), endpoint(p2, False)]), 10,
                           "slice of web")
     name = es["metadata"]["name"]
     assert name.startswith("web-") and len(name) == len("web-") + 5
@@ -118,56 +104,59 @@ async def test_slice_follows_pods_and_goes_with_the_service(client, manager):
 
     # p2 turns ready: the same slice is updated
     p2 = await set_status(client, p2, "10.244.1.2", True)
-    es = await wait_until(lambda: the_endpoints(client, "web", [endpoint(p1, True), endpoint(p2, True)]), 10,
+    es = await eventually(lambda: the_endpoints(client, "web", [endpoint(p1, True), endpoint(p2, True)]), 10,
                           "p2 ready in the slice")
     assert es["metadata"]["name"] == name
     # changes that do not matter write nothing
     rv = es["metadata"]["resourceVersion"]
     await client.patch("pods", "p1", {"metadata": {"annotations": {"note": "irrelevant"}}})
     await client.patch("services", "web", {"metadata": {"annotations": {"note": "irrelevant"}}})
-    await asyncio.sleep(1.0)
-    assert [s["metadata"]["resourceVersion"] for s in await slices_of(client, "web")] == [rv]
+
+    async def unwritten():
+        return [s["metadata"]["resourceVersion"] for s in await slices_of(client, "web")] == [rv]
+
+    await stays(unwritten, 1.0, "the slice not rewritten")
     # a terminating pod (a finalizer holds it) stays listed, not ready but serving, terminating
     await client.patch("pods", "p1", {"metadata": {"finalizers": ["example.com/hold"]}})
     await client.delete("pods", "p1", grace_period_seconds=0)
-    await wait_until(lambda: the_endpoints(client, "web", [endpoint(p1, False, serving=True, terminating=True),
+    await eventually(lambda: the_endpoints(client, "web", [endpoint(p1, False, serving=True, terminating=True),
                                                            endpoint(p2, True)]), 10, "p1 terminating")
     await client.patch("pods", "p1", {"metadata": {"finalizers": None}})
-    await wait_until(lambda: the_endpoints(client, "web", [endpoint(p2, True)]), 10, "p1 gone")
+    await eventually(lambda: the_endpoints(client, "web", [endpoint(p2, True)]), 10, "p1 gone")
     # a slice edited by someone else is put back
     cur = (await slices_of(client, "web"))[0]
     cur["endpoints"] = []
     await client.update(cur)
-    await wait_until(lambda: the_endpoints(client, "web", [endpoint(p2, True)]), 10, "slice repaired")
+    await eventually(lambda: the_endpoints(client, "web", [endpoint(p2, True)]), 10, "slice repaired")
 
     # the slice goes with the Service
     await client.delete("services", "web")
-    await wait_until(lambda: _no_slices(client, "web"), 10, "slice deleted with the service")
+    await eventually(lambda: _no_slices(client, "web"), 10, "slice deleted with the service")
     assert await get_or_none(client, "endpointslices", name, "default") is None
 
 
 async def test_placeholder_selector_loss_and_garbage_collection(client, manager):
     await client.create(svc("api"))
-    es = await wait_until(lambda: the_endpoints(client, "api", []), 10, "placeholder slice")
+    es = await eventually(lambda: the_endpoints(client, "api", []), 10, "placeholder slice")
     assert es["endpoints"] == [] and es.get("ports", []) == []
-    a = await make_pod(client, "a", "10.244.2.1", True, app="api")
-    es = await wait_until(lambda: the_endpoints(client, "api", [endpoint(a, True)]), 10, "pod a in the slice")
+    a = await make_pod(client, "a", "10.244.2.1", True, labels={"app": "api"})
+    es = await eventually(lambda: the_endpoints(client, "api", [endpoint(a, True)]), 10, "pod a in the slice")
     assert es["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]  # kubectl reads the name: always set
 
     # losing its selector removes the Service's slice (and leaves its Endpoints alone)
     cur = await client.get("services", "api")
     cur["spec"]["selector"] = None
     await client.update(cur)
-    await wait_until(lambda: _no_slices(client, "api"), 10, "slice deleted with the selector")
+    await eventually(lambda: _no_slices(client, "api"), 10, "slice deleted with the selector")
     assert await get_or_none(client, "endpoints", "api") is not None
 
     # with the endpoints controllers stopped, the garbage collector removes a slice whose Service is gone
     await client.create(svc("db"))
-    await make_pod(client, "d", "10.244.3.1", True, app="db")
-    await wait_until(lambda: _slices_with_endpoints(client, "db"), 10, "slice of db")
+    await make_pod(client, "d", "10.244.3.1", True, labels={"app": "db"})
+    await eventually(lambda: _slices_with_endpoints(client, "db"), 10, "slice of db")
     await manager.stop(manager.endpoints)
     await client.delete("services", "db")
-    await wait_until(lambda: _no_slices(client, "db"), 15, "slice collected through its ownerReference")
+    await eventually(lambda: _no_slices(client, "db"), 15, "slice collected through its ownerReference")
 
 
 async def _no_slices(client, service: str) -> bool:

@@ -7,15 +7,9 @@ import pytest
 
 from bus import errors
 from bus.resources import by_plural
+from tests.builders import pod
 
 PODS = by_plural("pods")
-
-
-def pod(name: str, node: str | None = "n1", grace: int = 30) -> dict:
-    spec: dict = {"containers": [{"name": "c", "image": "busybox:1.36"}], "terminationGracePeriodSeconds": grace}
-    if node:
-        spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
 
 
 def eviction(name: str, **delete_options) -> dict:
@@ -31,7 +25,7 @@ async def evict(client, name: str, body: dict | None = None, **options):
 
 
 async def test_evicting_a_running_pod_deletes_it_gracefully(client):
-    await client.create(pod("web", grace=20))
+    await client.create(pod("web", node="n1", grace=20))
     out = await evict(client, "web")
     assert out == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
     got = await client.get("pods", "web")
@@ -43,17 +37,17 @@ async def test_evicting_a_running_pod_deletes_it_gracefully(client):
 
 
 async def test_delete_options_grace_period_is_honoured(client):
-    await client.create(pod("short", grace=30))
+    await client.create(pod("short", node="n1", grace=30))
     await evict(client, "short", eviction("short", gracePeriodSeconds=3))
     assert (await client.get("pods", "short"))["metadata"]["deletionGracePeriodSeconds"] == 3
-    await client.create(pod("now", grace=30))
+    await client.create(pod("now", node="n1", grace=30))
     await evict(client, "now", eviction("now", gracePeriodSeconds=0))
     with pytest.raises(errors.NotFound):
         await client.get("pods", "now")
 
 
 async def test_an_unscheduled_pod_is_removed_at_once(client):
-    await client.create(pod("pending", node=None))
+    await client.create(pod("pending", grace=30))
     await evict(client, "pending")
     with pytest.raises(errors.NotFound):
         await client.get("pods", "pending")
@@ -67,7 +61,7 @@ async def test_missing_pod_is_404(client):
 
 @pytest.mark.parametrize("where", ["query", "deleteOptions"])
 async def test_dry_run_changes_nothing(client, where):
-    before = await client.create(pod("dry"))
+    before = await client.create(pod("dry", node="n1", grace=30))
     if where == "query":
         out = await evict(client, "dry", dryRun=["All"])
     else:
@@ -80,7 +74,7 @@ async def test_dry_run_changes_nothing(client, where):
 
 
 async def test_preconditions(client):
-    stale = (await client.create(pod("pre")))["metadata"]["resourceVersion"]
+    stale = (await client.create(pod("pre", node="n1", grace=30)))["metadata"]["resourceVersion"]
     created = await client.patch("pods", "pre", {"metadata": {"labels": {"v": "2"}}})
     with pytest.raises(errors.Conflict) as e:
         await evict(client, "pre", eviction("pre", preconditions={"uid": "not-the-uid"}))
@@ -96,7 +90,7 @@ async def test_preconditions(client):
 
 
 async def test_bad_evictions_are_status_errors(client):
-    await client.create(pod("bad"))
+    await client.create(pod("bad", node="n1", grace=30))
     with pytest.raises(errors.BadRequest) as e:
         await evict(client, "bad", eviction("other"))
     assert e.value.message == "name in URL does not match name in Eviction object"

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from master.gateway import watch as gw_watch
 from master.gateway.app import make_app
 from master.gateway.auth import User
+from tests.builders import configmap
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -29,8 +30,7 @@ async def http(nats_server, client):
 
 
 def cm(name: str, labels: dict | None = None, **data: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}},
-            "data": data}
+    return configmap(name, None, data, labels=labels or {})
 
 
 async def post(http, path: str, body, **kw):

@@ -3,15 +3,15 @@ ConfigMaps and Secrets owned by ConfigMaps, deleted in the background, the foreg
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bus import errors
 from bus.client import ApiClient
 from bus.proc import stop_process
 from tests.conftest import wait_for_api
-from tests.harness import Cluster, wait_until
+from tests.builders import configmap, owner_ref
+from tests.harness import Cluster
+from tests.waiting import eventually, stays
 
 
 @pytest.fixture
@@ -26,16 +26,13 @@ async def api(nats_server, tmp_path):
 
 
 def ref(owner: dict, block: bool = False, controller: bool = False) -> dict:
-    m = owner["metadata"]
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": m["name"], "uid": m["uid"],
-            "controller": controller, "blockOwnerDeletion": block}
+    return owner_ref(owner, controller=controller, block=block)
 
 
 async def cm(client, name: str, owners: list[dict] = (), finalizers: list[str] = (), kind: str = "ConfigMap") -> dict:
-    meta = {"name": name, "namespace": "default", "ownerReferences": list(owners)}
-    if finalizers:
-        meta["finalizers"] = list(finalizers)
-    return await client.create({"apiVersion": "v1", "kind": kind, "metadata": meta, "data": {"k": "dg=="}})
+    """A ConfigMap (or a Secret: ``kind``) owned by ``owners``."""
+    obj = configmap(name, data={"k": "dg=="}, owners=list(owners), finalizers=list(finalizers) or None)
+    return await client.create({**obj, "kind": kind})
 
 
 async def exists(client, name: str, kind: str = "configmaps") -> dict | None:
@@ -58,11 +55,10 @@ async def test_background_deletes_dependents_of_every_kind_and_checks_owners_by_
     await api.delete("configmaps", "owner")  # default: background
     # an owner of the same name comes back at once: the dependents named the old uid, so they still go
     await cm(api, "owner")
-    await wait_until(lambda: gone(api, "dep-cm"), 15, "the ConfigMap dependent deleted")
-    await wait_until(lambda: gone(api, "dep-secret", "secrets"), 15, "the Secret dependent deleted")
+    await eventually(lambda: gone(api, "dep-cm"), 15, "the ConfigMap dependent deleted")
+    await eventually(lambda: gone(api, "dep-secret", "secrets"), 15, "the Secret dependent deleted")
     assert await exists(api, "owner") is not None, "the new owner of the same name is not a dependent"
-    await asyncio.sleep(0.5)
-    assert await exists(api, "unrelated") is not None, "a dependent of a live owner stays"
+    await stays(lambda: exists(api, "unrelated"), 0.5, "a dependent of a live owner stays")
 
 
 async def test_dependent_with_two_owners_goes_only_when_both_are_gone(api):
@@ -74,9 +70,9 @@ async def test_dependent_with_two_owners_goes_only_when_both_are_gone(api):
         d = await exists(api, "shared")
         return d is not None and [r["name"] for r in d["metadata"].get("ownerReferences") or []] == ["owner-b"]
 
-    await wait_until(only_b_left, 15, "the reference to the deleted owner removed, the dependent kept")
+    await eventually(only_b_left, 15, "the reference to the deleted owner removed, the dependent kept")
     await api.delete("configmaps", "owner-b")
-    await wait_until(lambda: gone(api, "shared"), 15, "the dependent deleted with its last owner")
+    await eventually(lambda: gone(api, "shared"), 15, "the dependent deleted with its last owner")
 
 
 async def test_foreground_waits_for_blocking_dependents(api):
@@ -89,14 +85,17 @@ async def test_foreground_waits_for_blocking_dependents(api):
         d = await exists(api, "blocker")
         return d is not None and d["metadata"].get("deletionTimestamp")
 
-    await wait_until(blocker_terminating, 15, "the blocking dependent being deleted")
-    await asyncio.sleep(1.0)
-    o = await exists(api, "fg-owner")
-    assert o is not None and o["metadata"].get("deletionTimestamp"), "the owner waits for its blocking dependent"
-    assert "foregroundDeletion" in o["metadata"]["finalizers"]
+    await eventually(blocker_terminating, 15, "the blocking dependent being deleted")
+
+    async def owner_waits():
+        o = await exists(api, "fg-owner")
+        return o is not None and o["metadata"].get("deletionTimestamp") and \
+            "foregroundDeletion" in o["metadata"]["finalizers"]
+
+    await stays(owner_waits, 1.0, "the owner waiting (foregroundDeletion) for its blocking dependent")
     await api.patch("configmaps", "blocker", {"metadata": {"finalizers": []}})
-    await wait_until(lambda: gone(api, "fg-owner"), 15, "the owner removed once its blocking dependent is gone")
-    await wait_until(lambda: gone(api, "non-blocker"), 15, "the non-blocking dependent deleted too")
+    await eventually(lambda: gone(api, "fg-owner"), 15, "the owner removed once its blocking dependent is gone")
+    await eventually(lambda: gone(api, "non-blocker"), 15, "the non-blocking dependent deleted too")
 
 
 async def test_orphan_keeps_dependents_and_removes_their_references(api):
@@ -105,12 +104,15 @@ async def test_orphan_keeps_dependents_and_removes_their_references(api):
     await cm(api, "dep1", [ref(owner, block=True, controller=True)])
     await cm(api, "dep2", [ref(owner), ref(keeper)], kind="Secret")
     await api.delete("configmaps", "orphan-owner", propagation_policy="Orphan")
-    await wait_until(lambda: gone(api, "orphan-owner"), 15, "the owner removed")
+    await eventually(lambda: gone(api, "orphan-owner"), 15, "the owner removed")
     d1, d2 = await exists(api, "dep1"), await exists(api, "dep2", "secrets")
     assert d1 is not None and not d1["metadata"].get("ownerReferences")
     assert d2 is not None and [r["name"] for r in d2["metadata"]["ownerReferences"]] == ["keeper"]
-    await asyncio.sleep(1.0)
-    assert await exists(api, "dep1") is not None and await exists(api, "dep2", "secrets") is not None
+
+    async def both_kept():
+        return await exists(api, "dep1") is not None and await exists(api, "dep2", "secrets") is not None
+
+    await stays(both_kept, 1.0, "the orphaned dependents kept")
 
 
 async def test_chains_foreground_removes_bottom_up_and_background_cascades(api):
@@ -123,17 +125,19 @@ async def test_chains_foreground_removes_bottom_up_and_background_cascades(api):
         d = await exists(api, "leaf")
         return d is not None and d["metadata"].get("deletionTimestamp")
 
-    await wait_until(leaf_terminating, 15, "the leaf being deleted")
-    await asyncio.sleep(1.0)
-    assert await exists(api, "top") is not None and await exists(api, "mid") is not None, \
-        "each level waits for the one below"
+    await eventually(leaf_terminating, 15, "the leaf being deleted")
+
+    async def upper_levels_wait():
+        return await exists(api, "top") is not None and await exists(api, "mid") is not None
+
+    await stays(upper_levels_wait, 1.0, "each level waiting for the one below")
     await api.patch("configmaps", "leaf", {"metadata": {"finalizers": []}})
-    await wait_until(lambda: gone(api, "top"), 15, "the top of the chain removed last")
+    await eventually(lambda: gone(api, "top"), 15, "the top of the chain removed last")
     assert await gone(api, "mid") and await gone(api, "leaf")
 
     top = await cm(api, "top2")
     mid = await cm(api, "mid2", [ref(top, controller=True)])
     await cm(api, "leaf2", [ref(mid, controller=True)], kind="Secret")
     await api.delete("configmaps", "top2")
-    await wait_until(lambda: gone(api, "leaf2", "secrets"), 15, "the background cascade to reach the leaf")
+    await eventually(lambda: gone(api, "leaf2", "secrets"), 15, "the background cascade to reach the leaf")
     assert await gone(api, "mid2")

@@ -1,23 +1,16 @@
 """Informers against a real nats-server (JetStream KV), writes straight to the store."""
 
-import asyncio
-import time
-
 import pytest
 
 from bus.client import ApiClient
 from bus.informer import BY_NODE, Informer
 from bus.resources import by_plural
+from tests.builders import pod
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 
 PODS = by_plural("pods")
-
-
-def pod(name, labels=None, node=None, phase="Pending"):
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "default", "labels": labels or {}},
-            "spec": {"nodeName": node} if node else {}, "status": {"phase": phase}}
 
 
 def rv(obj):
@@ -32,14 +25,6 @@ async def bus(nats_server):
     await c.close()
 
 
-async def eventually(pred, timeout=4.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 class Events:
     def __init__(self, inf):
         self.items = []
@@ -50,8 +35,8 @@ class Events:
 
 async def test_informer_syncs_then_sees_creates_updates_and_deletes(bus):
     store = bus.store
-    a = await store.create(PODS, "default", "a", pod("a", node="n1"))
-    await store.create(PODS, "default", "b", pod("b"))
+    a = await store.create(PODS, "default", "a", pod("a", node="n1", phase="Pending"))
+    await store.create(PODS, "default", "b", pod("b", phase="Pending"))
     inf = Informer(bus, "pods")
     ev = Events(inf)
     try:
@@ -62,11 +47,11 @@ async def test_informer_syncs_then_sees_creates_updates_and_deletes(bus):
         assert sorted(ev.items) == [("add", "a"), ("add", "b")]
         ev.items.clear()
 
-        c = await store.create(PODS, "default", "c", pod("c"))
+        c = await store.create(PODS, "default", "c", pod("c", phase="Pending"))
         a2 = await store.update(PODS, "default", "a", pod("a", node="n1", phase="Running"), rv(a))
         await store.delete(PODS, "default", "b", pod("b", phase="Succeeded"),
                            rv(inf.get("default", "b")))
-        await eventually(lambda: len(ev.items) == 3)
+        await eventually(lambda: len(ev.items) == 3, 4, "3 events")
         assert ev.items == [("add", "c"), ("update", "a"), ("delete", "b", "Succeeded")]
         assert sorted(inf.keys()) == ["default.a", "default.c"]
         assert inf.get("default", "a")["status"]["phase"] == "Running"
@@ -77,8 +62,8 @@ async def test_informer_syncs_then_sees_creates_updates_and_deletes(bus):
 
 async def test_label_selected_informer_sees_object_leave_and_enter_selection(bus):
     store = bus.store
-    a = await store.create(PODS, "default", "a", pod("a", labels={"app": "web"}))
-    b = await store.create(PODS, "default", "b", pod("b", labels={"app": "db"}))
+    a = await store.create(PODS, "default", "a", pod("a", labels={"app": "web"}, phase="Pending"))
+    b = await store.create(PODS, "default", "b", pod("b", labels={"app": "db"}, phase="Pending"))
     inf = Informer(bus, "pods", namespace="default", label_selector="app=web")
     ev = Events(inf)
     try:
@@ -86,11 +71,11 @@ async def test_label_selected_informer_sees_object_leave_and_enter_selection(bus
         assert inf.keys() == ["default.a"]
         ev.items.clear()
         await store.update(PODS, "default", "a", pod("a", labels={"app": "other"}, phase="Running"), rv(a))
-        await eventually(lambda: ev.items)
+        await eventually(lambda: ev.items, 4, "an event")
         assert ev.items == [("delete", "a", "Running")]
         assert inf.keys() == []
-        await store.update(PODS, "default", "b", pod("b", labels={"app": "web"}), rv(b))
-        await eventually(lambda: len(ev.items) == 2)
+        await store.update(PODS, "default", "b", pod("b", labels={"app": "web"}, phase="Pending"), rv(b))
+        await eventually(lambda: len(ev.items) == 2, 4, "2 events")
         assert ev.items[1] == ("add", "b") and inf.keys() == ["default.b"]
     finally:
         await inf.stop()
@@ -98,7 +83,7 @@ async def test_label_selected_informer_sees_object_leave_and_enter_selection(bus
 
 async def test_informer_resumes_after_nats_server_restart(bus, nats_server):
     store = bus.store
-    a = await store.create(PODS, "default", "a", pod("a"))
+    a = await store.create(PODS, "default", "a", pod("a", phase="Pending"))
     inf = Informer(bus, "pods")
     ev = Events(inf)
     try:
@@ -106,22 +91,19 @@ async def test_informer_resumes_after_nats_server_restart(bus, nats_server):
         ev.items.clear()
 
         nats_server.stop()
-        await eventually(lambda: not bus.nc.is_connected)
+        await eventually(lambda: not bus.nc.is_connected, 4, "the client disconnected")
         nats_server.start()  # same store_dir and port: the bucket survives
-        await eventually(lambda: bus.nc.is_connected, timeout=4)
+        await eventually(lambda: bus.nc.is_connected, 4, "the client reconnected")
 
-        deadline = time.monotonic() + 3
-        while True:  # JetStream may need a moment after the restart
-            try:
-                await store.update(PODS, "default", "a", pod("a", phase="Running"), rv(a))
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
-        await store.create(PODS, "default", "b", pod("b"))
+        async def updated():
+            await store.update(PODS, "default", "a", pod("a", phase="Running"), rv(a))
+            return True
 
-        await eventually(lambda: inf.get("default", "b") is not None)
+        # JetStream may need a moment after the restart
+        await eventually(updated, 3, "the update after the restart", ignore=(Exception,))
+        await store.create(PODS, "default", "b", pod("b", phase="Pending"))
+
+        await eventually(lambda: inf.get("default", "b") is not None, 4, "b in the cache")
         assert inf.get("default", "a")["status"]["phase"] == "Running"
         assert ev.items == [("update", "a"), ("add", "b")]
     finally:

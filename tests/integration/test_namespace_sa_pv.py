@@ -3,22 +3,25 @@ server (controllers in this process, no pods run)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import pytest
 
 from bus import errors
 from bus.informer import SharedInformerFactory
+from bus.tokens import verify_token
 from master.controllers import namespace, pvbinder, serviceaccount
 from master.controllers.manager import Context
-from master.controllers.serviceaccount import verify_token
-from tests.harness import get_or_none, in_namespace, running_controllers, wait_until
+from master.controllers.settings import ControllerManagerSettings
+from tests import builders
+from tests.builders import configmap, pod
+from tests.harness import get_or_none, in_namespace, running_controllers
+from tests.waiting import eventually, stays
 
 
 @pytest.fixture
 async def controllers(client, tmp_path):
-    ctx = Context(client, SharedInformerFactory(client), {"pv-reclaim-roots": str(tmp_path)})
+    ctx = Context(client, SharedInformerFactory(client), ControllerManagerSettings(pv_reclaim_roots=str(tmp_path)))
     async with running_controllers(ctx, namespace, serviceaccount, pvbinder):
         yield ctx
 
@@ -31,9 +34,9 @@ async def _token_of(client, ns, sa="default"):
 
 
 async def test_every_namespace_gets_a_default_account_with_a_signed_token(client, controllers):
-    tok = await wait_until(lambda: _token_of(client, "default"), 10, "default/default token")
-    await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
-    new = await wait_until(lambda: _token_of(client, "team-a"), 10, "team-a/default token")
+    tok = await eventually(lambda: _token_of(client, "default"), 10, "default/default token")
+    await client.create(builders.namespace("team-a"))
+    new = await eventually(lambda: _token_of(client, "team-a"), 10, "team-a/default token")
     sa = await client.get("serviceaccounts", "default", "team-a")
     meta = new["metadata"]
     assert new["type"] == "kubernetes.io/service-account-token"
@@ -50,10 +53,15 @@ async def test_every_namespace_gets_a_default_account_with_a_signed_token(client
 
     # an account of one's own gets a token too; exactly one, however many times it is reconciled
     await client.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder", "namespace": "team-a"}})
-    await wait_until(lambda: _token_of(client, "team-a", "builder"), 10, "builder token")
-    await asyncio.sleep(0.5)
-    tokens = [s for s in await in_namespace(client, "secrets", "team-a") if s["type"] == "kubernetes.io/service-account-token"]
-    assert sorted(s["metadata"]["annotations"]["kubernetes.io/service-account.name"] for s in tokens) == ["builder", "default"]
+    await eventually(lambda: _token_of(client, "team-a", "builder"), 10, "builder token")
+
+    async def one_token_each():
+        tokens = [s for s in await in_namespace(client, "secrets", "team-a")
+                  if s["type"] == "kubernetes.io/service-account-token"]
+        return sorted(s["metadata"]["annotations"]["kubernetes.io/service-account.name"] for s in tokens) == [
+            "builder", "default"]
+
+    await stays(one_token_each, 0.5, "one token for each account of team-a")
 
     # the default account comes back when deleted, with a new token; the old token goes
     await client.delete("serviceaccounts", "default", "team-a")
@@ -62,12 +70,12 @@ async def test_every_namespace_gets_a_default_account_with_a_signed_token(client
         t = await _token_of(client, "team-a")
         return t if t and t["metadata"]["name"] != meta["name"] else None
 
-    await wait_until(replaced, 10, "a new default account with a new token")
-    await wait_until(lambda: _gone(client, "secrets", meta["name"], "team-a"), 10, "the old token deleted")
+    await eventually(replaced, 10, "a new default account with a new token")
+    await eventually(lambda: _gone(client, "secrets", meta["name"], "team-a"), 10, "the old token deleted")
     # deleting an account deletes its token
     builder_token = (await _token_of(client, "team-a", "builder"))["metadata"]["name"]
     await client.delete("serviceaccounts", "builder", "team-a")
-    await wait_until(lambda: _gone(client, "secrets", builder_token, "team-a"), 10, "builder's token deleted")
+    await eventually(lambda: _gone(client, "secrets", builder_token, "team-a"), 10, "builder's token deleted")
 
 
 async def _gone(client, res, name, ns=None):
@@ -75,25 +83,23 @@ async def _gone(client, res, name, ns=None):
 
 
 async def test_namespace_deletion_removes_its_content_then_the_namespace(client, controllers):
-    await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})
-    await wait_until(lambda: _token_of(client, "doomed"), 10, "doomed/default token")
+    await client.create(builders.namespace("doomed"))
+    await eventually(lambda: _token_of(client, "doomed"), 10, "doomed/default token")
     for i in range(3):
-        await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm{i}", "namespace": "doomed"},
-                             "data": {"k": "v"}})
+        await client.create(configmap(f"cm{i}", "doomed", {"k": "v"}))
         await client.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"s{i}", "namespace": "doomed"},
                              "stringData": {"k": "v"}})
     await client.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot", "namespace": "doomed"}})
-    await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "doomed"},
-                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
-    await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep", "namespace": "default"}})
+    await client.create(pod("p", "doomed"))
+    await client.create(configmap("keep"))
 
     await client.delete("namespaces", "doomed")
     ns = await get_or_none(client, "namespaces", "doomed")
     assert ns is None or ns["status"]["phase"] == "Terminating"
     with pytest.raises(errors.ApiError) as refused:
-        await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late", "namespace": "doomed"}})
+        await client.create(configmap("late", "doomed"))
     assert refused.value.code in (403, 404)
-    await wait_until(lambda: _gone(client, "namespaces", "doomed"), 15, "namespace removed")
+    await eventually(lambda: _gone(client, "namespaces", "doomed"), 15, "namespace removed")
     for res in ("configmaps", "secrets", "serviceaccounts", "pods"):
         assert await in_namespace(client, res, "doomed") == [], res
     assert await get_or_none(client, "configmaps", "keep", "default")  # other namespaces untouched
@@ -119,7 +125,7 @@ async def _phase(client, res, name, ns=None):
 
 
 async def _wait_phase(client, res, name, phase, ns=None, timeout=10):
-    await wait_until(lambda: _phase_is(client, res, name, phase, ns), timeout, f"{res}/{name} {phase}")
+    await eventually(lambda: _phase_is(client, res, name, phase, ns), timeout, f"{res}/{name} {phase}")
 
 
 async def _phase_is(client, res, name, phase, ns):
@@ -162,7 +168,7 @@ async def test_claims_bind_to_the_smallest_matching_volume_and_each_reclaim_poli
     assert (dirs["retain"] / "data.txt").read_text() == "precious"
     # Delete: the PV and its directory go
     await client.delete("persistentvolumeclaims", "c-delete", "default")
-    await wait_until(lambda: _gone(client, "persistentvolumes", "pv-delete"), 10, "pv-delete deleted")
+    await eventually(lambda: _gone(client, "persistentvolumes", "pv-delete"), 10, "pv-delete deleted")
     assert not dirs["delete"].exists()
     # Recycle: scrubbed, Available again, bound by the next claim
     await client.delete("persistentvolumeclaims", "c-recycle", "default")
@@ -179,8 +185,8 @@ async def test_pre_bound_pairs_and_late_volumes(client, controllers, tmp_path):
     # a claim that names a volume waits for it, and gets it though a smaller one fits
     await client.create(_pv("small", tmp_path / "small", "1Gi"))
     await client.create(_pvc("wants-big", "1Gi", volumeName="big"))
-    await asyncio.sleep(0.5)
-    assert await _phase(client, "persistentvolumeclaims", "wants-big", "default") == "Pending"
+    await stays(lambda: _phase_is(client, "persistentvolumeclaims", "wants-big", "Pending", "default"), 0.5,
+                "wants-big Pending while its volume is missing")
     await client.create(_pv("big", tmp_path / "big", "5Gi"))
     await _wait_phase(client, "persistentvolumeclaims", "wants-big", "Bound", "default")
     # a volume reserved for a claim (claimRef) is not taken by another
@@ -194,6 +200,7 @@ async def test_pre_bound_pairs_and_late_volumes(client, controllers, tmp_path):
     assert (await client.get("persistentvolumeclaims", "owner", "default"))["spec"]["volumeName"] == "reserved"
     # a claim with no volume yet binds when one is added
     await client.create(_pvc("late", "10Gi"))
-    await asyncio.sleep(0.3)
+    await stays(lambda: _phase_is(client, "persistentvolumeclaims", "late", "Pending", "default"), 0.3,
+                "late Pending while no volume fits")
     await client.create(_pv("later", tmp_path / "later", "10Gi"))
     await _wait_phase(client, "persistentvolumeclaims", "late", "Bound", "default")

@@ -7,22 +7,20 @@ import pytest
 
 from bus import codec, errors, subjects
 from bus.resources import by_plural
+from tests import builders
+from tests.builders import IMAGE, IMAGE_ALIAS, container
 
 SMP = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 DEPLOY = by_plural("deployments")
 
 
-def deployment(name: str, replicas: int | None = 2, image: str = "busybox:1.36", sidecar: bool = False) -> dict:
-    containers = [{"name": "web", "image": image, "env": [{"name": "MODE", "value": "a"}]}]
+def deployment(name: str, replicas: int | None = 2, image: str = IMAGE_ALIAS, sidecar: bool = False) -> dict:
+    """A Deployment whose container ``web`` has env MODE=a (and a ``sidecar`` container after it)."""
+    containers = [container("web", image=image, pull=None, env=[{"name": "MODE", "value": "a"}])]
     if sidecar:
-        containers.append({"name": "sidecar", "image": "busybox:1.36"})
-    spec = {"selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": containers}}}
-    if replicas is not None:
-        spec["replicas"] = replicas
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
-            "spec": spec}
+        containers.append(container("sidecar", image=IMAGE_ALIAS, pull=None))
+    return builders.deployment(name, replicas=replicas, containers=containers)
 
 
 async def raw(client, verb: str, name: str, body=None, **options) -> tuple[int, dict]:
@@ -41,14 +39,14 @@ async def test_strategic_merge_patch_merges_containers_by_name(client):
     created = await client.create(deployment("smp", sidecar=True))
     patch = {"spec": {"template": {"spec": {
         "$setElementOrder/containers": [{"name": "web"}, {"name": "sidecar"}],
-        "containers": [{"name": "web", "image": "busybox:latest",
+        "containers": [{"name": "web", "image": IMAGE,
                         "$setElementOrder/env": [{"name": "MODE"}, {"name": "LEVEL"}],
                         "env": [{"name": "LEVEL", "value": "debug"}]}]}}}}
     out = await client.patch("deployments", "smp", patch, patch_type=SMP)
     web, sidecar = out["spec"]["template"]["spec"]["containers"]
-    assert (web["name"], web["image"]) == ("web", "busybox:latest")
+    assert (web["name"], web["image"]) == ("web", IMAGE)
     assert web["env"] == [{"name": "MODE", "value": "a"}, {"name": "LEVEL", "value": "debug"}]
-    assert sidecar["name"] == "sidecar" and sidecar["image"] == "busybox:1.36"
+    assert sidecar["name"] == "sidecar" and sidecar["image"] == IMAGE_ALIAS
     assert out["metadata"]["generation"] == created["metadata"]["generation"] + 1
     assert int(out["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
     assert "managedFields" not in out["metadata"]  # no fieldManager anywhere: no bookkeeping
@@ -79,19 +77,19 @@ async def test_apply_creates_then_updates_then_is_unchanged(client):
     assert (entry["manager"], entry["operation"], entry["apiVersion"]) == ("kubectl", "Apply", "apps/v1")
     assert entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"web"}']["f:image"] == {}
 
-    code, updated = await raw(client, "patch", "ssa", deployment("ssa", image="busybox:latest"),
+    code, updated = await raw(client, "patch", "ssa", deployment("ssa", image=IMAGE),
                               patchType=APPLY, fieldManager="kubectl")
     assert code == 200
-    assert updated["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:latest"
+    assert updated["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     assert updated["metadata"]["generation"] == 2
 
-    code, again = await raw(client, "patch", "ssa", deployment("ssa", image="busybox:latest"),
+    code, again = await raw(client, "patch", "ssa", deployment("ssa", image=IMAGE),
                             patchType=APPLY, fieldManager="kubectl")
     assert code == 200
     assert again["metadata"]["resourceVersion"] == updated["metadata"]["resourceVersion"]  # nothing written
 
     # a field the manager stops applying is removed from the object
-    cfg = deployment("ssa", image="busybox:latest")
+    cfg = deployment("ssa", image=IMAGE)
     del cfg["spec"]["template"]["spec"]["containers"][0]["env"]
     out = await client.request(DEPLOY, "patch", "default", "ssa", body=cfg,
                                options={"patchType": APPLY, "fieldManager": "kubectl"})

@@ -10,27 +10,29 @@ import pytest
 
 from bus import errors
 from bus.client import ApiClient
+from tests.builders import configmap
 from tests.conftest import start_apiserver_process, wait_for_api
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
 
 def cm(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
-            "data": {"n": "0"}}
+    return configmap(name, data={"n": "0"})
 
 
 async def create_retrying(client: ApiClient, obj: dict) -> None:
     """What a careful client does: retry until the outcome is known. A create whose reply was
     lost comes back as AlreadyExists on retry — the write is in."""
-    while True:
+    async def created() -> bool:
         try:
             await client.create(obj)
-            return
         except errors.AlreadyExists:
-            return
-        except errors.Unavailable:
-            await asyncio.sleep(0.05)
+            pass
+        return True
+
+    await eventually(created, 60, f"the create of {obj['metadata']['name']} to be answered", interval=0.05,
+                     ignore=(errors.Unavailable,))
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ async def test_kill_9_apiserver_during_writes_loses_nothing(nats_server, two_api
             acked.append(name)
 
     writers = [asyncio.create_task(writer(k)) for k in range(4)]
-    await asyncio.sleep(0.3)
+    await eventually(lambda: acked, 10, "the writers under way")  # the kill below lands mid-stream
     victim = two_apiservers[0]
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -108,17 +110,15 @@ async def test_nats_restart_clients_reconnect(nats_server, tmp_path):
         items, rv = await client.list("configmaps", "default")
         w = await client.watch("configmaps", "default", since=rv)
         nats_server.stop()
-        await asyncio.sleep(0.5)
+        await eventually(lambda: not client.nc.is_connected, 10, "the client to lose the server")
         nats_server.start()
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:  # the client and the apiserver reconnect on their own
-            try:
-                await client.create(cm("after"))
-                break
-            except (errors.Unavailable, errors.ApiError):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+
+        async def created() -> bool:
+            await client.create(cm("after"))
+            return True
+
+        # the client and the apiserver reconnect on their own
+        await eventually(created, 30, "a create after the restart", ignore=(errors.Unavailable, errors.ApiError))
         ev = await asyncio.wait_for(w.__anext__(), 15)
         assert ev.type == "ADDED" and ev.object["metadata"]["name"] == "after"
         assert (await client.get("configmaps", "before"))["data"] == {"n": "0"}

@@ -9,7 +9,9 @@ import pytest
 
 from bus.client import ApiClient
 from master.scheduler import Scheduler
-from master.scheduler.testing import make_node, make_pod
+from master.scheduler.testing import make_node
+from tests.builders import container, pod, requests
+from tests.waiting import eventually, stays
 
 
 @pytest.fixture
@@ -29,21 +31,9 @@ async def start_scheduler(nats_server, apiserver):
         await c.close()
 
 
-def pod(name: str, **kw) -> dict:
-    p = make_pod(name, **kw)
-    del p["metadata"]["uid"]
-    return p
-
-
-async def eventually(fn, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s: last result {result!r}")
-        await asyncio.sleep(interval)
+def asking(name: str, cpu: str, memory: str | None = None) -> dict:
+    """A pod whose one container requests ``cpu`` (and ``memory``)."""
+    return pod(name, containers=[container(resources=requests(cpu, memory))])
 
 
 async def node_of(client, name: str) -> str | None:
@@ -51,7 +41,16 @@ async def node_of(client, name: str) -> str | None:
 
 
 async def bound_to(client, name: str):
-    return await eventually(lambda: node_of(client, name))
+    return await eventually(lambda: node_of(client, name), 10, f"pod {name} bound")
+
+
+async def unbound(client, name: str) -> bool:
+    return await node_of(client, name) is None
+
+
+async def bound_count(client, n: int) -> bool:
+    items, _ = await client.list("pods", "default")
+    return sum(1 for p in items if p["spec"].get("nodeName")) == n
 
 
 async def unschedulable_message(client, name: str) -> str | None:
@@ -71,12 +70,12 @@ async def test_binds_by_resources_and_explains_what_does_not_fit(client, start_s
     for n in ("n1", "n2"):
         await client.create(make_node(n, cpu="2", memory="4Gi"))
     await start_scheduler()
-    await client.create(pod("small", cpu="1500m", memory="1Gi"))
-    await client.create(pod("big", cpu="3"))
+    await client.create(asking("small", "1500m", "1Gi"))
+    await client.create(asking("big", "3"))
     node = await bound_to(client, "small")
     assert node in ("n1", "n2")
     other = "n2" if node == "n1" else "n1"
-    await client.create(pod("second", cpu="1500m"))
+    await client.create(asking("second", "1500m"))
     assert await bound_to(client, "second") == other  # the first node has only 500m left
 
     msg = await eventually(lambda: unschedulable_message(client, "big"))
@@ -130,10 +129,10 @@ async def test_selectors_affinity_taints_and_cordons(client, start_scheduler):
 async def test_pending_pod_scheduled_soon_after_a_fitting_node_appears(client, start_scheduler):
     await client.create(make_node("small", cpu="1"))
     await start_scheduler()
-    await client.create(pod("needs-4", cpu="4"))
+    await client.create(asking("needs-4", "4"))
     assert await eventually(lambda: unschedulable_message(client, "needs-4")) == \
         "0/1 nodes are available: 1 Insufficient cpu."
-    await asyncio.sleep(1.5)  # let its backoff grow
+    await stays(lambda: unbound(client, "needs-4"), 1.5, "needs-4 unbound while its backoff grows")
     t0 = time.monotonic()
     await client.create(make_node("large", cpu="8"))
     assert await bound_to(client, "needs-4") == "large"
@@ -156,11 +155,10 @@ async def test_two_schedulers_side_by_side(client, start_scheduler):
     await client.create(make_node("n1"))
     await start_scheduler()
     await client.create(pod("for-default"))
-    await client.create(pod("for-mine", scheduler="my-scheduler"))
-    await client.create(pod("for-nobody", scheduler="nobody"))
+    await client.create(pod("for-mine", schedulerName="my-scheduler"))
+    await client.create(pod("for-nobody", schedulerName="nobody"))
     assert await bound_to(client, "for-default") == "n1"
-    await asyncio.sleep(0.5)
-    assert await node_of(client, "for-mine") is None
+    await stays(lambda: unbound(client, "for-mine"), 0.5, "for-mine unbound until its scheduler runs")
 
     await start_scheduler("my-scheduler")
     assert await bound_to(client, "for-mine") == "n1"
@@ -168,9 +166,11 @@ async def test_two_schedulers_side_by_side(client, start_scheduler):
     assert ev[0]["source"]["component"] == "my-scheduler"
     ev = await eventually(lambda: events_for(client, "for-default", "Scheduled"))
     assert ev[0]["source"]["component"] == "default-scheduler"
-    await asyncio.sleep(0.5)
-    assert await node_of(client, "for-nobody") is None
-    assert not await events_for(client, "for-nobody", "FailedScheduling")
+
+    async def left_alone():
+        return await unbound(client, "for-nobody") and not await events_for(client, "for-nobody", "FailedScheduling")
+
+    await stays(left_alone, 0.5, "the pod of an unknown scheduler left alone")
 
 
 async def test_last_slots_of_a_node_are_never_double_booked(client, start_scheduler):
@@ -189,9 +189,7 @@ async def test_last_slots_of_a_node_are_never_double_booked(client, start_schedu
     assert len(bound) == 3 and {p["spec"]["nodeName"] for p in bound} == {"tiny"}
     assert {await unschedulable_message(client, p["metadata"]["name"]) for p in waiting} == \
         {"0/1 nodes are available: 1 Too many pods."}
-    await asyncio.sleep(1.0)
-    items, _ = await client.list("pods", "default")
-    assert sum(1 for p in items if p["spec"].get("nodeName")) == 3
+    await stays(lambda: bound_count(client, 3), 1.0, "3 pods bound, no more")
 
     # a bound pod goes away: exactly one waiting pod takes its place
     await client.delete("pods", bound[0]["metadata"]["name"], grace_period_seconds=0)
@@ -202,6 +200,4 @@ async def test_last_slots_of_a_node_are_never_double_booked(client, start_schedu
         return names if len(names) == 3 and bound[0]["metadata"]["name"] not in names else None
 
     await eventually(three_again)
-    await asyncio.sleep(1.0)
-    items, _ = await client.list("pods", "default")
-    assert sum(1 for p in items if p["spec"].get("nodeName")) == 3
+    await stays(lambda: bound_count(client, 3), 1.0, "3 pods bound, no more")

@@ -12,23 +12,26 @@ import nats
 import pytest
 
 from bus import errors
-from bus.cli.printers import service_ports
 from bus.client import ApiClient
 from bus.informer import SharedInformerFactory
 from bus.resources import SERVICE_ALLOCATIONS, by_plural
-from master.apiserver import ApiServer
+from bus.tables import service_ports
+from master.apiserver.server import ApiServer
 from master.apiserver import service_alloc
 from master.apiserver.service_alloc import held
 from master.controllers import endpoints, namespace
 from master.controllers.manager import Context
-from tests.harness import get_or_none, running_controllers, wait_until
+from tests.builders import service
+from tests.harness import get_or_none, make_pod, running_controllers, set_status
+from tests.waiting import eventually, stays
 
 SERVICE_NET = ipaddress.ip_network("10.96.0.0/12")
 
 
 def svc(name: str, ns: str = "default", ports=None, **spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
-            "spec": {"selector": {"app": name}, "ports": ports if ports is not None else [{"port": 80}], **spec}}
+    """A Service selecting the pods ``app: <name>`` (unless ``selector=``), port 80 unless ``ports``."""
+    return service(name, ns, **{"selector": {"app": name}, "ports": [{"port": 80}] if ports is None else ports,
+                                **spec})
 
 
 def invalid_cause(exc: pytest.ExceptionInfo) -> tuple[str, str]:
@@ -161,8 +164,7 @@ async def test_node_ports_allocated_honoured_and_released_on_type_change(client)
 
 
 async def test_every_way_of_deleting_releases(client):
-    await client.create({**svc("fin", clusterIP="10.96.0.60"),
-                         "metadata": {"name": "fin", "namespace": "default", "finalizers": ["example.com/hold"]}})
+    await client.create(svc("fin", clusterIP="10.96.0.60", finalizers=["example.com/hold"]))
     await client.delete("services", "fin")
     assert ("clusterip", "10.96.0.60") in await claims(client)  # still terminating: still held
     await client.patch("services", "fin", {"metadata": {"finalizers": None}})
@@ -187,7 +189,7 @@ async def test_deleting_the_namespace_releases_its_services(client):
         await client.create(svc("web", ns="shop", type="NodePort", ports=[{"port": 80, "nodePort": 30090}],
                                 clusterIP="10.96.0.90"))
         await client.delete("namespaces", "shop")
-        await wait_until(lambda: _ns_gone(client, "shop"), 15, "namespace shop removed")
+        await eventually(lambda: _ns_gone(client, "shop"), 15, "namespace shop removed")
         assert await claims(client) == {("clusterip", "10.96.0.1")}
         again = await client.create(svc("web", type="NodePort", ports=[{"port": 80, "nodePort": 30090}],
                                         clusterIP="10.96.0.90"))
@@ -268,23 +270,6 @@ async def controller(client):
         yield ctx
 
 
-async def make_pod(client, name: str, ip: str | None, ready: bool, labels=None, ports=None, node="n1", **spec) -> dict:
-    """Create a pod, then write its status as the node agent would (IP, phase, Ready condition)."""
-    p = await client.create({"apiVersion": "v1", "kind": "Pod",
-                             "metadata": {"name": name, "namespace": "default", "labels": labels or {"app": "web"}},
-                             "spec": {"nodeName": node, "automountServiceAccountToken": False,
-                                      "containers": [{"name": "c", "image": "busybox", "ports": ports or []}],
-                                      **spec}})
-    return await set_status(client, p, ip, ready)
-
-
-async def set_status(client, p: dict, ip: str | None, ready: bool) -> dict:
-    p = await client.get("pods", p["metadata"]["name"])
-    p["status"] = {"phase": "Running", **({"podIP": ip, "podIPs": [{"ip": ip}]} if ip else {}),
-                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
-    return await client.update_status(p)
-
-
 def ref(p: dict) -> dict:
     m = p["metadata"]
     return {"kind": "Pod", "namespace": "default", "name": m["name"], "uid": m["uid"]}
@@ -312,53 +297,58 @@ async def test_endpoints_list_ready_and_not_ready_pods_with_ports_resolved_per_p
     metrics_only = [{"name": "metrics", "port": 9100, "protocol": "TCP"}]
     want = [{"addresses": [addr(p1)], "notReadyAddresses": [addr(p2)], "ports": both},
             {"addresses": [addr(p3)], "ports": metrics_only}]
-    await wait_until(lambda: _equal(client, "web", want), 10, "endpoints of web")
+    await eventually(lambda: _equal(client, "web", want), 10, "endpoints of web")
     ep = await client.get("endpoints", "web")
     assert ep["metadata"]["labels"]["endpoints.kubernetes.io/managed-by"] == "endpoint-controller"
 
     # p2 turns ready: it moves to addresses
     p2 = await set_status(client, p2, "10.244.1.2", True)
     want[0] = {"addresses": [addr(p1), addr(p2)], "ports": both}
-    await wait_until(lambda: _equal(client, "web", want), 10, "p2 ready")
+    await eventually(lambda: _equal(client, "web", want), 10, "p2 ready")
     # changes that do not matter write nothing
     rv = (await client.get("endpoints", "web"))["metadata"]["resourceVersion"]
     await client.patch("pods", "p1", {"metadata": {"annotations": {"note": "irrelevant"}}})
     await client.patch("services", "web", {"metadata": {"annotations": {"note": "irrelevant"}}})
-    await asyncio.sleep(1.0)
-    assert (await client.get("endpoints", "web"))["metadata"]["resourceVersion"] == rv
+
+    async def unwritten():
+        return (await client.get("endpoints", "web"))["metadata"]["resourceVersion"] == rv
+
+    await stays(unwritten, 1.0, "the endpoints not rewritten")
     # scale down: p1 deleted, p3 terminating (deletionTimestamp set, a finalizer keeps it)
     await client.patch("pods", "p3", {"metadata": {"finalizers": ["example.com/hold"]}})
     await client.delete("pods", "p1", grace_period_seconds=0)
     await client.delete("pods", "p3")
-    await wait_until(lambda: _equal(client, "web", [{"addresses": [addr(p2)], "ports": both}]), 10, "scale down")
+    await eventually(lambda: _equal(client, "web", [{"addresses": [addr(p2)], "ports": both}]), 10, "scale down")
     await client.patch("pods", "p3", {"metadata": {"finalizers": None}})
 
     # the Endpoints go with the Service
     await client.delete("services", "web")
-    await wait_until(lambda: _gone(client, "web"), 10, "endpoints deleted with the service")
+    await eventually(lambda: _gone(client, "web"), 10, "endpoints deleted with the service")
 
 
 async def test_publish_not_ready_headless_hostnames_and_hand_written_endpoints(client, controller):
     a = await make_pod(client, "a", "10.244.2.1", False, hostname="a", subdomain="db")
     await client.create(svc("db", clusterIP="None", ports=[], selector={"app": "web"}))
-    await wait_until(lambda: _equal(client, "db", [{"notReadyAddresses": [addr(a, hostname="a")]}]), 10, "headless")
+    await eventually(lambda: _equal(client, "db", [{"notReadyAddresses": [addr(a, hostname="a")]}]), 10, "headless")
     ep = await client.get("endpoints", "db")
     assert ep["metadata"]["labels"]["service.kubernetes.io/headless"] == ""
     await client.create(svc("pub", selector={"app": "web"}, publishNotReadyAddresses=True))
-    await wait_until(lambda: _equal(client, "pub", [{"addresses": [addr(a)], "ports": [
+    await eventually(lambda: _equal(client, "pub", [{"addresses": [addr(a)], "ports": [
         {"port": 80, "protocol": "TCP"}]}]), 10, "not-ready pod published")
 
     # a Service without a selector keeps what was written by hand
     hand = await client.create({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "ext"},
                                 "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "ports": [{"port": 5432}]}]})
-    await client.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
-                         "spec": {"ports": [{"port": 5432}]}})
+    await client.create(service("ext", ports=[{"port": 5432}]))
     await client.patch("services", "ext", {"metadata": {"labels": {"touched": "yes"}}})
     b = await make_pod(client, "b", "10.244.2.2", True)  # the controller has seen what came after "ext"
-    await wait_until(lambda: _equal(client, "pub", [{"addresses": [addr(a), addr(b)], "ports": [
+    await eventually(lambda: _equal(client, "pub", [{"addresses": [addr(a), addr(b)], "ports": [
         {"port": 80, "protocol": "TCP"}]}]), 10, "pod b published")
-    await asyncio.sleep(1.0)
-    assert await client.get("endpoints", "ext") == hand
+
+    async def kept():
+        return await client.get("endpoints", "ext") == hand
+
+    await stays(kept, 1.0, "the hand-written endpoints kept")
 
 
 async def _equal(client, name: str, want: list[dict]) -> bool:

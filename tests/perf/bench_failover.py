@@ -26,19 +26,18 @@ import time
 from pathlib import Path
 
 from bus.natsserver import NatsServer
-from tests.harness import IMAGE, node_ready, start_cluster, stop_cluster, unique_node, wait_until
+from tests import builders
+from tests.builders import container
+from tests.harness import node_ready, start_cluster, stop_cluster, unique_node
+from tests.waiting import eventually
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 AGENT_DEFAULTS = ["--lease-seconds", "2", "--metrics-seconds", "10"]
 
 
 def replicaset(name: str, replicas: int) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [
-                                      {"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
-                                       "command": ["sleep", "3600"]}]}}}}
+    return builders.replicaset(name, replicas=replicas, grace=1,
+                               containers=[container("main", command=["sleep", "3600"])])
 
 
 async def pods_by_node(client, app: str) -> dict[str, dict[str, str]]:
@@ -57,7 +56,7 @@ async def one_run(srv: NatsServer, tmp: Path, replicas: int = 4) -> dict[str, fl
     node_b, cidr_b = unique_node()
     agent_b = c.start_agent(node_b, cidr_b, AGENT_DEFAULTS)
     try:
-        await wait_until(lambda: node_ready(client, node_b), 30, "node B Ready")
+        await eventually(lambda: node_ready(client, node_b), 30, "node B Ready")
         await client.create(replicaset("web", replicas))
 
         async def spread():
@@ -65,7 +64,7 @@ async def one_run(srv: NatsServer, tmp: Path, replicas: int = 4) -> dict[str, fl
             running = sum(1 for n in by.values() for ph in n.values() if ph == "Running")
             return running == replicas and len(by.get(c.node, {})) and len(by.get(node_b, {}))
 
-        await wait_until(spread, 60, f"{replicas} pods Running on both nodes")
+        await eventually(spread, 60, f"{replicas} pods Running on both nodes")
         lost = set((await pods_by_node(client, "web"))[node_b])
         agent_b.send_signal(signal.SIGKILL)
         agent_b.wait()
@@ -89,12 +88,12 @@ async def one_run(srv: NatsServer, tmp: Path, replicas: int = 4) -> dict[str, fl
     finally:
         try:
             await client.scale("replicasets", "web", 0, "default")
-            await wait_until(lambda: _none_left(client), 60, "pods gone")
+            await eventually(lambda: _none_left(client), 60, "pods gone")
             await client.delete("replicasets", "web", "default")
         except Exception as e:  # clean up as much as possible
             print(f"cleanup: {e}")
         c.start_agent(node_b, cidr_b, AGENT_DEFAULTS)  # let B come back and stop its old containers
-        await wait_until(lambda: node_ready(client, node_b), 30, "node B back")
+        await eventually(lambda: node_ready(client, node_b), 30, "node B back")
         await stop_cluster(c)
 
 

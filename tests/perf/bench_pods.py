@@ -9,7 +9,9 @@ node agent, then measures:
   watch (creationTimestamp has one-second resolution, so the client's send time is the start);
 - a 30-pod burst on one node, all Running, against plain `docker run -d` of 30 containers
   (30 concurrent CLI calls) measured in the same run;
-- PodNetwork.attach (bridge port, veth, IPAM, addresses, routes) per pod, on fresh namespaces.
+- PodNetwork.attach (bridge port, veth, IPAM, addresses, routes) per pod, on fresh namespaces;
+- the node's runtime layer alone (DockerRuntime, no API, no agent): a sandbox and one app container created and
+  started, 20 pods one after the other.
 Prints figures with conditions; not a pass/fail test.
 """
 
@@ -29,9 +31,8 @@ from pathlib import Path
 from bus.client import ApiClient
 from bus.natsserver import NatsServer
 from bus.proc import die_with_parent, stop_process
+from tests.builders import IMAGE, container, pod
 from tests.conftest import wait_for_api
-
-IMAGE = "k8n/busybox:latest"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -49,11 +50,8 @@ def _docker_version() -> str:
                           text=True).stdout.strip()
 
 
-def pod(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-                                     "command": ["sleep", "3600"]}]}}
+def sleeper(name: str) -> dict:
+    return pod(name, grace=1, containers=[container("main", pull="IfNotPresent", command=["sleep", "3600"])])
 
 
 async def running_times(client: ApiClient, since: int, names: set[str], timeout: float = 120) -> dict[str, float]:
@@ -82,7 +80,7 @@ async def sequential(client: ApiClient, n: int) -> list[float]:
         watcher = asyncio.create_task(running_times(client, rv, {name}))
         await asyncio.sleep(0.05)
         t0 = time.perf_counter()
-        await client.create(pod(name))
+        await client.create(sleeper(name))
         seen = await watcher
         out.append(seen[name] - t0)
         await client.delete("pods", name, grace_period_seconds=0)
@@ -95,7 +93,7 @@ async def burst(client: ApiClient, n: int) -> float:
     watcher = asyncio.create_task(running_times(client, rv, names))
     await asyncio.sleep(0.05)
     t0 = time.perf_counter()
-    await asyncio.gather(*(client.create(pod(nm)) for nm in names))
+    await asyncio.gather(*(client.create(sleeper(nm)) for nm in names))
     seen = await watcher
     if len(seen) < n:
         raise RuntimeError(f"only {len(seen)}/{n} burst pods became Running")
@@ -140,6 +138,27 @@ async def network_attach(n: int) -> list[float]:
             except OSError:
                 pass
         await net.teardown()
+    return times
+
+
+async def runtime_start(n: int) -> list[float]:
+    """Seconds to create and start a sandbox and one app container through DockerRuntime, per pod, sequentially."""
+    from node.runtime import DockerRuntime
+
+    tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-rt-"))
+    rt = DockerRuntime(f"bench-rt-{uuid.uuid4().hex[:6]}", state_dir=tmp / "state")
+    app = container("main", pull=None, command=["sleep", "3600"])
+    times = []
+    try:
+        for i in range(n):
+            p = pod(f"rt-{i}", uid=str(uuid.uuid4()), bare=True)
+            t0 = time.perf_counter()
+            sandbox = await rt.create_sandbox(p)
+            await rt.start_container(await rt.create_container(p, app, sandbox, 0, {}, []))
+            times.append(time.perf_counter() - t0)
+    finally:
+        await rt.cleanup_node()
+        rt.close()
     return times
 
 
@@ -190,6 +209,11 @@ async def main() -> None:
     times = await network_attach(20)
     print(f"pod network set-up (PodNetwork.attach: IPAM, veth pair, bridge port, addresses, routes), 20 pods: "
           f"p50 {pct(times, 50) * 1e3:.1f} ms, p99 {pct(times, 99) * 1e3:.1f} ms [{os.cpu_count()} cores]")
+    await runtime_start(2)  # warm-up
+    times = await runtime_start(20)
+    print(f"runtime layer alone (DockerRuntime: sandbox + one app container created and started), 20 pods one "
+          f"after the other: p50 {pct(times, 50) * 1e3:.0f} ms, p99 {pct(times, 99) * 1e3:.0f} ms, "
+          f"min {min(times) * 1e3:.0f} ms [{os.cpu_count()} cores, Docker {_docker_version()}]")
 
 
 if __name__ == "__main__":

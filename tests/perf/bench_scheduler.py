@@ -28,16 +28,15 @@ from bus import aio
 from bus.client import ApiClient
 from bus.natsserver import NatsServer
 from bus.proc import die_with_parent, stop_process
+from tests import builders
+from tests.builders import container, owner_ref, requests
 from tests.conftest import wait_for_api
 
 
 def pod(i: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"bench-{i:06d}", "namespace": "default", "labels": {"app": "bench"},
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "bench",
-                                              "uid": f"bench-rs-{i % 10}", "controller": True}]},
-            "spec": {"containers": [{"name": "c", "image": "busybox",
-                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+    return builders.pod(f"bench-{i:06d}", labels={"app": "bench"},
+                        owners=owner_ref("ReplicaSet", "bench", f"bench-rs-{i % 10}", api_version="apps/v1"),
+                        containers=[container("c", pull=None, resources=requests("10m", "16Mi"))])
 
 
 def spawn(argv: list[str], log: Path, profile: bool = False) -> subprocess.Popen:

@@ -3,23 +3,20 @@ selecting ``app: web`` pods in ``default``, and pods with their status as a node
 
 from __future__ import annotations
 
+from tests import builders
+from tests.builders import container
+
 
 def service(ports=None, uid="svc-uid", **spec) -> dict:
-    return {"metadata": {"name": "web", "namespace": "default", "uid": uid, "labels": {"tier": "front"}},
-            "spec": {"selector": {"app": "web"},
-                     "ports": ports if ports is not None else [{"port": 80, "targetPort": 8080}], **spec}}
+    return builders.service("web", uid=uid, labels={"tier": "front"}, ports=ports, **{"selector": {"app": "web"}, **spec})
 
 
 def pod(name: str, ip: str | None = "10.244.0.1", ready: bool = True, ports=None, phase="Running",
         deleting=False, node="n1", **spec) -> dict:
-    meta = {"name": name, "namespace": "default", "uid": f"uid-{name}", "labels": {"app": "web"}}
-    if deleting:
-        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    status = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
-    if ip:
-        status["podIP"] = ip
-    return {"metadata": meta, "status": status,
-            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": ports or []}], **spec}}
+    return builders.pod(name, uid=f"uid-{name}", labels={"app": "web"},
+                        deleting="2026-01-01T00:00:00Z" if deleting else None, node=node,
+                        containers=[container("c", ports=ports or [])], phase=phase, ready=ready, ip=ip or None,
+                        **spec)
 
 
 def target_ref(p: dict) -> dict:

@@ -13,7 +13,10 @@ import pytest
 from bus import errors, subjects
 from node.agent import Agent, AgentConfig
 from node.runtime.model import ContainerInfo, ContainerStatus, Sandbox
+from tests import builders
+from tests.builders import IMAGE, container
 from tests.unit.fakestore import FakeStore
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
 NODE = "n1"
@@ -63,7 +66,7 @@ class FakeRuntime:
         self.n += 1
         cid = f"c{self.n:04d}"
         self.containers[cid] = ContainerInfo(cid, pod["metadata"]["uid"], pod["metadata"]["name"], "default", name,
-                                             0, False, "", state, "busybox", self.n)
+                                             0, False, "", state, IMAGE, self.n)
         return cid
 
     def of(self, uid):
@@ -136,11 +139,9 @@ class FakeNetwork:
 
 
 def pod(name, uid):
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "default", "uid": uid},
-            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]},
-            "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}}
+    return builders.pod(name, uid=uid, node=NODE, grace=1,
+                        containers=[container("main", pull=None, command=["sleep", "3600"])],
+                        phase="Running", started="2026-01-01T00:00:00Z")
 
 
 @pytest.fixture
@@ -159,15 +160,6 @@ def running_pod(store, runtime, name, uid):
     runtime.add(p, "POD")
     runtime.add(p, "main")
     return p
-
-
-async def eventually(pred, timeout=3.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if pred():
-            return True
-        await asyncio.sleep(0.01)
-    return pred()
 
 
 async def settle(n=50):
@@ -194,8 +186,8 @@ async def test_pods_deleted_while_the_agent_adopts_them_lose_their_containers(en
     assert agent.informer.get("default", "first") is None
     network.release.set()
     await asyncio.wait_for(start, 3)
-    assert await eventually(lambda: not runtime.of("u-first")), f"first's containers stay: {runtime.of('u-first')}"
-    assert await eventually(lambda: not runtime.of("u-late")), f"late's containers stay: {runtime.of('u-late')}"
+    await eventually(lambda: not runtime.of("u-first"), 3, lambda: f"first's containers to go: {runtime.of('u-first')}")
+    await eventually(lambda: not runtime.of("u-late"), 3, lambda: f"late's containers to go: {runtime.of('u-late')}")
     assert "u-first" not in agent.workers and "u-late" not in agent.workers
     assert len(runtime.of("u-keep")) == 2 and "u-keep" in agent.workers
     assert agent.client.deletes == []  # already gone from the API: nothing to delete
@@ -216,8 +208,8 @@ async def test_graceful_deletion_during_adoption_reaches_the_adopted_worker(env)
     await settle()
     network.release.set()
     await asyncio.wait_for(start, 3)
-    assert await eventually(lambda: not runtime.of("u-first"))
-    assert await eventually(lambda: "first" in agent.client.deletes)  # the agent finishes the deletion
+    await eventually(lambda: not runtime.of("u-first"), 3, "first's containers to go")
+    await eventually(lambda: "first" in agent.client.deletes, 3, "the agent to finish the deletion")
     assert len(runtime.of("u-late")) == 2
 
 
@@ -232,6 +224,7 @@ async def test_a_worker_whose_pod_left_the_cache_unnoticed_is_told_on_the_next_r
     store.remove("default", "web", emit=False)
     store.put(pod("web", "u-new"), emit=False)
     store.break_watches()
-    assert await eventually(lambda: not runtime.of("u-old")), f"old containers stay: {runtime.of('u-old')}"
-    assert await eventually(lambda: {c.container_name for c in runtime.of("u-new")} == {"POD", "main"})
+    await eventually(lambda: not runtime.of("u-old"), 3, lambda: f"the old containers to go: {runtime.of('u-old')}")
+    await eventually(lambda: {c.container_name for c in runtime.of("u-new")} == {"POD", "main"}, 3,
+                     "the new pod's sandbox and container")
     assert "u-old" not in agent.workers and "u-new" in agent.workers

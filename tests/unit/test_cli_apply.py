@@ -3,15 +3,13 @@
 import json
 
 from bus.cli.apply import LAST_APPLIED, contains, three_way_patch, with_last_applied
+from tests import builders
+from tests.builders import container
 
 
 def deployment(replicas=2, **spec_extra):
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                     "template": {"metadata": {"labels": {"app": "web"}},
-                                  "spec": {"containers": [{"name": "c", "image": "nginx",
-                                                           "ports": [{"containerPort": 80}]}]}},
-                     **spec_extra}}
+    return builders.deployment("web", replicas=replicas, **spec_extra, containers=[
+        container("c", image="nginx", pull=None, ports=[{"containerPort": 80}])])
 
 
 def live_from(manifest):

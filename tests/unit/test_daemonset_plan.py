@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from master.controllers.daemonset import (DAEMON_TOLERATIONS, HASH_LABEL, daemon_pod, node_fit, plan, scaled_value,
                                           target_node, template_hash)
+from tests import builders
 
 NOW = 1_000_000.0
 
 
 def node(name: str, labels: dict | None = None, taints: list | None = None) -> dict:
-    return {"metadata": {"name": name, "labels": labels or {}}, "spec": {"taints": taints or []}}
+    return builders.node(name, labels=labels or {}, taints=taints or [])
 
 
 def ds(template_spec: dict | None = None, strategy: dict | None = None, generation: int = 1, **spec) -> dict:
@@ -27,17 +28,11 @@ def ds(template_spec: dict | None = None, strategy: dict | None = None, generati
 def pod(name: str, on: str, owner: dict, ready: bool = True, phase: str = "Running", old: bool = False,
         created: str = "2024-01-01T00:00:00Z", deleting: bool = False, scheduled: bool = True) -> dict:
     h = "old" if old else template_hash(owner["spec"]["template"])
-    p = {"metadata": {"name": name, "uid": f"uid-{name}", "creationTimestamp": created,
-                      "labels": {"app": "d", HASH_LABEL: h}},
-         "spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-             "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [on]}]}]}}}},
-         "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                                                    "lastTransitionTime": "2024-01-01T00:00:00Z"}]}}
-    if scheduled:
-        p["spec"]["nodeName"] = on
-    if deleting:
-        p["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:01Z"
-    return p
+    on_node = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [on]}]}]}}}
+    return builders.pod(name, None, uid=f"uid-{name}", created=created, labels={"app": "d", HASH_LABEL: h},
+                        deleting="2024-01-01T00:00:01Z" if deleting else None, node=on if scheduled else None,
+                        bare=True, affinity=on_node, phase=phase, ready=ready, ready_since="2024-01-01T00:00:00Z")
 
 
 def names(pods: list[dict]) -> list[str]:

@@ -11,6 +11,7 @@ from master.controllers.deployment_util import (
     DESIRED_REPLICAS, HASH_LABEL, MAX_REPLICAS, REVISION, REVISION_HISTORY, compute_hash, equal_ignore_hash, fenceposts,
     max_unavailable, safe_encode, scaled_value, set_new_rs_annotations, template_with_hash,
 )
+from tests import builders
 
 TEMPLATE = {"metadata": {"labels": {"app": "web"}},
             "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
@@ -20,11 +21,9 @@ def deployment(replicas=10, surge="25%", unavailable="25%", strategy="RollingUpd
     s = {"type": strategy}
     if strategy == "RollingUpdate":
         s["rollingUpdate"] = {"maxSurge": surge, "maxUnavailable": unavailable}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default", "uid": "d-uid", "generation": generation},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE,
-                     "strategy": s, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600, **spec},
-            "status": {}}
+    d = builders.deployment("web", uid="d-uid", generation=generation, replicas=replicas, template=TEMPLATE,
+                            **{"strategy": s, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600, **spec})
+    return {**d, "status": {}}
 
 
 def rs(name, replicas, available=None, created="2024-01-01T00:00:00Z", revision=1, desired=None, max_replicas=None,

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bus import errors
+from bus.meta import format_time
 from bus.resources import RESOURCES, by_kind
 from master.gateway import discovery, openapi, protobuf, tables
 from master.gateway.paths import parse_path
@@ -15,7 +16,7 @@ NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
 def ts(seconds_ago: int) -> str:
-    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(NOW - timedelta(seconds=seconds_ago))
 
 
 POD = {"apiVersion": "v1", "kind": "Pod",

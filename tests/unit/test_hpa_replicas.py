@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from master.controllers._lifecycle_util import rfc3339
 from master.controllers.hpa import (History, MetricError, Sample, average_value_replicas, behavior_of, limit_rate,
                                     record_scale, resource_replicas, sample_of, stabilize)
+from tests import builders
+from tests.builders import container, requests
 
 NOW = 1_000_000.0
 COOL = NOW - 3600  # started long ago (past the cpu initialization period)
@@ -16,15 +17,11 @@ HOT = NOW - 60  # started within it
 
 def pod(i: int, ready: str = "True", phase: str = "Running", start: float = COOL, ready_since: float | None = None,
         deleting: bool = False, request: str | None = "1", containers: int = 1) -> dict:
-    res = {"requests": {"cpu": request, "memory": "100Mi"}} if request else {}
-    meta = {"name": f"p{i}", "namespace": "default"}
-    if deleting:
-        meta["deletionTimestamp"] = rfc3339(NOW)
-    return {"metadata": meta,
-            "spec": {"containers": [{"name": f"c{j}", "resources": res} for j in range(containers)]},
-            "status": {"phase": phase, "startTime": rfc3339(start),
-                       "conditions": [{"type": "Ready", "status": ready,
-                                       "lastTransitionTime": rfc3339(ready_since if ready_since is not None else start)}]}}
+    res = requests(request, "100Mi") if request else {}
+    return builders.pod(f"p{i}", deleting=NOW if deleting else None,
+                        containers=[container(f"c{j}", resources=res) for j in range(containers)],
+                        phase=phase, started=start, ready=ready,
+                        ready_since=ready_since if ready_since is not None else start)
 
 
 def samples(levels: list[int], ts: float = NOW - 5) -> dict[str, Sample]:

@@ -1,6 +1,7 @@
 """Informer against an in-memory store with the Store list()/watch() interface."""
 
 import asyncio
+from functools import partial
 
 import pytest
 
@@ -8,17 +9,14 @@ from bus import errors
 from bus.controller import Controller
 from bus.informer import BY_NAMESPACE, BY_NODE, BY_OWNER, Informer, SharedInformerFactory
 from bus.store import MODIFIED, WatchEvent
+from tests import builders
+from tests.builders import owner_ref
 from tests.unit.fakestore import FakeStore
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.asyncio
-
-
-def pod(name, ns="default", node=None, owner=None, labels=None, phase="Pending"):
-    meta = {"name": name, "namespace": ns, "labels": labels or {}}
-    if owner:
-        meta["ownerReferences"] = [{"kind": "ReplicaSet", "name": "rs", "uid": owner}]
-    spec = {"nodeName": node} if node else {}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": {"phase": phase}}
+pod = partial(builders.pod, phase="Pending", labels={})  # what the informer sees of a new pod
+RS1 = owner_ref("ReplicaSet", "rs", "rs-1", controller=None)
 
 
 class Recorder:
@@ -47,7 +45,7 @@ async def settle(n=20):
 @pytest.fixture
 async def setup():
     store = FakeStore()
-    store.put(pod("a", node="n1", owner="rs-1"))
+    store.put(pod("a", node="n1", owners=RS1))
     store.put(pod("b", ns="kube-system", node="n2"))
     rec = Recorder()
     inf = Informer(store, "pods", relist_backoff=(0, 0))
@@ -78,7 +76,7 @@ async def test_watch_events_update_cache_indexes_and_handlers(setup):
     await inf.start(timeout=1)
     rec.events.clear()
     store.put(pod("c", node="n1"))
-    store.put(pod("a", node="n3", owner="rs-1", phase="Running"))
+    store.put(pod("a", node="n3", owners=RS1, phase="Running"))
     store.remove("default", "c")
     await settle()
     assert rec.events == [("add", "c", "3"), ("update", "a", "1", "4"), ("delete", "c", "Pending")]
@@ -218,8 +216,8 @@ async def test_resync_redelivers_updates(setup):
     inf.resync_period = 0.01
     await inf.start(timeout=1)
     rec.events.clear()
-    await asyncio.sleep(0.05)
-    assert ("update", "a", "1", "1") in rec.events and ("update", "b", "2", "2") in rec.events
+    await eventually(lambda: ("update", "a", "1", "1") in rec.events and ("update", "b", "2", "2") in rec.events,
+                     1, "both pods redelivered")
 
 
 async def test_stop_ends_the_watch(setup):
@@ -254,9 +252,7 @@ async def test_shared_factory_hands_out_one_informer_per_query():
 async def test_controller_turns_events_into_owner_keys_and_reconciles():
     store = FakeStore()
     store.put({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web", "namespace": "default"}})
-    owned = pod("web-1")
-    owned["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "web", "uid": "u", "controller": True}]
-    store.put(owned)
+    store.put(pod("web-1", owners=owner_ref("ReplicaSet", "web", "u")))
     store.put(pod("loose"))
     rs_inf, pod_inf = Informer(store, "replicasets"), Informer(store, "pods")
     seen = []

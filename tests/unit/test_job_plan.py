@@ -3,11 +3,11 @@ delay, the TTL after it finished and the selector it generates."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from bus.client import resource_of
+from bus.meta import format_time
 from bus.validation import validate_object, validate_update
 from master.apiserver.patch import merge_patch
+from tests import builders
 from master.controllers.job import (MAX_BACKOFF, backoff_delay, generated_selector_patch, job_pod, plan, restarts,
                                     ttl_left)
 
@@ -15,7 +15,7 @@ NOW = 1_700_000_000.0
 
 
 def ts(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(t)
 
 
 def job(restart: str = "Never", status: dict | None = None, **spec) -> dict:
@@ -31,15 +31,12 @@ def job(restart: str = "Never", status: dict | None = None, **spec) -> dict:
 
 def pod(name: str, phase: str = "Running", ready: bool = False, finished_at: float | None = None,
         restart_count: int = 0, created: float = NOW - 10, deleting: bool = False) -> dict:
-    cs = {"name": "c", "restartCount": restart_count, "state": {}}
-    if finished_at is not None:
-        cs["state"] = {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "finishedAt": ts(finished_at)}}
-    p = {"metadata": {"name": name, "uid": f"uid-{name}", "creationTimestamp": ts(created)},
-         "status": {"phase": phase, "containerStatuses": [cs],
-                    "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
-    if deleting:
-        p["metadata"]["deletionTimestamp"] = ts(NOW)
-    return p
+    """A pod of the Job; its container ``c`` restarted ``restart_count`` times (and terminated at ``finished_at``)."""
+    state = {} if finished_at is None else {
+        "terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "finishedAt": ts(finished_at)}}
+    return builders.pod(name, None, uid=f"uid-{name}", created=created, deleting=NOW if deleting else None,
+                        phase=phase, ready=ready,
+                        statuses=[{"name": "c", "restartCount": restart_count, "state": state}])
 
 
 def cond(status: dict) -> tuple | None:

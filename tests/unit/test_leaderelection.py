@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bus import errors
 from bus.informer import deep_copy
+from bus.settings import SettingsError
 from bus.workqueue import FakeClock
 from master.leaderelection import ElectionConfig, LeaderElector, run_leader_elected
+from tests.waiting import eventually
 
 CFG = ElectionConfig(lease_duration=15, renew_deadline=10, retry_period=2)
 
@@ -139,8 +143,7 @@ async def test_only_the_leader_leads_and_a_lost_lease_stops_it():
     a = elector(store, "a", clock)
     runner = asyncio.create_task(run_leader_elected(store, "x", stop, lead, config=CFG, on_lost=lambda: lost.append(1),
                                                     elector=a))
-    await asyncio.sleep(0.01)
-    assert led == ["start"] and a.leading
+    await eventually(lambda: led == ["start"] and a.leading, 1, "a leading")
     # another candidate steals the lease behind a's back: a sees it at its next renewal and stops
     store.obj["spec"]["holderIdentity"] = "thief"
     clock.advance(2)
@@ -158,17 +161,24 @@ async def test_clean_stop_releases_the_lease():
 
     runner = asyncio.create_task(run_leader_elected(store, "x", stop, lead, config=CFG, on_lost=lambda: None,
                                                     elector=elector(store, "a", clock)))
-    await asyncio.sleep(0.01)
-    assert store.spec["holderIdentity"] == "a"
+    await eventually(lambda: store.obj and store.spec["holderIdentity"] == "a", 1, "a holding the lease")
     stop.set()
     await asyncio.wait_for(runner, 1)
     assert store.spec["holderIdentity"] == ""
 
 
 def test_config_from_options_scales_with_a_short_lease():
-    opts = {"leader-elect-lease-duration": 3.0}
-    cfg = ElectionConfig.from_options(lambda name, default: opts.get(name, default))
+    cfg = ElectionConfig.from_options({"leader-elect-lease-duration": 3.0}, environ={})
     assert cfg.enabled and cfg.lease_duration == 3.0
     assert cfg.renew_deadline == 2.0 and cfg.retry_period == 0.6
-    off = ElectionConfig.from_options(lambda name, default: "false" if name == "leader-elect" else default)
+    off = ElectionConfig.from_options({"leader-elect": "false"}, environ={})
     assert not off.enabled
+    env = ElectionConfig.from_options(environ={"K8N_LEADER_ELECT_LEASE_DURATION": "3"})
+    assert env.lease_duration == 3.0 and env.renew_deadline == 2.0 and env.retry_period == 0.6
+
+
+def test_config_names_a_bad_environment_variable():
+    with pytest.raises(SettingsError, match=r"K8N_LEADER_ELECT_LEASE_DURATION='soon': expected a number"):
+        ElectionConfig.from_options(environ={"K8N_LEADER_ELECT_LEASE_DURATION": "soon"})
+    with pytest.raises(SettingsError, match=r"K8N_LEADER_ELECT='maybe': expected a boolean"):
+        ElectionConfig.from_options(environ={"K8N_LEADER_ELECT": "maybe"})

@@ -5,23 +5,24 @@ from __future__ import annotations
 
 import math
 
+from bus.meta import format_time as rfc3339
 from bus.workqueue import FakeClock
-from master.controllers._lifecycle_util import UNREACHABLE, eviction_time, rfc3339, toleration_seconds
+from master.controllers._lifecycle_util import UNREACHABLE, eviction_time, toleration_seconds
 from master.controllers.nodelifecycle import (FULL, NORMAL_STATE, PARTIAL, EvictionLimiter, disruption_state,
                                               unknown_conditions, wanted_taints)
+from tests import builders
 
 T0 = 1_000_000.0
 TAINT = {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": rfc3339(T0)}
 
 
 def node(ready: str, taints=None) -> dict:
-    return {"metadata": {"name": "n"}, "spec": {"taints": taints or []},
-            "status": {"conditions": [{"type": "MemoryPressure", "status": "False"},
-                                      {"type": "Ready", "status": ready, "lastTransitionTime": rfc3339(T0 - 100)}]}}
+    return builders.node("n", taints=taints or [], conditions=[{"type": "MemoryPressure", "status": "False"}],
+                         ready=ready, ready_since=T0 - 100)
 
 
 def pod(*tolerations) -> dict:
-    return {"metadata": {"name": "p"}, "spec": {"tolerations": list(tolerations)}}
+    return builders.pod("p", None, bare=True, tolerations=list(tolerations))
 
 
 def test_disruption_states():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from node.runtime import podfiles
+from tests import builders
 
 HOST = "nameserver 10.255.255.53\nnameserver 127.0.0.53\nsearch corp.example\noptions edns0\n"
 
 
 def pod(ns: str = "shop", **spec) -> dict:
-    return {"metadata": {"name": "web-1", "namespace": ns}, "spec": spec}
+    return builders.pod("web-1", ns, bare=True, **spec)
 
 
 def test_cluster_first_points_at_the_cluster_dns_with_the_search_path():

@@ -1,28 +1,29 @@
-"""``k8n get`` tables: kubectl's columns, pod STATUS, ages, and output shapes."""
+"""``k8n get`` tables: kubectl's columns, pod STATUS, ages (``bus.tables``), and output shapes (``bus.cli.printers``)."""
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bus import tables
+from bus.meta import format_time
 from bus.cli import printers
 from bus.resources import resolve
+from tests import builders
+from tests.builders import container
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
 def ts(seconds_ago: float) -> str:
-    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(NOW - timedelta(seconds=seconds_ago))
 
 
-def pod(phase="Running", statuses=None, init=None, init_statuses=None, deleting=False, **meta):
-    p = {"kind": "Pod", "metadata": {"name": "p", "namespace": "default", "creationTimestamp": ts(30), **meta},
-         "spec": {"containers": [{"name": f"c{i}"} for i in range(len(statuses or [None]))]},
-         "status": {"phase": phase, "containerStatuses": statuses or []}}
+def pod(phase="Running", statuses=None, init=None, init_statuses=None, deleting=False):
+    p = builders.pod("p", created=ts(30), deleting=ts(1) if deleting else None,
+                     containers=[f"c{i}" for i in range(len(statuses or [None]))], phase=phase, statuses=statuses or [])
     if init:
-        p["spec"]["initContainers"] = [{"name": f"i{i}"} for i in range(init)]
+        p["spec"]["initContainers"] = [container(f"i{i}") for i in range(init)]
         p["status"]["initContainerStatuses"] = init_statuses or []
-    if deleting:
-        p["metadata"]["deletionTimestamp"] = ts(1)
     return p
 
 
@@ -35,12 +36,12 @@ RUNNING = {"ready": True, "restartCount": 0, "state": {"running": {"startedAt": 
     (5 * 86400, "5d"), (30 * 86400, "30d"), (800 * 86400, "2y70d"), (-5, "<invalid>"),
 ])
 def test_human_duration(seconds, text):
-    assert printers.human_duration(seconds) == text
+    assert tables.human_duration(seconds) == text
 
 
 def test_age_of_object_and_unknown():
-    assert printers.age({"metadata": {"creationTimestamp": ts(182)}}, NOW) == "3m2s"
-    assert printers.age({"metadata": {}}, NOW) == "<unknown>"
+    assert tables.age({"metadata": {"creationTimestamp": ts(182)}}, NOW) == "3m2s"
+    assert tables.age({"metadata": {}}, NOW) == "<unknown>"
 
 
 @pytest.mark.parametrize("p,ready,status", [
@@ -66,7 +67,7 @@ def test_age_of_object_and_unknown():
      "1/2", "NotReady"),
 ])
 def test_pod_ready_and_status(p, ready, status):
-    r, s, _, _ = printers.pod_summary(p)
+    r, s, _, _ = tables.pod_summary(p)
     assert (r, s) == (ready, status)
 
 
@@ -92,7 +93,7 @@ def test_pod_wide_columns():
     ([], "<none>"),
 ])
 def test_service_ports_column(ports, text):
-    assert printers.service_ports({"spec": {"ports": ports}}) == text
+    assert tables.service_ports({"spec": {"ports": ports}}) == text
 
 
 def test_service_row():
@@ -183,12 +184,12 @@ def test_event_columns():
 
 
 def test_every_kind_has_kubectl_headers():
-    assert [h for h, _ in printers.columns("PersistentVolume")] == [
+    assert [h for h, _ in tables.columns("PersistentVolume")] == [
         "NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS",
         "VOLUMEATTRIBUTESCLASS", "REASON", "AGE"]
-    assert [h for h, _ in printers.columns("HorizontalPodAutoscaler")] == [
+    assert [h for h, _ in tables.columns("HorizontalPodAutoscaler")] == [
         "NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
-    assert [h for h, _ in printers.columns("DaemonSet")] == [
+    assert [h for h, _ in tables.columns("DaemonSet")] == [
         "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"]
 
 

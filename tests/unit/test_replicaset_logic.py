@@ -4,36 +4,30 @@ and the reconcile against a fake client with a lagging cache (expectations: no d
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 
 from bus import errors
 from bus.informer import Informer
+from bus.meta import format_time
 from master.controllers.replicaset import (ReplicaManager, compute_status, is_active, pod_from_template,
                                            pods_to_delete, selector_of, slow_start, slow_start_batches)
+from tests import builders
 
 NOW = 1_700_000_000.0
 
 
 def ts(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return format_time(t)
 
 
 def pod(name: str, node: str | None = "n1", phase: str = "Running", ready: bool | None = True, since: float = NOW - 100,
         restarts: int = 0, created: float = NOW - 1000, labels: dict | None = None, owner: dict | None = None,
         deleting: bool = False) -> dict:
-    meta = {"name": name, "namespace": "default", "uid": f"uid-{name}", "creationTimestamp": ts(created),
-            "labels": {"app": "web"} if labels is None else labels, "resourceVersion": "1"}
-    if owner is not None:
-        meta["ownerReferences"] = [owner]
-    if deleting:
-        meta["deletionTimestamp"] = ts(NOW)
-    conds = [] if ready is None else [{"type": "Ready", "status": "True" if ready else "False",
-                                       "lastTransitionTime": ts(since)}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"nodeName": node} if node else {},
-            "status": {"phase": phase, "conditions": conds,
-                       "containerStatuses": [{"name": "c", "restartCount": restarts}]}}
+    return builders.pod(name, uid=f"uid-{name}", created=created, labels={"app": "web"} if labels is None else labels,
+                        rv="1", owners=owner, deleting=NOW if deleting else None, node=node, bare=True, phase=phase,
+                        ready=ready, ready_since=since, status={"conditions": []} if ready is None else None,
+                        statuses=[{"name": "c", "restartCount": restarts}])
 
 
 def rs(replicas: int = 3, min_ready: int = 0, generation: int = 2, status: dict | None = None) -> dict:

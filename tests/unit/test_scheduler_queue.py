@@ -3,11 +3,12 @@ import asyncio
 from bus.workqueue import FakeClock
 from master.scheduler.podinfo import PodInfo
 from master.scheduler.queue import ACTIVE, BACKOFF, UNSCHEDULABLE, SchedulingQueue
-from master.scheduler.testing import make_pod
+from tests import builders
+from tests.waiting import stays
 
 
 def pod(name, priority=0):
-    return PodInfo.of(make_pod(name, priority=priority))
+    return PodInfo.of(builders.pod(name, uid=f"uid-{name}", priority=priority))
 
 
 async def pop_now(q):
@@ -46,8 +47,7 @@ async def test_pop_waits_for_backoff_with_the_clock():
     q.add(pod("a"))
     q.add_backoff(await pop_now(q))
     task = asyncio.create_task(q.pop())
-    await asyncio.sleep(0.01)
-    assert not task.done()
+    await stays(lambda: not task.done(), 0.01, "pop waiting while the clock stands still")
     clock.advance(1.0)
     assert (await asyncio.wait_for(task, 0.5)).pod.name == "a"
 

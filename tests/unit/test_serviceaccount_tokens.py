@@ -1,53 +1,17 @@
-"""ServiceAccount tokens: HS256 signing and verification, the token Secret's shape, and the pod
-admission step (default account, API-access volume)."""
+"""ServiceAccount tokens: the token Secret's shape, and the pod admission step (default account,
+API-access volume). Signing and verification are ``bus.tokens``' (tests/unit/test_tokens.py)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
-
-import pytest
 
 from bus import errors
 from master.apiserver.admission import SA_MOUNT_PATH, admit_service_account
-from master.controllers.serviceaccount import (NAME_ANNOTATION, TOKEN_TYPE, UID_ANNOTATION, sign_token, token_claims,
-                                               token_secret, verify_token)
+from master.controllers.serviceaccount import NAME_ANNOTATION, TOKEN_TYPE, UID_ANNOTATION, token_secret
+from tests import builders
+from tests.builders import container
 
 SA = {"metadata": {"name": "builder", "namespace": "ci", "uid": "1234"}}
-
-
-def _b64url(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-def test_token_is_a_standard_hs256_jwt():
-    key = b"k" * 32
-    token = sign_token(key, token_claims(SA))
-    head, body, sig = token.split(".")
-    assert json.loads(_b64url(head)) == {"alg": "HS256", "typ": "JWT"}
-    assert _b64url(sig) == hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-    claims = json.loads(_b64url(body))
-    assert claims["iss"] == "k8n"
-    assert claims["sub"] == "system:serviceaccount:ci:builder"
-    assert claims["kubernetes.io/serviceaccount/namespace"] == "ci"
-    assert claims["kubernetes.io/serviceaccount/service-account.name"] == "builder"
-    assert claims["kubernetes.io/serviceaccount/service-account.uid"] == "1234"
-    assert verify_token(key, token) == claims
-
-
-def test_forged_or_malformed_tokens_are_rejected():
-    token = sign_token(b"right", {"sub": "a"})
-    with pytest.raises(ValueError):
-        verify_token(b"wrong", token)
-    head, _, sig = token.split(".")
-    forged = base64.urlsafe_b64encode(b'{"sub":"admin"}').rstrip(b"=").decode()
-    with pytest.raises(ValueError):
-        verify_token(b"right", f"{head}.{forged}.{sig}")
-    for bad in ("", "a.b", "not.a.jwt", "...."):
-        with pytest.raises(ValueError):
-            verify_token(b"right", bad)
 
 
 def test_token_secret_names_its_account():
@@ -72,8 +36,8 @@ class FakeStore:
         return self.accounts[(ns, name)]
 
 
-def _pod(**spec):
-    return {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i"}], **spec}}
+def _pod(containers=None, **spec):
+    return builders.pod("p", None, containers=containers or ["a"], initContainers=[container("i")], **spec)
 
 
 async def test_admission_defaults_the_account_and_mounts_the_token():

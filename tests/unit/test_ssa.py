@@ -9,23 +9,16 @@ import pytest
 from bus import errors
 from bus.resources import by_kind
 from master.apiserver import ssa
+from tests import builders
+from tests.builders import container
 
 DEPLOY = by_kind("Deployment")
 CM = by_kind("ConfigMap")
 
 
 def deployment(replicas: int | None = 2, image: str = "busybox:1", env: list | None = None, labels=None) -> dict:
-    c = {"name": "web", "image": image}
-    if env is not None:
-        c["env"] = env
-    spec = {"selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [c]}}}
-    if replicas is not None:
-        spec["replicas"] = replicas
-    meta = {"name": "web"}
-    if labels:
-        meta["labels"] = labels
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+    c = container("web", image=image, pull=None, **({"env": env} if env is not None else {}))
+    return builders.deployment("web", None, replicas=replicas, labels=labels or None, containers=[c])
 
 
 def apply(live, cfg, manager="kubectl", force=False, res=DEPLOY):

@@ -14,6 +14,7 @@ from bus.workqueue import (
     default_rate_limiter,
     run_workers,
 )
+from tests.waiting import eventually
 
 async def settle(n: int = 10) -> None:
     for _ in range(n):
@@ -247,8 +248,7 @@ async def test_run_workers_never_processes_one_key_concurrently():
     task = asyncio.create_task(run_workers(q, reconcile, workers=4))
     q.add("a")
     q.add("b")
-    while len(seen) < 25:
-        await asyncio.sleep(0.005)
+    await eventually(lambda: len(seen) >= 25, 5, "25 keys processed")
     q.shutdown()
     await asyncio.wait_for(task, 2)
     assert overlaps == []

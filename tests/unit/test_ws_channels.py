@@ -9,14 +9,16 @@ from multidict import MultiDict
 from bus import errors
 from master.gateway.podstreams import (choose_container, closed_channel, decode_frame, encode_frame, exec_options,
                                        exit_status, log_options, parse_bool)
+from tests import builders
+from tests.builders import container
 
 
 def pod(*containers: str, init: tuple[str, ...] = (), annotations: dict | None = None, phase: str = "Running",
         node: str | None = "n1", state: str = "running") -> dict:
-    return {"metadata": {"name": "p", "namespace": "default", "annotations": annotations or {}},
-            "spec": {"containers": [{"name": c} for c in containers],
-                     "initContainers": [{"name": c} for c in init], **({"nodeName": node} if node else {})},
-            "status": {"phase": phase, "containerStatuses": [{"name": c, "state": {state: {}}} for c in containers]}}
+    """A pod of these containers (and init containers), each in ``state``."""
+    return builders.pod("p", containers=list(containers), initContainers=[container(c) for c in init],
+                        annotations=annotations or {}, node=node, phase=phase,
+                        statuses=[{"name": c, "state": {state: {}}} for c in containers])
 
 
 def test_frames_carry_the_channel_in_the_first_byte():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bus.scheduling import tolerated, tolerations
 from master.scheduler.framework import SKIP, SUCCESS, CycleState, FilterResult, Status, register
 from master.scheduler.nodetable import NodeTable
-from master.scheduler.plugins.helpers import tolerated, tolerations
 from master.scheduler.podinfo import PodInfo
 
 REASON = "node(s) were unschedulable"

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from bus.scheduling import HARD_EFFECTS, PREFER_NO_SCHEDULE, find_untolerated_taint, tolerated, tolerations
 from master.scheduler.framework import CycleState, FilterResult, register, reverse_normalize
 from master.scheduler.nodetable import NodeTable
-from master.scheduler.plugins.helpers import signature, tolerated, tolerations
+from master.scheduler.plugins.helpers import signature
 from master.scheduler.podinfo import PodInfo
-
-HARD = ("NoSchedule", "NoExecute")
-
 
 def reason(key: str, value: str) -> str:
     return f"node(s) had untolerated taint {{{key}: {value}}}"
@@ -21,19 +19,18 @@ def reason(key: str, value: str) -> str:
 def _untolerated(nodes: NodeTable, tols: list[dict]) -> FilterResult:
     by_reason: dict[str, np.ndarray] = {}
     for slot, taints in enumerate(nodes.taints):
-        for key, value, effect in taints:
-            if effect in HARD and not tolerated(tols, key, value, effect):
-                r = reason(key, value)
-                if r not in by_reason:
-                    by_reason[r] = np.zeros(len(nodes), dtype=bool)
-                by_reason[r][slot] = True
-                break
+        found = find_untolerated_taint(taints, tols, HARD_EFFECTS)
+        if found is not None:
+            r = reason(found[0], found[1])
+            if r not in by_reason:
+                by_reason[r] = np.zeros(len(nodes), dtype=bool)
+            by_reason[r][slot] = True
     return list(by_reason.items())
 
 
 def _prefer_counts(nodes: NodeTable, tols: list[dict]) -> np.ndarray | None:
-    soft = [t for t in tols if not t.get("effect") or t.get("effect") == "PreferNoSchedule"]
-    counts = np.array([sum(1 for k, v, e in taints if e == "PreferNoSchedule" and not tolerated(soft, k, v, e))
+    soft = [t for t in tols if not t.get("effect") or t.get("effect") == PREFER_NO_SCHEDULE]
+    counts = np.array([sum(1 for k, v, e in taints if e == PREFER_NO_SCHEDULE and not tolerated(soft, k, v, e))
                        for taints in nodes.taints], dtype=float)
     return counts if counts.any() else None  # None: no opinion
 

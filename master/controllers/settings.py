@@ -1,0 +1,101 @@
+"""The controller manager's settings: one typed, documented field per setting (``bus.settings``).
+
+Each is read once when the controller manager starts — the option given to it, else the
+environment variable ``K8N_<NAME>`` (``K8N_NODE_MONITOR_GRACE_PERIOD=40``), else the default — and
+handed to the controllers as ``ctx.settings``. The README's table is generated from these fields
+together with the leader-election ones (``master.leaderelection.ElectionConfig``):
+
+    python -m master.controllers.settings             # print the table
+    python -m master.controllers.settings --write     # rewrite its block in README.md
+
+(``tests/unit/test_settings_docs.py`` fails when the README's block differs.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from bus import settings as _s
+from bus.settings import setting
+from master.leaderelection import ElectionConfig
+
+DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
+DEFAULT_RECLAIM_ROOTS = "/tmp:/var/lib/k8n"
+README_BLOCK = "controller-manager"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@dataclass(frozen=True)
+class ControllerManagerSettings:
+    node_monitor_grace_period: float = setting(
+        8.0, "seconds a node's Lease may go unrenewed before the node is Ready=Unknown (and tainted unreachable)")
+    default_toleration_seconds: float = setting(
+        5.0, "seconds pods without a matching toleration stay on an unreachable or not-ready node before eviction")
+    node_eviction_rate: float = setting(10.0, "pod evictions per second while few nodes are unhealthy")
+    secondary_node_eviction_rate: float = setting(
+        0.1, "pod evictions per second when more than a third of the nodes (at least two) are unhealthy")
+    unhealthy_zone_threshold: float = setting(
+        0.55, "fraction of unhealthy nodes above which evictions stop (the control plane is cut off, not the nodes)")
+    podgc_period: float = setting(2.0, "seconds between the pod garbage collector's passes")
+    podgc_orphan_quarantine: float = setting(
+        5.0, "seconds a pod's node must be missing before the pod is force-deleted")
+    podgc_terminating_unreachable_seconds: float = setting(
+        5.0, "seconds past its deletion deadline a terminating pod on an unreachable node is force-deleted")
+    job_backoff_initial: float = setting(
+        10.0, "seconds of the first Job pod-failure backoff (doubles with each failure since the last success)")
+    hpa_sync_period: float = setting(15.0, "seconds between two evaluations of a HorizontalPodAutoscaler")
+    hpa_downscale_stabilization: float = setting(
+        300.0, "seconds of the scale-down stabilization window of an HPA that sets none")
+    pv_reclaim_roots: str = setting(
+        DEFAULT_RECLAIM_ROOTS, "`:`-separated directories: the only places a Delete/Recycle reclaim touches")
+    cluster_cidr: str = setting(DEFAULT_CLUSTER_CIDR, "the range node IPAM gives each node a /24 podCIDR of")
+    replicaset_workers: int = setting(
+        5, "concurrent reconciles of the ReplicaSet (and ReplicationController) controller")
+    deployment_workers: int = setting(4, "concurrent reconciles of the Deployment controller")
+    gc_workers: int = setting(4, "concurrent reconciles of the garbage collector")
+    endpoints_workers: int = setting(4, "concurrent reconciles of the Endpoints and the EndpointSlice controllers")
+
+    @classmethod
+    def load(cls, options: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> "ControllerManagerSettings":
+        """From ``options`` (by option name), else the environment, else the defaults; a value that
+        does not parse raises ``bus.settings.SettingsError`` naming its variable."""
+        return _s.load(cls, options, environ)
+
+    @property
+    def reclaim_roots(self) -> list[str]:
+        return [r for r in self.pv_reclaim_roots.split(":") if r]
+
+
+DOCUMENTED = (ControllerManagerSettings, ElectionConfig)
+
+
+def readme_table() -> str:
+    """The README's block: the controller manager's settings, then leader election's."""
+    return _s.markdown_table(DOCUMENTED)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m master.controllers.settings",
+                                description="Print the controller-manager settings table, or write it into README.md.")
+    p.add_argument("--write", nargs="?", const=str(README), default=None, metavar="README",
+                   help=f"rewrite the <!-- settings:{README_BLOCK} --> block of README (default {README})")
+    args = p.parse_args(argv)
+    if args.write is None:
+        print(readme_table(), end="")
+        return
+    path = Path(args.write)
+    try:
+        text = _s.replace_block(path.read_text(), README_BLOCK, readme_table())
+    except _s.SettingsError as e:
+        p.error(f"{path}: {e}")
+    path.write_text(text)
+    print(f"wrote the controller-manager settings table into {path}")
+
+
+if __name__ == "__main__":
+    main()
