@@ -101,6 +101,12 @@ class Errors:
     def duplicate(self, path: str, value: Any) -> None:
         self.causes.append(Cause(path, f"Duplicate value: {fmt_value(value)}", "FieldValueDuplicate"))
 
+    def unique(self, path: str, value: Any, seen: set) -> None:
+        """A Duplicate value when ``value`` is already in ``seen``; then it is."""
+        if value in seen:
+            self.duplicate(path, value)
+        seen.add(value)
+
     def not_found(self, path: str, value: Any) -> None:
         self.causes.append(Cause(path, f"Not found: {fmt_value(value)}", "FieldValueNotFound"))
 
@@ -303,9 +309,7 @@ def _container(e: Errors, path: str, c: Container, volumes: set[str], port_names
         pp = f"{path}.ports[{i}]"
         if p.name:
             e.port_name(f"{pp}.name", p.name)
-            if p.name in port_names:
-                e.duplicate(f"{pp}.name", p.name)
-            port_names.add(p.name)
+            e.unique(f"{pp}.name", p.name, port_names)
         e.port(f"{pp}.containerPort", p.container_port)
         if p.host_port:
             e.port(f"{pp}.hostPort", p.host_port)
@@ -340,9 +344,7 @@ def _volumes(e: Errors, path: str, spec: PodSpec) -> set[str]:
             e.required(f"{vp}.name")
         else:
             e.messages(f"{vp}.name", v.name, dns1123_label_errors(v.name))
-            if v.name in names:
-                e.duplicate(f"{vp}.name", v.name)
-            names.add(v.name)
+            e.unique(f"{vp}.name", v.name, names)
         sources = v.sources()
         if not sources:
             e.required(vp, "must specify a volume type")
@@ -386,9 +388,8 @@ def pod_spec(e: Errors, path: str, spec: PodSpec | None, restart_policies: tuple
     for field, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
         for i, c in enumerate(containers or ()):
             _container(e, f"{path}.{field}[{i}]", c, volumes, port_names)
-            if c.name and c.name in names:
-                e.duplicate(f"{path}.{field}[{i}].name", c.name)
-            names.add(c.name or "")
+            if c.name:
+                e.unique(f"{path}.{field}[{i}].name", c.name, names)
     supported = ("Always", "OnFailure", "Never")
     if spec.restart_policy not in supported:
         e.unsupported(f"{path}.restartPolicy", spec.restart_policy, supported)
@@ -650,9 +651,7 @@ def _service_ports(e: Errors, spec: Any, stype: str) -> None:
                 e.required(f"{pp}.name")
         else:
             e.messages(f"{pp}.name", p.name, dns1123_label_errors(p.name))
-            if p.name in names:
-                e.duplicate(f"{pp}.name", p.name)
-            names.add(p.name)
+            e.unique(f"{pp}.name", p.name, names)
         e.port(f"{pp}.port", p.port)
         e.one_of(f"{pp}.protocol", p.protocol, _PROTOCOLS)
         if p.port is not None and (p.port, p.protocol) in seen:
@@ -861,9 +860,7 @@ def _endpoint_slice(e: Errors, obj: Any) -> None:
         name = port.name or ""
         if name:
             e.messages(f"{p}.name", name, dns1123_label_errors(name))
-        if name in names:
-            e.duplicate(f"{p}.name", name)
-        names.add(name)
+        e.unique(f"{p}.name", name, names)
         if port.port is not None and not 0 <= port.port <= 65535:
             e.invalid(f"{p}.port", port.port, "must be between 0 and 65535, inclusive")
         if not port.protocol:
