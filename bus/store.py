@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
@@ -28,6 +27,8 @@ from nats.js import api
 
 from bus import codec, errors, subjects
 from bus.resources import BUCKETS, Resource
+from bus.settings import load as load_settings
+from bus.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,17 @@ def strip_revision(obj: dict) -> dict:
     return out
 
 
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Settings of the buckets, read from the environment by whoever creates them (the API servers)."""
+
+    kv_replicas: int = setting(1, "JetStream replicas of every bucket created (3 on a three-server NATS cluster)")
+
+    @classmethod
+    def load(cls) -> "StoreSettings":
+        return load_settings(cls)
+
 class NatsStore:
     """:class:`Store` on JetStream KV buckets."""
 
@@ -101,7 +113,7 @@ class NatsStore:
     async def ensure_buckets(self, resources: tuple[Resource, ...] = BUCKETS, replicas: int | None = None) -> None:
         """Create every resource's bucket if missing (idempotent). ``replicas`` (default
         ``$K8N_KV_REPLICAS`` or 1) is the JetStream replication factor for a NATS cluster."""
-        replicas = replicas or int(os.environ.get("K8N_KV_REPLICAS", "1"))
+        replicas = replicas or StoreSettings.load().kv_replicas
         for res in resources:
             cfg = api.KeyValueConfig(
                 bucket=subjects.bucket(res.plural),

@@ -6,7 +6,9 @@ import asyncio
 from functools import partial
 from typing import Awaitable, Callable
 
+from bus.store import StoreSettings
 from master.apiserver.server import run as run_apiserver
+from master.apiserver.settings import ApiServerSettings
 from master.scheduler import run as run_scheduler
 from master.controllers.manager import run as run_controllers
 from master.controllers.settings import ControllerManagerSettings
@@ -34,5 +36,8 @@ def configure(names: list[str]) -> dict[str, Component]:
         elif name == "scheduler":
             out[name] = partial(run_scheduler, election=election)
         else:
+            if name == "apiserver":  # read here so that a bad value stops the start, not the first Service
+                ApiServerSettings.load()
+                StoreSettings.load()
             out[name] = COMPONENTS[name]
     return out

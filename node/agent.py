@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from bus import errors, subjects
 from bus.client import ApiClient
+from bus.config import data_dir
 from bus.events import EventRecorder
 from bus.informer import Informer, revision_of
 from bus.meta import micro_now
@@ -447,5 +447,4 @@ async def run(config: AgentConfig, stop: asyncio.Event) -> None:
 
 
 def default_state_dir(name: str) -> Path:
-    base = os.environ.get("K8N_DATA_DIR") or str(Path.home() / ".k8n")
-    return Path(base) / "nodes" / name
+    return data_dir() / "nodes" / name

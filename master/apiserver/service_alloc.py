@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import os
 import random
 import time
 from contextlib import asynccontextmanager
@@ -33,11 +32,10 @@ from bus import errors, subjects
 from bus.errors import Cause
 from bus.models.decode import fmt_value
 from bus.resources import SERVICE_ALLOCATIONS, Resource, by_plural
+from master.apiserver.settings import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ApiServerSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
-DEFAULT_NODE_PORT_RANGE = "30000-32767"
 STALE_AFTER = 30.0
 RANDOM_TRIES = 32
 IP, PORT = subjects.ALLOC_CLUSTER_IP, subjects.ALLOC_NODE_PORT
@@ -84,8 +82,8 @@ def _parse(cidr: str, ports: str) -> Ranges:
 
 def ranges() -> Ranges:
     """The service CIDR and NodePort range this apiserver allocates from (environment, cached)."""
-    return _parse(os.environ.get("K8N_SERVICE_CIDR") or DEFAULT_SERVICE_CIDR,
-                  os.environ.get("K8N_NODE_PORT_RANGE") or DEFAULT_NODE_PORT_RANGE)
+    s = ApiServerSettings.load()
+    return _parse(s.service_cidr or DEFAULT_SERVICE_CIDR, s.node_port_range or DEFAULT_NODE_PORT_RANGE)
 
 
 def first_address() -> str:

@@ -157,8 +157,8 @@ class DeploymentController:
                 rs["spec"]["minReadySeconds"] = min_ready
                 new_rs = await self.client.update(rs)
             await self._set_revision(d, revision_of(new_rs))
-            if st.has_progress_deadline(d) and st.get_condition(d["status"], st.PROGRESSING) is None:
-                st.set_condition(d["status"], st.new_condition(
+            if st.has_progress_deadline(d) and st.get_deployment_condition(d["status"], st.PROGRESSING) is None:
+                st.set_deployment_condition(d["status"], st.new_condition(
                     st.PROGRESSING, "True", st.FOUND_NEW_RS, f'Found new replica set "{name_of(new_rs)}"', time.time()))
             return new_rs, olds
         if not create:
@@ -193,7 +193,7 @@ class DeploymentController:
             msg = f'Failed to create new replica set "{name}": {e.message}'
             await self.recorder.event(d, WARNING, st.FAILED_RS_CREATE, msg)
             if st.has_progress_deadline(d):
-                st.set_condition(d["status"], st.new_condition(st.PROGRESSING, "False", st.FAILED_RS_CREATE, msg,
+                st.set_deployment_condition(d["status"], st.new_condition(st.PROGRESSING, "False", st.FAILED_RS_CREATE, msg,
                                                                time.time()))
                 await self._write(d, {}, d["status"])
             raise
@@ -201,7 +201,7 @@ class DeploymentController:
             await self.recorder.event(d, NORMAL, SCALING, f"Scaled up replica set {name} to {replicas_of(created)}")
         await self._set_revision(d, revision)
         if not existed and st.has_progress_deadline(d):
-            st.set_condition(d["status"], st.new_condition(st.PROGRESSING, "True", st.NEW_RS_CREATED,
+            st.set_deployment_condition(d["status"], st.new_condition(st.PROGRESSING, "True", st.NEW_RS_CREATED,
                                                            f'Created new replica set "{name}"', time.time()))
         return created
 
@@ -312,8 +312,8 @@ class DeploymentController:
     async def _write(self, d: dict, orig: dict, status: dict) -> None:
         if status == orig:
             return
-        was = st.get_condition(orig, st.PROGRESSING) or {}
-        now = st.get_condition(status, st.PROGRESSING) or {}
+        was = st.get_deployment_condition(orig, st.PROGRESSING) or {}
+        now = st.get_deployment_condition(status, st.PROGRESSING) or {}
         c = {**d, "status": status}
         await self.client.update_status(c)
         if now.get("reason") == st.TIMED_OUT and was.get("reason") != st.TIMED_OUT:

@@ -5,7 +5,7 @@ deadline. Times are epoch seconds in, RFC 3339 strings in the conditions."""
 from __future__ import annotations
 
 from bus.informer import deep_copy
-from bus.meta import format_time, timestamp
+from bus.meta import format_time, get_condition, timestamp
 from master.controllers.deployment_util import (
     max_unavailable, replicas_of, status_int, total_available, total_spec, total_status,
 )
@@ -22,8 +22,9 @@ NO_DEADLINE = 2**31 - 1  # math.MaxInt32: "no progress deadline"
 # ---- conditions --------------------------------------------------------------------------------
 
 
-def get_condition(status: dict, type_: str) -> dict | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
+def get_deployment_condition(status: dict, type_: str) -> dict | None:
+    """``GetDeploymentCondition``: the condition of ``type_`` in a Deployment's status."""
+    return get_condition({"status": status}, type_)
 
 
 def new_condition(type_: str, status: str, reason: str, message: str, now: float) -> dict:
@@ -32,10 +33,10 @@ def new_condition(type_: str, status: str, reason: str, message: str, now: float
             "reason": reason, "message": message}
 
 
-def set_condition(status: dict, cond: dict) -> None:
+def set_deployment_condition(status: dict, cond: dict) -> None:
     """``SetDeploymentCondition``: nothing when status and reason are the same; the transition time
     kept while the status is."""
-    cur = get_condition(status, cond["type"])
+    cur = get_deployment_condition(status, cond["type"])
     if cur and cur.get("status") == cond["status"] and cur.get("reason") == cond["reason"]:
         return
     if cur and cur.get("status") == cond["status"]:
@@ -43,7 +44,7 @@ def set_condition(status: dict, cond: dict) -> None:
     status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != cond["type"]] + [cond]
 
 
-def remove_condition(status: dict, type_: str) -> None:
+def remove_deployment_condition(status: dict, type_: str) -> None:
     if status.get("conditions"):
         status["conditions"] = [c for c in status["conditions"] if c.get("type") != type_]
 
@@ -77,10 +78,10 @@ def calculate_status(d: dict, all_rss: list[dict], new_rs: dict | None, now: flo
     if old.get("collisionCount") is not None:
         status["collisionCount"] = old["collisionCount"]
     if available >= replicas_of(d) - max_unavailable(d):
-        set_condition(status, new_condition(AVAILABLE, "True", MIN_AVAILABLE, "Deployment has minimum availability.",
+        set_deployment_condition(status, new_condition(AVAILABLE, "True", MIN_AVAILABLE, "Deployment has minimum availability.",
                                              now))
     else:
-        set_condition(status, new_condition(AVAILABLE, "False", MIN_UNAVAILABLE,
+        set_deployment_condition(status, new_condition(AVAILABLE, "False", MIN_UNAVAILABLE,
                                             "Deployment does not have minimum availability.", now))
     return status
 
@@ -109,7 +110,7 @@ def timed_out(d: dict, status: dict, now: float) -> bool:
     condition was last updated."""
     if not has_progress_deadline(d):
         return False
-    cond = get_condition(status, PROGRESSING)
+    cond = get_deployment_condition(status, PROGRESSING)
     if cond is None or cond.get("reason") == NEW_RS_AVAILABLE:
         return False
     if cond.get("reason") == TIMED_OUT:
@@ -122,32 +123,32 @@ def rollout_status(d: dict, all_rss: list[dict], new_rs: dict | None, now: float
     """``syncRolloutStatus``: the status with the Progressing condition moved on."""
     status = calculate_status(d, all_rss, new_rs, now)
     if not has_progress_deadline(d):
-        remove_condition(status, PROGRESSING)
+        remove_deployment_condition(status, PROGRESSING)
         return status
-    cur = get_condition(status, PROGRESSING)
+    cur = get_deployment_condition(status, PROGRESSING)
     already_complete = (status["replicas"] == status["updatedReplicas"] and cur is not None
                         and cur.get("reason") == NEW_RS_AVAILABLE)
     if already_complete:
         return status
     what = f'ReplicaSet "{new_rs["metadata"]["name"]}"' if new_rs else f'Deployment "{d["metadata"]["name"]}"'
     if complete(d, status):
-        set_condition(status, new_condition(PROGRESSING, "True", NEW_RS_AVAILABLE,
+        set_deployment_condition(status, new_condition(PROGRESSING, "True", NEW_RS_AVAILABLE,
                                              f"{what} has successfully progressed.", now))
     elif progressing(d, status):
         cond = new_condition(PROGRESSING, "True", RS_UPDATED, f"{what} is progressing.", now)
         if cur is not None and cur.get("status") == "True":
             cond["lastTransitionTime"] = cur.get("lastTransitionTime") or cond["lastTransitionTime"]
-        remove_condition(status, PROGRESSING)  # a new lastUpdateTime: the deadline starts again
-        set_condition(status, cond)
+        remove_deployment_condition(status, PROGRESSING)  # a new lastUpdateTime: the deadline starts again
+        set_deployment_condition(status, cond)
     elif timed_out(d, status, now):
-        set_condition(status, new_condition(PROGRESSING, "False", TIMED_OUT, f"{what} has timed out progressing.",
+        set_deployment_condition(status, new_condition(PROGRESSING, "False", TIMED_OUT, f"{what} has timed out progressing.",
                                             now))
     return status
 
 
 def requeue_after(d: dict, status: dict, now: float) -> float | None:
     """``requeueStuckDeployment``: when to look again so a stuck rollout times out on time."""
-    cond = get_condition(status, PROGRESSING)
+    cond = get_deployment_condition(status, PROGRESSING)
     if (not has_progress_deadline(d) or cond is None or cond.get("reason") in (NEW_RS_AVAILABLE, TIMED_OUT)
             or complete(d, status)):
         return None
@@ -162,15 +163,15 @@ def paused_condition(d: dict, status: dict, now: float) -> bool:
     DeploymentResumed after; a timed-out condition is left alone. True when it changed."""
     if not has_progress_deadline(d):
         return False
-    cond = get_condition(status, PROGRESSING)
+    cond = get_deployment_condition(status, PROGRESSING)
     if cond is not None and cond.get("reason") == TIMED_OUT:
         return False
     paused_cond = cond is not None and cond.get("reason") == PAUSED
     paused = bool((d.get("spec") or {}).get("paused"))
     if paused and not paused_cond:
-        set_condition(status, new_condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused", now))
+        set_deployment_condition(status, new_condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused", now))
         return True
     if not paused and paused_cond:
-        set_condition(status, new_condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed", now))
+        set_deployment_condition(status, new_condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed", now))
         return True
     return False

@@ -3,28 +3,19 @@
 Each is read once when the controller manager starts — the option given to it, else the
 environment variable ``K8N_<NAME>`` (``K8N_NODE_MONITOR_GRACE_PERIOD=40``), else the default — and
 handed to the controllers as ``ctx.settings``. The README's table is generated from these fields
-together with the leader-election ones (``master.leaderelection.ElectionConfig``):
-
-    python -m master.controllers.settings             # print the table
-    python -m master.controllers.settings --write     # rewrite its block in README.md
-
-(``tests/unit/test_settings_docs.py`` fails when the README's block differs.)
+together with the leader-election ones (``master.leaderelection.ElectionConfig``) by ``master.settings``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 from bus import settings as _s
 from bus.settings import setting
-from master.leaderelection import ElectionConfig
 
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 DEFAULT_RECLAIM_ROOTS = "/tmp:/var/lib/k8n"
-README_BLOCK = "controller-manager"
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @dataclass(frozen=True)
@@ -67,35 +58,3 @@ class ControllerManagerSettings:
     @property
     def reclaim_roots(self) -> list[str]:
         return [r for r in self.pv_reclaim_roots.split(":") if r]
-
-
-DOCUMENTED = (ControllerManagerSettings, ElectionConfig)
-
-
-def readme_table() -> str:
-    """The README's block: the controller manager's settings, then leader election's."""
-    return _s.markdown_table(DOCUMENTED)
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m master.controllers.settings",
-                                description="Print the controller-manager settings table, or write it into README.md.")
-    p.add_argument("--write", nargs="?", const=str(README), default=None, metavar="README",
-                   help=f"rewrite the <!-- settings:{README_BLOCK} --> block of README (default {README})")
-    args = p.parse_args(argv)
-    if args.write is None:
-        print(readme_table(), end="")
-        return
-    path = Path(args.write)
-    try:
-        text = _s.replace_block(path.read_text(), README_BLOCK, readme_table())
-    except _s.SettingsError as e:
-        p.error(f"{path}: {e}")
-    path.write_text(text)
-    print(f"wrote the controller-manager settings table into {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -227,26 +227,26 @@ def test_status_counts_and_available_condition():
                               "availableReplicas", "unavailableReplicas")} == {
         "observedGeneration": 3, "replicas": 5, "updatedReplicas": 2, "readyReplicas": 4, "availableReplicas": 4,
         "unavailableReplicas": 1}
-    cond = st.get_condition(s, "Available")
+    cond = st.get_deployment_condition(s, "Available")
     assert cond["status"] == "True" and cond["reason"] == "MinimumReplicasAvailable"
     s = st.calculate_status(d, [rs("new", 4, available=2)], None, 1000.0)
-    assert st.get_condition(s, "Available")["reason"] == "MinimumReplicasUnavailable"
+    assert st.get_deployment_condition(s, "Available")["reason"] == "MinimumReplicasUnavailable"
 
 
 def test_progressing_condition_complete_progress_and_deadline():
     d = deployment(3, 1, 0, progressDeadlineSeconds=5)
     t0 = 1_700_000_000.0
-    st.set_condition(d["status"], st.new_condition("Progressing", "True", st.NEW_RS_CREATED, "x", t0))
+    st.set_deployment_condition(d["status"], st.new_condition("Progressing", "True", st.NEW_RS_CREATED, "x", t0))
     new = rs("web-abc", 1, available=0)
     # no progress within the deadline: still progressing, requeued for the deadline
     s = st.rollout_status(d, [rs("old", 3), new], new, t0 + 2)
-    assert st.get_condition(s, "Progressing")["reason"] == st.RS_UPDATED  # updatedReplicas 0 -> 1 is progress
+    assert st.get_deployment_condition(s, "Progressing")["reason"] == st.RS_UPDATED  # updatedReplicas 0 -> 1 is progress
     d["status"] = s
     s = st.rollout_status(d, [rs("old", 3), new], new, t0 + 4)
     assert s == d["status"]
     assert 3 <= st.requeue_after(d, s, t0 + 4) <= 4
     s = st.rollout_status(d, [rs("old", 3), new], new, t0 + 8)
-    cond = st.get_condition(s, "Progressing")
+    cond = st.get_deployment_condition(s, "Progressing")
     assert (cond["status"], cond["reason"]) == ("False", "ProgressDeadlineExceeded")
     assert cond["message"] == 'ReplicaSet "web-abc" has timed out progressing.'
     assert st.requeue_after(d, s, t0 + 8) is None
@@ -254,7 +254,7 @@ def test_progressing_condition_complete_progress_and_deadline():
     d = deployment(3)
     done = rs("web-abc", 3)
     s = st.rollout_status(d, [done], done, t0)
-    cond = st.get_condition(s, "Progressing")
+    cond = st.get_deployment_condition(s, "Progressing")
     assert (cond["status"], cond["reason"]) == ("True", "NewReplicaSetAvailable")
     assert cond["message"] == 'ReplicaSet "web-abc" has successfully progressed.'
 
@@ -262,8 +262,8 @@ def test_progressing_condition_complete_progress_and_deadline():
 def test_paused_and_resumed_conditions():
     d = deployment(3, paused=True)
     assert st.paused_condition(d, d["status"], 0.0)
-    assert st.get_condition(d["status"], "Progressing")["reason"] == "DeploymentPaused"
+    assert st.get_deployment_condition(d["status"], "Progressing")["reason"] == "DeploymentPaused"
     assert not st.paused_condition(d, d["status"], 1.0)
     d["spec"]["paused"] = False
     assert st.paused_condition(d, d["status"], 2.0)
-    assert st.get_condition(d["status"], "Progressing")["reason"] == "DeploymentResumed"
+    assert st.get_deployment_condition(d["status"], "Progressing")["reason"] == "DeploymentResumed"

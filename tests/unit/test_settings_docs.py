@@ -1,6 +1,6 @@
-"""The controller manager's settings (master/controllers/settings.py, master/leaderelection.py): one typed,
-documented field each, read from the environment with errors that name the variable, and the README's table
-generated from them."""
+"""The control plane's settings (master/controllers/settings.py, master/leaderelection.py,
+master/apiserver/settings.py, bus.store.StoreSettings): one typed, documented field each, read from the environment
+with errors that name the variable, and the README's tables generated from them (master/settings.py)."""
 
 from __future__ import annotations
 
@@ -12,34 +12,40 @@ import pytest
 
 from bus import settings
 from bus.settings import SettingsError
-from master.controllers.settings import (DOCUMENTED, README, README_BLOCK, ControllerManagerSettings, main,
-                                         readme_table)
+from master.apiserver.settings import ApiServerSettings
+from master.controllers.settings import ControllerManagerSettings
 from master.leaderelection import ElectionConfig
+from master.settings import BLOCKS, README, main, readme_table
 
 CONTROLLERS = Path(__file__).resolve().parents[2] / "master" / "controllers"
-REGENERATE = "python -m master.controllers.settings --write"
+REGENERATE = "python -m master.settings --write"
+README_BLOCK = "controller-manager"
 
 
-def test_readme_table_is_generated_from_the_settings():
-    block = settings.marked_block(README.read_text(), README_BLOCK)
-    assert block is not None, (f"README.md has no <!-- settings:{README_BLOCK} --> ... <!-- /settings --> block; "
-                               f"add the markers and run: {REGENERATE}")
-    assert block == readme_table(), f"README.md's controller-manager settings table is out of date; run: {REGENERATE}"
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_readme_table_is_generated_from_the_settings(block):
+    text = settings.marked_block(README.read_text(), block)
+    assert text is not None, (f"README.md has no <!-- settings:{block} --> ... <!-- /settings --> block; "
+                              f"add the markers and run: {REGENERATE}")
+    assert text == readme_table(block), f"README.md's {block} settings table is out of date; run: {REGENERATE}"
 
 
 def test_the_table_shows_each_setting_with_its_variable_and_default():
-    table = readme_table()
+    table = readme_table(README_BLOCK)
     assert "| `replicaset-workers` | `K8N_REPLICASET_WORKERS` | 5 |" in table
     assert "| `node-monitor-grace-period` | `K8N_NODE_MONITOR_GRACE_PERIOD` | 8 |" in table
     assert "| `leader-elect` | `K8N_LEADER_ELECT` | `true` |" in table
     assert "| `pv-reclaim-roots` | `K8N_PV_RECLAIM_ROOTS` | `/tmp:/var/lib/k8n` |" in table
     rows = [line for line in table.splitlines()[2:]]
-    assert len(rows) == sum(len(dataclasses.fields(c)) for c in DOCUMENTED) == 21
+    assert len(rows) == sum(len(dataclasses.fields(c)) for c in BLOCKS[README_BLOCK]) == 21
+    apiserver = readme_table("apiserver")
+    assert "| `service-cidr` | `K8N_SERVICE_CIDR` | `10.96.0.0/12` |" in apiserver
+    assert "| `kv-replicas` | `K8N_KV_REPLICAS` | 1 |" in apiserver
 
 
 def test_every_setting_is_documented_once_under_a_distinct_name():
     names = []
-    for cls in DOCUMENTED:
+    for cls in (c for classes in BLOCKS.values() for c in classes):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("doc", "").strip(), f"{cls.__name__}.{f.name} has no description"
             names.append(settings.option_name(f))
@@ -48,10 +54,12 @@ def test_every_setting_is_documented_once_under_a_distinct_name():
 
 def test_write_rewrites_only_the_marked_block(tmp_path, capsys):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n\n<!-- settings:{README_BLOCK} -->\nstale\n<!-- /settings -->\n\nafter\n")
+    readme.write_text(f"# x\n\nbefore\n\n<!-- settings:{README_BLOCK} -->\nstale\n<!-- /settings -->\n\nmiddle\n\n"
+                      "<!-- settings:apiserver -->\n<!-- /settings -->\nafter\n")
     main(["--write", str(readme)])
-    assert readme.read_text() == (f"# x\n\nbefore\n\n<!-- settings:{README_BLOCK} -->\n{readme_table()}"
-                                  "<!-- /settings -->\n\nafter\n")
+    assert readme.read_text() == (f"# x\n\nbefore\n\n<!-- settings:{README_BLOCK} -->\n{readme_table(README_BLOCK)}"
+                                  "<!-- /settings -->\n\nmiddle\n\n<!-- settings:apiserver -->\n"
+                                  f"{readme_table('apiserver')}<!-- /settings -->\nafter\n")
     (tmp_path / "other.md").write_text("no markers\n")
     with pytest.raises(SystemExit) as exc:
         main(["--write", str(tmp_path / "other.md")])
@@ -110,3 +118,9 @@ def test_election_settings_are_parsed_and_documented():
     assert [settings.env_name(settings.option_name(f)) for f in dataclasses.fields(ElectionConfig)] == [
         "K8N_LEADER_ELECT", "K8N_LEADER_ELECT_LEASE_DURATION", "K8N_LEADER_ELECT_RENEW_DEADLINE",
         "K8N_LEADER_ELECT_RETRY_PERIOD"]
+
+
+def test_apiserver_settings_from_the_environment():
+    assert ApiServerSettings.load(environ={}) == ApiServerSettings()
+    s = ApiServerSettings.load(environ={"K8N_SERVICE_CIDR": "10.100.0.0/16", "K8N_NODE_PORT_RANGE": "31000-31010"})
+    assert (s.service_cidr, s.node_port_range) == ("10.100.0.0/16", "31000-31010")
