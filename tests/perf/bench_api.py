@@ -17,6 +17,7 @@ import os
 import platform
 import signal
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -196,6 +197,7 @@ async def main(quick: bool) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
         srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import asyncio
 import os
 import platform
 import subprocess
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -115,6 +116,7 @@ async def run(n_nodes: int, replicas: int, keep_logs: bool) -> None:
         for p in reversed(procs):
             stop_process(p)
         srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
         if keep_logs:
             print(f"  logs: {tmp}")
 

@@ -20,6 +20,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -174,6 +175,7 @@ async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: boo
         for p in reversed(procs):
             stop_process(p)
         srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
         if keep_logs:
             print(f"  logs: {tmp}")
 

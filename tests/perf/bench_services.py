@@ -38,6 +38,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import uuid
@@ -418,6 +419,7 @@ async def cluster_part(n_changes: int, rounds: int, seconds: float, n_ready: int
             agent.wait(60)
         stop_process(control)
         srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def main() -> None:
