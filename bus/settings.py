@@ -100,6 +100,8 @@ def load(cls: type[T], options: Mapping[str, Any] | None = None, environ: Mappin
 
 
 def _default(value: Any) -> str:
+    if value is None:
+        return "–"  # the description says what happens then
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, float) and value.is_integer():
@@ -109,16 +111,63 @@ def _default(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(classes: Iterable[type]) -> str:
-    """The settings of ``classes`` as a markdown table: option name, environment variable, default,
-    description (what the README shows)."""
-    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+def markdown_table(classes: Iterable[type], flags: bool = False) -> str:
+    """The settings of ``classes`` as a markdown table: option name (``--name`` with ``flags``), environment
+    variable, default, description (what the README shows)."""
+    rows = [f"| {'flag' if flags else 'setting'} | environment | default | meaning |", "|---|---|---|---|"]
     for cls in classes:
         for f in fields(cls):
             opt = option_name(f)
             doc = " ".join(f.metadata["doc"].split()).replace("|", "\\|")
-            rows.append(f"| `{opt}` | `{env_name(opt)}` | {_default(f.default)} | {doc} |")
+            rows.append(f"| `{'--' if flags else ''}{opt}` | `{env_name(opt)}` | {_default(f.default)} | {doc} |")
     return "\n".join(rows) + "\n"
+
+
+def add_flags(parser: Any, cls: type, environ: Mapping[str, str] | None = None) -> Any:
+    """One command-line flag per documented setting of ``cls`` (``--lease-seconds``; a boolean is a switch),
+    its default taken from the environment (``K8N_LEASE_SECONDS``) else the field's, its help the field's
+    description. The parsed value lands in ``args.<field name>``. Raises SettingsError for a bad variable."""
+    hints = get_type_hints(cls)
+    from_env = given(cls, None, environ)
+    for f in fields(cls):
+        default = from_env.get(f.name, f.default)
+        flag = "--" + option_name(f)
+        if hints[f.name] is bool:
+            parser.add_argument(flag, dest=f.name, action="store_true", default=default, help=f.metadata["doc"])
+        else:
+            kind = hints[f.name] if hints[f.name] in (int, float) else str
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=f.metadata["doc"])
+    return parser
+
+
+def values(args: Any, cls: type) -> dict[str, Any]:
+    """The documented settings of ``cls`` from parsed ``args`` (what :func:`add_flags` added), by field name."""
+    return {f.name: getattr(args, f.name) for f in fields(cls)}
+
+
+def readme_main(prog: str, blocks: Mapping[str, str], readme: str, argv: list[str] | None = None) -> None:
+    """The command that prints the README's settings tables, or with ``--write [README]`` rewrites their
+    blocks: ``blocks`` maps a block name to its table."""
+    import argparse
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog=prog, description="Print settings tables, or write them into README.md.")
+    p.add_argument("--write", nargs="?", const=readme, default=None, metavar="README",
+                   help=f"rewrite the <!-- settings:BLOCK --> blocks of README (default {readme})")
+    args = p.parse_args(argv)
+    if args.write is None:
+        for block, table in blocks.items():
+            print(f"{begin_marker(block)}\n{table}{END_MARKER}")
+        return
+    path = Path(args.write)
+    text = path.read_text()
+    try:
+        for block, table in blocks.items():
+            text = replace_block(text, block, table)
+    except SettingsError as e:
+        p.error(f"{path}: {e}")
+    path.write_text(text)
+    print(f"wrote the settings tables ({', '.join(blocks)}) into {path}")
 
 
 def begin_marker(block: str) -> str:

@@ -29,26 +29,7 @@ def readme_table(block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m master.settings",
-                                description="Print the settings tables, or write them into README.md.")
-    p.add_argument("--write", nargs="?", const=str(README), default=None, metavar="README",
-                   help=f"rewrite the <!-- settings:BLOCK --> blocks of README (default {README})")
-    args = p.parse_args(argv)
-    if args.write is None:
-        for block in BLOCKS:
-            print(f"{_s.begin_marker(block)}\n{readme_table(block)}{_s.END_MARKER}")
-        return
-    path = Path(args.write)
-    text = path.read_text()
-    try:
-        for block in BLOCKS:
-            text = _s.replace_block(text, block, readme_table(block))
-    except _s.SettingsError as e:
-        p.error(f"{path}: {e}")
-    path.write_text(text)
-    print(f"wrote the settings tables ({', '.join(BLOCKS)}) into {path}")
+    _s.readme_main("python -m master.settings", {b: readme_table(b) for b in BLOCKS}, str(README), argv)
 
 
 if __name__ == "__main__":

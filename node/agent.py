@@ -20,6 +20,7 @@ from bus.events import EventRecorder
 from bus.informer import Informer, revision_of
 from bus.meta import micro_now
 from bus.resources import NODE_PODS
+from bus.settings import setting
 from node import nodeinfo
 from node.env import service_env
 from node.podworker import Instance, PodWorker
@@ -30,23 +31,31 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AgentConfig:
+    """The agent's settings. Those made with ``setting`` are its documented flags (``--lease-seconds``), each
+    also read from the environment (``K8N_LEASE_SECONDS``); ``python -m node.settings --write`` puts them in
+    the README's table."""
+
     name: str
     server: str
     state_dir: Path
-    node_ip: str | None = None
-    pod_cidr: str | None = None  # else the control plane assigns one
+    node_ip: str | None = setting(None, "InternalIP to report (default: the default route's source address)")
+    pod_cidr: str | None = setting(None, "this node's pod range (default: a /24 of the cluster CIDR the control "
+                                         "plane assigns)")
     cluster_cidr: str = "10.244.0.0/16"
-    cluster_domain: str = "cluster.local"  # served by the node's cluster DNS (node/dns)
-    bridge: str | None = None
-    lease_seconds: float = 2.0
-    status_seconds: float = 10.0
-    metrics_seconds: float = 10.0
-    backoff_initial: float = 10.0
-    backoff_max: float = 300.0
+    cluster_domain: str = setting("cluster.local", "DNS domain served by the node's cluster DNS (on the bridge "
+                                                   "address, port 53) and searched by pods")
+    bridge: str | None = setting(None, "bridge name (default: derived from the node name)")
+    lease_seconds: float = setting(2.0, "seconds between renewals of the node's Lease in `kube-node-lease`")
+    status_seconds: float = setting(10.0, "seconds between Node status reports")
+    metrics_seconds: float = setting(10.0, "seconds between node and pod metrics on the bus")
+    backoff_initial: float = setting(10.0, "seconds of the first CrashLoopBackOff delay (doubles per restart)")
+    backoff_max: float = setting(300.0, "seconds CrashLoopBackOff delays stop growing at")
     resync_seconds: float = 10.0
     relist_seconds: float = 1.0
-    pause_image: str = "k8n/pause:3.9"
-    drain_on_exit: bool = False
+    pause_image: str = setting("k8n/pause:3.9", "the image of the container that holds each pod's network "
+                                                "namespace")
+    drain_on_exit: bool = setting(False, "on a clean stop, remove this node's pod containers, networking and "
+                                         "proxy table (`k8n up` sets it)")
     proxy: bool = True  # run the service proxy (node/proxy) in this process
     labels: dict[str, str] = field(default_factory=dict)
 

@@ -16,18 +16,39 @@ from master.apiserver.settings import ApiServerSettings
 from master.controllers.settings import ControllerManagerSettings
 from master.leaderelection import ElectionConfig
 from master.settings import BLOCKS, README, main, readme_table
+from node import settings as agent_settings
+from node.agent import AgentConfig
 
 CONTROLLERS = Path(__file__).resolve().parents[2] / "master" / "controllers"
 REGENERATE = "python -m master.settings --write"
 README_BLOCK = "controller-manager"
 
 
-@pytest.mark.parametrize("block", sorted(BLOCKS))
+@pytest.mark.parametrize("block", sorted(BLOCKS) + [agent_settings.BLOCK])
 def test_readme_table_is_generated_from_the_settings(block):
+    if block == agent_settings.BLOCK:
+        expected, regenerate = agent_settings.readme_table(), "python -m node.settings --write"
+    else:
+        expected, regenerate = readme_table(block), REGENERATE
     text = settings.marked_block(README.read_text(), block)
     assert text is not None, (f"README.md has no <!-- settings:{block} --> ... <!-- /settings --> block; "
-                              f"add the markers and run: {REGENERATE}")
-    assert text == readme_table(block), f"README.md's {block} settings table is out of date; run: {REGENERATE}"
+                              f"add the markers and run: {regenerate}")
+    assert text == expected, f"README.md's {block} settings table is out of date; run: {regenerate}"
+
+
+def test_agent_flags_come_from_its_settings(monkeypatch):
+    """Every documented AgentConfig field is a flag of `python -m node` with the field's default, overridden by
+    its environment variable and then by the flag; the table shows them as flags."""
+    from node.__main__ import parse
+
+    monkeypatch.delenv("K8N_LEASE_SECONDS", raising=False)
+    args = parse(["--name", "n1", "--server", "nats://x:1"])
+    assert settings.values(args, AgentConfig) == {f.name: f.default for f in settings.fields(AgentConfig)}
+    monkeypatch.setenv("K8N_LEASE_SECONDS", "7")
+    assert parse(["--name", "n1", "--server", "nats://x:1"]).lease_seconds == 7.0
+    args = parse(["--name", "n1", "--server", "nats://x:1", "--lease-seconds", "3", "--drain-on-exit"])
+    assert args.lease_seconds == 3.0 and args.drain_on_exit is True
+    assert "| `--pause-image` | `K8N_PAUSE_IMAGE` | `k8n/pause:3.9` |" in agent_settings.readme_table()
 
 
 def test_the_table_shows_each_setting_with_its_variable_and_default():
