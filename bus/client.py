@@ -40,6 +40,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from bus import codec, errors, subjects
+from bus.meta import key_of
 from bus.resources import Resource, by_kind, resolve
 from bus.store import ADDED, DELETED, MODIFIED, NatsStore, WatchEvent
 
@@ -319,11 +320,6 @@ def selector_matcher(res: Resource, label_selector: str | None, field_selector: 
     return match
 
 
-def _key(obj: dict) -> str:
-    m = obj.get("metadata") or {}
-    return subjects.object_key(m.get("namespace"), m.get("name", ""))
-
-
 class FilteredWatch:
     """A store watch with selector semantics as Kubernetes' watch cache gives them."""
 
@@ -331,7 +327,7 @@ class FilteredWatch:
         self.inner = inner
         self.match = match
         self.filtered = filtered
-        self.seen = {_key(o) for o in initial}
+        self.seen = {key_of(o) for o in initial}
 
     @property
     def last_revision(self) -> int:
@@ -346,7 +342,7 @@ class FilteredWatch:
             if not self.filtered:
                 return ev
             ok = self.match(ev.object)
-            k = _key(ev.object)
+            k = key_of(ev.object)
             if ev.type == DELETED:
                 if k in self.seen or ok:
                     self.seen.discard(k)

@@ -141,23 +141,23 @@ def meta(obj: dict) -> dict:
 
 
 def name_of(obj: dict) -> str | None:
-    return (obj.get("metadata") or {}).get("name")
+    return meta(obj).get("name")
 
 
 def namespace_of(obj: dict) -> str | None:
-    return (obj.get("metadata") or {}).get("namespace")
+    return meta(obj).get("namespace")
 
 
 def uid_of(obj: dict) -> str | None:
-    return (obj.get("metadata") or {}).get("uid")
+    return meta(obj).get("uid")
 
 
 def labels_of(obj: dict) -> dict:
     """``obj.metadata.labels`` ({} when absent); read-only."""
-    return (obj.get("metadata") or {}).get("labels") or {}
+    return meta(obj).get("labels") or {}
 
 
 def key_of(obj: dict) -> str:
     """The object's store key (``<namespace>.<name>``, or ``<name>`` when cluster-scoped)."""
-    m = obj.get("metadata") or {}
+    m = meta(obj)
     return subjects.object_key(m.get("namespace"), m.get("name", ""))

@@ -216,12 +216,7 @@ class NatsStore:
 
     async def create_key(self, res: Resource, key: str, value: bytes) -> int | None:
         """KV create of raw bytes: the revision, or None when the key already holds a value."""
-        try:
-            return await self._publish(subjects.kv_key_subject(res.plural, key), value, {EXPECTED_LAST: "0"})
-        except nats.js.errors.APIError as e:
-            if e.err_code in WRONG_LAST_SEQ:
-                return None
-            raise
+        return await self.update_key(res, key, value, 0)  # expected last revision 0: the key holds nothing
 
     async def update_key(self, res: Resource, key: str, value: bytes, revision: int) -> int | None:
         """Compare-and-set of raw bytes on the key's revision: the new revision, or None when it moved on."""
