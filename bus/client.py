@@ -3,7 +3,8 @@ lists and watches straight off the KV buckets.
 
 Wire protocol (what any NATS client can speak):
 
-- request subject ``k8n.api.<resource>.<verb>`` (``bus.subjects.api_subject``), verbs ``create``,
+- request subject ``k8n.api.<caller>.<resource>.<verb>`` (``bus.subjects.api_subject``; ``caller`` is the
+  sender's bus identity, which its credentials let it publish under and no other), verbs ``create``,
   ``get``, ``list``, ``update``, ``patch``, ``delete``, ``deletecollection``;
 - request payload (msgpack, or JSON when it starts with ``{``)::
 
@@ -40,8 +41,10 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from bus import codec, errors, subjects
+from bus.connect import connect, find_credentials, identity_of
 from bus.meta import key_of
 from bus.resources import Resource, by_kind, resolve
+from bus.roles import Identity
 from bus.store import ADDED, DELETED, MODIFIED, NatsStore, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -95,11 +98,14 @@ def new_request_id() -> str:
 
 def request_payload(res: Resource, namespace: str | None = None, name: str | None = None, body: Any = None,
                     subresource: str | None = None, options: dict | None = None,
-                    request_id: str | None = None) -> dict[str, Any]:
+                    request_id: str | None = None, user: dict | None = None) -> dict[str, Any]:
     """The API server request for one call (what ``ApiClient.call`` sends, for itself and for the HTTP
     gateway): the namespace only for a namespaced kind, options without their None values (none left:
-    no ``options`` at all, which the server reads as empty)."""
+    no ``options`` at all, which the server reads as empty). ``user`` (``bus.authn.UserInfo.as_dict()``) is the
+    user the gateway acts for; the API server accepts it from the gateway's identity only."""
     payload: dict[str, Any] = {}
+    if user is not None:
+        payload["user"] = user
     if namespace and res.namespaced:
         payload["namespace"] = namespace
     if name is not None:
@@ -129,9 +135,13 @@ class ApiClient:
         self.timeout = timeout
         self.retries = retries
         self.store = NatsStore(nc)
+        self.identity = identity_of(nc)
 
     @classmethod
-    async def connect(cls, url: str, **kw: Any) -> "ApiClient":
+    async def connect(cls, url: str, identity: Identity | None = None, creds: str | None = None,
+                      **kw: Any) -> "ApiClient":
+        """Connect as ``identity`` (its credentials from the creds dir; None: the admin's) or with the credentials
+        file ``creds`` (see ``bus.connect``)."""
         holder: dict[str, ApiClient] = {}
 
         async def reconnected() -> None:
@@ -139,10 +149,7 @@ class ApiClient:
             if c is not None:
                 await c.store.restart_watches()
 
-        nc = await nats.connect(
-            url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, reconnected_cb=reconnected,
-            **kw,
-        )
+        nc = await connect(url, find_credentials(identity, creds), reconnected_cb=reconnected, **kw)
         c = cls(nc)
         holder["c"] = c
         return c
@@ -156,7 +163,8 @@ class ApiClient:
     # ---- raw request -------------------------------------------------------------------------
 
     async def call(self, res: Resource, verb: str, namespace: str | None = None, name: str | None = None,
-                   body: Any = None, subresource: str | None = None, options: dict | None = None) -> Reply:
+                   body: Any = None, subresource: str | None = None, options: dict | None = None,
+                   user: dict | None = None) -> Reply:
         """One API request and its whole reply ``(code, body, warnings)``, error codes included (nothing is
         raised for them). A mutating verb carries a fresh request id; every retry — after no responders, a
         timeout, or a "still in progress" answer to a repeat — sends the same id and the same bytes, so the
@@ -164,8 +172,8 @@ class ApiClient:
         :class:`bus.errors.TooLarge` for a request over the bus's size limit and :class:`bus.errors.NoReply` when
         ``retries`` are spent."""
         rid = new_request_id() if verb in MUTATING_VERBS else None
-        data = codec.pack(request_payload(res, namespace, name, body, subresource, options, rid))
-        subject = subjects.api_subject(res.plural, verb)
+        data = codec.pack(request_payload(res, namespace, name, body, subresource, options, rid, user))
+        subject = subjects.api_subject(self.identity.token, res.plural, verb)
         attempt = 0
         received = False  # some attempt may have reached an apiserver
         while True:
@@ -200,7 +208,7 @@ class ApiClient:
         return out
 
     async def server_version(self) -> dict:
-        msg = await self.nc.request(subjects.version_subject(), codec.pack({}), timeout=self.timeout)
+        msg = await self.nc.request(subjects.version_subject(self.identity.token), codec.pack({}), timeout=self.timeout)
         return codec.unpack(msg.data).get("body") or {}
 
     # ---- verbs -------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ them, and running the main coroutine.
     cmdline.run(main(args))
 
 ``--server``, else ``K8N_SERVER``, else the server ``k8n up`` recorded in the data directory
-(``bus.config.server_url``), else ``bus.config.DEFAULT_SERVER``. ``--log-level``, else
+(``bus.config.server_url``), else ``bus.config.DEFAULT_SERVER``. ``--creds-dir`` (else ``K8N_CREDS_DIR``, else
+``<data dir>/creds``) is where the process finds the bus credentials of its identities (``bus.connect``). ``--log-level``, else
 ``K8N_LOG_LEVEL``, else INFO.
 """
 
@@ -20,6 +21,7 @@ import asyncio
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
 from bus import aio, config
@@ -34,6 +36,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--server", "-s", default=None,
                         help="NATS URL (default: $K8N_SERVER, else the server `k8n up` recorded in the data "
                              f"directory, else {config.DEFAULT_SERVER})")
+    parser.add_argument("--creds-dir", default=None,
+                        help="directory of the bus credentials (<identity>.creds) this process connects with "
+                             "(default: $K8N_CREDS_DIR, else <data dir>/creds, where `k8n up` mints them)")
     parser.add_argument("--log-level", default=None,
                         help=f"DEBUG, INFO, WARNING, ERROR (default: $K8N_LOG_LEVEL, else {DEFAULT_LOG_LEVEL})")
     return parser
@@ -66,6 +71,8 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
     """Fill in ``args.server`` (a URL) and ``args.log_level`` (a level name) and configure logging.
     A bad log level is a usage error (``parser.error``, exit 2)."""
     args.server = config.server_url(args.server)
+    if getattr(args, "creds_dir", None):  # every connection of this process looks there (bus.connect)
+        os.environ["K8N_CREDS_DIR"] = str(Path(args.creds_dir).expanduser().resolve())
     try:
         args.log_level = log_level(args.log_level)
     except ValueError as e:

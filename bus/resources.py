@@ -23,6 +23,7 @@ class Resource:
     history: int = 8  # revisions kept per key in the KV bucket
     ttl_seconds: float = 0.0  # 0 = keep forever
     in_memory: bool = False  # a cache that need not survive a NATS restart: no fsync per write
+    stored: bool = True  # False: create-only and never stored (TokenReview): no bucket, no list/watch
 
     @property
     def singular(self) -> str:
@@ -60,7 +61,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("Service", "services", "", "v1", True, ("svc",), ("status",), _ALL),
     Resource("Endpoints", "endpoints", "", "v1", True, ("ep",), ()),
     Resource("Node", "nodes", "", "v1", False, ("no",)),
-    Resource("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",), ()),
+    Resource("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",), ("token",)),
     Resource("Secret", "secrets", "", "v1", True, (), ()),
     Resource("ConfigMap", "configmaps", "", "v1", True, ("cm",), ()),
     Resource("PersistentVolume", "persistentvolumes", "", "v1", False, ("pv",)),
@@ -74,6 +75,11 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("HorizontalPodAutoscaler", "horizontalpodautoscalers", "autoscaling", "v2", True, ("hpa",), ("status",), _ALL),
     Resource("Lease", "leases", "coordination.k8s.io", "v1", True, (), (), (), history=2),
     Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, (), ()),
+    Resource("TokenReview", "tokenreviews", "authentication.k8s.io", "v1", False, (), (), stored=False),
+    Resource("Role", "roles", "rbac.authorization.k8s.io", "v1", True, (), ()),
+    Resource("ClusterRole", "clusterroles", "rbac.authorization.k8s.io", "v1", False, (), ()),
+    Resource("RoleBinding", "rolebindings", "rbac.authorization.k8s.io", "v1", True, (), ()),
+    Resource("ClusterRoleBinding", "clusterrolebindings", "rbac.authorization.k8s.io", "v1", False, (), ()),
 )
 
 # Not served by the API: a read-only view of the pods bound to each node, keyed
@@ -90,7 +96,7 @@ SERVICE_ALLOCATIONS = Resource("ServiceAllocation", "serviceallocations", "", "v
 # memory (replicated in a NATS cluster): a cache of replies is not the record of a write, so it costs no fsync.
 API_REPLIES = Resource("ApiReply", "replies", "", "v1", False, (), (), (), history=1, ttl_seconds=300.0,
                        in_memory=True)
-BUCKETS: tuple[Resource, ...] = RESOURCES + (NODE_PODS, SERVICE_ALLOCATIONS, API_REPLIES)
+BUCKETS: tuple[Resource, ...] = tuple(r for r in RESOURCES if r.stored) + (NODE_PODS, SERVICE_ALLOCATIONS, API_REPLIES)
 
 _BY_PLURAL = {r.plural: r for r in RESOURCES}
 _BY_KIND = {r.kind: r for r in RESOURCES}

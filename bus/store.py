@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
@@ -27,6 +28,7 @@ from nats.js import api
 
 from bus import codec, errors, subjects
 from bus.resources import BUCKETS, Resource
+from bus.roles import Identity
 from bus.settings import load as load_settings
 from bus.settings import setting
 
@@ -98,8 +100,19 @@ class StoreSettings:
     def load(cls) -> "StoreSettings":
         return load_settings(cls)
 
+def consumer_name() -> str:
+    """A fresh name for a list's or a watch's consumer: consumers are created by name, with their filter in the create
+    subject, so that a bus permission can pin what a reader reads (``bus.roles``)."""
+    return "c" + secrets.token_hex(10)
+
+
 class NatsStore:
-    """:class:`Store` on JetStream KV buckets."""
+    """:class:`Store` on JetStream KV buckets.
+
+    Only API servers write, and only they delete consumers (``bus.roles``); another identity's consumers are left to
+    expire once their subscription is gone (``inactive_threshold``)."""
+
+    LIST_INACTIVE = 5.0  # seconds a finished list's consumer lingers when this identity may not delete it
 
     def __init__(self, nc: NATS, timeout: float = 5.0) -> None:
         self.nc = nc
@@ -107,6 +120,7 @@ class NatsStore:
         self.js = nc.jetstream(timeout=timeout)
         self._acks = _Requester(nc)
         self._watches: set[_KVWatch] = set()
+        self.deletes_consumers = _is_api_side(nc)
 
     # ---- buckets -----------------------------------------------------------------------------
 
@@ -127,6 +141,16 @@ class NatsStore:
                 await self.js.stream_info(subjects.stream(res.plural))
             except nats.js.errors.NotFoundError:
                 await self.js.create_key_value(cfg)
+
+    async def wait_buckets(self, resources: tuple[Resource, ...], stop: asyncio.Event | None = None) -> None:
+        """Wait until the API servers have made these buckets (only they may)."""
+        for res in resources:
+            while stop is None or not stop.is_set():
+                try:
+                    await self.js.stream_info(subjects.stream(res.plural))
+                    break
+                except (nats.js.errors.NotFoundError, nats.errors.TimeoutError):
+                    await asyncio.sleep(0.2)
 
     # ---- writes ------------------------------------------------------------------------------
 
@@ -291,6 +315,7 @@ class NatsStore:
         sub = await self.nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
         try:
             cfg = api.ConsumerConfig(
+                name=consumer_name(),
                 deliver_subject=inbox,
                 deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
                 filter_subject=subjects.kv_subject(res.plural, namespace),
@@ -298,7 +323,7 @@ class NatsStore:
                 max_deliver=1,
                 mem_storage=True,
                 num_replicas=1,
-                inactive_threshold=30.0,
+                inactive_threshold=30.0 if self.deletes_consumers else self.LIST_INACTIVE,
             )
             info = await self.js._jsm.add_consumer(subjects.stream(res.plural), config=cfg)
             if info.num_pending == 0 and info.delivered.consumer_seq == 0 and consumed == 0:
@@ -307,10 +332,11 @@ class NatsStore:
                 await asyncio.wait_for(done, timeout=60)
         finally:
             await sub.unsubscribe()
-            try:
-                await self.js._jsm.delete_consumer(subjects.stream(res.plural), info.name)  # type: ignore[possibly-undefined]
-            except Exception:
-                pass
+            if self.deletes_consumers:
+                try:
+                    await self.js._jsm.delete_consumer(subjects.stream(res.plural), info.name)  # type: ignore[possibly-undefined]
+                except Exception:
+                    pass
         return list(items.values()), top
 
     async def watch(self, res: Resource, namespace: str | None = None, since: int | None = None) -> "_KVWatch":
@@ -379,17 +405,28 @@ class _Requester:
         return msg
 
 
-async def connect_store(url: str, name: str) -> NatsStore:
-    """A NATS connection that reconnects forever, and a store on it whose watches resume
-    after every reconnect. Close with ``await store.nc.drain()``."""
+def _is_api_side(nc: NATS) -> bool:
+    from bus.connect import identity_of
+    from bus.roles import APISERVER
+
+    try:
+        return identity_of(nc).role == APISERVER
+    except Exception:  # a connection not made by bus.connect (no identity): nothing stops it
+        return True
+
+
+async def connect_store(url: str, identity: Identity, name: str | None = None) -> NatsStore:
+    """A NATS connection as ``identity`` (its credentials from the creds dir, ``bus.connect``) that reconnects
+    forever, and a store on it whose watches resume after every reconnect. Close with ``await store.nc.drain()``."""
+    from bus.connect import connect, find_credentials
+
     holder: list[NatsStore] = []
 
     async def reconnected() -> None:
         for st in holder:
             await st.restart_watches()
 
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
-                            reconnected_cb=reconnected)
+    nc = await connect(url, find_credentials(identity), name=name, reconnected_cb=reconnected)
     store = NatsStore(nc)
     holder.append(store)
     return store
@@ -442,6 +479,7 @@ class _KVWatch:
         self._cseq = 0
         self._sub = await nc.subscribe(inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
         cfg = api.ConsumerConfig(
+            name=consumer_name(),
             deliver_subject=inbox,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self._last + 1,
@@ -465,7 +503,7 @@ class _KVWatch:
             except Exception:
                 pass
         name, self._consumer = self._consumer, None
-        if name and self.store.nc.is_connected:
+        if name and self.store.nc.is_connected and self.store.deletes_consumers:
             try:
                 await self.store.js._jsm.delete_consumer(subjects.stream(self.res.plural), name)
             except Exception:

@@ -3,8 +3,10 @@
 Layout
 ------
 - API requests (request/reply, served by the apiserver queue group):
-  ``k8n.api.<resource>.<verb>`` e.g. ``k8n.api.pods.create``. ``resource`` is the plural
-  (``pods``, ``deployments``); plurals are unique across k8n's kinds.
+  ``k8n.api.<caller>.<resource>.<verb>`` e.g. ``k8n.api.admin.pods.create``. ``caller`` is the sender's bus
+  identity (``bus.roles.Identity.token``): NATS lets each identity publish only under its own, so the API server
+  knows who asks. ``resource`` is the plural (``pods``, ``deployments``); plurals are unique across k8n's kinds.
+- Replies come back on the caller's own inbox prefix ``_INBOX.<caller>`` (:func:`inbox_prefix`).
 - Objects: one JetStream KV bucket per resource, named ``k8n-<resource>``. Keys are
   ``<namespace>.<name>`` for namespaced kinds and ``<name>`` for cluster-scoped ones; a ``.``
   inside a name is written as ``_`` (``_`` never occurs in a DNS-1123 name), so the encoding is
@@ -13,7 +15,10 @@ Layout
 - Replies to writes that carried a ``requestId``: bucket ``k8n-replies`` (``bus.resources.API_REPLIES``),
   key = the request id (:func:`reply_key`); each apiserver answers liveness probes on
   ``k8n.apiserver.<instance>.alive`` (:func:`apiserver_alive`).
-- Node-addressed calls and metrics name the node (and pod): see the functions below.
+- Node-addressed calls and metrics name the node (and pod): see the functions below. A streaming call (logs,
+  exec) names a session: the agent sends on ``k8n.node.<node>.session.<id>.out`` and reads the caller's stdin and
+  control messages on ``k8n.node.<node>.session.<id>.in`` (:func:`node_session`).
+- JetStream API subjects that permissions name (``$JS.API.…``) are built here too.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ BUCKET_PREFIX = "k8n-"
 KV_SUBJECT_PREFIX = "$KV."
 
 
-def api_subject(resource: str, verb: str) -> str:
-    """Request subject for one verb on one resource (plural)."""
-    return f"{API_PREFIX}.{resource}.{verb}"
+def api_subject(caller: str, resource: str, verb: str) -> str:
+    """Request subject for one verb on one resource (plural), sent by the identity ``caller``."""
+    return f"{API_PREFIX}.{caller}.{resource}.{verb}"
 
 
-def version_subject() -> str:
+def version_subject(caller: str) -> str:
     """Request subject answered with the server's version."""
-    return f"{API_PREFIX}.version.get"
+    return f"{API_PREFIX}.{caller}.version.get"
 
 
 def api_wildcard() -> str:
@@ -41,12 +46,22 @@ def api_wildcard() -> str:
     return f"{API_PREFIX}.>"
 
 
-def parse_api_subject(subject: str) -> tuple[str, str]:
-    """Inverse of :func:`api_subject`: ``(resource, verb)``; raises ValueError."""
+def api_caller_wildcard(caller: str) -> str:
+    """Every API request one identity may send."""
+    return f"{API_PREFIX}.{caller}.>"
+
+
+def parse_api_subject(subject: str) -> tuple[str, str, str]:
+    """Inverse of :func:`api_subject`: ``(caller, resource, verb)``; raises ValueError."""
     parts = subject.split(".")
-    if len(parts) != 4 or f"{parts[0]}.{parts[1]}" != API_PREFIX:
+    if len(parts) != 5 or f"{parts[0]}.{parts[1]}" != API_PREFIX:
         raise ValueError(f"not an API subject: {subject!r}")
-    return parts[2], parts[3]
+    return parts[2], parts[3], parts[4]
+
+
+def inbox_prefix(caller: str) -> str:
+    """The inbox prefix of one identity (its replies, its watches' deliveries): only it may subscribe there."""
+    return f"_INBOX.{caller}"
 
 
 # ---- request ids and the apiservers' reply cache --------------------------------------------
@@ -144,11 +159,22 @@ def service_alloc_key(kind: str, value: str | int) -> tuple[str, str]:
 
 NODE_PREFIX = "k8n.node"
 METRICS_PREFIX = "k8n.metrics"
+SESSION_OUT, SESSION_IN = "out", "in"
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # a streaming session's id (the caller picks a random one)
 
 
 def node_call(node: str, call: str) -> str:
     """Request subject served by one node's agent: call is ``logs``, ``exec``, ``stats``."""
-    return f"{NODE_PREFIX}.{encode_name(node)}.{call}"
+    return f"{NODE_PREFIX}.{encode_name(node) if node not in ('*', '>') else node}.{call}"
+
+
+def node_session(node: str, session: str, direction: str) -> str:
+    """One direction of a streaming session with a node's agent: ``out`` (the agent sends) or ``in`` (the caller
+    sends stdin and control). Session ids are validated (:data:`SESSION_ID`) where they enter."""
+    if session != "*" and not SESSION_ID.fullmatch(session):
+        raise ValueError(f"not a session id: {session!r}")
+    n = encode_name(node) if node != "*" else node
+    return f"{NODE_PREFIX}.{n}.session.{session}.{direction}"
 
 
 def node_metrics(node: str) -> str:
@@ -161,3 +187,27 @@ def pod_metrics(node: str, namespace: str, pod: str) -> str:
 
 def pod_metrics_wildcard() -> str:
     return f"{METRICS_PREFIX}.pod.>"
+
+
+def pod_metrics_of_node(node: str) -> str:
+    return f"{METRICS_PREFIX}.pod.{encode_name(node)}.>"
+
+
+# ---- JetStream API subjects (what permissions name) -----------------------------------------------
+
+JS_API = "$JS.API"
+
+
+def js_stream_info(stream_name: str) -> str:
+    return f"{JS_API}.STREAM.INFO.{stream_name}"
+
+
+def js_consumer_create(stream_name: str, filter_subject: str, consumer: str = "*") -> str:
+    """Create subject of a named consumer with one filter (the filter is part of the subject, so a permission can
+    pin it)."""
+    return f"{JS_API}.CONSUMER.CREATE.{stream_name}.{consumer}.{filter_subject}"
+
+
+def js_direct_get(stream_name: str, subject: str) -> str:
+    """Direct get of the last message on ``subject``."""
+    return f"{JS_API}.DIRECT.GET.{stream_name}.{subject}"

@@ -414,6 +414,31 @@ def _deploy_ready(d: dict, _now: datetime) -> str:
     return f"{status(d).get('readyReplicas') or 0}/{1 if desired is None else desired}"
 
 
+def _created_at(obj: dict, _now: datetime) -> str:
+    """kubectl's CREATED AT of roles: the creation time in RFC 3339 (UTC)."""
+    t = parse_time(meta(obj).get("creationTimestamp"))
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else ""
+
+
+def _role_ref(obj: dict, _now: datetime) -> str:
+    ref = obj.get("roleRef") or {}
+    return f"{ref.get('kind', '')}/{ref.get('name', '')}"
+
+
+def _subjects(kind: str) -> Cell:
+    """A binding's subjects of one kind, as kubectl's wide columns list them (a ServiceAccount as ns/name)."""
+    def cell(obj: dict, _now: datetime) -> str:
+        subs = [s for s in obj.get("subjects") or [] if isinstance(s, dict) and s.get("kind") == kind]
+        if kind == "ServiceAccount":
+            return ", ".join(f"{s.get('namespace', '')}/{s.get('name', '')}" for s in subs)
+        return ", ".join(s.get("name", "") for s in subs)
+    return cell
+
+
+_BINDING_WIDE: list[Column] = [("USERS", _subjects("User")), ("GROUPS", _subjects("Group")),
+                               ("SERVICEACCOUNTS", _subjects("ServiceAccount"))]
+
+
 # ---- the column table ---------------------------------------------------------------------------
 
 NAME: Column = ("NAME", name)
@@ -471,6 +496,10 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                                  ("MINPODS", _field("spec.minReplicas", 1)), ("MAXPODS", _field("spec.maxReplicas")),
                                  ("REPLICAS", _field("status.currentReplicas")), AGE], []),
     "Lease": ([NAME, ("HOLDER", _field("spec.holderIdentity", "")), AGE], []),
+    "Role": ([NAME, ("CREATED AT", _created_at)], []),
+    "ClusterRole": ([NAME, ("CREATED AT", _created_at)], []),
+    "RoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),
+    "ClusterRoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),
 }
 
 

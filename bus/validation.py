@@ -1068,3 +1068,129 @@ def validate_update(res: Resource, old: dict[str, Any], new_model: Any) -> list[
         e.causes.append(Cause("", f"Internal error occurred: validation failed: {type(exc).__name__}: {exc}",
                               "InternalError"))
     return e.causes
+
+
+# --- rbac.authorization.k8s.io/v1 (pkg/apis/rbac/validation) ----------------------------------------------------------
+
+_RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def rbac_name_errors(name: str) -> list[str]:
+    """ValidateRBACName (path.IsValidPathSegmentName), plus what a k8n KV key cannot hold: ``_`` (a ``.`` in a name
+    is written as ``_``, so both would share a key), whitespace, ``*`` and ``>`` (keys are NATS subject tokens)."""
+    for bad in (".", ".."):
+        if name == bad:
+            return [f"may not be '{bad}'"]
+    errs = [f"may not contain '{c}'" for c in ("/", "%") if c in name]
+    if "_" in name:
+        errs.append("may not contain '_' (k8n stores a '.' of a name as '_')")
+    if any(c.isspace() or c in "*>" or not c.isprintable() for c in name):
+        errs.append("may not contain whitespace, '*' or '>' (k8n keys are NATS subject tokens)")
+    return errs
+
+
+for _kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
+    _NAME_FUNCS[_kind] = rbac_name_errors
+
+
+def _policy_rules(e: Errors, rules: Any, namespaced: bool) -> None:
+    for i, rule in enumerate(rules or ()):
+        p = f"rules[{i}]"
+        if not rule.verbs:
+            e.required(f"{p}.verbs", "verbs must contain at least one value")
+        if rule.non_resource_urls:
+            if namespaced:
+                e.invalid(f"{p}.nonResourceURLs", rule.non_resource_urls,
+                          "namespaced rules cannot apply to non-resource URLs")
+            if rule.api_groups or rule.resources or rule.resource_names:
+                e.invalid(f"{p}.nonResourceURLs", rule.non_resource_urls,
+                          "rules cannot apply to both regular resources and non-resource URLs")
+            continue
+        if not rule.api_groups:
+            e.required(f"{p}.apiGroups", "resource rules must supply at least one api group")
+        if not rule.resources:
+            e.required(f"{p}.resources", "resource rules must supply at least one resource")
+
+
+def _label_selector(e: Errors, path: str, sel: Any) -> None:
+    """metav1 validation.ValidateLabelSelector, then LabelSelectorAsSelector must succeed."""
+    before = len(e.causes)
+    for i, req in enumerate(sel.match_expressions or ()):
+        p = f"{path}.matchExpressions[{i}]"
+        if req.operator in ("In", "NotIn"):
+            if not req.values:
+                e.required(f"{p}.values", "must be specified when `operator` is 'In' or 'NotIn'")
+        elif req.operator in ("Exists", "DoesNotExist"):
+            if req.values:
+                e.forbidden(f"{p}.values", "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+        else:
+            e.invalid(f"{p}.operator", req.operator or "", "not a valid selector operator")
+        if err := validate_label_key(req.key or ""):
+            e.invalid(f"{p}.key", req.key or "", err)
+    e.label_map(f"{path}.matchLabels", sel.match_labels)
+    if len(e.causes) == before:
+        try:
+            selector_from_label_selector(sel)
+        except ValueError:
+            e.invalid(path, to_dict(sel), "invalid label selector.")
+
+
+def _role(e: Errors, obj: Any) -> None:
+    _policy_rules(e, obj.rules, True)
+
+
+def _cluster_role(e: Errors, obj: Any) -> None:
+    _policy_rules(e, obj.rules, False)
+    agg = obj.aggregation_rule
+    if agg is not None:
+        if not agg.cluster_role_selectors:
+            e.required("aggregationRule.clusterRoleSelectors",
+                       "at least one clusterRoleSelector required if aggregationRule is non-nil")
+        for i, sel in enumerate(agg.cluster_role_selectors or ()):
+            _label_selector(e, f"aggregationRule.clusterRoleSelectors[{i}]", sel)
+
+
+def _binding(e: Errors, obj: Any, namespaced: bool) -> None:
+    kinds = ("Role", "ClusterRole") if namespaced else ("ClusterRole",)
+    ref = obj.role_ref
+    group, kind, name = (ref.api_group or _RBAC_GROUP, ref.kind or "", ref.name or "") if ref else (_RBAC_GROUP, "", "")
+    if group != _RBAC_GROUP:
+        e.unsupported("roleRef.apiGroup", group, (_RBAC_GROUP,))
+    if kind not in kinds:
+        e.unsupported("roleRef.kind", kind, kinds)
+    if not name:
+        e.required("roleRef.name")
+    else:
+        e.messages("roleRef.name", name, rbac_name_errors(name))
+    for i, s in enumerate(obj.subjects or ()):
+        p = f"subjects[{i}]"
+        if not s.name:
+            e.required(f"{p}.name")
+        if s.kind == "ServiceAccount":
+            if s.name:
+                e.messages(f"{p}.name", s.name, dns1123_subdomain_errors(s.name))
+            if s.api_group:
+                e.unsupported(f"{p}.apiGroup", s.api_group, ("",))
+            if not namespaced and not s.namespace:
+                e.required(f"{p}.namespace")
+        elif s.kind in ("User", "Group"):
+            if s.api_group != _RBAC_GROUP:
+                e.unsupported(f"{p}.apiGroup", s.api_group or "", (_RBAC_GROUP,))
+        else:
+            e.unsupported(f"{p}.kind", s.kind or "", ("ServiceAccount", "User", "Group"))
+
+
+def _roleref_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    from bus.rbac import roleref_changed
+
+    if roleref_changed(old, new):
+        ref = to_dict(new.role_ref) if new.role_ref is not None else {}
+        e.invalid("roleRef", ref, "cannot change roleRef")
+
+
+_KIND_CHECKS.update({
+    "Role": _role, "ClusterRole": _cluster_role,
+    "RoleBinding": lambda e, obj: _binding(e, obj, True),
+    "ClusterRoleBinding": lambda e, obj: _binding(e, obj, False),
+})
+_UPDATE_CHECKS.update({"RoleBinding": _roleref_update, "ClusterRoleBinding": _roleref_update})

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bus import errors, subjects
+from bus import errors, roles, subjects
 from bus.resources import NODE_PODS, by_plural
+from bus.roles import Identity
 from bus.store import DELETED, NatsStore, connect_store
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,9 @@ class NodeView:
 
 
 async def run(server_url: str, stop: asyncio.Event) -> None:
-    store = await connect_store(server_url, "k8n-nodeview")
-    await store.ensure_buckets()
+    store = await connect_store(server_url, Identity(roles.NODEVIEW))
     try:
+        await store.wait_buckets((PODS, NODE_PODS), stop)  # the API servers make them
         await NodeView(store).run(stop)
     finally:
         await store.nc.drain()

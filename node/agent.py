@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus.roles import Identity
 from bus import errors, subjects
 from bus.client import ApiClient
 from bus.config import data_dir
@@ -75,7 +76,7 @@ class Agent:
         self.network = network
         self.dns: Any = None  # node.dns.NodeDns once started
         self.recorder = EventRecorder(client, "kubelet", config.name)
-        self.volumes = Volumes(config.state_dir / "pods", self.get_object)
+        self.volumes = Volumes(config.state_dir / "pods", self.get_object, client=client)
         self.workers: dict[str, PodWorker] = {}
         self.informer: Informer | None = None
         self._tasks: list[asyncio.Task] = []
@@ -191,6 +192,7 @@ class Agent:
             await _bounded("pod informer", self.informer.stop())
         if self.dns is not None:
             await _bounded("cluster DNS", self.dns.stop())
+        await _bounded("token manager", self.volumes.stop())
         workers = list(self.workers.values())
         await _bounded("pod workers", asyncio.gather(*(w.stop() for w in workers), return_exceptions=True))
         if getattr(self, "proxy", None):
@@ -439,7 +441,7 @@ async def _bounded(what: str, aw: Any, seconds: float = 5.0) -> None:
 
 
 async def run(config: AgentConfig, stop: asyncio.Event) -> None:
-    client = await ApiClient.connect(config.server, name=f"k8n-agent-{config.name}")
+    client = await ApiClient.connect(config.server, Identity.node(config.name))
     agent = Agent(config, client)
     try:
         while not stop.is_set():

@@ -2,13 +2,17 @@
 
 Protocol (msgpack; subjects from ``bus.subjects``):
 
-- ``k8n.node.<node>.logs`` request ``{namespace, pod, container?, follow, tail?, previous, inbox}`` →
-  reply ``{code: 200}`` or ``{code, body: Status}``; then messages on ``inbox``: ``{data: bytes}``…
+- A streaming call names a session (``session``: 16–64 of ``[A-Za-z0-9_-]``, random, picked by the caller): the
+  agent sends on ``k8n.node.<node>.session.<session>.out`` and reads the caller's stdin and control messages on
+  ``k8n.node.<node>.session.<session>.in`` — subjects under the node's own, so that the bus permissions of
+  ``bus.roles`` let only this node's agent send output and only authorized callers read it.
+- ``k8n.node.<node>.logs`` request ``{namespace, pod, container?, follow, tail?, previous, session}`` →
+  reply ``{code: 200}`` or ``{code, body: Status}``; then messages on the session's ``out``: ``{data: bytes}``…
   and ``{eof: true}``. While following, the client sends ``{keepalive: true}`` (at least every
-  10 s) or ``{cancel: true}`` to ``<inbox>.ctl``.
-- ``k8n.node.<node>.exec`` request ``{namespace, pod, container?, command: [...], stdin, tty, inbox}`` →
-  reply ``{code: 200, stdin: <subject>}``; output on ``inbox`` as ``{stream: "stdout"|"stderr", data}``,
-  finally ``{exit: <code>}``; stdin chunks go to the ``stdin`` subject as ``{data}`` then ``{eof: true}``.
+  10 s) or ``{cancel: true}`` to the session's ``in``.
+- ``k8n.node.<node>.exec`` request ``{namespace, pod, container?, command: [...], stdin, tty, session}`` →
+  reply ``{code: 200}``; output on the session's ``out`` as ``{stream: "stdout"|"stderr", data}``,
+  finally ``{exit: <code>}``; stdin chunks go to the session's ``in`` as ``{data}`` then ``{eof: true}``.
 - ``k8n.node.<node>.stats`` request ``{}`` → ``{code: 200, body: {node: NodeMetrics, pods: [PodMetrics]}}``.
 - Metrics are published every period on ``k8n.metrics.node.<node>`` (NodeMetrics) and
   ``k8n.metrics.pod.<node>.<namespace>.<pod>`` (PodMetrics), shaped like metrics.k8s.io/v1beta1.
@@ -118,6 +122,14 @@ class NodeServices:
                 return w, name, w.current.get(name)
         raise errors.not_found("pods", str(pod))
 
+    def _session(self, req: dict) -> tuple[str, str]:
+        """``(out, in)`` subjects of the streaming session a request names (400 when it names none)."""
+        sid = req.get("session")
+        if not isinstance(sid, str) or not subjects.SESSION_ID.fullmatch(sid):
+            raise errors.bad_request("session must be 16 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+        return (subjects.node_session(self.host.name, sid, subjects.SESSION_OUT),
+                subjects.node_session(self.host.name, sid, subjects.SESSION_IN))
+
     async def _reply(self, msg, body: dict) -> None:
         if msg.reply:
             await self.nc.publish(msg.reply, codec.pack(body))
@@ -135,13 +147,13 @@ class NodeServices:
             if inst is None:
                 raise errors.bad_request(f'container "{name}" in pod "{req.get("pod")}" is waiting to start: '
                                          f'{w.waiting.get(name, ("ContainerCreating",))[0]}')
+            out, control = self._session(req)
         except errors.ApiError as e:
             await self._reply(msg, {"code": e.code, "body": e.status()})
             return
         except Exception as e:
             await self._reply(msg, {"code": 400, "body": errors.bad_request(str(e)).status()})
             return
-        inbox = req["inbox"]
         await self._reply(msg, {"code": 200})
         follow = bool(req.get("follow")) and not req.get("previous")
         cancel = asyncio.Event()
@@ -153,11 +165,11 @@ class NodeServices:
                 cancel.set()
             alive[0] = time.monotonic()
 
-        ctl_sub = await self.nc.subscribe(inbox + ".ctl", cb=on_ctl)
+        ctl_sub = await self.nc.subscribe(control, cb=on_ctl)
 
         async def pump() -> None:
             async for chunk in await self.host.runtime.logs(inst.id, follow=follow, tail=req.get("tail")):
-                await self.nc.publish(inbox, codec.pack({"data": chunk}))
+                await self.nc.publish(out, codec.pack({"data": chunk}))
 
         async def watchdog() -> None:
             while not cancel.is_set():
@@ -173,7 +185,7 @@ class NodeServices:
             for t in (pump_t, dog_t, cancel_t):
                 t.cancel()
             await ctl_sub.unsubscribe()
-            await self.nc.publish(inbox, codec.pack({"eof": True}))
+            await self.nc.publish(out, codec.pack({"eof": True}))
 
     # ---- exec --------------------------------------------------------------------------------
 
@@ -186,6 +198,7 @@ class NodeServices:
             cmd = [str(x) for x in req.get("command") or []]
             if not cmd:
                 raise errors.bad_request("a command is required")
+            out, stdin_subject = self._session(req)
             session = await self.host.runtime.exec(inst.id, cmd, stdin=bool(req.get("stdin")), tty=bool(req.get("tty")))
         except errors.ApiError as e:
             await self._reply(msg, {"code": e.code, "body": e.status()})
@@ -193,9 +206,6 @@ class NodeServices:
         except Exception as e:
             await self._reply(msg, {"code": 500, "body": errors.internal(str(e)).status()})
             return
-        inbox = req["inbox"]
-        stdin_subject = inbox + ".stdin"
-
         async def on_stdin(m) -> None:
             data = codec.unpack(m.data)
             if data.get("data"):
@@ -204,10 +214,10 @@ class NodeServices:
                 await session.close_stdin()
 
         sub = await self.nc.subscribe(stdin_subject, cb=on_stdin) if req.get("stdin") else None
-        await self._reply(msg, {"code": 200, "stdin": stdin_subject if sub else None})
+        await self._reply(msg, {"code": 200})
         try:
             async for stream, data in session:
-                await self.nc.publish(inbox, codec.pack({"stream": stream, "data": data}))
+                await self.nc.publish(out, codec.pack({"stream": stream, "data": data}))
             code = await session.exit_code()
         except Exception as e:
             log.warning("exec in %s failed: %s", name, e)
@@ -215,7 +225,7 @@ class NodeServices:
         finally:
             if sub is not None:
                 await sub.unsubscribe()
-        await self.nc.publish(inbox, codec.pack({"exit": code}))
+        await self.nc.publish(out, codec.pack({"exit": code}))
 
     # ---- metrics -----------------------------------------------------------------------------
 

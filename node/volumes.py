@@ -1,19 +1,39 @@
 """Pod volumes on the node: emptyDir, hostPath, secret and configMap projected as files,
-projected (secret, configMap, downwardAPI and serviceAccountToken sources: the token from the
-account's token Secret), persistentVolumeClaim through its bound PersistentVolume's hostPath,
-and the bind mounts each container gets."""
+projected (secret, configMap, downwardAPI and serviceAccountToken sources), persistentVolumeClaim through its
+bound PersistentVolume's hostPath, and the bind mounts each container gets.
+
+ServiceAccount tokens (a projected ``serviceAccountToken`` source, e.g. the ``kube-api-access-*`` volume the API
+server adds to every pod, mounted at ``/var/run/secrets/kubernetes.io/serviceaccount``) are obtained as the kubelet
+obtains them: a TokenRequest for the pod's account (``audience``, ``expirationSeconds`` — 3600 when the source
+does not say, as Kubernetes defaults it; the ``kube-api-access`` volume asks for 3607 — bound to the pod by name
+and uid, so the token dies with the pod), kept by ``node.tokenmanager`` and rewritten while the pod lives once
+older than 80 % of its lifetime (or 24 h). Files are replaced atomically (written beside, then renamed over).
+
+Permissions of a projected volume (the kubelet's, tightened): its directories are 0700 and its token files 0600,
+owned by root — readable by the container's user only when the pod says who that is. When every container runs
+as the same ``runAsUser`` (the kubelet's ``FsUserFrom``), the token files and the directories belong to that
+user; with ``securityContext.fsGroup`` they belong to that group too, group-readable (files 0640, other files
+their mode plus 0440, directories 02750), as the kubelet's ``SetVolumeOwnership`` makes a read-only volume.
+Other projected files (``ca.crt``, ``namespace``) keep the volume's ``defaultMode``. Every item path is checked
+again here: relative, without ``..``."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import shutil
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
 
 from bus import errors
 from node.env import ConfigError, Getter, field_ref
 from node.runtime.model import Mount
+from node.tokenmanager import TokenError, TokenManager, refresh_at
+
+log = logging.getLogger(__name__)
 
 
 class VolumeError(Exception):
@@ -24,7 +44,97 @@ class VolumeError(Exception):
         self.reason = reason
 
 
-TOKEN_WAIT = (0.25, 12)  # a projected token not there yet: retry every 0.25 s, 12 times, then FailedMount
+TOKEN_WAIT = (0.25, 12)  # a projected source not there yet: retry every 0.25 s, 12 times, then FailedMount
+DEFAULT_TOKEN_SECONDS = 3600  # a serviceAccountToken source without expirationSeconds (Kubernetes' default)
+TOKEN_RETRY_SECONDS = 10.0  # a token renewal that failed is tried again this soon
+MAX_SLEEP_SECONDS = 3600.0  # the token files of a pod are looked at at least hourly
+TOKEN_API_VERSION = "authentication.k8s.io/v1"
+DIR_MODE, TOKEN_MODE = 0o700, 0o600
+GROUP_READ, GROUP_DIR = 0o440, 0o2110  # fsGroup: read for the group; directories setgid and group-searchable
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who the files of a pod's projected volumes belong to (None: root / unchanged)."""
+
+    user: int | None = None  # the kubelet's FsUser: the runAsUser every container shares
+    group: int | None = None  # the pod's fsGroup
+
+    @classmethod
+    def of(cls, pod: dict) -> "Ownership":
+        spec = pod.get("spec") or {}
+        psc = spec.get("securityContext") or {}
+        group = psc.get("fsGroup")
+        user: int | None = None
+        containers = [c for k in ("initContainers", "containers") for c in spec.get(k) or [] if isinstance(c, dict)]
+        for c in containers:
+            run_as = (c.get("securityContext") or {}).get("runAsUser", psc.get("runAsUser"))
+            if not _uid(run_as) or (user is not None and run_as != user):
+                user = None  # one container without a user, or two different ones: nobody in particular
+                break
+            user = run_as
+        return cls(user if containers else None, group if _uid(group) else None)
+
+    def dir_mode(self) -> int:
+        return DIR_MODE | GROUP_READ | GROUP_DIR if self.group is not None else DIR_MODE
+
+    def file_mode(self, mode: int) -> int:
+        return mode | GROUP_READ if self.group is not None else mode
+
+
+def _uid(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32
+
+
+def _chown(path: Path, uid: int | None, gid: int | None) -> None:
+    if uid is None and gid is None:
+        return
+    try:
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
+    except PermissionError:
+        log.warning("cannot give %s to uid %s gid %s (the agent is not root)", path, uid, gid)
+
+
+def _safe_rel(rel: str, volume: str) -> PurePosixPath:
+    """A projected item's path, checked again on the node: relative, no ``..``, not empty."""
+    p = PurePosixPath(str(rel))
+    if not str(rel) or p.is_absolute() or ".." in p.parts or str(p) in ("", "."):
+        raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : '
+                                         f'invalid path {rel!r}: must be relative and may not contain ".."')
+    return p
+
+
+def _write_file(path: Path, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
+    """Replace ``path`` atomically: written beside it (mode and owner set before anything can read it), then
+    renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _chown(tmp, uid, gid)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class TokenFile:
+    """A token file of a pod's projected volume, kept fresh while the pod lives."""
+
+    path: Path
+    namespace: str
+    account: str
+    request: dict  # the TokenRequest asked for
+    mode: int
+    uid: int | None
+    gid: int | None
+    written: str = ""
 
 
 def _select(files: dict[str, bytes], items: list[dict] | None) -> dict[str, bytes]:
@@ -48,31 +158,90 @@ def _write_files(directory: Path, files: dict[str, bytes], items: list[dict] | N
     files = _select(files, items)
     wanted = set()
     for rel, data in files.items():
-        path = directory / rel
+        path = directory / _safe_rel(rel, directory.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.chmod(tmp, mode)
-        tmp.replace(path)
+        _write_file(path, data, mode)
         wanted.add(path)
     for old in directory.rglob("*"):
         if old.is_file() and old not in wanted:
             old.unlink()
 
 
+def _write_projected(directory: Path, files: dict[str, bytes], tokens: set[str], mode: int,
+                     own: Ownership) -> dict[str, Path]:
+    """A projected volume's files (``tokens``: which of them are tokens) with the module's permissions; what is
+    no longer projected goes. Returns the token paths."""
+    dir_mode = own.dir_mode()
+    directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    made = {directory}
+    wanted, out = set(), {}
+    for rel, data in files.items():
+        path = directory / _safe_rel(rel, directory.name)
+        for d in reversed(path.relative_to(directory).parents):
+            sub = directory / d
+            if sub not in made:
+                sub.mkdir(exist_ok=True, mode=DIR_MODE)
+                made.add(sub)
+        if rel in tokens:
+            _write_file(path, data, own.file_mode(TOKEN_MODE), own.user, own.group)
+            out[rel] = path
+        else:
+            _write_file(path, data, own.file_mode(mode), None, own.group)
+        wanted.add(path)
+    for d in made:
+        _chown(d, own.user, own.group)
+        os.chmod(d, dir_mode)
+    for old in directory.rglob("*"):
+        if old.is_file() and old not in wanted:
+            old.unlink()
+    return out
+
+
+def token_request(pod: dict, source: dict) -> tuple[str, dict]:
+    """``(account, TokenRequest)`` for a ``serviceAccountToken`` projection of ``pod``: the pod's account, the
+    source's audience (none: the API's) and lifetime, bound to the pod by name and uid (as the kubelet asks)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    seconds = source.get("expirationSeconds")
+    req_spec: dict = {"expirationSeconds": seconds if isinstance(seconds, int) and not isinstance(seconds, bool)
+                      else DEFAULT_TOKEN_SECONDS,
+                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name", ""),
+                                         "uid": meta.get("uid", "")}}
+    if source.get("audience"):
+        req_spec["audiences"] = [str(source["audience"])]
+    return account, {"apiVersion": TOKEN_API_VERSION, "kind": "TokenRequest", "spec": req_spec}
+
+
 class Volumes:
-    def __init__(self, pods_dir: Path, get: Getter) -> None:
+    """``get(resource, name, namespace)`` reads objects; ``client`` (a ``bus.client.ApiClient``) asks for tokens —
+    when not given, the client of the object ``get`` is a method of (the agent's) is used."""
+
+    def __init__(self, pods_dir: Path, get: Getter, client: Any = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.pods_dir = pods_dir
         self.get = get
+        self.client = client if client is not None else getattr(getattr(get, "__self__", None), "client", None)
+        self.tokens = TokenManager(self._request_token, *((clock,) if clock is not None else ()))
+        self._token_files: dict[str, list[TokenFile]] = {}  # pod uid -> its token files
+        self._refreshers: dict[str, asyncio.Task] = {}
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
+
+    async def _request_token(self, namespace: str, account: str, request: dict) -> dict:
+        from bus.client import resource_of
+
+        if self.client is None:
+            raise TokenError("this node has no API client to request tokens with")
+        return await self.client.request(resource_of("serviceaccounts"), "create", namespace, account,
+                                         body=request, subresource="token")
 
     async def prepare(self, pod: dict) -> dict[str, str]:
         """Make every volume of ``pod`` ready; returns volume name -> host path."""
         meta, spec = pod["metadata"], pod.get("spec") or {}
         ns, uid = meta.get("namespace") or "default", meta["uid"]
         paths: dict[str, str] = {}
+        token_files: list[TokenFile] = []
         for vol in spec.get("volumes") or []:
             name = vol.get("name")
             base = self.pod_dir(uid) / "volumes" / name
@@ -103,18 +272,25 @@ class Volumes:
                 paths[name] = str(base)
             elif vol.get("projected"):
                 src = vol["projected"]
-                _write_files(base, await self._projected(pod, src, name), None, int(src.get("defaultMode") or 0o644))
+                files, requests = await self._projected(pod, src, name)
+                own = Ownership.of(pod)
+                written = _write_projected(base, files, set(requests), int(src.get("defaultMode") or 0o644), own)
+                for rel, path in written.items():
+                    account, request = requests[rel]
+                    token_files.append(TokenFile(path, ns, account, request, own.file_mode(TOKEN_MODE), own.user,
+                                                 own.group, files[rel].decode()))
                 paths[name] = str(base)
             elif vol.get("persistentVolumeClaim"):
                 paths[name] = await self._claim_path(vol["persistentVolumeClaim"].get("claimName", ""), ns)
             else:
                 base.mkdir(parents=True, exist_ok=True)  # unsupported kinds get an empty directory
                 paths[name] = str(base)
+        self._keep_fresh(uid, token_files)
         return paths
 
-    async def _projected(self, pod: dict, src: dict, volume: str) -> dict[str, bytes]:
-        """The files of a projected volume; a source not there yet (a new namespace's account
-        token, its root CA) is waited for briefly before the pod gets FailedMount."""
+    async def _projected(self, pod: dict, src: dict, volume: str) -> tuple[dict[str, bytes], dict[str, tuple]]:
+        """The files of a projected volume, and which are tokens (path -> (account, TokenRequest)); a source not
+        there yet (a new namespace's account, its root CA) is waited for briefly before the pod gets FailedMount."""
         delay, tries = TOKEN_WAIT
         for attempt in range(tries):
             try:
@@ -123,11 +299,12 @@ class Volumes:
                 if attempt == tries - 1:
                     raise
                 await asyncio.sleep(delay)
-        return {}
+        return {}, {}
 
-    async def _projected_once(self, pod: dict, src: dict, volume: str) -> dict[str, bytes]:
+    async def _projected_once(self, pod: dict, src: dict, volume: str) -> tuple[dict[str, bytes], dict[str, tuple]]:
         ns = pod["metadata"].get("namespace") or "default"
         files: dict[str, bytes] = {}
+        requests: dict[str, tuple] = {}
         for s in src.get("sources") or []:
             if s.get("secret"):
                 sec = s["secret"]
@@ -144,26 +321,72 @@ class Volumes:
                     except (ConfigError, KeyError) as e:
                         raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : {e}') from None
             elif s.get("serviceAccountToken"):
-                files[s["serviceAccountToken"].get("path") or "token"] = await self._token(pod, ns, volume)
-        return files
+                path = s["serviceAccountToken"].get("path") or "token"
+                account, request = token_request(pod, s["serviceAccountToken"])
+                files[path] = await self._token(ns, account, request, volume)
+                requests[path] = (account, request)
+        return files, requests
 
-    async def _token(self, pod: dict, ns: str, volume: str) -> bytes:
-        """The token of the pod's ServiceAccount, from the account's token Secret."""
-        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+    async def _token(self, ns: str, account: str, request: dict, volume: str) -> bytes:
+        """A token of the pod's ServiceAccount bound to the pod, from the token manager."""
         try:
-            sa = await self.get("serviceaccounts", account, ns)
-        except errors.NotFound:
-            sa = {}
-        for ref in sa.get("secrets") or []:
+            tr = await self.tokens.get(ns, account, request)
+        except TokenError as e:
+            raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : {e}') from None
+        return str(tr["status"]["token"]).encode()
+
+    # ---- keeping tokens fresh ------------------------------------------------------------------------
+
+    def _keep_fresh(self, uid: str, files: list[TokenFile]) -> None:
+        if not files:
+            self._token_files.pop(uid, None)
+            return
+        self._token_files[uid] = files
+        task = self._refreshers.get(uid)
+        if task is None or task.done():
+            self._refreshers[uid] = asyncio.create_task(self._refresh_loop(uid), name=f"token-refresh-{uid}")
+
+    async def _refresh_loop(self, uid: str) -> None:
+        try:
+            while (delay := await self.refresh_tokens(uid)) is not None:
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("keeping the tokens of pod %s fresh failed", uid)
+        finally:
+            if self._refreshers.get(uid) is asyncio.current_task():
+                del self._refreshers[uid]
+
+    async def refresh_tokens(self, uid: str) -> float | None:
+        """Rewrite the token files of pod ``uid`` whose tokens are due for renewal; seconds until the next one is
+        (None: the pod has no token files)."""
+        files = self._token_files.get(uid)
+        if not files:
+            return None
+        now = self.tokens.clock()
+        due = now + MAX_SLEEP_SECONDS
+        for f in files:
             try:
-                secret = await self.get("secrets", ref.get("name", ""), ns)
-            except errors.NotFound:
+                tr = await self.tokens.get(f.namespace, f.account, f.request)
+            except TokenError as e:
+                log.warning("pod %s: %s", uid, e)
+                due = min(due, now + TOKEN_RETRY_SECONDS)
                 continue
-            token = (secret.get("data") or {}).get("token")
-            if secret.get("type") == "kubernetes.io/service-account-token" and token:
-                return base64.b64decode(token)
-        raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : '
-                                         f'no token yet for serviceaccount "{ns}/{account}"')
+            token = str(tr["status"]["token"])
+            if token != f.written and f.path.parent.is_dir():
+                _write_file(f.path, token.encode(), f.mode, f.uid, f.gid)
+                f.written = token
+            at = refresh_at(tr)
+            due = min(due, at if at > now else now + TOKEN_RETRY_SECONDS)
+        return max(due - now, 1.0)
+
+    async def stop(self) -> None:
+        """Stop keeping tokens fresh (the agent is shutting down)."""
+        tasks = list(self._refreshers.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _source(self, resource: str, name: str, ns: str, optional: bool, volume: str) -> dict | None:
         try:
@@ -206,4 +429,10 @@ class Volumes:
         return out
 
     def cleanup(self, uid: str) -> None:
+        task = self._refreshers.pop(uid, None)
+        if task is not None:
+            task.cancel()
+        self._token_files.pop(uid, None)
+        self.tokens.delete_pod(uid)
+        self.tokens.cleanup()
         shutil.rmtree(self.pod_dir(uid), ignore_errors=True)

@@ -16,6 +16,7 @@ import pytest
 from bus import errors
 from bus.client import ApiClient
 from bus.proc import die_with_parent, stop_process
+from bus.roles import ADMIN, Identity
 from tests import builders
 from tests.conftest import wait_for_api
 from tests.waiting import eventually
@@ -27,8 +28,9 @@ class Cluster:
     """``start_control()`` runs ``python -m master`` (all components unless given); ``start_agent()``
     runs a node agent with fast test settings (``extra`` adds agent flags)."""
 
-    def __init__(self, url: str, tmp, node: str, cidr: str) -> None:
-        self.url, self.tmp, self.node, self.cidr = url, tmp, node, cidr
+    def __init__(self, server, tmp, node: str, cidr: str) -> None:
+        self.server = server  # the test's NatsServer: it mints each node's credentials
+        self.url, self.tmp, self.node, self.cidr = server.url, tmp, node, cidr
         self.agent: subprocess.Popen | None = None
         self.control: subprocess.Popen | None = None
         self.agents: list[subprocess.Popen] = []
@@ -38,18 +40,22 @@ class Cluster:
     def start_control(self, components: str = "apiserver,nodeview,controllers,scheduler",
                       env: dict[str, str] | None = None) -> subprocess.Popen:
         out = open(self.tmp / "control.log", "ab")
+        key = {"K8N_SERVICE_ACCOUNT_KEY_FILE": str(self.tmp / "pki" / "sa.key")}
         self.control = subprocess.Popen([sys.executable, "-m", "master", "--server", self.url,
-                                         "--components", components, "--log-level", "WARNING"],
+                                         "--components", components, "--log-level", "WARNING",
+                                         "--creds-dir", str(self.server.creds_dir)],
                                         stdout=out, stderr=out, preexec_fn=die_with_parent,
-                                        env={**os.environ, **(env or {})})
+                                        env={**os.environ, **key, **(env or {})})
         return self.control
 
     def start_agent(self, node: str | None = None, cidr: str | None = None,
                     extra: list[str] | None = None) -> subprocess.Popen:
         node, cidr = node or self.node, cidr or self.cidr
+        self.server.credentials(Identity.node(node))
         out = open(self.tmp / f"agent-{node}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node", "--server", self.url, "--name", node, "--pod-cidr", cidr,
+            [sys.executable, "-m", "node", "--server", self.url, "--creds-dir", str(self.server.creds_dir),
+             "--name", node, "--pod-cidr", cidr,
              "--state-dir", str(self.tmp / node), "--backoff-initial", "1", "--backoff-max", "4",
              "--lease-seconds", "1", "--metrics-seconds", "1", "--log-level", "INFO", "--drain-on-exit",
              *(extra or [])],
@@ -72,11 +78,12 @@ async def start_cluster(nats_server, tmp_path, components: str = "apiserver,node
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         raise RuntimeError("the Docker engine is not running: bash deploy/node-deps.sh starts it")
     node, cidr = unique_node()
-    c = Cluster(nats_server.url, tmp_path, node, cidr)
+    c = Cluster(nats_server, tmp_path, node, cidr)
     c.start_control(components, env)
-    await wait_for_api(nats_server.url)
+    admin = nats_server.credentials(Identity(ADMIN))
+    await wait_for_api(nats_server.url, creds=admin)
     c.start_agent(extra=agent_extra)
-    c.client = await ApiClient.connect(nats_server.url)
+    c.client = await ApiClient.connect(nats_server.url, creds=admin)
     await eventually(lambda: node_ready(c.client, node), 30, "node registered and Ready")
     return c
 

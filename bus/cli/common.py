@@ -73,7 +73,14 @@ async def connect(server: str | None, data_dir: str | None) -> ApiClient:
 
     from bus.client import ApiClient
 
+    from bus.connect import find_credentials
+    from bus.natsauth import AuthError
+
     url = config.server_url(server, data_dir)
+    try:
+        creds = find_credentials(directory=config.data_dir(data_dir) / "creds" if data_dir else None)
+    except AuthError as e:
+        raise CliError(str(e)) from None
     last: list[BaseException] = []
     every_server_failed = asyncio.Event()
 
@@ -83,7 +90,8 @@ async def connect(server: str | None, data_dir: str | None) -> ApiClient:
         if len(last) >= url.count(",") + 1:
             every_server_failed.set()
 
-    connecting = asyncio.ensure_future(ApiClient.connect(url, error_cb=quiet, connect_timeout=2))
+    connecting = asyncio.ensure_future(ApiClient.connect(url, creds=str(creds.path), error_cb=quiet,
+                                                         connect_timeout=2))
     failed = asyncio.ensure_future(every_server_failed.wait())
     try:
         await asyncio.wait([connecting, failed], timeout=CONNECT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
@@ -92,8 +100,13 @@ async def connect(server: str | None, data_dir: str | None) -> ApiClient:
             connecting.cancel()
             raise TimeoutError()
         return connecting.result()
+    except AuthError as e:
+        raise CliError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - any failure to connect is "cannot reach"
         why = last[-1] if last else e
+        if "authorization violation" in str(why).lower():
+            raise CliError(f"the k8n cluster at {url} refused the credentials {creds.path} "
+                           f"({creds.identity.token}): {why}") from None
         raise CliError(f"cannot reach the k8n cluster at {url}: {why or type(why).__name__}") from None
 
 

@@ -34,7 +34,7 @@ def up(
 @app.command()
 def server(server_url: Optional[str] = ServerOpt, data_dir: Optional[str] = DataDirOpt) -> None:
     """Run the control plane alone against an existing NATS (``--server nats://...``)."""
-    raise typer.Exit(runner.server(config.server_url(server_url, data_dir)))
+    raise typer.Exit(runner.server(config.server_url(server_url, data_dir), _creds_dir(data_dir)))
 
 
 @app.command()
@@ -48,7 +48,8 @@ def scheduler(
     import sys
 
     os.execv(sys.executable, [sys.executable, "-m", "master.scheduler",
-                              "--server", config.server_url(server_url, data_dir), "--name", name])
+                              "--server", config.server_url(server_url, data_dir), "--name", name,
+                              *_creds_flag(data_dir)])
 
 
 @app.command("controller-manager")
@@ -58,7 +59,46 @@ def controller_manager(server_url: Optional[str] = ServerOpt, data_dir: Optional
     import sys
 
     os.execv(sys.executable, [sys.executable, "-m", "master", "--components", "controllers",
-                              "--server", config.server_url(server_url, data_dir)])
+                              "--server", config.server_url(server_url, data_dir), *_creds_flag(data_dir)])
+
+
+@app.command()
+def credentials(
+    role: str = typer.Argument(..., help="admin, apiserver, nodeview, controller-manager, scheduler, gateway, node, "
+                                         "subscriber"),
+    name: Optional[str] = typer.Argument(None, help="the node's name (node), a subscriber's or an API server's name"),
+    data_dir: Optional[str] = DataDirOpt,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="file to write (default: <data dir>/creds/"
+                                                                "<identity>.creds)"),
+) -> None:
+    """Mint bus credentials for one identity with the cluster's keys (in <data dir>/nats-auth)."""
+    import sys
+    from pathlib import Path
+
+    from bus.natsauth import AuthError, ClusterAuth, write_private
+    from bus.roles import NODE, Identity
+
+    try:
+        ident = Identity.node(name or "") if role == NODE else Identity(role, name or "")
+        auth = ClusterAuth.load(config.data_dir(data_dir) / "nats-auth")
+    except (ValueError, AuthError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    if out:
+        write_private(Path(out), auth.mint(ident))
+        path = Path(out)
+    else:
+        path = auth.write_creds(ident, config.data_dir(data_dir) / "creds")
+    print(f"wrote credentials for {ident.token} to {path}")
+
+
+def _creds_dir(data_dir: Optional[str]) -> Optional[str]:
+    return str(config.data_dir(data_dir) / "creds") if data_dir else None
+
+
+def _creds_flag(data_dir: Optional[str]) -> list[str]:
+    d = _creds_dir(data_dir)
+    return ["--creds-dir", d] if d else []
 
 
 def main() -> None:

@@ -13,10 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from bus import config
 from bus.proc import die_with_parent, stop_process
+
+if TYPE_CHECKING:
+    from bus.natsauth import ClusterAuth
 
 LOCK_FILE = "up.lock"
 TOKEN_FILE = "tokens.csv"  # the gateway's static bearer tokens (kube-apiserver's --token-auth-file format)
@@ -64,15 +67,17 @@ class Child:
         stop_process(self.proc, timeout)
 
 
-async def _wait_api(url: str, timeout: float, tick: Callable[[], bool]) -> bool:
+async def _wait_api(url: str, creds_dir: Path, timeout: float, tick: Callable[[], bool]) -> bool:
     """Wait until the API server answers (True), or ``tick()`` — which also supervises the
     children — says we are stopping (False)."""
     import asyncio
 
     from bus.client import ApiClient
+    from bus.connect import creds_path
+    from bus.roles import ADMIN, Identity
 
     deadline = time.monotonic() + timeout
-    client = await ApiClient.connect(url)
+    client = await ApiClient.connect(url, creds=str(creds_path(Identity(ADMIN), creds_dir)))
     client.retries = 0
     client.timeout = 1.0
     try:
@@ -130,13 +135,37 @@ def _lock(ddir: Path):
     return f
 
 
-def control_plane_argv(server: str) -> list[str]:
-    return [sys.executable, "-m", "master", "--server", server]
+def control_plane_argv(server: str, creds_dir: Path | None = None) -> list[str]:
+    return [sys.executable, "-m", "master", "--server", server, *_creds_flag(creds_dir)]
 
 
-def gateway_argv(server: str, host: str, port: int, token_file: Path, cert_dir: Path) -> list[str]:
+def _creds_flag(creds_dir: Path | None) -> list[str]:
+    return ["--creds-dir", str(creds_dir)] if creds_dir else []
+
+
+def gateway_argv(server: str, host: str, port: int, token_file: Path, cert_dir: Path,
+                 creds_dir: Path | None = None) -> list[str]:
     return [sys.executable, "-m", "master.gateway", "--server", server, "--host", host, "--port", str(port),
-            "--token-file", str(token_file), "--cert-dir", str(cert_dir)]
+            "--token-file", str(token_file), "--cert-dir", str(cert_dir), *_creds_flag(creds_dir)]
+
+
+CONTROL_PLANE_IDENTITIES = ("admin", "apiserver", "nodeview", "controller-manager", "scheduler", "gateway")
+
+
+def mint_credentials(ddir: Path, node: str | None) -> tuple["ClusterAuth", Path]:
+    """The cluster's bus keys (made on the first ``k8n up``) and fresh credentials for every component this
+    ``k8n up`` runs, the admin (the CLI's) and a read-only subscriber, in ``<data dir>/creds`` (0600 in 0700)."""
+    from bus.natsauth import ClusterAuth
+    from bus.roles import SUBSCRIBER, Identity
+
+    auth = ClusterAuth.load_or_create(ddir / "nats-auth")
+    creds = ddir / "creds"
+    for role in CONTROL_PLANE_IDENTITIES:
+        auth.write_creds(Identity(role), creds)
+    auth.write_creds(Identity(SUBSCRIBER, "events"), creds)
+    if node:
+        auth.write_creds(Identity.node(node), creds)
+    return auth, creds
 
 
 def _free_port(host: str) -> int:
@@ -262,7 +291,10 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     nats_log = ddir / "nats-server.log"
-    nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log)
+    node = default_node_name() if with_agent else None
+    auth, creds_dir = mint_credentials(ddir, node)
+    nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log, auth=auth,
+                          creds_dir=creds_dir)
     try:
         nats_srv.start()
     except RuntimeError as e:
@@ -273,13 +305,14 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
     token_file, token = admin_token(ddir)
-    children = [Child("control plane", control_plane_argv(nats_srv.url), logs / "control-plane.log"),
-                Child("gateway", gateway_argv(nats_srv.url, host, gw_port, token_file, ddir / "pki"),
+    os.environ["K8N_DATA_DIR"] = str(ddir)  # the children's data dir (the API server keeps its token key there)
+    children = [Child("control plane", control_plane_argv(nats_srv.url, creds_dir), logs / "control-plane.log"),
+                Child("gateway", gateway_argv(nats_srv.url, host, gw_port, token_file, ddir / "pki", creds_dir),
                       logs / "gateway.log")]
-    if with_agent:
-        node = default_node_name()
+    if node:
         children.append(Child("node agent", agent_argv(nats_srv.url, [
-            "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit"]), logs / "agent.log"))
+            "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit",
+            *_creds_flag(creds_dir)]), logs / "agent.log"))
 
     def tick() -> bool:
         if not stopping:
@@ -291,7 +324,7 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     try:
         for c in children:
             c.start()
-        if not asyncio.run(_wait_api(nats_srv.url, 60, tick)):
+        if not asyncio.run(_wait_api(nats_srv.url, creds_dir, 60, tick)):
             return code
         http_url = f"https://{host}:{gw_port}"
         if not _wait_http(f"{http_url}/readyz", 60, tick):
@@ -318,7 +351,8 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     return code
 
 
-def server(server_url: str) -> int:
-    """Run the control plane in the foreground against an existing NATS."""
-    os.execv(sys.executable, control_plane_argv(server_url))
+def server(server_url: str, creds_dir: str | None = None) -> int:
+    """Run the control plane in the foreground against an existing NATS (credentials from ``creds_dir``, else
+    ``$K8N_CREDS_DIR``, else ``<data dir>/creds``)."""
+    os.execv(sys.executable, control_plane_argv(server_url, Path(creds_dir) if creds_dir else None))
     return 0  # not reached

@@ -15,6 +15,8 @@ from bus.models.apps import *  # noqa: F401,F403
 from bus.models.apps import DaemonSet, Deployment, ReplicaSet
 from bus.models.autoscaling import *  # noqa: F401,F403
 from bus.models.autoscaling import HorizontalPodAutoscaler, Scale
+from bus.models.authentication import *  # noqa: F401,F403
+from bus.models.authentication import TokenRequest, TokenReview
 from bus.models.base import K8sModel, k8s_alias  # noqa: F401
 from bus.models.batch import *  # noqa: F401,F403
 from bus.models.batch import Job
@@ -29,13 +31,16 @@ from bus.models.discovery import *  # noqa: F401,F403
 from bus.models.discovery import EndpointSlice
 from bus.models.meta import *  # noqa: F401,F403
 from bus.models.meta import Status
+from bus.models.rbac import *  # noqa: F401,F403
+from bus.models.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
 KINDS: dict[str, type[K8sModel]] = {
     m.__name__: m
     for m in (
         Namespace, Pod, Service, Endpoints, Node, ServiceAccount, Secret, ConfigMap, PersistentVolume,
         PersistentVolumeClaim, ReplicationController, Event, Deployment, ReplicaSet, DaemonSet, Job,
-        HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice,
+        HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice, Role, ClusterRole,
+        RoleBinding, ClusterRoleBinding, TokenRequest, TokenReview,
     )
 }
 

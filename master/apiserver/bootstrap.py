@@ -1,5 +1,8 @@
-"""What exists from the first start: the system namespaces and the ``kubernetes`` Service in
-``default`` (the first address of the service CIDR, port 443 ``https`` → 6443, no selector)."""
+"""What exists from the first start: the system namespaces, the ``kubernetes`` Service in
+``default`` (the first address of the service CIDR, port 443 ``https`` → 6443, no selector) and the
+ServiceAccount token key pair on this API server's disk (``master/apiserver/tokenrequest.py``); the Secret
+earlier versions kept an HMAC signing key in (``kube-system/k8n-signing-key``) is deleted; and the bootstrap RBAC
+policy (``master/apiserver/rbac_policy.py``: ClusterRoles and ClusterRoleBindings, created when missing)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from bus.models import to_dict
 from bus.resources import by_plural
 from bus.store import NatsStore
 from bus.validation import validate_object
-from master.apiserver import service_alloc, strategy
+from master.apiserver import rbac_policy, service_alloc, strategy, tokenrequest
 from master.apiserver.admission import SYSTEM_NAMESPACES
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,9 @@ async def bootstrap(store: NatsStore) -> None:
         except errors.AlreadyExists:
             pass
     await ensure_kubernetes_service(store)
+    await ensure_rbac(store)
+    tokenrequest.authority()  # the signing key pair: loaded, or made on the first start
+    await tokenrequest.remove_legacy_signing_key(store)
 
 
 def kubernetes_service() -> dict:
@@ -67,3 +73,33 @@ async def ensure_kubernetes_service(store: NatsStore) -> None:
     except BaseException:
         await alloc.release_all(claimed, service_alloc.Owner.of(obj))
         raise
+
+
+async def ensure_rbac(store: NatsStore) -> None:
+    """Create the bootstrap ClusterRoles and ClusterRoleBindings that are missing, and add to existing ones
+    what a newer policy has that they lack (``rbac_policy.reconcile``; never removing anything, and leaving
+    alone objects annotated ``rbac.authorization.kubernetes.io/autoupdate: "false"``). Racing apiservers:
+    the loser of a create sees AlreadyExists, of an update a Conflict; both are fine."""
+    for res, obj in rbac_policy.bootstrap_objects():
+        name = obj["metadata"]["name"]
+        try:
+            existing = await store.get(res, None, name)
+        except errors.NotFound:
+            model, causes = validate_object(res, obj)
+            assert not causes, causes
+            body = to_dict(model)
+            strategy.prepare_create(res, body, None)
+            try:
+                await store.create(res, None, name, body)
+            except errors.AlreadyExists:
+                pass
+            continue
+        want = rbac_policy.reconcile(obj, existing)
+        if want is None:
+            continue
+        revision = int(existing["metadata"]["resourceVersion"])
+        try:
+            await store.update(res, None, name, want, revision)
+            log.info("bootstrap RBAC: %s %s reconciled", res.kind, name)
+        except (errors.Conflict, errors.NotFound):
+            pass

@@ -18,7 +18,7 @@ from bus.store import NatsStore
 from bus.validation import validate_object, validate_update
 from master.apiserver import strategy
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
-from master.apiserver import ssa
+from master.apiserver import ssa, tokenrequest
 from master.apiserver.eviction import evict
 from master.apiserver.patch import APPLY, apply_patch, patch_kind
 from master.apiserver.request import Reply, Request
@@ -63,6 +63,8 @@ class Handlers:
     async def handle(self, req: Request) -> Reply:
         if req.res.namespaced and not req.namespace and req.verb not in ("list",):
             raise errors.bad_request("a namespace is required for namespaced resources")
+        if not req.res.stored and req.verb != "create":  # tokenreviews: create-only, nothing to read back
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
         sub = req.subresource
         if sub and sub not in req.res.subresources:
             raise errors.NotFound(404, f'the server could not find the requested resource ({req.res.plural}/{sub})')
@@ -87,6 +89,11 @@ class Handlers:
         if req.subresource == "eviction":
             self._name(req)  # a name is required; one that cannot exist is a 404
             return await evict(req, self.store, self.do_delete)
+        if req.subresource == "token":
+            self._name(req)
+            return await tokenrequest.create_token(self.store, req)
+        if req.res.kind == "TokenReview":
+            return await tokenrequest.review_token(self.store, req)
         if req.subresource:
             raise errors.method_not_allowed(f"create is not supported on {req.res.plural}/{req.subresource}")
         res, body = req.res, req.body

@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bus.authn import UserInfo
 from bus.resources import Resource
+
+NOBODY = UserInfo("system:anonymous", "", ("system:unauthenticated",))
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Request:
     options: dict = field(default_factory=dict)
     size: int = 0  # bytes of the request on the wire
     request_id: str | None = None  # a write's retry token (``master/apiserver/replies.py``); None: not cached
+    user: UserInfo = NOBODY  # who asks: the caller's bus identity, or the user the gateway authenticated
 
     @property
     def dry_run(self) -> bool:

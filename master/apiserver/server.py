@@ -10,9 +10,11 @@ from typing import Any
 import nats
 from nats.aio.msg import Msg
 
-from bus import codec, errors, subjects
+from bus import codec, errors, roles, subjects
+from bus.authn import UserInfo, user_for_identity
 from bus.client import MUTATING_VERBS
 from bus.resources import by_plural
+from bus.roles import Identity
 from bus.store import NatsStore, connect_store
 from bus.version import version_info
 from master.apiserver.admission import NamespaceLifecycle
@@ -26,6 +28,7 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024  # as kube-apiserver's request body limit
 MAX_DEPTH = 100
 MAX_IN_FLIGHT = 2000
 _STR_FIELDS = ("namespace", "name", "subresource")
+VERSION_SUFFIX = ".version.get"
 
 
 def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -43,13 +46,35 @@ def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return type(value) in (dict, list) and not ok(value, 0)
 
 
-def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
-    """Decode one request; raises ApiError (400/404/413) for what cannot be served."""
-    as_json = codec.is_json(data)
+def caller_of(subject: str) -> Identity:
+    """The bus identity that sent a request (NATS lets each identity publish only under its own name)."""
     try:
-        resource, verb = subjects.parse_api_subject(subject)
+        caller, _, _ = subjects.parse_api_subject(subject)
+        return Identity.parse(caller)
     except ValueError:
         raise errors.NotFound(404, f"no API at subject {subject}") from None
+
+
+def user_of(caller: Identity, payload: dict) -> UserInfo:
+    """The user a request acts for: the caller's own, or — from the gateway only — the HTTP user it authenticated
+    (``user`` in the payload). Anyone else naming a user is refused."""
+    given = payload.get("user")
+    if given is None:
+        return user_for_identity(caller)
+    if caller.role != roles.GATEWAY:
+        raise errors.ApiError(403, f"{caller.token} may not act for another user (only the gateway passes on the "
+                              "user it authenticated)", "Forbidden")
+    try:
+        return UserInfo.from_dict(given)
+    except ValueError as e:
+        raise errors.bad_request(str(e)) from None
+
+
+def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
+    """Decode one request; raises ApiError (400/403/404/413) for what cannot be served."""
+    as_json = codec.is_json(data)
+    caller = caller_of(subject)
+    _, resource, verb = subjects.parse_api_subject(subject)
     res = by_plural(resource)
     if res is None:
         raise errors.NotFound(404, f'the server doesn\'t have a resource type "{resource}"')
@@ -82,7 +107,8 @@ def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
     if rid is not None and not (isinstance(rid, str) and subjects.REQUEST_ID.fullmatch(rid)):
         raise errors.bad_request("requestId must be 8 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
     req = Request(res, verb, payload.get("namespace") or None, payload.get("name"),
-                  payload.get("subresource") or None, payload.get("body"), options, len(data), rid)
+                  payload.get("subresource") or None, payload.get("body"), options, len(data), rid,
+                  user_of(caller, payload))
     return req, as_json
 
 
@@ -123,7 +149,7 @@ class ApiServer:
     async def _serve(self, msg: Msg) -> None:
         as_json = codec.is_json(msg.data)
         warnings: list[str] = []
-        if msg.subject == subjects.version_subject():
+        if msg.subject.endswith(VERSION_SUFFIX):
             if msg.reply:
                 await msg.respond(codec.encode({"code": 200, "body": version_info()}, as_json))
             return
@@ -180,7 +206,7 @@ class ApiServer:
 
 async def run(server_url: str, stop: asyncio.Event) -> None:
     """Run one apiserver until ``stop`` is set."""
-    store = await connect_store(server_url, "k8n-apiserver")
+    store = await connect_store(server_url, Identity(roles.APISERVER))
     api = ApiServer(store.nc, store)
     await api.start()
     try:

@@ -5,9 +5,11 @@ settings of ``bus.store.StoreSettings`` (``python -m master.settings --write``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from bus import settings as _s
+from bus.config import data_dir
 from bus.settings import setting
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
@@ -20,6 +22,10 @@ class ApiServerSettings:
         DEFAULT_SERVICE_CIDR, "the range Service ClusterIPs come from (the `kubernetes` Service takes its first "
         "address); claims live in bucket `k8n-serviceallocations`")
     node_port_range: str = setting(DEFAULT_NODE_PORT_RANGE, "`FIRST-LAST`: the ports NodePort Services come from")
+    service_account_key_file: str | None = setting(
+        None, "the ServiceAccount token signing key (EC P-256 private key, PEM; its public key is the `.pub` file "
+        "beside it); made on first start when absent (0600, in a 0700 directory). Unset: `<data dir>/pki/sa.key`. "
+        "Never stored in the API")
 
     @classmethod
     def load(cls, options: Mapping[str, Any] | None = None,
@@ -27,3 +33,9 @@ class ApiServerSettings:
         """From ``options`` (by option name), else the environment, else the defaults (an empty value counts as
         unset); a value that does not parse raises ``bus.settings.SettingsError`` naming its variable."""
         return _s.load(cls, options, environ)
+
+    def service_account_key_path(self) -> Path:
+        """The private key file: ``service_account_key_file``, else ``<data dir>/pki/sa.key``."""
+        if self.service_account_key_file:
+            return Path(self.service_account_key_file).expanduser()
+        return data_dir(None) / "pki" / "sa.key"

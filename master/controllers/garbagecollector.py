@@ -35,7 +35,8 @@ _ABSENT_CACHE = 20000
 
 
 def setup(ctx) -> list:
-    informers = {r.plural: ctx.informers.informer(r.plural) for r in RESOURCES if r.kind not in UNTRACKED_KINDS}
+    informers = {r.plural: ctx.informers.informer(r.plural) for r in RESOURCES
+                 if r.stored and r.kind not in UNTRACKED_KINDS}
     return [GarbageCollector(ctx.client, informers, ctx.settings.gc_workers).controller]
 
 

@@ -12,6 +12,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from bus import roles
+from bus.roles import Identity
 from bus.client import ApiClient
 from bus.events import EventRecorder
 from bus.informer import SharedInformerFactory
@@ -62,7 +64,7 @@ async def run(server_url: str, stop: asyncio.Event, settings: ControllerManagerS
     ``election`` default to what the environment says (``K8N_<NAME>``)."""
     settings = settings or ControllerManagerSettings.load()
     election = election or ElectionConfig.from_options()
-    client = await ApiClient.connect(server_url, name="k8n-controller-manager")
+    client = await ApiClient.connect(server_url, Identity(roles.CONTROLLER_MANAGER))
     try:
         await _wait_api(client, stop)
         ctx = Context(client, SharedInformerFactory(client), settings)

@@ -8,6 +8,8 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from bus import roles
+from bus.roles import Identity
 from bus import errors
 from bus.client import ApiClient
 from bus.version import version_info
@@ -129,7 +131,7 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
     app = web.Application(client_max_size=3 * 1024 * 1024 + 1024)
     async def lifetime(app: web.Application):
         own = client is None
-        c = client or await ApiClient.connect(server_url, name="k8n-gateway")
+        c = client or await ApiClient.connect(server_url, Identity(roles.GATEWAY))
         app[CLIENT] = c
         app[AUTHN] = Authenticator(c, tokens)
         yield

@@ -2,20 +2,25 @@
 
 - Static tokens from a token file in kube-apiserver's ``--token-auth-file`` format
   (``token,user,uid[,"group1,group2"]`` per line); ``k8n up`` writes one with an admin token.
-- ServiceAccount tokens: the JWTs the serviceaccount controller puts in ``<sa>-token-xxxxx`` Secrets,
-  accepted when the signature checks out against the cluster key and the ServiceAccount still exists
-  with the UID the token names.
+- ServiceAccount tokens (JWTs): the gateway holds no keys. It asks the API server, with a TokenReview over the
+  bus, as kube-apiserver's webhook token authenticator asks its webhook; the API server checks the signature,
+  issuer, expiry and audience, and that the account and the pod or Secret the token is bound to still exist.
+  An answer is cached, by the token's SHA-256: a yes for at most :data:`SA_CACHE_SECONDS` and never past the
+  token's ``exp``, a no for at most :data:`NEGATIVE_CACHE_SECONDS`; a review that fails (the API server does
+  not answer) is not cached. Concurrent requests with the same token share one review.
 
-``/version``, ``/healthz``, ``/readyz`` and ``/livez`` stay open, as in Kubernetes.
+Users are :class:`bus.authn.UserInfo` (``User`` is kept as its alias). ``/version``, ``/healthz``, ``/readyz``
+and ``/livez`` stay open, as in Kubernetes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import io
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -23,33 +28,30 @@ from aiohttp import web
 
 from bus import errors
 from bus import tokens as sa_tokens
-from bus.client import ApiClient
+from bus.authn import UserInfo
+from bus.client import ApiClient, resource_of
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/version", "/healthz", "/readyz", "/livez")
-SA_CACHE_SECONDS = 5.0  # how long a checked ServiceAccount token stays valid without a new check
+SA_CACHE_SECONDS = 10.0  # how long a token the API server accepted is taken without asking again
+NEGATIVE_CACHE_SECONDS = 1.0  # how long a refused token is refused without asking again
+CACHE_LIMIT = 10000  # entries kept (expired ones are dropped first when it is reached)
+
+User = UserInfo  # the authenticated user of a request (the name other gateway modules import)
+
+USER_KEY = web.RequestKey("user", UserInfo)  # the authenticated User of a request
 
 
-@dataclass(frozen=True)
-class User:
-    name: str
-    uid: str = ""
-    groups: tuple[str, ...] = field(default_factory=tuple)
-
-
-USER_KEY = web.RequestKey("user", User)  # the authenticated User of a request
-
-
-def read_token_file(path: Path) -> dict[str, User]:
-    out: dict[str, User] = {}
+def read_token_file(path: Path) -> dict[str, UserInfo]:
+    out: dict[str, UserInfo] = {}
     for row in csv.reader(io.StringIO(path.read_text())):
         if len(row) < 2 or not row[0].strip() or row[0].lstrip().startswith("#"):
             continue
         token, name = row[0].strip(), row[1].strip()
         uid = row[2].strip() if len(row) > 2 else name
         groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
-        out[token] = User(name, uid, groups)
+        out[token] = UserInfo(name, uid, groups)
     return out
 
 
@@ -57,58 +59,68 @@ def unauthorized() -> errors.ApiError:
     return errors.ApiError(401, "Unauthorized", "Unauthorized")
 
 
+def _seconds_left(token: str) -> float | None:
+    """Seconds until the token's ``exp`` (read, not verified: the API server has just verified it)."""
+    try:
+        exp = sa_tokens.unverified_claims(token).get("exp")
+    except ValueError:
+        return None
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    return exp - time.time()
+
+
 class Authenticator:
-    def __init__(self, client: ApiClient, tokens: dict[str, User]) -> None:
+    def __init__(self, client: ApiClient, tokens: dict[str, UserInfo]) -> None:
         self.client = client
         self.tokens = tokens
-        self._key: bytes | None = None
-        self._checked: dict[str, tuple[float, User]] = {}
+        self._cache: dict[bytes, tuple[float, UserInfo | None]] = {}  # sha256(token) -> (until, user or refused)
+        self._inflight: dict[bytes, asyncio.Task] = {}
 
-    async def _signing_key(self, refresh: bool = False) -> bytes | None:
-        if self._key is None or refresh:
-            try:
-                s = await self.client.get("secrets", sa_tokens.SIGNING_KEY_SECRET, sa_tokens.SIGNING_KEY_NAMESPACE)
-                self._key = sa_tokens.key_of(s)
-            except (errors.NotFound, KeyError, TypeError, ValueError):
-                return None
-        return self._key
-
-    async def _service_account(self, token: str) -> User | None:
-        hit = self._checked.get(token)
+    def _remember(self, key: bytes, seconds: float, user: UserInfo | None) -> None:
+        if seconds <= 0:
+            return
         now = time.monotonic()
-        if hit and now - hit[0] < SA_CACHE_SECONDS:
-            return hit[1]
-        claims = None
-        for refresh in (False, True):
-            key = await self._signing_key(refresh)
-            if key is None:
-                return None
-            try:
-                claims = sa_tokens.verify_token(key, token)
-                break
-            except ValueError:
-                continue
-        if not isinstance(claims, dict):
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+        self._cache[key] = (now + seconds, user)
+
+    async def _review(self, key: bytes, token: str) -> UserInfo | None:
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        try:
+            out = await self.client.request(resource_of("tokenreviews"), "create", body=body)
+            status = (out or {}).get("status") or {}
+        except Exception as e:  # the API server cannot say now: refuse this request, ask again for the next
+            log.warning("could not review a ServiceAccount token: %s", e)
             return None
-        ns = claims.get(sa_tokens.NAMESPACE_CLAIM)
-        name = claims.get(sa_tokens.NAME_CLAIM)
-        uid = claims.get(sa_tokens.UID_CLAIM)
-        if not isinstance(ns, str) or not isinstance(name, str):
+        if status.get("authenticated") is not True:
+            self._remember(key, NEGATIVE_CACHE_SECONDS, None)
             return None
         try:
-            sa = await self.client.get("serviceaccounts", name, ns)
-        except errors.ApiError:
+            user = UserInfo.from_dict(status.get("user"))
+        except ValueError as e:
+            log.warning("the TokenReview's user is malformed: %s", e)
             return None
-        if uid and (sa.get("metadata") or {}).get("uid") != uid:
-            return None  # recreated: the old account's tokens are void
-        user = User(f"system:serviceaccount:{ns}:{name}", str(uid or ""),
-                    ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"))
-        if len(self._checked) > 10000:
-            self._checked.clear()
-        self._checked[token] = (now, user)
+        left = _seconds_left(token)
+        if left is not None:
+            self._remember(key, min(SA_CACHE_SECONDS, left), user)
         return user
 
-    async def authenticate(self, request: web.Request) -> User | None:
+    async def _service_account(self, token: str) -> UserInfo | None:
+        key = hashlib.sha256(token.encode()).digest()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._review(key, token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t, k=key: self._inflight.pop(k, None))
+        return await asyncio.shield(task)  # a caller that goes away does not cancel the others' review
+
+    async def authenticate(self, request: web.Request) -> UserInfo | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -141,4 +153,3 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(unauthorized())
     request[USER_KEY] = user
     return await handler(request)
-

@@ -22,7 +22,14 @@ _SUBRESOURCES: dict[str, tuple[str | None, str | None, str | None, list[str]]] =
     "eviction": ("policy", "v1", "Eviction", ["create"]),
     "log": ("", "v1", "Pod", ["get"]),
     "exec": ("", "v1", "PodExecOptions", ["create", "get"]),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
 }
+CREATE_ONLY = ["create"]
+
+
+def verbs_of(r: Resource) -> list[str]:
+    """What a resource serves: everything, or only create for one that is never stored (reviews)."""
+    return VERBS if r.stored else CREATE_ONLY
 
 
 def groups() -> dict[str, list[str]]:
@@ -51,7 +58,7 @@ def _sub_kind(r: Resource, sub: str) -> tuple[str, str, str, list[str]]:
 def _aggregated_resource(r: Resource) -> dict:
     d: dict = {"resource": r.plural, "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                "scope": "Namespaced" if r.namespaced else "Cluster", "singularResource": r.singular,
-               "verbs": VERBS}
+               "verbs": verbs_of(r)}
     if r.short_names:
         d["shortNames"] = list(r.short_names)
     if r.categories:
@@ -119,7 +126,7 @@ def api_resource_list(group: str, version: str) -> dict | None:
     out = []
     for r in resources_of(group, version):
         d = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-             "verbs": VERBS}
+             "verbs": verbs_of(r)}
         if r.short_names:
             d["shortNames"] = list(r.short_names)
         if r.categories:

@@ -11,13 +11,14 @@ from aiohttp import web
 from bus import errors
 from bus.client import ApiClient
 from master.gateway import busreq, tables, watch
+from master.gateway.auth import USER_KEY
 from master.gateway.context import CLIENT
 from master.gateway.paths import Target, parse_path
 from master.gateway.respond import JSON, TABLE_MEDIA, error_response, json_response, media_type, read_body
 
 PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
-CREATE_SUBRESOURCES = ("binding", "eviction")
+CREATE_SUBRESOURCES = ("binding", "eviction", "token")
 
 
 def wants_table(request: web.Request) -> bool:
@@ -105,7 +106,7 @@ class Rest:
     async def call(self, t: Target, verb: str, body: Any = None, options: dict | None = None,
                    name: str | None = None) -> tuple[int, Any]:
         code, out, warnings = await busreq.call(self.client, t.res, verb, t.namespace, name or t.name, body,
-                                                t.subresource, options)
+                                                t.subresource, options, self.request.get(USER_KEY))
         self.warnings.extend(warnings)
         return code, out
 
@@ -115,6 +116,8 @@ class Rest:
     async def dispatch(self) -> web.StreamResponse:
         t = parse_path(self.request.path)
         m = self.request.method
+        if not t.res.stored and not (m == "POST" and t.collection):
+            raise errors.method_not_allowed(f"{m} is not supported on {t.res.qualified}: it can only be created")
         if t.watch or (m == "GET" and t.collection and _flag(self.request, "watch")):
             if m != "GET":
                 raise errors.method_not_allowed(f"{m} is not allowed on a watch")

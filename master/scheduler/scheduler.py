@@ -8,6 +8,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from bus import roles
+from bus.roles import Identity
 from bus import errors, subjects
 from bus.events import NORMAL, WARNING, EventRecorder
 from bus.informer import SharedInformerFactory
@@ -320,7 +322,7 @@ async def run(server_url: str, stop: asyncio.Event, name: str = DEFAULT_NAME, el
     from bus.client import ApiClient
     from master.leaderelection import run_leader_elected
 
-    client = await ApiClient.connect(server_url)
+    client = await ApiClient.connect(server_url, Identity(roles.SCHEDULER))
 
     async def lead(lead_stop: asyncio.Event) -> None:
         sched = Scheduler(client, name, **kw)

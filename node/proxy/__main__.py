@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from bus.roles import Identity
 from bus import cmdline
 from bus.aio import stop_on_signals
 
@@ -25,7 +26,7 @@ async def _run(args: argparse.Namespace) -> None:
     from node.proxy import ServiceProxy
 
     stop = stop_on_signals()
-    client = await ApiClient.connect(args.server, name=f"k8n-proxy-{args.name}")
+    client = await ApiClient.connect(args.server, Identity.node(args.name), name=f"k8n-proxy-{args.name}")
     proxy = ServiceProxy(client, args.name, args.node_ip or nodeinfo.host_ip(), args.cluster_cidr)
     try:
         await proxy.start()

@@ -85,7 +85,8 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def k8n(cluster):
     env = {**os.environ, "K8N_DATA_DIR": str(cluster)}
-    env.pop("K8N_SERVER", None)
+    for inherited in ("K8N_SERVER", "K8N_CREDS_DIR", "K8N_CREDS"):
+        env.pop(inherited, None)
 
     def run(*args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run([K8N, *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout)

@@ -352,7 +352,8 @@ async def test_standalone_proxy_programs_keeps_rules_on_kill_and_cleans_up_when_
     table = table_name(cl.node_b)
     ip = cluster_ip(19)
     await cl.client.create(service("solo", ip, {"name": "web-0"}, [{"port": 80, "targetPort": 8080}]))
-    cmd = [sys.executable, "-m", "node.proxy", "--name", cl.node_b, "--server", cl.url, "--cleanup-on-exit"]
+    cmd = [sys.executable, "-m", "node.proxy", "--name", cl.node_b, "--server", cl.url, "--cleanup-on-exit",
+           "--creds-dir", str(cl.server.creds_dir)]
     log = open(cl.tmp / "proxy-b.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log)
     try:

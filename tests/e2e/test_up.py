@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bus.natsauth import ClusterAuth
+from bus.roles import ADMIN, Identity
 from tests.e2e.upcluster import K8N, UP_TIMEOUT, launch_up, wait_up
 from tests.waiting import eventually_sync
 
@@ -76,8 +78,9 @@ def free_port() -> int:
 
 def k8n_env(data: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "K8N_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1", **extra}
-    if "K8N_SERVER" not in extra:
-        env.pop("K8N_SERVER", None)
+    for inherited in ("K8N_SERVER", "K8N_CREDS_DIR", "K8N_CREDS"):
+        if inherited not in extra:
+            env.pop(inherited, None)
     return env
 
 
@@ -282,6 +285,11 @@ def test_client_verb_without_a_cluster_fails_fast(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     url = f"nats://127.0.0.1:{free_port()}"
+    r = k8n(empty, "get", "pods", K8N_SERVER=url)  # no credentials: said before anything is tried
+    assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: no NATS credentials for admin at ") and str(empty / "creds") in r.stderr, \
+        r.stderr
+    ClusterAuth.load_or_create(tmp_path / "keys").write_creds(Identity(ADMIN), empty / "creds")
     start = time.monotonic()
     r = k8n(empty, "get", "pods", K8N_SERVER=url)
     took = time.monotonic() - start

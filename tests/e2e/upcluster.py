@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bus.natsauth import ClusterAuth
+from bus.roles import Identity
 from tests.harness import unique_node
 from tests.waiting import eventually_sync
 
@@ -53,7 +55,8 @@ class UpCluster:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "K8N_DATA_DIR": str(self.data),
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                     "KUBECACHEDIR": str(tmp / "kubecache")}
-        self.env.pop("K8N_SERVER", None)
+        for inherited in ("K8N_SERVER", "K8N_CREDS_DIR", "K8N_CREDS", "K8N_SERVICE_ACCOUNT_KEY_FILE"):
+            self.env.pop(inherited, None)
         self.env.pop("KUBECONFIG", None)
         self.up: subprocess.Popen | None = None
         self.agent: subprocess.Popen | None = None
@@ -69,7 +72,8 @@ class UpCluster:
         self.up = launch_up(self.data, log, "--nats-port", "0", "--http-port", "0", env=self.env, cwd=self.tmp)
         wait_up(self.up, self.data, self.log, files=("cluster.json", "kubeconfig"))
         self.info = json.loads((self.data / "cluster.json").read_text())
-        if agent:
+        if agent:  # a second node: credentials minted with the cluster's keys, as `k8n credentials node` does
+            ClusterAuth.load(self.data / "nats-auth").write_creds(Identity.node(self.node), self.data / "creds")
             out = open(self.tmp / "agent.log", "ab")
             self.agent = subprocess.Popen(
                 [sys.executable, "-m", "node", "--server", self.info["server"], "--name", self.node,

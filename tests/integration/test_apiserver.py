@@ -277,7 +277,7 @@ async def test_watch_from_compacted_revision_is_gone(client):
 
 async def test_json_requests_and_errors_for_outside_clients(client):
     req = codec.to_json({"namespace": "default", "name": "nosuch"})
-    msg = await client.nc.request(subjects.api_subject("pods", "get"), req, timeout=5)
+    msg = await client.nc.request(subjects.api_subject(client.identity.token, "pods", "get"), req, timeout=5)
     reply = codec.from_json(msg.data)
     assert reply["code"] == 404 and reply["body"]["kind"] == "Status" and reply["body"]["reason"] == "NotFound"
 
@@ -290,7 +290,7 @@ async def test_json_requests_and_errors_for_outside_clients(client):
     (codec.pack({"namespace": "default", "body": "a string"}), 400),
 ])
 async def test_bad_payloads_get_status_errors(client, payload, code):
-    msg = await client.nc.request(subjects.api_subject("pods", "create"), payload, timeout=5)
+    msg = await client.nc.request(subjects.api_subject(client.identity.token, "pods", "create"), payload, timeout=5)
     reply = codec.unpack(msg.data) if not payload.startswith(b"{") else codec.from_json(msg.data)
     assert reply["code"] == code and reply["body"]["kind"] == "Status"
 

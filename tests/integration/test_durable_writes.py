@@ -9,6 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import nats
+from bus import roles
+from bus.roles import Identity
+from tests.conftest import connect_as
 
 from bus.client import ApiClient
 from bus.natsserver import NatsServer, free_port
@@ -52,10 +55,10 @@ async def test_acknowledged_create_survives_a_kill_9_of_nats(tmp_path):
     srv = NatsServer(tmp_path / "js", port=0, log_file=tmp_path / "nats.log")
     srv.start()
     try:
-        nc = await nats.connect(srv.url)
+        nc = await connect_as(srv, Identity(roles.APISERVER))
         api = ApiServer(nc)
         await api.start()
-        c = await ApiClient.connect(srv.url)
+        c = await ApiClient.connect(srv.url, creds=srv.credentials(Identity(roles.ADMIN)))
         made = await c.create({"apiVersion": "v1", "kind": "ConfigMap",
                                "metadata": {"name": "durable", "namespace": "default"}, "data": {"k": "v"}})
         await c.close()
@@ -63,7 +66,7 @@ async def test_acknowledged_create_survives_a_kill_9_of_nats(tmp_path):
         await nc.close()
         srv.kill()
         srv.start()
-        c = await ApiClient.connect(srv.url)
+        c = await ApiClient.connect(srv.url, creds=srv.credentials(Identity(roles.ADMIN)))
         try:
             got = await c.store.get(resolve("configmaps"), "default", "durable")
             assert got["data"] == {"k": "v"}

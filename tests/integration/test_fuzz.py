@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import nats
+from bus import roles
+from bus.roles import Identity
+from tests.conftest import connect_as
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,7 +79,7 @@ def apiserver_proc(nats_server, tmp_path):
 
 def test_fuzzed_requests_never_crash_the_apiserver(nats_server, apiserver_proc):
     with asyncio.Runner() as runner:
-        nc = runner.run(nats.connect(nats_server.url))
+        nc = runner.run(connect_as(nats_server, Identity(roles.ADMIN)))
 
         async def send(subject: str, data: bytes) -> dict:
             msg = await nc.request(subject, data, timeout=10)
@@ -87,7 +89,7 @@ def test_fuzzed_requests_never_crash_the_apiserver(nats_server, apiserver_proc):
         @given(requests)
         def check(req):
             resource, verb, data = req
-            reply = runner.run(send(subjects.api_subject(resource, verb), data))
+            reply = runner.run(send(subjects.api_subject("admin", resource, verb), data))
             assert isinstance(reply, dict)
             code = reply["code"]
             assert code in OK | CLIENT_ERRORS, reply
@@ -96,7 +98,7 @@ def test_fuzzed_requests_never_crash_the_apiserver(nats_server, apiserver_proc):
 
         check()
         # still alive and correct afterwards
-        reply = runner.run(send(subjects.api_subject("namespaces", "get"), codec.pack({"name": "default"})))
+        reply = runner.run(send(subjects.api_subject("admin", "namespaces", "get"), codec.pack({"name": "default"})))
         assert reply["code"] == 200
         runner.run(nc.close())
     assert apiserver_proc.poll() is None

@@ -10,6 +10,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bus import roles
+from bus.client import ApiClient
+from bus.roles import Identity
 from master.gateway import watch as gw_watch
 from master.gateway.app import make_app
 from master.gateway.auth import User
@@ -22,11 +25,14 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 @pytest.fixture
 async def http(nats_server, client):
-    app = make_app(nats_server.url, {TOKEN: User("admin")}, client=client)
+    """The gateway on its own bus identity, as it runs (the test's ``client`` is the admin's)."""
+    gateway = await ApiClient.connect(nats_server.url, Identity(roles.GATEWAY))
+    app = make_app(nats_server.url, {TOKEN: User("admin", "admin", ("system:masters",))}, client=gateway)
     tc = TestClient(TestServer(app))
     await tc.start_server()
     yield tc
     await tc.close()
+    await gateway.close()
 
 
 def cm(name: str, labels: dict | None = None, **data: str) -> dict:

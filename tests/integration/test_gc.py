@@ -16,7 +16,7 @@ from tests.waiting import eventually, stays
 
 @pytest.fixture
 async def api(nats_server, tmp_path):
-    c = Cluster(nats_server.url, tmp_path, "none", "10.244.0.0/24")
+    c = Cluster(nats_server, tmp_path, "none", "10.244.0.0/24")
     c.start_control("apiserver,controllers")
     await wait_for_api(nats_server.url)
     client = await ApiClient.connect(nats_server.url)

@@ -11,11 +11,14 @@ import nats.errors
 import pytest
 
 import bus.client
-from bus import codec, errors, subjects
+from bus import codec, errors, roles, subjects
 from bus.client import ApiClient
 from bus.resources import API_REPLIES, by_plural
+from bus.roles import Identity
+from bus.store import NatsStore
 from master.apiserver.server import ApiServer
 from master.gateway import busreq
+from tests.conftest import connect_as
 
 CMS = by_plural("configmaps")
 
@@ -32,11 +35,12 @@ def cm(name: str | None = None, generate: str | None = None, **data: str) -> dic
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
 
 
-async def stored_reply(client: ApiClient, request_id: str, timeout: float = 10.0) -> dict:
-    """The reply the API servers cached for a request id, once there is one."""
+async def stored_reply(store: NatsStore, request_id: str, timeout: float = 10.0) -> dict:
+    """The reply the API servers cached for a request id, once there is one (read with an API server's connection:
+    nobody else may read the reply cache)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        got = await client.store.get_key(API_REPLIES, subjects.reply_key(request_id))
+        got = await store.get_key(API_REPLIES, subjects.reply_key(request_id))
         if got is not None:
             entry = codec.unpack(got[0])
             if entry.get("reply") is not None:
@@ -51,8 +55,8 @@ class LoseFirstReply:
     (a timeout). Later calls go through. Records every API request's bytes (other subjects pass untouched: the
     KV reads this test makes use the same connection)."""
 
-    def __init__(self, client: ApiClient) -> None:
-        self.client = client
+    def __init__(self, client: ApiClient, store: NatsStore) -> None:
+        self.client, self.store = client, store
         self.request = client.nc.request
         self.sent: list[tuple[str, bytes]] = []
         self.lost: dict | None = None  # what the server answered the first attempt (read back from its cache)
@@ -65,16 +69,16 @@ class LoseFirstReply:
             return await self.request(subject, payload, timeout=timeout, **kw)
         nc = self.client.nc
         await nc.publish(subject, payload, reply=nc.new_inbox())
-        self.lost = await stored_reply(self.client, codec.unpack(payload)["requestId"])
+        self.lost = await stored_reply(self.store, codec.unpack(payload)["requestId"])
         raise nats.errors.TimeoutError
 
 
 @pytest.fixture
-def lose_next_reply(client, monkeypatch):
+def lose_next_reply(client, apiserver, monkeypatch):
     """Call it to lose the reply to the client's next API request."""
 
     def install() -> LoseFirstReply:
-        lose = LoseFirstReply(client)
+        lose = LoseFirstReply(client, apiserver.store)
         monkeypatch.setattr(client.nc, "request", lose)
         return lose
 
@@ -134,7 +138,8 @@ async def test_gateway_path_retries_the_same_way(client, lose_next_reply):
 
 
 async def raw(client: ApiClient, verb: str, payload: dict, resource: str = "configmaps") -> dict:
-    msg = await client.nc.request(subjects.api_subject(resource, verb), codec.pack(payload), timeout=10)
+    msg = await client.nc.request(subjects.api_subject(client.identity.token, resource, verb), codec.pack(payload),
+                                  timeout=10)
     return codec.unpack(msg.data)
 
 
@@ -167,7 +172,7 @@ async def test_an_id_reused_for_other_bytes_is_a_400(client):
         await client.get("configmaps", "two")
 
 
-async def test_without_an_id_reads_and_dry_runs_nothing_is_cached(client):
+async def test_without_an_id_reads_and_dry_runs_nothing_is_cached(apiserver, client):
     body = {"namespace": "default", "body": cm("plain")}
     assert (await raw(client, "create", body))["code"] == 201
     assert (await raw(client, "create", body))["body"]["reason"] == "AlreadyExists"  # applied again, as before
@@ -175,11 +180,11 @@ async def test_without_an_id_reads_and_dry_runs_nothing_is_cached(client):
                           ("create", {"namespace": "default", "body": cm("dry"), "requestId": "dry-run-0001",
                                       "options": {"dryRun": True}})]:
         assert (await raw(client, verb, payload))["code"] in (200, 201)
-        assert await client.store.get_key(API_REPLIES, payload["requestId"]) is None
+        assert await apiserver.store.get_key(API_REPLIES, payload["requestId"]) is None
 
 
 async def test_a_repeat_racing_on_two_api_servers_applies_once(nats_server, apiserver, client):
-    nc2 = await nats.connect(nats_server.url)
+    nc2 = await connect_as(nats_server, Identity(roles.APISERVER))
     second = ApiServer(nc2)
     await second.start()
     handled: list[str] = []
@@ -201,7 +206,7 @@ async def test_a_repeat_racing_on_two_api_servers_applies_once(nats_server, apis
         n = 24
         payloads = [codec.pack({"namespace": "default", "body": cm(generate="race-"), "requestId": f"race-{i:04d}"})
                     for i in range(n)]
-        subject = subjects.api_subject("configmaps", "create")
+        subject = subjects.api_subject(client.identity.token, "configmaps", "create")
         # every request twice at once: the queue group spreads them over both servers
         replies = await asyncio.gather(*(client.nc.request(subject, p, timeout=10) for p in payloads for _ in (0, 1)))
         replies = [codec.unpack(m.data) for m in replies]
@@ -218,18 +223,18 @@ async def test_a_repeat_racing_on_two_api_servers_applies_once(nats_server, apis
         await nc2.close()
 
 
-async def test_a_claim_left_by_a_dead_api_server_is_taken_over(client):
+async def test_a_claim_left_by_a_dead_api_server_is_taken_over(apiserver, client):
     """An apiserver that claimed an id and died before replying (its liveness subject has no responders)."""
     from master.apiserver.replies import fingerprint
 
     payload = codec.pack({"namespace": "default", "body": cm(generate="orphan-"), "requestId": "dead-claim-0001"})
-    subject = subjects.api_subject("configmaps", "create")
+    subject = subjects.api_subject(client.identity.token, "configmaps", "create")
     marker = codec.pack({"fp": fingerprint(subject, payload), "by": "0" * 32})
-    assert await client.store.create_key(API_REPLIES, "dead-claim-0001", marker) is not None
+    assert await apiserver.store.create_key(API_REPLIES, "dead-claim-0001", marker) is not None
     msg = await client.nc.request(subject, payload, timeout=10)
     reply = codec.unpack(msg.data)
     assert reply["code"] == 201
-    assert (await stored_reply(client, "dead-claim-0001")) == reply
+    assert (await stored_reply(apiserver.store, "dead-claim-0001")) == reply
 
 
 async def test_a_claim_still_running_answers_in_progress_and_the_gateway_a_504(apiserver, client, monkeypatch):
@@ -242,13 +247,14 @@ async def test_a_claim_still_running_answers_in_progress_and_the_gateway_a_504(a
     async def answer(msg) -> None:
         await msg.respond(b"")
 
-    alive = await client.nc.subscribe(subjects.apiserver_alive("1" * 32), cb=answer)
+    alive = await apiserver.nc.subscribe(subjects.apiserver_alive("1" * 32), cb=answer)
     rid = "stuck-claim-0001"
     monkeypatch.setattr(bus.client, "new_request_id", lambda: rid)  # the id the client will send
     try:
         payload = codec.pack(bus.client.request_payload(CMS, "default", body=cm("stuck"), request_id=rid))
-        marker = codec.pack({"fp": fingerprint(subjects.api_subject("configmaps", "create"), payload), "by": "1" * 32})
-        assert await client.store.create_key(API_REPLIES, rid, marker) is not None
+        subject = subjects.api_subject(client.identity.token, "configmaps", "create")
+        marker = codec.pack({"fp": fingerprint(subject, payload), "by": "1" * 32})
+        assert await apiserver.store.create_key(API_REPLIES, rid, marker) is not None
         with pytest.raises(errors.NoReply) as e:
             await client.create(cm("stuck"))
         assert e.value.timed_out and e.value.code == 503
@@ -268,10 +274,10 @@ async def test_reply_cache_comes_back_after_a_nats_restart(tmp_path):
 
     srv = NatsServer(tmp_path / "js", port=0, log_file=tmp_path / "nats.log")
     srv.start()
-    nc = await nats.connect(srv.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    nc = await connect_as(srv, Identity(roles.APISERVER), reconnect_time_wait=0.2)
     api = ApiServer(nc)
     await api.start()
-    client = await ApiClient.connect(srv.url)
+    client = await ApiClient.connect(srv.url, creds=srv.credentials(Identity(roles.ADMIN)))
     try:
         info = await client.nc.jetstream().stream_info(subjects.stream(API_REPLIES.plural))
         assert str(getattr(info.config.storage, "value", info.config.storage)) == "memory"

@@ -2,7 +2,9 @@
 
 import pytest
 
+from bus import roles
 from bus.client import ApiClient
+from bus.roles import Identity
 from bus.informer import BY_NODE, Informer
 from bus.resources import by_plural
 from tests.builders import pod
@@ -19,7 +21,8 @@ def rv(obj):
 
 @pytest.fixture
 async def bus(nats_server):
-    c = await ApiClient.connect(nats_server.url)
+    """An API server's identity: these tests write the store directly (nobody else may)."""
+    c = await ApiClient.connect(nats_server.url, Identity(roles.APISERVER))
     await c.store.ensure_buckets((PODS,))
     yield c
     await c.close()

@@ -9,7 +9,6 @@ import pytest
 
 from bus import errors
 from bus.informer import SharedInformerFactory
-from bus.tokens import verify_token
 from master.controllers import namespace, pvbinder, serviceaccount
 from master.controllers.manager import Context
 from master.controllers.settings import ControllerManagerSettings
@@ -26,56 +25,49 @@ async def controllers(client, tmp_path):
         yield ctx
 
 
-async def _token_of(client, ns, sa="default"):
-    acct = await get_or_none(client, "serviceaccounts", sa, ns)
-    if not acct or not acct.get("secrets"):
-        return None
-    return await get_or_none(client, "secrets", acct["secrets"][0]["name"], ns)
+async def _account_of(client, ns, sa="default"):
+    return await get_or_none(client, "serviceaccounts", sa, ns)
 
 
-async def test_every_namespace_gets_a_default_account_with_a_signed_token(client, controllers):
-    tok = await eventually(lambda: _token_of(client, "default"), 10, "default/default token")
+async def _token_secrets(client, ns):
+    return [s for s in await in_namespace(client, "secrets", ns) if s["type"] == "kubernetes.io/service-account-token"]
+
+
+async def test_every_namespace_gets_a_default_account_and_no_token_secret(client, controllers):
+    await eventually(lambda: _account_of(client, "default"), 10, "default/default account")
     await client.create(builders.namespace("team-a"))
-    new = await eventually(lambda: _token_of(client, "team-a"), 10, "team-a/default token")
-    sa = await client.get("serviceaccounts", "default", "team-a")
-    meta = new["metadata"]
-    assert new["type"] == "kubernetes.io/service-account-token"
-    assert meta["name"].startswith("default-token-")
-    assert meta["annotations"] == {"kubernetes.io/service-account.name": "default",
-                                   "kubernetes.io/service-account.uid": sa["metadata"]["uid"]}
-    assert base64.b64decode(new["data"]["namespace"]) == b"team-a" and "ca.crt" in new["data"]
-    key = base64.b64decode((await client.get("secrets", "k8n-signing-key", "kube-system"))["data"]["key"])
-    claims = verify_token(key, base64.b64decode(new["data"]["token"]).decode())
-    assert claims["sub"] == "system:serviceaccount:team-a:default" and claims["iss"] == "k8n"
-    assert claims["kubernetes.io/serviceaccount/service-account.uid"] == sa["metadata"]["uid"]
-    assert verify_token(key, base64.b64decode(tok["data"]["token"]).decode())["sub"].endswith(":default:default")
-    assert await get_or_none(client, "configmaps", "kube-root-ca.crt", "team-a")
-
-    # an account of one's own gets a token too; exactly one, however many times it is reconciled
+    sa = await eventually(lambda: _account_of(client, "team-a"), 10, "team-a/default account")
+    assert await eventually(lambda: get_or_none(client, "configmaps", "kube-root-ca.crt", "team-a"), 10,
+                            "team-a/kube-root-ca.crt")
+    # as in Kubernetes since 1.24, accounts get no token Secret (pods ask TokenRequest for short-lived tokens)
     await client.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder", "namespace": "team-a"}})
-    await eventually(lambda: _token_of(client, "team-a", "builder"), 10, "builder token")
 
-    async def one_token_each():
-        tokens = [s for s in await in_namespace(client, "secrets", "team-a")
-                  if s["type"] == "kubernetes.io/service-account-token"]
-        return sorted(s["metadata"]["annotations"]["kubernetes.io/service-account.name"] for s in tokens) == [
-            "builder", "default"]
+    async def no_token_secrets():
+        return await _token_secrets(client, "team-a") == []
 
-    await stays(one_token_each, 0.5, "one token for each account of team-a")
-
-    # the default account comes back when deleted, with a new token; the old token goes
+    await stays(no_token_secrets, 0.5, "no token Secret in team-a")
+    # the default account comes back when deleted, as a new account
     await client.delete("serviceaccounts", "default", "team-a")
 
     async def replaced():
-        t = await _token_of(client, "team-a")
-        return t if t and t["metadata"]["name"] != meta["name"] else None
+        a = await _account_of(client, "team-a")
+        return a if a and a["metadata"]["uid"] != sa["metadata"]["uid"] else None
 
-    await eventually(replaced, 10, "a new default account with a new token")
-    await eventually(lambda: _gone(client, "secrets", meta["name"], "team-a"), 10, "the old token deleted")
-    # deleting an account deletes its token
-    builder_token = (await _token_of(client, "team-a", "builder"))["metadata"]["name"]
+    await eventually(replaced, 10, "a new default account")
+    # a token Secret someone makes is filled in with a token bound to it (tests/integration/test_tokenrequest.py)
+    await client.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+                         "metadata": {"name": "builder-token", "namespace": "team-a",
+                                      "annotations": {"kubernetes.io/service-account.name": "builder"}}})
+
+    async def filled():
+        s = await get_or_none(client, "secrets", "builder-token", "team-a")
+        return s if s and (s.get("data") or {}).get("token") else None
+
+    secret = await eventually(filled, 10, "the builder-token Secret filled in")
+    assert base64.b64decode(secret["data"]["namespace"]) == b"team-a"
+    # deleting an account deletes its token Secrets
     await client.delete("serviceaccounts", "builder", "team-a")
-    await eventually(lambda: _gone(client, "secrets", builder_token, "team-a"), 10, "builder's token deleted")
+    await eventually(lambda: _gone(client, "secrets", "builder-token", "team-a"), 10, "builder's token Secret deleted")
 
 
 async def _gone(client, res, name, ns=None):
@@ -84,7 +76,7 @@ async def _gone(client, res, name, ns=None):
 
 async def test_namespace_deletion_removes_its_content_then_the_namespace(client, controllers):
     await client.create(builders.namespace("doomed"))
-    await eventually(lambda: _token_of(client, "doomed"), 10, "doomed/default token")
+    await eventually(lambda: _account_of(client, "doomed"), 10, "doomed/default account")
     for i in range(3):
         await client.create(configmap(f"cm{i}", "doomed", {"k": "v"}))
         await client.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"s{i}", "namespace": "doomed"},

@@ -26,7 +26,7 @@ def deployment(name: str, replicas: int | None = 2, image: str = IMAGE_ALIAS, si
 async def raw(client, verb: str, name: str, body=None, **options) -> tuple[int, dict]:
     """One request on the bus, answering the reply's code and body (the client raises on >= 400)."""
     payload = {"namespace": "default", "name": name, "body": body, "options": options}
-    msg = await client.nc.request(subjects.api_subject("deployments", verb), codec.pack(payload), timeout=10)
+    msg = await client.nc.request(subjects.api_subject(client.identity.token, "deployments", verb), codec.pack(payload), timeout=10)
     reply = codec.unpack(msg.data)
     return reply["code"], reply["body"]
 

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from bus import roles
 from bus.client import ApiClient
+from bus.roles import Identity
 from master.scheduler import Scheduler
 from master.scheduler.testing import make_node
 from tests.builders import container, pod, requests
@@ -19,7 +21,7 @@ async def start_scheduler(nats_server, apiserver):
     started: list[tuple[Scheduler, ApiClient]] = []
 
     async def start(name: str = "default-scheduler") -> Scheduler:
-        c = await ApiClient.connect(nats_server.url)
+        c = await ApiClient.connect(nats_server.url, Identity(roles.SCHEDULER))
         s = Scheduler(c, name, initial_backoff=0.2, max_backoff=1.0)
         await s.start(sync_timeout=10)
         started.append((s, c))

@@ -8,7 +8,9 @@ import asyncio
 import ipaddress
 import time
 
-import nats
+from bus import roles
+from bus.roles import Identity
+from tests.conftest import connect_as
 import pytest
 
 from bus import errors
@@ -205,9 +207,9 @@ async def _ns_gone(client, name: str) -> bool:
     return await get_or_none(client, "namespaces", name) is None
 
 
-async def test_a_claim_left_by_a_dead_apiserver_is_taken_over_once_stale(client, monkeypatch):
-    # an apiserver that claimed 10.96.0.70 for "ghost" and died before writing the Service
-    await client.store.create(SERVICE_ALLOCATIONS, "clusterip", "10.96.0.70", {
+async def test_a_claim_left_by_a_dead_apiserver_is_taken_over_once_stale(apiserver, client, monkeypatch):
+    # an apiserver that claimed 10.96.0.70 for "ghost" and died before writing the Service (only API servers write)
+    await apiserver.store.create(SERVICE_ALLOCATIONS, "clusterip", "10.96.0.70", {
         "kind": "clusterip", "value": "10.96.0.70", "namespace": "default", "name": "ghost", "uid": "u1",
         "time": time.time()})
     monkeypatch.setattr(service_alloc, "STALE_AFTER", 3600.0)
@@ -234,7 +236,7 @@ async def test_a_full_range_is_an_error_until_an_address_is_freed(client, monkey
 async def test_two_apiservers_never_hand_out_one_address_twice(nats_server):
     servers, conns = [], []
     for _ in range(2):
-        nc = await nats.connect(nats_server.url)
+        nc = await connect_as(nats_server, Identity(roles.APISERVER))
         api = ApiServer(nc)
         await api.start()
         servers.append(api)

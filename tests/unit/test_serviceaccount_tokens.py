@@ -1,29 +1,53 @@
-"""ServiceAccount tokens: the token Secret's shape, and the pod admission step (default account,
-API-access volume). Signing and verification are ``bus.tokens``' (tests/unit/test_tokens.py)."""
+"""ServiceAccount tokens: what the token-Secret controller decides (fill in, renew), and the pod admission step
+(default account, API-access volume). Signing and verification are ``bus.tokens``' (tests/unit/test_tokens.py)."""
 
 from __future__ import annotations
 
 import base64
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from bus import errors
+from bus.tokens import Issuer
 from master.apiserver.admission import SA_MOUNT_PATH, admit_service_account
-from master.controllers.serviceaccount import NAME_ANNOTATION, TOKEN_TYPE, UID_ANNOTATION, token_secret
+from master.controllers.serviceaccount import (LEGACY_TOKEN_SECONDS, UID_ANNOTATION, filled_secret,
+                                               token_renewal_at, token_request_for)
 from tests import builders
 from tests.builders import container
 
 SA = {"metadata": {"name": "builder", "namespace": "ci", "uid": "1234"}}
+SECRET = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+          "metadata": {"name": "builder-token", "namespace": "ci", "uid": "s-1",
+                       "annotations": {"kubernetes.io/service-account.name": "builder"}},
+          "data": {"extra": base64.b64encode(b"kept").decode()}}
+KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def test_token_secret_names_its_account():
-    s = token_secret(SA, "tok")
-    meta = s["metadata"]
-    assert s["type"] == TOKEN_TYPE
-    assert meta["name"].startswith("builder-token-") and len(meta["name"]) == len("builder-token-") + 5
-    assert meta["annotations"] == {NAME_ANNOTATION: "builder", UID_ANNOTATION: "1234"}
-    assert meta["ownerReferences"][0]["uid"] == "1234"
-    assert {k: base64.b64decode(v).decode() for k, v in s["data"].items() if k != "ca.crt"} == \
-        {"token": "tok", "namespace": "ci"}
-    assert "ca.crt" in s["data"]
+def test_the_token_request_binds_to_the_secret_for_a_year():
+    assert token_request_for(SECRET) == {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 365 * 24 * 3600,
+                 "boundObjectRef": {"apiVersion": "v1", "kind": "Secret", "name": "builder-token", "uid": "s-1"}}}
+
+
+def test_a_user_made_token_secret_is_filled_in_and_renewed_at_80_percent():
+    assert token_renewal_at(SECRET, SA) == 0  # empty: now
+    now = 1_800_000_000
+    token, _ = Issuer(KEY).issue(SA, ["https://kubernetes.default.svc.cluster.local"], LEGACY_TOKEN_SECONDS, SECRET,
+                                 now=now)
+    filled = filled_secret(SECRET, SA, token)
+    assert {k: base64.b64decode(v).decode() for k, v in filled["data"].items() if k != "ca.crt"} == \
+        {"token": token, "namespace": "ci", "extra": "kept"}
+    assert "ca.crt" in filled["data"] and filled["metadata"]["annotations"][UID_ANNOTATION] == "1234"
+    assert "token" not in SECRET["data"]  # the cached object is not changed
+    assert token_renewal_at(filled, SA) == now + 0.8 * LEGACY_TOKEN_SECONDS
+    # a token of another account, or bound to another Secret (recreated under the same name), is replaced now
+    assert token_renewal_at(filled, {"metadata": {**SA["metadata"], "uid": "other"}}) == 0
+    recreated = {**filled, "metadata": {**filled["metadata"], "uid": "s-2"}}
+    assert token_renewal_at(recreated, SA) == 0
+    # an old HS256 token of earlier k8n versions is replaced too
+    legacy = {**filled, "data": {**filled["data"], "token": base64.b64encode(b"a.b.c").decode()}}
+    assert token_renewal_at(legacy, SA) == 0
 
 
 class FakeStore:
