@@ -98,7 +98,10 @@ def settings(parser: argparse.ArgumentParser | None, build: Callable[[], T]) -> 
 
 def run(main: Coroutine[Any, Any, Any], uvloop: bool = True) -> None:
     """Run an entry point's main coroutine to its end; Ctrl-C ends it quietly. ``uvloop=False``: the
-    standard loop (the node agent's netlink sockets need datagram endpoints uvloop lacks)."""
+    standard loop (the node agent's netlink sockets need datagram endpoints uvloop lacks). Missing or refused bus
+    credentials end it with a message naming them (exit 1), not a traceback."""
+    from bus.natsauth import AuthError
+
     try:
         if uvloop:
             aio.run(main)
@@ -106,6 +109,23 @@ def run(main: Coroutine[Any, Any, Any], uvloop: bool = True) -> None:
             asyncio.run(main)
     except KeyboardInterrupt:
         pass
+    except (AuthError, BaseExceptionGroup) as e:
+        auth = [e] if isinstance(e, AuthError) else list(_auth_errors(e))
+        if not auth:
+            raise
+        for err in dict.fromkeys(str(a) for a in auth):
+            logging.getLogger("k8n").error("%s", err)
+        raise SystemExit(1) from None
+
+
+def _auth_errors(group: BaseExceptionGroup):
+    from bus.natsauth import AuthError
+
+    for e in group.exceptions:
+        if isinstance(e, AuthError):
+            yield e
+        elif isinstance(e, BaseExceptionGroup):
+            yield from _auth_errors(e)
 
 
 def _usage_error(parser: argparse.ArgumentParser | None, message: str) -> None:

@@ -50,9 +50,9 @@ def creds_path(identity: Identity, directory: str | os.PathLike | None = None) -
 
 def find_credentials(identity: Identity | None = None, creds: str | os.PathLike | None = None,
                      directory: str | os.PathLike | None = None) -> Credentials:
-    """The credentials to connect with: ``creds`` (or ``$K8N_CREDS``) when given, else ``identity``'s file in the
-    creds dir (``identity`` None: the admin's). AuthError names what is missing."""
-    explicit = creds or os.environ.get(CREDS_ENV)
+    """The credentials to connect with: ``creds`` when given, else ``identity``'s file in the creds dir; with no
+    identity (a client's default), ``$K8N_CREDS`` or else the admin's. AuthError names what is missing."""
+    explicit = creds or (os.environ.get(CREDS_ENV) if identity is None else None)
     if explicit:
         return Credentials.load(explicit)
     ident = identity or Identity(ADMIN)
@@ -63,14 +63,16 @@ def find_credentials(identity: Identity | None = None, creds: str | os.PathLike 
     return Credentials.load(path)
 
 
-def tls_context(directory: str | os.PathLike | None = None) -> ssl.SSLContext | None:
-    """A client TLS context trusting the cluster's NATS CA (``$K8N_NATS_CA``, else ``<creds dir>/nats-ca.crt``), or
-    None when there is no such CA (a server on loopback, no TLS)."""
-    ca = os.environ.get(CA_ENV) or str(creds_dir(directory) / CA_FILE)
-    if not Path(ca).exists():
-        return None
-    ctx = ssl.create_default_context(cafile=ca)
-    return ctx
+def tls_context(creds: Credentials | None = None, directory: str | os.PathLike | None = None) -> ssl.SSLContext:
+    """A client TLS context trusting the cluster's NATS CA: ``$K8N_NATS_CA``, else ``nats-ca.crt`` beside the
+    credentials, else in the creds dir; AuthError when there is none."""
+    candidates = [os.environ.get(CA_ENV)] + ([str(creds.path.parent / CA_FILE)] if creds else []) + [
+        str(creds_dir(directory) / CA_FILE)]
+    for ca in candidates:
+        if ca and Path(ca).exists():
+            return ssl.create_default_context(cafile=ca)
+    raise AuthError(f"the NATS server speaks TLS but no CA to check it is here (set ${CA_ENV} or put {CA_FILE} "
+                    "beside the credentials)")
 
 
 class Refusals:
@@ -110,11 +112,12 @@ async def connect(url: str, creds: Credentials, name: str | None = None, **kw: A
     opts: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
                             "name": name or creds.identity.token}
     opts.update(kw)
-    tls = opts.pop("tls", None) or (tls_context() if "tls://" in url or _has_ca() else None)
-    if tls is not None:
+    tls = opts.pop("tls", None) or (tls_context(creds) if "tls://" in url else None)
+    if tls is not None:  # a NATS server listening beyond loopback speaks TLS only (bus.natsserver)
         opts["tls"] = tls
     try:
-        nc = await nats.connect(url, user_credentials=str(creds.path), inbox_prefix=creds.identity.inbox_prefix,
+        servers = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: any of its servers
+        nc = await nats.connect(servers, user_credentials=str(creds.path), inbox_prefix=creds.identity.inbox_prefix,
                                 error_cb=on_error, **opts)
     except Exception as e:
         if "authorization violation" in " ".join([str(e), *refusals.seen]).lower():
@@ -123,10 +126,6 @@ async def connect(url: str, creds: Credentials, name: str | None = None, **kw: A
         raise
     nc._k8n_refusals = refusals  # type: ignore[attr-defined]
     return nc
-
-
-def _has_ca() -> bool:
-    return tls_context() is not None
 
 
 def identity_of(nc: NATS) -> Identity:

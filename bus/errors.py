@@ -89,6 +89,10 @@ class NotFound(ApiError):
     pass
 
 
+class Forbidden(ApiError):
+    """403: authenticated, but not allowed (RBAC, the Node authorizer, an escalation)."""
+
+
 class Conflict(ApiError):
     pass
 
@@ -123,7 +127,7 @@ class NoReply(Unavailable):
         self.timed_out = timed_out
 
 
-_BY_CODE = {400: BadRequest, 404: NotFound, 409: Conflict, 410: Gone, 413: TooLarge, 422: Invalid, 503: Unavailable}
+_BY_CODE = {400: BadRequest, 403: Forbidden, 404: NotFound, 409: Conflict, 410: Gone, 413: TooLarge, 422: Invalid, 503: Unavailable}
 
 
 def _qualified(resource: str, group: str) -> str:

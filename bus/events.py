@@ -34,7 +34,7 @@ class EventRecorder:
         self.client = client
         self.component = component
         self.host = host
-        self._recent: dict[tuple, tuple[str, str, float]] = {}  # key -> (namespace, event name, first seen)
+        self._recent: dict[tuple, tuple[str, str, float, int]] = {}  # key -> (namespace, name, first seen, count)
         self._lock = asyncio.Lock()
 
     async def event(self, obj: dict, type_: str, reason: str, message: str, field_path: str | None = None) -> None:
@@ -46,7 +46,7 @@ class EventRecorder:
         try:
             async with self._lock:
                 seen = self._recent.get(key)
-                if seen and time.monotonic() - seen[2] < _AGGREGATE_SECONDS and await self._bump(seen[0], seen[1]):
+                if seen and time.monotonic() - seen[2] < _AGGREGATE_SECONDS and await self._bump(key):
                     return
                 name = f"{ref.get('name', 'unknown')}.{time.time_ns():x}"
                 source = {"component": self.component, **({"host": self.host} if self.host else {})}
@@ -58,21 +58,18 @@ class EventRecorder:
                     "source": source, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
                     "reportingComponent": self.component, "reportingInstance": self.host or "",
                 })
-                self._recent[key] = (ns, name, time.monotonic())
+                self._recent[key] = (ns, name, time.monotonic(), 1)
                 if len(self._recent) > 4096:
                     self._recent.pop(next(iter(self._recent)))
         except Exception as e:  # events are best effort
             log.warning("could not record event %s/%s: %s", reason, ref.get("name"), e)
 
-    async def _bump(self, ns: str, name: str) -> bool:
+    async def _bump(self, key: tuple) -> bool:
+        """Count a repeat on the event already recorded for ``key`` (a patch: recording needs no read right)."""
+        ns, name, first, count = self._recent[key]
         try:
-            ev = await self.client.get("events", name, ns)
-        except errors.NotFound:
-            return False
-        ev["count"] = int(ev.get("count") or 1) + 1
-        ev["lastTimestamp"] = format_time()
-        try:
-            await self.client.update(ev)
+            await self.client.patch("events", name, {"count": count + 1, "lastTimestamp": format_time()}, ns)
         except errors.ApiError:
             return False
+        self._recent[key] = (ns, name, first, count + 1)
         return True

@@ -9,6 +9,7 @@ does, so an acknowledged write survives a power loss. (JetStream's own default s
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import socket
@@ -42,6 +43,15 @@ def binary() -> str:
     return found
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,7 +72,7 @@ class NatsServer:
     def __init__(self, store_dir: str | os.PathLike, port: int = 4222, host: str = "127.0.0.1",
                  log_file: str | os.PathLike | None = None, sync_interval: str = DURABLE_SYNC,
                  monitor_port: int | None = None, auth: "ClusterAuth | None" = None,
-                 creds_dir: str | os.PathLike | None = None) -> None:
+                 creds_dir: str | os.PathLike | None = None, tls: bool | None = None) -> None:
         from bus.natsauth import ClusterAuth
 
         self.store_dir = Path(store_dir)
@@ -74,10 +84,28 @@ class NatsServer:
         self.port = port or free_port()
         self.log_file = Path(log_file) if log_file else None
         self.proc: subprocess.Popen | None = None
+        # TLS whenever it listens beyond loopback (or when asked): certificates from the cluster CA in <dir>/pki,
+        # the CA copied into the creds dir where clients look for it (bus.connect)
+        self.tls = (not is_loopback(host)) if tls is None else tls
+        self.pki_dir = self.store_dir.parent / "pki"
+        self.tls_files: tuple[Path, Path, Path] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
+
+    def _tls_config(self) -> str:
+        if not self.tls:
+            return ""
+        from bus import pki
+        from bus.connect import CA_FILE
+
+        hosts = (self.host,) if self.host not in ("0.0.0.0", "::") else (socket.gethostname(),)
+        cert, key, ca = self.tls_files = pki.ensure(self.pki_dir, hosts, name="nats", common_name="nats",
+                                                    client_auth=True)
+        self.creds_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.copyfile(ca, self.creds_dir / CA_FILE)
+        return f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n  ca_file: "{ca}"\n  timeout: 5\n}}\n'
 
     def _config(self) -> str:
         monitor = f'http: "{self.host}:{self.monitor_port}"\n' if self.monitor_port else ""
@@ -90,6 +118,7 @@ class NatsServer:
             f'  store_dir: "{self.store_dir}"\n'
             f"  sync_interval: {self.sync_interval}\n"
             "}\n"
+            + self._tls_config()
             + self.auth.server_config()
         )
 

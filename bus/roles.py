@@ -1,5 +1,5 @@
 """The role table: who may publish and subscribe to what on the bus. One place; the README's table is generated from
-it (``python -m bus.roles``) and every user JWT carries the permissions :func:`permissions_for` gives.
+it (``python -m bus.roles --write``) and every user JWT carries the permissions :func:`permissions_for` gives.
 
 Principles (../shared/DESIGN.md, "Trust"):
 - Only API servers write the KV buckets and manage streams; everyone else reads through JetStream consumers whose
@@ -190,5 +190,9 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+BLOCK = "roles"  # the README's <!-- settings:roles --> block
+
 if __name__ == "__main__":
-    print(markdown_table(), end="")
+    from bus.settings import readme_main
+
+    readme_main("python -m bus.roles", {BLOCK: markdown_table()}, "README.md")

@@ -33,7 +33,8 @@ def nats_server(tmp_path, monkeypatch):
     for role in STANDARD_IDENTITIES:
         srv.credentials(Identity(role))
     monkeypatch.setenv("K8N_CREDS_DIR", str(srv.creds_dir))
-    monkeypatch.setenv("K8N_SERVICE_ACCOUNT_KEY_FILE", str(tmp_path / "pki" / "sa.key"))
+    if not os.environ.get("K8N_SERVICE_ACCOUNT_KEY_FILE"):  # a test may have chosen its own
+        monkeypatch.setenv("K8N_SERVICE_ACCOUNT_KEY_FILE", str(tmp_path / "pki" / "sa.key"))
     srv.start()
     yield srv
     srv.stop()

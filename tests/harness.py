@@ -18,7 +18,7 @@ from bus.client import ApiClient
 from bus.proc import die_with_parent, stop_process
 from bus.roles import ADMIN, Identity
 from tests import builders
-from tests.conftest import wait_for_api
+from tests.conftest import STANDARD_IDENTITIES, wait_for_api
 from tests.waiting import eventually
 
 NEEDS_DOCKER = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for Docker and netlink")]
@@ -80,6 +80,8 @@ async def start_cluster(nats_server, tmp_path, components: str = "apiserver,node
     node, cidr = unique_node()
     c = Cluster(nats_server, tmp_path, node, cidr)
     c.start_control(components, env)
+    for role in STANDARD_IDENTITIES:  # a module's own server has none yet
+        nats_server.credentials(Identity(role))
     admin = nats_server.credentials(Identity(ADMIN))
     await wait_for_api(nats_server.url, creds=admin)
     c.start_agent(extra=agent_extra)

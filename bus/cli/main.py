@@ -3,6 +3,7 @@ client verbs register themselves from their own modules (imported at the bottom)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -73,7 +74,6 @@ def credentials(
 ) -> None:
     """Mint bus credentials for one identity with the cluster's keys (in <data dir>/nats-auth)."""
     import sys
-    from pathlib import Path
 
     from bus.natsauth import AuthError, ClusterAuth, write_private
     from bus.roles import NODE, Identity
@@ -90,6 +90,30 @@ def credentials(
     else:
         path = auth.write_creds(ident, config.data_dir(data_dir) / "creds")
     print(f"wrote credentials for {ident.token} to {path}")
+
+
+@app.command("nats-config")
+def nats_config(
+    servers: str = typer.Option(..., "--servers", help="NAME=HOST[:PORT[:CLUSTER_PORT]],... (three for R3)"),
+    data_dir: Optional[str] = DataDirOpt,
+    template: Optional[str] = typer.Option(None, "--template", help="nats.conf template (default: "
+                                                                    "deploy/nats-cluster/nats.conf)"),
+) -> None:
+    """Write the configuration of a NATS cluster for k8n: each server's nats.conf, auth and TLS certificates."""
+    import sys
+
+    from bus import natscluster
+
+    try:
+        specs = [natscluster.Server.parse(x.strip()) for x in servers.split(",") if x.strip()]
+        paths = natscluster.render(config.data_dir(data_dir), specs,
+                                   Path(template) if template else natscluster.TEMPLATE)
+    except (ValueError, OSError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    for p in paths:
+        print(f"wrote {p}")
+    print(f"clients: --server {','.join(s.client_url for s in specs)}")
 
 
 def _creds_dir(data_dir: Optional[str]) -> Optional[str]:

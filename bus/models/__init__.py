@@ -17,6 +17,10 @@ from bus.models.autoscaling import *  # noqa: F401,F403
 from bus.models.autoscaling import HorizontalPodAutoscaler, Scale
 from bus.models.authentication import *  # noqa: F401,F403
 from bus.models.authentication import TokenRequest, TokenReview
+from bus.models.authorization import *  # noqa: F401,F403
+from bus.models.authorization import (
+    LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
+)
 from bus.models.base import K8sModel, k8s_alias  # noqa: F401
 from bus.models.batch import *  # noqa: F401,F403
 from bus.models.batch import Job
@@ -40,7 +44,8 @@ KINDS: dict[str, type[K8sModel]] = {
         Namespace, Pod, Service, Endpoints, Node, ServiceAccount, Secret, ConfigMap, PersistentVolume,
         PersistentVolumeClaim, ReplicationController, Event, Deployment, ReplicaSet, DaemonSet, Job,
         HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice, Role, ClusterRole,
-        RoleBinding, ClusterRoleBinding, TokenRequest, TokenReview,
+        RoleBinding, ClusterRoleBinding, TokenRequest, TokenReview, SubjectAccessReview, LocalSubjectAccessReview,
+        SelfSubjectAccessReview, SelfSubjectRulesReview,
     )
 }
 

@@ -17,6 +17,7 @@ from bus.resources import Resource
 from bus.store import NatsStore
 from bus.validation import validate_object, validate_update
 from master.apiserver import strategy
+from master.apiserver.authz import REVIEW_KINDS, Authorization
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
 from master.apiserver import ssa, tokenrequest
 from master.apiserver.eviction import evict
@@ -56,9 +57,10 @@ def _rv(obj: dict) -> int:
 
 
 class Handlers:
-    def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle) -> None:
+    def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle, authz: Authorization | None = None) -> None:
         self.store = store
         self.namespaces = namespaces
+        self.authz = authz  # the escalation check on roles and bindings, and the access reviews
 
     async def handle(self, req: Request) -> Reply:
         if req.res.namespaced and not req.namespace and req.verb not in ("list",):
@@ -94,6 +96,8 @@ class Handlers:
             return await tokenrequest.create_token(self.store, req)
         if req.res.kind == "TokenReview":
             return await tokenrequest.review_token(self.store, req)
+        if req.res.kind in REVIEW_KINDS and self.authz is not None:
+            return await self.authz.review(req)
         if req.subresource:
             raise errors.method_not_allowed(f"create is not supported on {req.res.plural}/{req.subresource}")
         res, body = req.res, req.body
@@ -111,6 +115,8 @@ class Handlers:
             meta["name"] = generate_name(meta["generateName"])
         name = str(meta.get("name") or "")
         obj, warnings = self._validate(res, body, name)
+        if self.authz is not None:
+            await self.authz.admit(req, obj, None)
         if res.namespaced:
             await self.namespaces.admit_create(ns)
         if res.kind == "Pod":
@@ -214,7 +220,8 @@ class Handlers:
             obj = ssa.apply(req.res, None, req.body, manager, force, req.name, req.namespace)
             try:
                 return await self.do_create(Request(req.res, "create", req.namespace, req.name, None, obj,
-                                                    {"dryRun": req.options.get("dryRun")}, req.size))
+                                                    {"dryRun": req.options.get("dryRun")}, req.size,
+                                                    user=req.user))
             except errors.AlreadyExists:
                 continue
         raise errors.conflict(req.res.plural, req.name or "", req.res.group, "too many concurrent writers; try again")
@@ -242,6 +249,8 @@ class Handlers:
                 causes = validate_update(res, cur, new_obj)
                 if causes:
                     raise errors.invalid(res.kind, name, causes, res.group)
+                if self.authz is not None:
+                    await self.authz.admit(req, new_obj, cur)
             else:
                 new_obj["metadata"] = cur["metadata"]
             ssa.track_write(res, cur, new_obj, req.options, req.subresource)

@@ -12,6 +12,7 @@ k8n differences, each deliberate:
 - k8n's controller manager runs every controller under one identity (``system:kube-controller-manager``, no
   per-controller service account credentials), so that user is a subject of each ``system:controller:*`` binding
   next to upstream's ``kube-system`` service account.
+- ``system:k8n-gateway`` (the HTTP gateway's own user) may create TokenReviews and SubjectAccessReviews.
 - ``system:node`` is bound to nobody, as upstream: node agents are authorized by ``bus.nodeauthz`` (the Node
   authorizer), which also grants what k8n's agent needs as a service proxy.
 
@@ -23,7 +24,8 @@ from __future__ import annotations
 import copy
 
 from bus.authn import (
-    AUTHENTICATED, CONTROLLER_MANAGER_USER, SCHEDULER_USER, SERVICEACCOUNTS_GROUP, SYSTEM_MASTERS, UNAUTHENTICATED,
+    AUTHENTICATED, CONTROLLER_MANAGER_USER, GATEWAY_USER, SCHEDULER_USER, SERVICEACCOUNTS_GROUP, SYSTEM_MASTERS,
+    UNAUTHENTICATED,
 )
 from bus.rbac import GROUP as RBAC_GROUP
 from bus.rbac import aggregate_rules, covers
@@ -265,6 +267,13 @@ def cluster_roles() -> list[dict]:
             rule("create", (LEGACY,), ("serviceaccounts/token",)),
         ]),
         cluster_role("system:kube-dns", [rule(["list", "watch"], (LEGACY,), ("endpoints", "services"))]),
+        # k8n's HTTP gateway: it checks bearer tokens (TokenReview), answers access reviews for its callers and
+        # finds the node of a pod whose logs or exec a caller was authorized for
+        cluster_role("system:k8n-gateway", [
+            rule("get", (LEGACY,), ("pods",)),
+            rule("create", (AUTHENTICATION,), ("tokenreviews",)),
+            rule("create", (AUTHORIZATION,), ("subjectaccessreviews",)),
+        ]),
         cluster_role("system:kube-scheduler", _scheduler_rules()),
         cluster_role("system:volume-scheduler", [
             rule(READ_UPDATE, (LEGACY,), ("persistentvolumes",)),
@@ -288,6 +297,7 @@ def cluster_role_bindings() -> list[dict]:
         cluster_role_binding("system:kube-controller-manager", users(CONTROLLER_MANAGER_USER)),
         cluster_role_binding("system:kube-dns", [_subject("ServiceAccount", "kube-dns", "kube-system")]),
         cluster_role_binding("system:kube-scheduler", users(SCHEDULER_USER)),
+        cluster_role_binding("system:k8n-gateway", users(GATEWAY_USER)),
         cluster_role_binding("system:volume-scheduler", users(SCHEDULER_USER)),
         # deprecated since the Node authorizer: kept without subjects, as upstream
         cluster_role_binding("system:node", []),

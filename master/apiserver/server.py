@@ -18,6 +18,7 @@ from bus.roles import Identity
 from bus.store import NatsStore, connect_store
 from bus.version import version_info
 from master.apiserver.admission import NamespaceLifecycle
+from master.apiserver.authz import Authorization
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
 from master.apiserver.replies import Claim, ReplyCache
@@ -119,7 +120,8 @@ class ApiServer:
         self.nc = nc
         self.store = store or NatsStore(nc)
         self.namespaces = NamespaceLifecycle(self.store)
-        self.handlers = Handlers(self.store, self.namespaces)
+        self.authz = Authorization(self.store)
+        self.handlers = Handlers(self.store, self.namespaces, self.authz)
         self.replies = ReplyCache(self.store)
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
@@ -128,6 +130,7 @@ class ApiServer:
     async def start(self) -> None:
         await self.store.ensure_buckets()
         await bootstrap(self.store)
+        await self.authz.start()
         await self.namespaces.start()
         await self.replies.start()
         self._sub = await self.nc.subscribe(
@@ -156,6 +159,7 @@ class ApiServer:
         claim: Claim | None = None
         try:
             req, as_json = parse_request(msg.subject, msg.data)
+            self.authz.authorize(req)
             if req.request_id is not None and req.verb in MUTATING_VERBS and not req.dry_run:
                 got = await self.replies.claim(req.request_id, msg.subject, msg.data)
                 if not isinstance(got, Claim):  # a repeat: the first attempt's reply, byte for byte
@@ -202,6 +206,7 @@ class ApiServer:
             await asyncio.wait(self._tasks, timeout=10)
         await self.replies.stop()
         await self.namespaces.stop()
+        await self.authz.stop()
 
 
 async def run(server_url: str, stop: asyncio.Event) -> None:

@@ -28,7 +28,7 @@ def setup(ctx) -> list:
 
 
 def deletion_order(resources: tuple[Resource, ...] = RESOURCES) -> list[Resource]:
-    """Every namespaced resource, in the order a namespace's content is deleted."""
+    """Every namespaced resource that is stored (reviews are not), in the order a namespace's content is deleted."""
     def rank(r: Resource) -> tuple[int, int]:
         if r.kind in _FIRST:
             return 0, _FIRST.index(r.kind)
@@ -36,7 +36,7 @@ def deletion_order(resources: tuple[Resource, ...] = RESOURCES) -> list[Resource
             return 2, _LAST.index(r.kind)
         return 1, 0
 
-    return sorted((r for r in resources if r.namespaced), key=rank)
+    return sorted((r for r in resources if r.namespaced and r.stored), key=rank)
 
 
 def terminating(ns: dict) -> bool:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.tls_cert_file and args.tls_private_key_file:
         tls = tls_context(args.tls_cert_file, args.tls_private_key_file)
     elif args.cert_dir:
-        from master.gateway import pki
+        from bus import pki
 
         cert, key, _ca = pki.ensure(args.cert_dir, (args.host,))
         tls = tls_context(cert, key)

@@ -8,11 +8,11 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from bus import roles
-from bus.roles import Identity
-from bus import errors
+from bus import errors, roles
 from bus.client import ApiClient
+from bus.roles import Identity
 from bus.version import version_info
+from master.gateway import authz as gateway_authz
 from master.gateway import discovery, openapi, rest
 from master.gateway.auth import AUTHN, Authenticator, User, middleware as auth_middleware
 from master.gateway.context import CLIENT
@@ -134,12 +134,14 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
         c = client or await ApiClient.connect(server_url, Identity(roles.GATEWAY))
         app[CLIENT] = c
         app[AUTHN] = Authenticator(c, tokens)
+        app[gateway_authz.AUTHZ] = authz = await gateway_authz.start(c)
         yield
+        await authz.factory.stop()
         if own:
             await c.close()
 
     app.cleanup_ctx.append(lifetime)
-    app.middlewares.extend([status_errors, auth_middleware])
+    app.middlewares.extend([status_errors, auth_middleware, gateway_authz.middleware])
     r = app.router
     r.add_get("/version", get_version)
     for p in ("/healthz", "/readyz", "/livez"):

@@ -75,9 +75,24 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
                     5: ("externalIPs", "[str]"), 10: ("externalName", "str")},
     "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec"), 3: ("status", "ignore")},
     "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
+    # authentication.k8s.io/v1 (kubectl create token) and authorization.k8s.io/v1 (kubectl auth can-i)
+    "BoundObjectReference": {1: ("kind", "str"), 2: ("apiVersion", "str"), 3: ("name", "str"), 4: ("uid", "str")},
+    "TokenRequestSpec": {1: ("audiences", "[str]"), 3: ("boundObjectRef", "BoundObjectReference"),
+                         4: ("expirationSeconds", "int")},
+    "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec"), 3: ("status", "ignore")},
+    "ResourceAttributes": {1: ("namespace", "str"), 2: ("verb", "str"), 3: ("group", "str"), 4: ("version", "str"),
+                           5: ("resource", "str"), 6: ("subresource", "str"), 7: ("name", "str")},
+    "NonResourceAttributes": {1: ("path", "str"), 2: ("verb", "str")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes")},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec"),
+                                3: ("status", "ignore")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "str")},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec"),
+                               3: ("status", "ignore")},
 }
 KINDS = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Job", "Service", "Eviction",
-         "DeleteOptions")
+         "DeleteOptions", "TokenRequest", "SelfSubjectAccessReview", "SelfSubjectRulesReview")
 
 
 class Unsupported(ValueError):

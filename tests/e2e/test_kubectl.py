@@ -150,8 +150,29 @@ def _sa_token(k: UpCluster, ns: str, sa: str) -> str:
 def test_serviceaccount_tokens_authenticate_while_the_account_exists(k):
     k.kubectl("create", "serviceaccount", "robot", "-n", "default")
     token = _sa_token(k, "default", "robot")
-    r = k.kubectl("--token", token, "get", "serviceaccounts", "-n", "default", "-o", "name")
+    r = k.kubectl("--token", token, "get", "serviceaccounts", "-n", "default", "-o", "name", check=False)
+    assert r.returncode == 1 and r.stderr.strip() == (
+        'Error from server (Forbidden): serviceaccounts is forbidden: User "system:serviceaccount:default:robot" '
+        'cannot list resource "serviceaccounts" in API group "" in the namespace "default"')
+    assert k.kubectl("--token", token, "auth", "can-i", "list", "serviceaccounts", check=False).stdout.strip() == "no"
+    k.kubectl("create", "rolebinding", "robot-view", "-n", "default", "--clusterrole", "view",
+              "--serviceaccount", "default:robot")
+    def listed():
+        r = k.kubectl("--token", token, "get", "serviceaccounts", "-n", "default", "-o", "name", check=False)
+        return r if r.returncode == 0 else None
+
+    r = eventually_sync(listed, 20, "the view binding to take effect")
     assert "serviceaccount/robot" in r.stdout.split()
+    assert k.kubectl("--token", token, "auth", "can-i", "list", "pods").stdout.strip() == "yes"
+    assert k.kubectl("--token", token, "auth", "can-i", "get", "secrets", check=False).stdout.strip() == "no"
+    assert k.kubectl("--token", token, "auth", "can-i", "delete", "pods", check=False).stdout.strip() == "no"
+    rules = k.kubectl("--token", token, "auth", "can-i", "--list", "-n", "default").stdout
+    assert "pods" in rules and "selfsubjectaccessreviews.authorization.k8s.io" in rules
+    # the admin may act as the robot, and then has only the robot's rights
+    assert k.kubectl("--as", "system:serviceaccount:default:robot", "auth", "can-i", "get", "secrets",
+                     check=False).stdout.strip() == "no"
+    assert k.kubectl("auth", "can-i", "get", "secrets").stdout.strip() == "yes"
+    k.kubectl("delete", "rolebinding", "robot-view", "-n", "default")
     k.kubectl("delete", "serviceaccount", "robot", "-n", "default")
     eventually_sync(lambda: "must be logged in" in k.kubectl("--token", token, "get", "pods", check=False).stderr, 20,
                     "the deleted account's token to be refused")

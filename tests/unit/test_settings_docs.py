@@ -145,3 +145,10 @@ def test_apiserver_settings_from_the_environment():
     assert ApiServerSettings.load(environ={}) == ApiServerSettings()
     s = ApiServerSettings.load(environ={"K8N_SERVICE_CIDR": "10.100.0.0/16", "K8N_NODE_PORT_RANGE": "31000-31010"})
     assert (s.service_cidr, s.node_port_range) == ("10.100.0.0/16", "31000-31010")
+
+
+def test_readme_role_table_is_the_role_table():
+    from bus import roles
+
+    text = settings.marked_block(README.read_text(), roles.BLOCK)
+    assert text == roles.markdown_table(), "README.md's bus role table is out of date; run: python -m bus.roles --write"

@@ -1,8 +1,10 @@
-"""The gateway's TLS: a cluster CA and a serving certificate, made once in the data directory.
+"""The cluster's TLS: one CA and the certificates it signs, made once in the data directory.
 
-kubectl (client-go) sends bearer tokens only over TLS, so the gateway serves HTTPS; the kubeconfig
-``k8n up`` writes carries the CA (``certificate-authority-data``). Files (``<dir>/``): ``ca.crt``,
-``ca.key``, ``apiserver.crt``, ``apiserver.key`` (keys 0600), as kubeadm names them.
+- The gateway serves HTTPS (kubectl sends bearer tokens only over TLS); the kubeconfig ``k8n up`` writes carries the
+  CA (``certificate-authority-data``): ``apiserver.crt``/``apiserver.key`` as kubeadm names them.
+- NATS uses TLS whenever it listens beyond loopback: ``nats.crt``/``nats.key`` serve clients and, with client
+  authentication too, the routes between the servers of a NATS cluster (:func:`ensure` with ``name="nats"``).
+Files (``<dir>/``): ``ca.crt``, ``ca.key``, ``<name>.crt``, ``<name>.key`` (keys 0600).
 """
 
 from __future__ import annotations
@@ -72,11 +74,14 @@ def _covers(cert: x509.Certificate, host: str) -> bool:
         return host in sans.get_values_for_type(x509.DNSName)
 
 
-def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path, Path]:
-    """``(cert, key, ca)`` paths, made when missing (or when the serving cert does not name a host)."""
+def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1",), name: str = "apiserver",
+           common_name: str = "kube-apiserver", client_auth: bool = False) -> tuple[Path, Path, Path]:
+    """``(cert, key, ca)`` paths of the serving certificate ``<name>``, made when missing (or when it does not name a
+    host); ``client_auth``: usable as a client certificate too (NATS routes)."""
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key = _ca(directory)
-    crt, key = directory / "apiserver.crt", directory / "apiserver.key"
+    crt, key = directory / f"{name}.crt", directory / f"{name}.key"
     wanted = {h for h in ("127.0.0.1", "::1", *hosts) if h not in ("", "0.0.0.0", "::")}
     if crt.exists() and key.exists():
         cur = x509.load_pem_x509_certificate(crt.read_bytes())
@@ -90,12 +95,13 @@ def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Pa
             dns.append(h)
     k = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name("kube-apiserver")).issuer_name(ca_cert.subject)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
+    cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(ca_cert.subject)
             .public_key(k.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
             .add_extension(x509.SubjectAlternativeName([*(x509.DNSName(d) for d in dns), *ips]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256()))
     _write(key, _key_pem(k), private=True)

@@ -1,0 +1,74 @@
+"""Configuration of a NATS cluster for k8n (``k8n nats-config``): each server's ``nats.conf`` rendered from the
+template in ``deploy/nats-cluster/nats.conf``, with the cluster's operator and accounts (``auth.conf``,
+``bus.natsauth``), TLS certificates from the cluster CA for clients and for the mutual-TLS routes (``bus.pki``), and
+the credentials of the control plane's identities."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from bus import pki
+from bus.connect import CA_FILE
+from bus.natsauth import ClusterAuth, write_private
+from bus.roles import ADMIN, APISERVER, CONTROLLER_MANAGER, GATEWAY, NODEVIEW, SCHEDULER, Identity
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nats-cluster" / "nats.conf"
+CLIENT_PORT, ROUTE_PORT = 4222, 6222
+CONTROL_PLANE = (ADMIN, APISERVER, NODEVIEW, CONTROLLER_MANAGER, SCHEDULER, GATEWAY)
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    host: str
+    port: int = CLIENT_PORT
+    cluster_port: int = ROUTE_PORT
+
+    @classmethod
+    def parse(cls, spec: str) -> "Server":
+        """``name=host[:port[:cluster_port]]``; ValueError otherwise."""
+        name, sep, rest = spec.partition("=")
+        if not sep or not name or not rest:
+            raise ValueError(f"a server is NAME=HOST[:PORT[:CLUSTER_PORT]], not {spec!r}")
+        parts = rest.split(":")
+        if len(parts) > 3:
+            raise ValueError(f"a server is NAME=HOST[:PORT[:CLUSTER_PORT]], not {spec!r}")
+        ports = [int(p) for p in parts[1:]]
+        return cls(name, parts[0], *ports)
+
+    @property
+    def client_url(self) -> str:
+        return f"tls://{self.host}:{self.port}"
+
+
+def render(data_dir: Path, servers: list[Server], template: Path = TEMPLATE) -> list[Path]:
+    """Write ``<data dir>/nats/<server>/`` (``nats.conf``, ``auth.conf``, ``pki/``) for each server and the
+    control plane's credentials into ``<data dir>/creds``; the config files, in the order given."""
+    data_dir = Path(data_dir)
+    auth = ClusterAuth.load_or_create(data_dir / "nats-auth")
+    text = Template(Path(template).read_text())
+    shared_pki = data_dir / "pki"
+    cert, key, ca = pki.ensure(shared_pki, tuple(s.host for s in servers), name="nats", common_name="nats",
+                               client_auth=True)
+    creds = data_dir / "creds"
+    for role in CONTROL_PLANE:
+        auth.write_creds(Identity(role), creds)
+    shutil.copyfile(ca, creds / CA_FILE)
+    out = []
+    for s in servers:
+        d = data_dir / "nats" / s.name
+        (d / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
+        for f in (cert, key, ca):
+            write_private(d / "pki" / f.name, f.read_bytes())
+        write_private(d / "auth.conf", auth.server_config())
+        routes = "\n    ".join(f"nats-route://{o.host}:{o.cluster_port}" for o in servers)
+        conf = text.substitute(name=s.name, listen=f"{s.host}:{s.port}", store_dir=str(d / "jetstream"),
+                               cert=str(d / "pki" / cert.name), key=str(d / "pki" / key.name),
+                               ca=str(d / "pki" / ca.name), cluster_listen=f"{s.host}:{s.cluster_port}",
+                               routes=routes)
+        write_private(d / "nats.conf", conf)
+        out.append(d / "nats.conf")
+    return out
