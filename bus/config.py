@@ -20,6 +20,19 @@ def data_dir(flag: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".k8n"
 
 
+def default_route_address() -> str:
+    """The address this host uses for its default route (no packet is sent); loopback when it has none. A node's
+    InternalIP and the address the gateway advertises to pods."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.254", 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
 def write_cluster_info(directory: Path, server: str, **extra: object) -> Path:
     """Record how to reach a running cluster (``k8n up`` does this)."""
     directory.mkdir(parents=True, exist_ok=True)

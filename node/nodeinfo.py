@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import bus
+from bus import config
 from bus.meta import now
 
 KUBELET_VERSION = f"v1.32.0-k8n.{bus.__version__}"
@@ -17,12 +18,7 @@ MAX_PODS = 110
 
 def host_ip() -> str:
     """The address this host uses for its default route (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.254", 9))
-            return s.getsockname()[0]
-        except OSError:
-            return "127.0.0.1"
+    return config.default_route_address()
 
 
 def memory_kib() -> int:

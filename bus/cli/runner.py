@@ -144,9 +144,13 @@ def _creds_flag(creds_dir: Path | None) -> list[str]:
 
 
 def gateway_argv(server: str, host: str, port: int, token_file: Path, cert_dir: Path,
-                 creds_dir: Path | None = None) -> list[str]:
+                 creds_dir: Path | None = None, advertise: str | None = None) -> list[str]:
     return [sys.executable, "-m", "master.gateway", "--server", server, "--host", host, "--port", str(port),
-            "--token-file", str(token_file), "--cert-dir", str(cert_dir), *_creds_flag(creds_dir)]
+            "--token-file", str(token_file), "--cert-dir", str(cert_dir), *_creds_flag(creds_dir),
+            *(["--advertise-address", advertise] if advertise else [])]
+
+
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of the default service CIDR: the `kubernetes` Service
 
 
 CONTROL_PLANE_IDENTITIES = ("admin", "apiserver", "nodeview", "controller-manager", "scheduler", "gateway")
@@ -306,8 +310,15 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     logs.mkdir(exist_ok=True)
     token_file, token = admin_token(ddir)
     os.environ["K8N_DATA_DIR"] = str(ddir)  # the children's data dir (the API server keeps its token key there)
+    # the cluster CA before anything starts: the controller manager publishes it to pods (kube-root-ca.crt), the
+    # gateway serves with it, where pods reach it too (the `kubernetes` Service's endpoint)
+    from bus import pki
+
+    advertise = config.default_route_address()  # agents may join a cluster started --no-agent too
+    pki.ensure(ddir / "pki", tuple(h for h in (host, KUBERNETES_SERVICE_IP, advertise) if h))
     children = [Child("control plane", control_plane_argv(nats_srv.url, creds_dir), logs / "control-plane.log"),
-                Child("gateway", gateway_argv(nats_srv.url, host, gw_port, token_file, ddir / "pki", creds_dir),
+                Child("gateway", gateway_argv(nats_srv.url, host, gw_port, token_file, ddir / "pki", creds_dir,
+                                              advertise if advertise and advertise != host else None),
                       logs / "gateway.log")]
     if node:
         children.append(Child("node agent", agent_argv(nats_srv.url, [

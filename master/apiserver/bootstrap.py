@@ -33,6 +33,7 @@ async def bootstrap(store: NatsStore) -> None:
         except errors.AlreadyExists:
             pass
     await ensure_kubernetes_service(store)
+    await ensure_kubernetes_endpoints(store)
     await ensure_rbac(store)
     tokenrequest.authority()  # the signing key pair: loaded, or made on the first start
     await tokenrequest.remove_legacy_signing_key(store)
@@ -73,6 +74,19 @@ async def ensure_kubernetes_service(store: NatsStore) -> None:
     except BaseException:
         await alloc.release_all(claimed, service_alloc.Owner.of(obj))
         raise
+
+
+async def ensure_kubernetes_endpoints(store: NatsStore) -> None:
+    """Create ``default/kubernetes`` Endpoints (empty) unless they exist: the gateway fills in its address
+    (``master/gateway/endpoint.py``), so it needs the right to update that one object, not to create Endpoints."""
+    res = by_plural("endpoints")
+    obj = {"apiVersion": "v1", "kind": "Endpoints",
+           "metadata": {"name": KUBERNETES_SERVICE, "namespace": "default", "labels": dict(KUBERNETES_LABELS)}}
+    strategy.prepare_create(res, obj, "default")
+    try:
+        await store.create(res, "default", KUBERNETES_SERVICE, obj)
+    except errors.AlreadyExists:
+        pass
 
 
 async def ensure_rbac(store: NatsStore) -> None:

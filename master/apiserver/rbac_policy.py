@@ -268,9 +268,11 @@ def cluster_roles() -> list[dict]:
         ]),
         cluster_role("system:kube-dns", [rule(["list", "watch"], (LEGACY,), ("endpoints", "services"))]),
         # k8n's HTTP gateway: it checks bearer tokens (TokenReview), answers access reviews for its callers and
-        # finds the node of a pod whose logs or exec a caller was authorized for
+        # finds the node of a pod whose logs or exec a caller was authorized for; it keeps its address in the
+        # `kubernetes` Endpoints (made empty by the API servers)
         cluster_role("system:k8n-gateway", [
             rule("get", (LEGACY,), ("pods",)),
+            rule(["get", "update"], (LEGACY,), ("endpoints",), ("kubernetes",)),
             rule("create", (AUTHENTICATION,), ("tokenreviews",)),
             rule("create", (AUTHORIZATION,), ("subjectaccessreviews",)),
         ]),

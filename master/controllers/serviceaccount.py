@@ -37,6 +37,20 @@ NAME_ANNOTATION = "kubernetes.io/service-account.name"
 UID_ANNOTATION = "kubernetes.io/service-account.uid"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 CA_PLACEHOLDER = "# k8n serves the API over NATS; there is no cluster CA yet\n"
+
+
+def root_ca(settings) -> str:
+    """The cluster CA pods trust the API with (``ca.crt`` of their token volume and of token Secrets): the
+    controller manager's ``root_ca_file``, else ``<data dir>/pki/ca.crt``, else a placeholder (no HTTPS API)."""
+    from pathlib import Path
+
+    from bus import config
+
+    path = Path(settings.root_ca_file) if settings.root_ca_file else config.data_dir(None) / "pki" / "ca.crt"
+    try:
+        return path.read_text()
+    except OSError:
+        return CA_PLACEHOLDER
 LEGACY_TOKEN_SECONDS = 365 * 24 * 60 * 60  # a token Secret's token lasts a year (see above) ...
 RENEW_AT = 0.8  # ... and is replaced once 80 % of its lifetime has passed, as the kubelet renews pod tokens
 MAX_REQUEUE_SECONDS = 24 * 60 * 60  # look again at least daily
@@ -45,10 +59,11 @@ MAX_REQUEUE_SECONDS = 24 * 60 * 60  # look again at least daily
 def setup(ctx) -> list:
     inf = ctx.informers
     namespaces, accounts = inf.informer("namespaces"), inf.informer("serviceaccounts")
-    root_ca = inf.informer("configmaps", field_selector=f"metadata.name={ROOT_CA_CONFIGMAP}")
+    root_ca_cms = inf.informer("configmaps", field_selector=f"metadata.name={ROOT_CA_CONFIGMAP}")
     secrets = inf.informer("secrets", field_selector=f"type={TOKEN_TYPE}")
-    return [DefaultAccounts(ctx.client, namespaces, accounts, root_ca).controller,
-            Tokens(ctx.client, accounts, secrets, namespaces).controller]
+    ca = root_ca(ctx.settings)
+    return [DefaultAccounts(ctx.client, namespaces, accounts, root_ca_cms, ca).controller,
+            Tokens(ctx.client, accounts, secrets, namespaces, ca).controller]
 
 
 def account_key_of_token(secret: dict) -> str | None:
@@ -65,8 +80,9 @@ def _namespace_key(obj: dict) -> str:
 
 
 class DefaultAccounts:
-    def __init__(self, client, namespaces, accounts, root_ca) -> None:
+    def __init__(self, client, namespaces, accounts, root_ca, ca: str = CA_PLACEHOLDER) -> None:
         self.client, self.namespaces, self.accounts, self.root_ca = client, namespaces, accounts, root_ca
+        self.ca = ca
         self.controller = Controller("serviceaccount", self.reconcile)
         self.controller.watches(namespaces)
         self.controller.watches(accounts, _namespace_key)
@@ -80,10 +96,16 @@ class DefaultAccounts:
         if self.accounts.get(name, DEFAULT_SA) is None:
             await self._create({"apiVersion": "v1", "kind": "ServiceAccount",
                                 "metadata": {"name": DEFAULT_SA, "namespace": name}})
-        if self.root_ca.get(name, ROOT_CA_CONFIGMAP) is None:
+        cm = self.root_ca.get(name, ROOT_CA_CONFIGMAP)
+        if cm is None:
             await self._create({"apiVersion": "v1", "kind": "ConfigMap",
                                 "metadata": {"name": ROOT_CA_CONFIGMAP, "namespace": name},
-                                "data": {"ca.crt": CA_PLACEHOLDER}})
+                                "data": {"ca.crt": self.ca}})
+        elif (cm.get("data") or {}).get("ca.crt") != self.ca:  # a new CA (or the placeholder of an older k8n)
+            try:
+                await self.client.patch("configmaps", ROOT_CA_CONFIGMAP, {"data": {"ca.crt": self.ca}}, name)
+            except (errors.NotFound, errors.Conflict):
+                pass
 
     async def _create(self, obj: dict) -> None:
         try:
@@ -121,13 +143,13 @@ def token_renewal_at(secret: dict, sa: dict) -> float:
     return iat + RENEW_AT * (exp - iat)
 
 
-def filled_secret(secret: dict, sa: dict, token: str) -> dict:
+def filled_secret(secret: dict, sa: dict, token: str, ca: str = CA_PLACEHOLDER) -> dict:
     """``secret`` with ``token``, the CA and the namespace in its data and the account's uid annotated."""
     out = deep_copy(secret)
     meta = out["metadata"]
     meta.setdefault("annotations", {})[UID_ANNOTATION] = sa["metadata"].get("uid", "")
     data = out.get("data") or {}
-    data.update({"token": _b64(token), "ca.crt": _b64(CA_PLACEHOLDER), "namespace": _b64(meta["namespace"])})
+    data.update({"token": _b64(token), "ca.crt": _b64(ca), "namespace": _b64(meta["namespace"])})
     out["data"] = data
     return out
 
@@ -144,8 +166,9 @@ def token_request_for(secret: dict) -> dict:
 class Tokens:
     """Fills in the token Secrets people create for an account, and deletes those of accounts that are gone."""
 
-    def __init__(self, client, accounts, secrets, namespaces, clock=time.time) -> None:
+    def __init__(self, client, accounts, secrets, namespaces, ca: str = CA_PLACEHOLDER, clock=time.time) -> None:
         self.client, self.accounts, self.secrets, self.namespaces = client, accounts, secrets, namespaces
+        self.ca = ca
         self.clock = clock
         self.controller = Controller("serviceaccount-tokens", self.reconcile)
         self.controller.watches(accounts)
@@ -202,7 +225,7 @@ class Tokens:
         try:
             tr = await self.client.request(resource_of("serviceaccounts"), "create", meta["namespace"], meta["name"],
                                            body=token_request_for(secret), subresource="token")
-            await self.client.update(filled_secret(secret, sa, tr["status"]["token"]))
+            await self.client.update(filled_secret(secret, sa, tr["status"]["token"], self.ca))
         except errors.NotFound:
             return None  # the Secret (or the account) went meanwhile: the token is void with it
         # a Conflict propagates: the Secret changed meanwhile, the queue retries with the fresh one

@@ -47,6 +47,9 @@ class ControllerManagerSettings:
     deployment_workers: int = setting(4, "concurrent reconciles of the Deployment controller")
     gc_workers: int = setting(4, "concurrent reconciles of the garbage collector")
     endpoints_workers: int = setting(4, "concurrent reconciles of the Endpoints and the EndpointSlice controllers")
+    root_ca_file: str = setting(
+        "", "the cluster CA pods trust the API with (`kube-root-ca.crt`, `ca.crt` of token Secrets); empty: "
+        "`<data dir>/pki/ca.crt`, the gateway's CA")
 
     @classmethod
     def load(cls, options: Mapping[str, Any] | None = None,

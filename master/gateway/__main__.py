@@ -31,14 +31,22 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 async def serve(server_url: str, host: str, port: int, token_file: Path | None,
-                tls: ssl.SSLContext | None = None) -> None:
+                tls: ssl.SSLContext | None = None, advertise: str | None = None) -> None:
     tokens = read_token_file(token_file) if token_file else {}
-    app = make_app(server_url, tokens)
+    app = make_app(server_url, tokens, advertise=(advertise, port) if advertise else None)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
-    await site.start()
-    log.info("gateway serving %s://%s:%d (NATS %s)", "https" if tls else "http", host, port, server_url)
+    hosts = [host] + ([advertise] if advertise and advertise != host and host not in ("0.0.0.0", "::") else [])
+    for i, h in enumerate(hosts):  # loopback for the host's clients, the advertised address for pods
+        site = web.TCPSite(runner, h, port, reuse_address=True, backlog=1024, ssl_context=tls)
+        try:
+            await site.start()
+        except OSError as e:
+            if i == 0:
+                raise
+            log.error("cannot listen on %s:%d for pods (kubernetes.default.svc will not answer): %s", h, port, e)
+            continue
+        log.info("gateway serving %s://%s:%d (NATS %s)", "https" if tls else "http", h, port, server_url)
     stop = aio.stop_on_signals()
     try:
         await stop.wait()
@@ -55,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="static bearer tokens, kube-apiserver's --token-auth-file format")
     p.add_argument("--cert-dir", type=Path, default=None,
                    help="directory of the CA and serving certificate (made there when missing)")
+    p.add_argument("--advertise-address", default=None,
+                   help="an address pods reach this gateway at: it listens there too and is the endpoint of the "
+                        "`kubernetes` Service in default (kubernetes.default.svc)")
+    p.add_argument("--kubernetes-service-ip", default="10.96.0.1",
+                   help="the `kubernetes` Service's ClusterIP, named in the serving certificate (default 10.96.0.1)")
     p.add_argument("--tls-cert-file", type=Path, default=None)
     p.add_argument("--tls-private-key-file", type=Path, default=None)
     args = cmdline.parse(p, argv)
@@ -64,9 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cert_dir:
         from bus import pki
 
-        cert, key, _ca = pki.ensure(args.cert_dir, (args.host,))
+        hosts = (args.host, args.kubernetes_service_ip) + ((args.advertise_address,) if args.advertise_address else ())
+        cert, key, _ca = pki.ensure(args.cert_dir, hosts)
         tls = tls_context(cert, key)
-    cmdline.run(serve(args.server, args.host, args.port, args.token_file, tls))
+    cmdline.run(serve(args.server, args.host, args.port, args.token_file, tls, args.advertise_address))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from typing import Awaitable, Callable
@@ -13,7 +14,7 @@ from bus.client import ApiClient
 from bus.roles import Identity
 from bus.version import version_info
 from master.gateway import authz as gateway_authz
-from master.gateway import discovery, openapi, rest
+from master.gateway import discovery, endpoint, openapi, rest
 from master.gateway.auth import AUTHN, Authenticator, User, middleware as auth_middleware
 from master.gateway.context import CLIENT
 from master.gateway.respond import JSON, error_response, json_response
@@ -126,8 +127,10 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 # ---- the application --------------------------------------------------------------------------------
 
-def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None = None) -> web.Application:
-    """The gateway app; it connects to NATS at startup unless given a ``client``."""
+def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None = None,
+             advertise: tuple[str, int] | None = None) -> web.Application:
+    """The gateway app; it connects to NATS at startup unless given a ``client``. ``advertise``: the address and
+    port pods reach it at, kept as the endpoint of the ``kubernetes`` Service (``master/gateway/endpoint.py``)."""
     app = web.Application(client_max_size=3 * 1024 * 1024 + 1024)
     async def lifetime(app: web.Application):
         own = client is None
@@ -135,7 +138,11 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
         app[CLIENT] = c
         app[AUTHN] = Authenticator(c, tokens)
         app[gateway_authz.AUTHZ] = authz = await gateway_authz.start(c)
+        publisher = asyncio.create_task(endpoint.keep(c, *advertise)) if advertise else None
         yield
+        if publisher is not None:
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
         await authz.factory.stop()
         if own:
             await c.close()

@@ -90,9 +90,21 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "str")},
     "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec"),
                                3: ("status", "ignore")},
+    # rbac.authorization.k8s.io/v1 (kubectl create role|clusterrole|rolebinding|clusterrolebinding)
+    "PolicyRule": {1: ("verbs", "[str]"), 2: ("apiGroups", "[str]"), 3: ("resources", "[str]"),
+                   4: ("resourceNames", "[str]"), 5: ("nonResourceURLs", "[str]")},
+    "AggregationRule": {1: ("clusterRoleSelectors", "[LabelSelector]")},
+    "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]"),
+                    3: ("aggregationRule", "AggregationRule")},
+    "Subject": {1: ("kind", "str"), 2: ("apiGroup", "str"), 3: ("name", "str"), 4: ("namespace", "str")},
+    "RoleRef": {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"), 3: ("roleRef", "RoleRef")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"), 3: ("roleRef", "RoleRef")},
 }
 KINDS = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Job", "Service", "Eviction",
-         "DeleteOptions", "TokenRequest", "SelfSubjectAccessReview", "SelfSubjectRulesReview")
+         "DeleteOptions", "TokenRequest", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "Role", "ClusterRole",
+         "RoleBinding", "ClusterRoleBinding")
 
 
 class Unsupported(ValueError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -383,3 +384,57 @@ def test_create_and_delete(k):
     r = k.kubectl("delete", "namespace", NS, "--wait=false")
     assert r.stdout.strip() == f'namespace "{NS}" deleted'
     eventually_sync(lambda: "NotFound" in k.kubectl("get", "ns", NS, check=False).stderr, 90, f"namespace {NS} to go")
+
+
+# ---- in-cluster clients ----------------------------------------------------------------------------------------
+
+IN_CLUSTER = """\
+k() { /kubectl "$@" 2>&1; }
+echo "PODS $(k get pods -n $NS -o name)"
+echo "SECRETS $(k get secrets -n kube-system -o name)"
+echo "CANI $(k auth can-i delete pods -n $NS)"
+echo DONE
+sleep 3600
+"""
+
+
+def static_kubectl() -> str:
+    """kubectl 1.32, a static binary: the one on PATH is the Cloud SDK's dispatcher, with its builds beside it."""
+    real = Path(shutil.which(KUBECTL) or KUBECTL).resolve()
+    pinned = real.with_name("kubectl.1.32")
+    return str(pinned if pinned.exists() else real)
+
+
+def test_a_pod_reaches_the_api_with_its_token_and_its_service_accounts_rights(k):
+    """Stock kubectl inside a pod, with no kubeconfig: client-go's in-cluster config (KUBERNETES_SERVICE_HOST, the
+    mounted token and ca.crt). The `kubernetes` Service's endpoint is the gateway, whose certificate chains to the
+    CA the pod was given; the token is the pod's ServiceAccount's (pods get,list via a RoleBinding), nothing more."""
+    ns = "incluster"
+    k.kubectl("create", "namespace", ns)
+    k.kubectl("create", "serviceaccount", "reader", "-n", ns)
+    k.kubectl("create", "role", "pod-reader", "-n", ns, "--verb", "get,list,watch", "--resource", "pods")
+    k.kubectl("create", "rolebinding", "reader", "-n", ns, "--role", "pod-reader", "--serviceaccount", f"{ns}:reader")
+    endpoints = json.loads(k.kubectl("get", "endpoints", "kubernetes", "-n", "default", "-o", "json").stdout)
+    assert endpoints["subsets"][0]["ports"][0]["name"] == "https"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": ns},
+           "spec": {"serviceAccountName": "reader", "terminationGracePeriodSeconds": 1, "nodeName": k.node,
+                    "volumes": [{"name": "kubectl", "hostPath": {"path": static_kubectl(), "type": "File"}}],
+                    "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c", IN_CLUSTER],
+                                    "env": [{"name": "NS", "value": ns}],
+                                    "volumeMounts": [{"name": "kubectl", "mountPath": "/kubectl",
+                                                      "readOnly": True}]}]}}
+    k.kubectl("create", "-f", "-", input=json.dumps(pod))
+    try:
+        out = eventually_sync(lambda: (lambda o: o if "DONE" in o else None)(
+            k.kubectl("logs", "client", "-n", ns, check=False).stdout), 90, "the pod's calls to the API")
+        lines_ = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines() if " " in line}
+        assert lines_["PODS"] == "pod/client", out
+        assert lines_["SECRETS"] == ('Error from server (Forbidden): secrets is forbidden: User '
+                                     f'"system:serviceaccount:{ns}:reader" cannot list resource "secrets" in API group '
+                                     '"" in the namespace "kube-system"'), out
+        assert lines_["CANI"] == "no", out
+        ca = k.kubectl("exec", "client", "-n", ns, "--", "cat",
+                       "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt").stdout
+        assert ca == (k.data / "pki" / "ca.crt").read_text()  # the CA the gateway's certificate chains to
+    finally:
+        k.kubectl("delete", "namespace", ns, "--wait=false", check=False)
