@@ -14,6 +14,8 @@ from bus.settings import setting
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_NODE_PORT_RANGE = "30000-32767"
+ALWAYS_ALLOW = "AlwaysAllow"
+AUTHORIZATION_MODES = ("Node,RBAC", ALWAYS_ALLOW)
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,18 @@ class ApiServerSettings:
         None, "the ServiceAccount token signing key (EC P-256 private key, PEM; its public key is the `.pub` file "
         "beside it); made on first start when absent (0600, in a 0700 directory). Unset: `<data dir>/pki/sa.key`. "
         "Never stored in the API")
+    authorization_mode: str = setting(
+        "Node,RBAC", "`Node,RBAC`: every request authorized by the Node authorizer then RBAC; `AlwaysAllow` turns "
+        "authorization off, for measuring what it costs (`tests/perf/bench_authz.py`) and nothing else")
+
+    def __post_init__(self) -> None:
+        if self.authorization_mode not in AUTHORIZATION_MODES:
+            raise _s.SettingsError(f"K8N_AUTHORIZATION_MODE: {self.authorization_mode!r} is not one of "
+                                   f"{', '.join(AUTHORIZATION_MODES)}")
+
+    @property
+    def authorizes(self) -> bool:
+        return self.authorization_mode != ALWAYS_ALLOW
 
     @classmethod
     def load(cls, options: Mapping[str, Any] | None = None,

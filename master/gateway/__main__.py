@@ -31,9 +31,9 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 async def serve(server_url: str, host: str, port: int, token_file: Path | None,
-                tls: ssl.SSLContext | None = None, advertise: str | None = None) -> None:
+                tls: ssl.SSLContext | None = None, advertise: str | None = None, authorize: bool = True) -> None:
     tokens = read_token_file(token_file) if token_file else {}
-    app = make_app(server_url, tokens, advertise=(advertise, port) if advertise else None)
+    app = make_app(server_url, tokens, advertise=(advertise, port) if advertise else None, authorize=authorize)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     hosts = [host] + ([advertise] if advertise and advertise != host and host not in ("0.0.0.0", "::") else [])
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
                         "`kubernetes` Service in default (kubernetes.default.svc)")
     p.add_argument("--kubernetes-service-ip", default="10.96.0.1",
                    help="the `kubernetes` Service's ClusterIP, named in the serving certificate (default 10.96.0.1)")
+    p.add_argument("--authorization-mode", default="Node,RBAC", choices=("Node,RBAC", "AlwaysAllow"),
+                   help="Node,RBAC (default); AlwaysAllow only to measure what authorization costs")
     p.add_argument("--tls-cert-file", type=Path, default=None)
     p.add_argument("--tls-private-key-file", type=Path, default=None)
     args = cmdline.parse(p, argv)
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         hosts = (args.host, args.kubernetes_service_ip) + ((args.advertise_address,) if args.advertise_address else ())
         cert, key, _ca = pki.ensure(args.cert_dir, hosts)
         tls = tls_context(cert, key)
-    cmdline.run(serve(args.server, args.host, args.port, args.token_file, tls, args.advertise_address))
+    cmdline.run(serve(args.server, args.host, args.port, args.token_file, tls, args.advertise_address,
+                      args.authorization_mode != "AlwaysAllow"))
 
 
 if __name__ == "__main__":

@@ -128,10 +128,11 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
 # ---- the application --------------------------------------------------------------------------------
 
 def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None = None,
-             advertise: tuple[str, int] | None = None) -> web.Application:
+             advertise: tuple[str, int] | None = None, authorize: bool = True) -> web.Application:
     """The gateway app; it connects to NATS at startup unless given a ``client``. ``advertise``: the address and
     port pods reach it at, kept as the endpoint of the ``kubernetes`` Service (``master/gateway/endpoint.py``)."""
     app = web.Application(client_max_size=3 * 1024 * 1024 + 1024)
+    app[gateway_authz.ENABLED] = authorize
     async def lifetime(app: web.Application):
         own = client is None
         c = client or await ApiClient.connect(server_url, Identity(roles.GATEWAY))

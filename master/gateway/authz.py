@@ -25,6 +25,7 @@ from master.gateway.auth import OPEN_PATHS, USER_KEY
 from master.gateway.paths import Target, parse_path
 
 AUTHZ = web.AppKey("authz", ClusterAuthorizer)
+ENABLED = web.AppKey("authorization", bool)  # False only with --authorization-mode AlwaysAllow (a benchmark)
 SYNC_TIMEOUT = 30.0
 IMPERSONATE_USER, IMPERSONATE_UID, IMPERSONATE_GROUP = "Impersonate-User", "Impersonate-Uid", "Impersonate-Group"
 IMPERSONATE_EXTRA = "Impersonate-Extra-"
@@ -141,7 +142,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     if request.path in OPEN_PATHS or request.path.startswith(_OPEN_PREFIXES):
         return await handler(request)
     user = request.get(USER_KEY)
-    if user is None:  # authentication refused it already
+    if user is None or not request.app[ENABLED]:  # authentication refused it already; or measuring (no authz)
         return await handler(request)
     authz = request.app[AUTHZ]
     user = impersonated(request, user, authz)

@@ -4,6 +4,7 @@ MODIFIED and DELETED — written as a user of that client writes it."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -214,3 +215,55 @@ def test_eviction(core):
     with pytest.raises(ApiException) as e:  # gone: a 404 Status
         core.create_namespaced_pod_eviction("evictme", NS, body)
     assert e.value.status == 404 and "NotFound" in e.value.body
+
+
+def test_a_role_limited_token_gets_exactly_its_rights(cluster, core):
+    """The official client with a ServiceAccount token from TokenRequest (create_namespaced_service_account_token,
+    i.e. `kubectl create token`) and a Role allowing only get/list of configmaps in one namespace."""
+    rbac = client.RbacAuthorizationV1Api()
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="py-rbac")))
+    core.create_namespaced_service_account("py-rbac", client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name="limited")))
+    core.create_namespaced_config_map("py-rbac", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c1")))
+    rbac.create_namespaced_role("py-rbac", client.V1Role(
+        metadata=client.V1ObjectMeta(name="cm-reader"),
+        rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])]))
+    rbac.create_namespaced_role_binding("py-rbac", client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name="limited"),
+        subjects=[client.RbacV1Subject(kind="ServiceAccount", name="limited", namespace="py-rbac")],
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="cm-reader")))
+    tr = core.create_namespaced_service_account_token("limited", "py-rbac", client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)))
+    assert tr.status.token and tr.status.expiration_timestamp is not None
+    admin = client.Configuration.get_default_copy()
+    limited = client.Configuration()
+    limited.host, limited.ssl_ca_cert = admin.host, admin.ssl_ca_cert
+    limited.api_key = {"authorization": f"Bearer {tr.status.token}"}
+    as_sa = client.CoreV1Api(client.ApiClient(limited))
+    got = eventually_sync(lambda: _or_none(lambda: as_sa.list_namespaced_config_map("py-rbac")), 20,
+                          "the binding to take effect")
+    assert "c1" in names(got.items)
+    with pytest.raises(ApiException) as e:
+        as_sa.create_namespaced_config_map("py-rbac", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c2")))
+    assert e.value.status == 403 and json.loads(e.value.body)["message"] == (
+        'configmaps is forbidden: User "system:serviceaccount:py-rbac:limited" cannot create resource "configmaps" '
+        'in API group "" in the namespace "py-rbac"')
+    with pytest.raises(ApiException) as e:
+        as_sa.list_namespaced_secret("kube-system")
+    assert e.value.status == 403
+    with pytest.raises(ApiException) as e:
+        as_sa.list_namespaced_config_map("default")
+    assert e.value.status == 403
+    review = client.AuthorizationV1Api(client.ApiClient(limited)).create_self_subject_access_review(
+        client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(namespace="py-rbac", verb="list",
+                                                            resource="configmaps"))))
+    assert review.status.allowed is True
+    core.delete_namespace("py-rbac")
+
+
+def _or_none(fn):
+    try:
+        return fn()
+    except ApiException:
+        return None

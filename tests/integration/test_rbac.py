@@ -250,3 +250,33 @@ async def test_a_node_reads_only_what_its_pods_use_and_writes_only_its_own(apise
             await a.delete("nodes", "node-b")
     finally:
         await a.close()
+
+
+async def test_a_pod_bound_token_dies_with_its_pod_and_an_expired_one_is_401(http, client, demo):
+    made = await client.create(pod("runner", NS))
+    bound = await client.request(resource_of("serviceaccounts"), "create", NS, "default", subresource="token",
+                                 body={"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
+                                                                   "name": "runner",
+                                                                   "uid": made["metadata"]["uid"]}}})
+    token = bound["status"]["token"]
+    r = await http.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", headers=bearer(token),
+                        data=orjson.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                                           "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}))
+    assert r.status == 201  # authenticated while the pod exists
+    await client.delete("pods", "runner", NS, grace_period_seconds=0)
+    from tests.waiting import eventually
+
+    async def refused() -> bool:
+        resp = await http.get("/api", headers=bearer(token))
+        return resp.status == 401
+
+    assert await eventually(refused, 15, "the deleted pod's token to be refused (gateway cache ≤ 10 s)")
+    # a token signed with the API server's key but past its expiry
+    from bus import tokens
+    from master.apiserver import tokenrequest
+
+    auth = tokenrequest.authority()
+    sa = await client.get("serviceaccounts", "default", NS)
+    old, _ = auth.issuer.issue(sa, list(auth.audiences), 600, now=1_000_000)
+    assert tokens.unverified_claims(old)["exp"] == 1_000_600
+    assert (await http.get("/api", headers=bearer(old))).status == 401

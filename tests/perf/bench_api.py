@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bus import aio, codec
 from bus.client import ApiClient
+from tests.perf.busauth import use_server
 from bus.natsserver import DURABLE_SYNC, NatsServer
 from tests import builders
 from tests.builders import container, requests
@@ -146,6 +147,7 @@ async def bench_watch_latency(client: ApiClient, url: str, n: int) -> tuple[list
 async def main(quick: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log", sync_interval=SYNC)
+    use_server(srv)
     srv.start()
     proc = start_apiserver_process(srv.url, tmp / "api.log")
     try:

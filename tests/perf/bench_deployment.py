@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bus import aio
 from bus.client import ApiClient
+from tests.perf.busauth import use_server
 from bus.natsserver import NatsServer
 from bus.proc import stop_process
 from tests import builders
@@ -67,6 +68,7 @@ async def until_complete(client: ApiClient, replicas: int, timeout: float) -> di
 async def run(n_nodes: int, replicas: int, keep_logs: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-deploy-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    use_server(srv)
     srv.start()
     procs: list[subprocess.Popen] = []
     # hollow nodes renew their leases every 10 s (duration 40 s): the node lifecycle controller's

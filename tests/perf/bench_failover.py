@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.perf.busauth import use_server
 from bus.natsserver import NatsServer
 from tests import builders
 from tests.builders import container
@@ -112,6 +113,7 @@ async def main(runs: int) -> None:
         with tempfile.TemporaryDirectory(prefix="k8n-bench-failover-") as d:
             tmp = Path(d)
             srv = NatsServer(tmp / "jetstream", port=0, log_file=tmp / "nats-server.log")
+            use_server(srv)
             srv.start()
             try:
                 m = await one_run(srv, tmp)

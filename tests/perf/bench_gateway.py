@@ -30,6 +30,7 @@ import orjson
 
 from bus import aio, codec
 from bus.client import ApiClient
+from tests.perf.busauth import use_server
 from bus.natsserver import NatsServer
 from bus.proc import die_with_parent
 from bus.resources import by_plural
@@ -77,6 +78,7 @@ def summary(what: str, lat: list[float]) -> str:
 async def main(n: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-gw-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    use_server(srv)
     srv.start()
     api = start_apiserver_process(srv.url, tmp / "api.log")
     port = free_port()

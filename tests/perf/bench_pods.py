@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 from bus.client import ApiClient
+from tests.perf.busauth import use_server
 from bus.natsserver import NatsServer
 from bus.proc import die_with_parent, stop_process
 from tests.builders import IMAGE, container, pod
@@ -165,8 +166,10 @@ async def runtime_start(n: int) -> list[float]:
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-pods-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    use_server(srv)
     srv.start()
     node = f"bench-{uuid.uuid4().hex[:6]}"
+    use_server(srv, node)  # the agent's credentials
     control = subprocess.Popen([sys.executable, "-m", "master", "--server", srv.url, "--log-level", "WARNING"],
                                stdout=open(tmp / "control.log", "ab"), stderr=subprocess.STDOUT,
                                preexec_fn=die_with_parent)

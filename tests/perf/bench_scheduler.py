@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bus import aio
 from bus.client import ApiClient
+from tests.perf.busauth import use_server
 from bus.natsserver import NatsServer
 from bus.proc import die_with_parent, stop_process
 from tests import builders
@@ -134,6 +135,7 @@ async def measure(client: ApiClient, n_pods: int, concurrency: int) -> dict:
 async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: bool, profile: tuple = ()) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-sched-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    use_server(srv)
     srv.start()
     procs: list[subprocess.Popen] = []
     try:

@@ -45,6 +45,7 @@ import uuid
 from pathlib import Path
 
 from bus.client import ApiClient
+from tests.perf.busauth import use_server
 from bus.natsserver import NatsServer
 from bus.proc import die_with_parent, stop_process
 from tests.conftest import wait_for_api
@@ -357,8 +358,10 @@ async def programming_time(n_services: int, repeats: int) -> dict[str, float | l
 async def cluster_part(n_changes: int, rounds: int, seconds: float, n_ready: int = 20) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-svc-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
+    use_server(srv)
     srv.start()
     node = f"bench-{uuid.uuid4().hex[:6]}"
+    use_server(srv, node)  # the agent's credentials
     control = subprocess.Popen([sys.executable, "-m", "master", "--server", srv.url, "--log-level", "WARNING"],
                                stdout=open(tmp / "control.log", "ab"), stderr=subprocess.STDOUT,
                                preexec_fn=die_with_parent)
