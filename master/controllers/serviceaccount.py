@@ -39,14 +39,14 @@ ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 CA_PLACEHOLDER = "# k8n serves the API over NATS; there is no cluster CA yet\n"
 
 
-def root_ca(settings) -> str:
+def root_ca(root_ca_file: str) -> str:
     """The cluster CA pods trust the API with (``ca.crt`` of their token volume and of token Secrets): the
     controller manager's ``root_ca_file``, else ``<data dir>/pki/ca.crt``, else a placeholder (no HTTPS API)."""
     from pathlib import Path
 
     from bus import config
 
-    path = Path(settings.root_ca_file) if settings.root_ca_file else config.data_dir(None) / "pki" / "ca.crt"
+    path = Path(root_ca_file) if root_ca_file else config.data_dir(None) / "pki" / "ca.crt"
     try:
         return path.read_text()
     except OSError:
@@ -61,7 +61,7 @@ def setup(ctx) -> list:
     namespaces, accounts = inf.informer("namespaces"), inf.informer("serviceaccounts")
     root_ca_cms = inf.informer("configmaps", field_selector=f"metadata.name={ROOT_CA_CONFIGMAP}")
     secrets = inf.informer("secrets", field_selector=f"type={TOKEN_TYPE}")
-    ca = root_ca(ctx.settings)
+    ca = root_ca(ctx.settings.root_ca_file)
     return [DefaultAccounts(ctx.client, namespaces, accounts, root_ca_cms, ca).controller,
             Tokens(ctx.client, accounts, secrets, namespaces, ca).controller]
 

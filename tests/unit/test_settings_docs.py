@@ -58,7 +58,7 @@ def test_the_table_shows_each_setting_with_its_variable_and_default():
     assert "| `leader-elect` | `K8N_LEADER_ELECT` | `true` |" in table
     assert "| `pv-reclaim-roots` | `K8N_PV_RECLAIM_ROOTS` | `/tmp:/var/lib/k8n` |" in table
     rows = [line for line in table.splitlines()[2:]]
-    assert len(rows) == sum(len(dataclasses.fields(c)) for c in BLOCKS[README_BLOCK]) == 21
+    assert len(rows) == sum(len(dataclasses.fields(c)) for c in BLOCKS[README_BLOCK]) == 22
     apiserver = readme_table("apiserver")
     assert "| `service-cidr` | `K8N_SERVICE_CIDR` | `10.96.0.0/12` |" in apiserver
     assert "| `kv-replicas` | `K8N_KV_REPLICAS` | 1 |" in apiserver
