@@ -29,6 +29,7 @@ from pathlib import Path
 
 import nkeys
 
+from bus.files import write_private
 from bus.roles import Identity, Permissions, permissions_for
 
 JWT_HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
@@ -48,17 +49,6 @@ class AuthError(Exception):
 
 
 # ---- files ----------------------------------------------------------------------------------------------
-
-
-def write_private(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` atomically, readable by its owner only; the directory is made 0700."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
 
 
 def _b64(data: bytes) -> str:

@@ -12,7 +12,8 @@ from string import Template
 
 from bus import pki
 from bus.connect import CA_FILE
-from bus.natsauth import ClusterAuth, write_private
+from bus.files import write_private
+from bus.natsauth import ClusterAuth
 from bus.roles import ADMIN, APISERVER, CONTROLLER_MANAGER, GATEWAY, NODEVIEW, SCHEDULER, Identity
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nats-cluster" / "nats.conf"

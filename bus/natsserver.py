@@ -134,7 +134,7 @@ class NatsServer:
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
         conf = self.store_dir.parent / "nats-server.conf"
-        from bus.natsauth import write_private
+        from bus.files import write_private
 
         write_private(conf, self._config())  # it names the accounts' JWTs: no secret, but no business of others
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
+from bus.files import write_atomic
 from bus.meta import format_time
 
 log = logging.getLogger(__name__)
@@ -140,22 +141,6 @@ def parse_public_keys(pem: bytes) -> list[ec.EllipticCurvePublicKey]:
     return out
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``path`` through a temporary file in the same directory, renamed over it once complete."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # whatever the umask
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _create_private_key(path: Path) -> None:
     """Make a new P-256 key at ``path`` (0600) unless one appears there first: the key is written to a temporary
     file and hard-linked into place, which fails if another process got there before us (then theirs is used)."""
@@ -216,7 +201,7 @@ def load_or_create_key_pair(private_path: str | os.PathLike) -> KeyPair:
         others = []
     if key_id(own) not in {key_id(k) for k in others}:
         others = [own, *others]
-        _write_atomic(pub_path, b"".join(_public_pem(k) for k in others), 0o644)
+        write_atomic(pub_path, b"".join(_public_pem(k) for k in others), 0o644)
     keys: dict[str, ec.EllipticCurvePublicKey] = {key_id(own): own}
     for k in others:
         keys.setdefault(key_id(k), k)

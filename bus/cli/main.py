@@ -75,7 +75,8 @@ def credentials(
     """Mint bus credentials for one identity with the cluster's keys (in <data dir>/nats-auth)."""
     import sys
 
-    from bus.natsauth import AuthError, ClusterAuth, write_private
+    from bus.files import write_private
+    from bus.natsauth import AuthError, ClusterAuth
     from bus.roles import NODE, Identity
 
     try:

@@ -173,6 +173,13 @@ def test_serviceaccount_tokens_authenticate_while_the_account_exists(k):
     assert k.kubectl("--as", "system:serviceaccount:default:robot", "auth", "can-i", "get", "secrets",
                      check=False).stdout.strip() == "no"
     assert k.kubectl("auth", "can-i", "get", "secrets").stdout.strip() == "yes"
+    # kubectl create token: a TokenRequest; its token expires when asked, and says so
+    short = k.kubectl("create", "token", "robot", "-n", "default", "--duration", "15m").stdout.strip()
+    claims = json.loads(base64.urlsafe_b64decode(short.split(".")[1] + "=="))
+    assert claims["sub"] == "system:serviceaccount:default:robot" and claims["exp"] - claims["iat"] == 900
+    assert k.kubectl("--token", short, "auth", "can-i", "list", "pods").stdout.strip() == "yes"
+    r = k.kubectl("create", "token", "robot", "-n", "default", "--duration", "5m", check=False)
+    assert r.returncode == 1 and "may not specify a duration less than 10 minutes" in r.stderr
     k.kubectl("delete", "rolebinding", "robot-view", "-n", "default")
     k.kubectl("delete", "serviceaccount", "robot", "-n", "default")
     eventually_sync(lambda: "must be logged in" in k.kubectl("--token", token, "get", "pods", check=False).stderr, 20,

@@ -77,7 +77,12 @@ async def test_acknowledged_create_survives_a_kill_9_of_nats(tmp_path):
         srv.stop()
 
 
-def test_cluster_configs_fsync_every_write():
-    for conf in sorted((ROOT / "deploy" / "nats-cluster").glob("*.conf")):
+def test_cluster_configs_fsync_every_write(tmp_path):
+    """deploy/nats-cluster/nats.conf, as `k8n nats-config` renders it for each server."""
+    from bus import natscluster
+
+    servers = [natscluster.Server(f"nats-{i}", "127.0.0.1", 14220 + i, 16220 + i) for i in (1, 2, 3)]
+    assert natscluster.TEMPLATE == ROOT / "deploy" / "nats-cluster" / "nats.conf"
+    for conf in natscluster.render(tmp_path, servers):
         block = re.search(r"jetstream\s*\{([^}]*)\}", conf.read_text())
-        assert block and re.search(r"^\s*sync_interval:\s*always\s*$", block.group(1), re.M), conf.name
+        assert block and re.search(r"^\s*sync_interval:\s*always\s*$", block.group(1), re.M), conf

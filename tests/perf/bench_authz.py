@@ -34,6 +34,7 @@ from bus.proc import die_with_parent
 from bus.roles import Identity
 from tests import builders
 from tests.conftest import wait_for_api
+from tests.perf.bench_gateway import wait_http
 from tests.perf.busauth import use_server
 
 NS = "bench"
@@ -134,7 +135,7 @@ async def run(n: int, rounds: int) -> None:
                         ctx = ssl.create_default_context(cafile=str(tmp / "pki" / "ca.crt"))
                         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
                             base = f"https://127.0.0.1:{port}"
-                            await wait_gateway(session, base, token)
+                            await wait_http(session, base, timeout=60)
                             await bus_round(gw, 50, f"w{r}{mode[0].lower()}")  # warm both paths
                             await http_round(session, base, token, 50, f"w{r}{mode[0].lower()}")
                             api0 = cpu_seconds(api.pid)
@@ -165,21 +166,6 @@ async def setup(admin: ApiClient) -> None:
                         "metadata": {"name": "bench-edit", "namespace": NS},
                         "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": NS}],
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}})
-
-
-async def wait_gateway(session: aiohttp.ClientSession, base: str, token: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            async with session.get(f"{base}/api/v1/namespaces/{NS}/pods?limit=1",
-                                   headers={"Authorization": f"Bearer {token}"}) as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not come up")
-        await asyncio.sleep(0.2)
 
 
 async def delete_all(admin: ApiClient) -> None:

@@ -3,6 +3,7 @@ rbac_test.go, policy_comparator_test.go and what kube-apiserver answers."""
 
 import pytest
 
+from master.apiserver.rbac_policy import rule as r  # a PolicyRule, as the bootstrap policy writes them
 from bus.authn import UserInfo
 from bus.rbac import (
     Attributes, CompiledRule, breakdown_rule, compact_rules, compact_string, covers, escalation_error, rule_allows,
@@ -19,17 +20,6 @@ def path(verb, p):
     return Attributes.for_path(U, verb, p)
 
 
-def r(verbs, groups=(), resources=(), names=(), urls=()):
-    out = {"verbs": list(verbs)}
-    if groups:
-        out["apiGroups"] = list(groups)
-    if resources:
-        out["resources"] = list(resources)
-    if names:
-        out["resourceNames"] = list(names)
-    if urls:
-        out["nonResourceURLs"] = list(urls)
-    return out
 
 
 MATCHES = [
