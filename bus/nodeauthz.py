@@ -391,8 +391,17 @@ class NodeAuthorizer:
 
 class ClusterAuthorizer:
     """What the API servers and the gateway authorize with (one composition, two places): the Node authorizer, then
-    RBAC, over informer caches of the RBAC kinds, pods and volumes from ``factory``
-    (``bus.informer.SharedInformerFactory``; start it, and wait for its sync, before deciding)."""
+    RBAC, over informer caches of the RBAC kinds and volumes from ``factory`` (``bus.informer.SharedInformerFactory``;
+    start it, and wait for its sync, before deciding).
+
+    The Node authorizer's graph is not fed by a watch of every pod (that would cost each API server and gateway a
+    decoded event per pod write): a node's own pods are read on demand from its slice of the node view
+    (``k8n-nodepods.<node>.>``, ``bus.resources.NODE_PODS``) when that node asks, and kept for
+    :data:`NODE_PODS_TTL` seconds; a refusal is checked once more against a fresh read (a pod bound a moment ago).
+    Call :meth:`authorize_async` for requests that may come from nodes."""
+
+    NODE_PODS_TTL = 2.0
+    RECHECK_AFTER = 0.05  # a refusal re-reads the node's pods when the copy is older than this
 
     def __init__(self, factory: Any) -> None:
         from bus.rbac import InformerRuleSource, RBACAuthorizer, UnionAuthorizer
@@ -400,11 +409,63 @@ class ClusterAuthorizer:
         self.factory = factory
         self.rules = InformerRuleSource.from_factory(factory)
         self.rbac = RBACAuthorizer(self.rules)
-        self.graph = NodeGraph.from_factory(factory)
+        self.graph = NodeGraph()
+        self.graph.watch_volumes(factory.informer("persistentvolumes"))
         self.union = UnionAuthorizer(NodeAuthorizer(self.graph), self.rbac)
+        self._node_pods: dict[str, set[tuple[str, str]]] = {}  # node -> (namespace, name) of its pods in the graph
+        self._read_at: dict[str, float] = {}
+        self._reading: dict[str, Any] = {}  # node -> the read in progress (one at a time per node)
 
     def authorize(self, attrs: Attributes, body: Any = None) -> Decision:
+        """A decision from what is cached (a node's pods as last read; see :meth:`authorize_async`)."""
         return self.union.authorize(attrs, body)
+
+    async def authorize_async(self, attrs: Attributes, body: Any = None) -> Decision:
+        """:meth:`authorize`, a node's pods read first when the copy is stale, and a refusal of a node re-checked
+        against a fresh read."""
+        ok, node = node_identity(attrs.user)
+        if not ok or not node:
+            return self.union.authorize(attrs, body)
+        await self.refresh(node, self.NODE_PODS_TTL)
+        d = self.union.authorize(attrs, body)
+        if not d.allowed and await self.refresh(node, self.RECHECK_AFTER):
+            d = self.union.authorize(attrs, body)
+        return d
+
+    async def refresh(self, node: str, max_age: float) -> bool:
+        """Read ``node``'s pods into the graph unless the copy is younger than ``max_age``; True when read."""
+        import asyncio
+        import time
+
+        if time.monotonic() - self._read_at.get(node, float("-inf")) < max_age:
+            return False
+        running = self._reading.get(node)
+        if running is None:
+            running = self._reading[node] = asyncio.ensure_future(self._read(node))
+            running.add_done_callback(lambda _f: self._reading.pop(node, None))
+        await asyncio.shield(running)
+        return True
+
+    async def _read(self, node: str) -> None:
+        import time
+
+        from bus import subjects
+        from bus.resources import NODE_PODS
+
+        started = time.monotonic()
+        store = getattr(self.factory.client, "store", self.factory.client)
+        pods, _ = await store.list(NODE_PODS, subjects.node_pods_namespace(node))
+        now: set[tuple[str, str]] = set()
+        for p in pods:
+            meta = _d(p.get("metadata"))
+            now.add((meta.get("namespace") or "", meta.get("name") or ""))
+            self.graph.set_pod(p)
+        for ns, name in self._node_pods.get(node, set()) - now:
+            info = self.graph.pod(ns, name)
+            if info is not None and info.node == node:
+                self.graph.remove_pod({"metadata": {"namespace": ns, "name": name}})
+        self._node_pods[node] = now
+        self._read_at[node] = started
 
     def review_rules(self, user: Any, namespace: str):
         return self.union.review_rules(user, namespace)

@@ -1,6 +1,7 @@
 """Authorization in the API server: every request is authorized for the user it acts as (``Request.user``) by the
 Node authorizer then RBAC (``bus.nodeauthz``, ``bus.rbac``: one implementation, which the gateway uses too), from
-informer caches of the RBAC kinds, pods and volumes kept on the API server's own connection. Denials are 403s
+informer caches of the RBAC kinds and volumes kept on the API server's own connection, and each node's pods read
+from the node view when that node asks. Denials are 403s
 worded as Kubernetes words them. Writes of roles and bindings are also checked for privilege escalation
 (:meth:`Authorization.admit`), and the access reviews (SubjectAccessReview, LocalSubjectAccessReview,
 SelfSubjectAccessReview, SelfSubjectRulesReview) are answered here.
@@ -48,17 +49,17 @@ class Authorization:
     async def start(self) -> None:
         await self.factory.start()
         if not await self.factory.wait_for_cache_sync(SYNC_TIMEOUT):
-            raise RuntimeError("the authorizer's caches (RBAC, pods, volumes) did not sync")
+            raise RuntimeError("the authorizer's caches (RBAC, volumes) did not sync")
 
     async def stop(self) -> None:
         await self.factory.stop()
 
     # ---- every request ------------------------------------------------------------------------------------
 
-    def authorize(self, req: Request) -> None:
+    async def authorize(self, req: Request) -> None:
         """Raise a 403 unless ``req.user`` may do what ``req`` asks."""
         attrs = attributes(req)
-        decision = self.authorizer.authorize(attrs, req.body)
+        decision = await self.authorizer.authorize_async(attrs, req.body)
         if not decision.allowed:
             raise forbidden_error(attrs, decision.reason)
 
@@ -100,7 +101,7 @@ class Authorization:
         else:
             user = self._subject(kind, spec)
         attrs = self._review_attributes(kind, spec, user, req.namespace)
-        decision = self.authorizer.authorize(attrs)
+        decision = await self.authorizer.authorize_async(attrs)
         status: dict[str, Any] = {"allowed": decision.allowed}
         if decision.denied:
             status["denied"] = True

@@ -162,7 +162,7 @@ class ApiServer:
         try:
             req, as_json = parse_request(msg.subject, msg.data)
             if self.authorizes:
-                self.authz.authorize(req)
+                await self.authz.authorize(req)
             if req.request_id is not None and req.verb in MUTATING_VERBS and not req.dry_run:
                 got = await self.replies.claim(req.request_id, msg.subject, msg.data)
                 if not isinstance(got, Claim):  # a repeat: the first attempt's reply, byte for byte

@@ -1,6 +1,6 @@
 """Authorization at the gateway: every authenticated HTTP request is authorized here, with the same authorizer as the
 API servers (``bus.nodeauthz.ClusterAuthorizer``: the Node authorizer then RBAC, over the gateway's own informer
-caches), before the gateway reads anything for it (lists and watches come straight off the bus) or forwards it (to
+caches and the node view), before the gateway reads anything for it (lists and watches come straight off the bus) or forwards it (to
 the API server, which authorizes it again, or to a node: logs, exec). Non-resource URLs (discovery, OpenAPI,
 ``/metrics``) are authorized by path, as Kubernetes does.
 
@@ -41,7 +41,7 @@ async def start(client) -> ClusterAuthorizer:
     authz = ClusterAuthorizer(factory)
     await factory.start()
     if not await factory.wait_for_cache_sync(SYNC_TIMEOUT):
-        raise RuntimeError("the gateway's authorization caches (RBAC, pods, volumes) did not sync")
+        raise RuntimeError("the gateway's authorization caches (RBAC, volumes) did not sync")
     return authz
 
 
@@ -149,5 +149,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     request[USER_KEY] = user
     attrs = request_attributes(request, user)
     if attrs is not None:
-        _check(authz, attrs)
+        d = await authz.authorize_async(attrs)
+        if not d.allowed:
+            raise forbidden_error(attrs, d.reason)
     return await handler(request)

@@ -220,6 +220,11 @@ async def test_a_node_reads_only_what_its_pods_use_and_writes_only_its_own(apise
     mounted["spec"]["volumes"] = [{"name": "s", "secret": {"secretName": "for-a"}}]
     await client.create(mounted)
     await client.create(pod("elsewhere", node="node-b"))
+    import asyncio
+
+    from master.nodeview import run as run_nodeview  # the node view: what a node's pods are, as the authorizer reads
+
+    view = asyncio.create_task(run_nodeview(nats_server.url, asyncio.Event()))
     a = await ApiClient.connect(nats_server.url, creds=nats_server.credentials(Identity.node("node-a")))
     try:
         from tests.waiting import eventually
@@ -231,6 +236,13 @@ async def test_a_node_reads_only_what_its_pods_use_and_writes_only_its_own(apise
                 return None
 
         assert await eventually(reads_its_secret, 10, "node A to read the secret its pod mounts")
+
+        async def reads_secret_b():
+            try:
+                return await a.get("secrets", "for-b")
+            except errors.Forbidden:
+                return None
+
         with pytest.raises(errors.Forbidden) as e:
             await a.get("secrets", "for-b")
         assert 'User "system:node:node-a" cannot get resource "secrets"' in e.value.message
@@ -248,8 +260,15 @@ async def test_a_node_reads_only_what_its_pods_use_and_writes_only_its_own(apise
             await a.patch("pods", "elsewhere", {"status": {"phase": "Running"}}, subresource="status")
         with pytest.raises(errors.Forbidden):
             await a.delete("nodes", "node-b")
+        # a pod bound to node A a moment ago: its secret is readable at once (a refusal re-reads the node's pods)
+        late = pod("late", node="node-a")
+        late["spec"]["volumes"] = [{"name": "s", "secret": {"secretName": "for-b"}}]
+        await client.create(late)
+        assert await eventually(reads_secret_b, 10, "node A to read the secret of its new pod")
     finally:
         await a.close()
+        view.cancel()
+        await asyncio.gather(view, return_exceptions=True)
 
 
 async def test_a_pod_bound_token_dies_with_its_pod_and_an_expired_one_is_401(http, client, demo):
