@@ -323,6 +323,10 @@ def _container(e: Errors, path: str, c: Container, volumes: set[str], port_names
             e.required(f"{mp}.name")
         elif m.name not in volumes:
             e.not_found(f"{mp}.name", m.name)
+        if m.sub_path:
+            _local_path(e, f"{mp}.subPath", m.sub_path)
+        if m.sub_path and m.sub_path_expr:
+            e.invalid(f"{mp}.subPathExpr", m.sub_path_expr, "subPathExpr and subPath are mutually exclusive")
         if not m.mount_path:
             e.required(f"{mp}.mountPath")
         elif m.mount_path in mount_paths:
@@ -334,6 +338,62 @@ def _container(e: Errors, path: str, c: Container, volumes: set[str], port_names
     _probe(e, f"{path}.startupProbe", c.startup_probe, True)
     e.one_of(f"{path}.imagePullPolicy", c.image_pull_policy, ("Always", "IfNotPresent", "Never"))
     e.one_of(f"{path}.terminationMessagePolicy", c.termination_message_policy, ("File", "FallbackToLogsOnError"))
+
+
+def _local_path(e: Errors, path: str, value: str, non_reserved: bool = False) -> None:
+    """Kubernetes' validateLocalDescendingPath (and with ``non_reserved`` validateLocalNonReservedPath): a path
+    inside a volume is relative and never steps out of it."""
+    if value.startswith("/"):
+        e.invalid(path, value, "must be a relative path")
+    if ".." in value.split("/"):
+        e.invalid(path, value, "must not contain '..'")
+    if non_reserved and len(value) > 1 and value.startswith(".."):
+        e.invalid(path, value, "must not start with '..'")
+
+
+def _key_to_paths(e: Errors, path: str, items: Any, need_key: bool = True) -> None:
+    """``items`` of a secret, configMap or downwardAPI source: each a non-reserved relative path."""
+    if not isinstance(items, list):
+        return
+    for i, it in enumerate(items):
+        ip = f"{path}[{i}]"
+        get = (lambda k, it=it: it.get(k)) if isinstance(it, dict) else (lambda k, it=it: getattr(it, k, None))
+        if need_key and not get("key"):
+            e.required(f"{ip}.key")
+        p = get("path")
+        if not p:
+            e.required(f"{ip}.path")
+        elif isinstance(p, str):
+            _local_path(e, f"{ip}.path", p, non_reserved=True)
+        mode = get("mode")
+        if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o777):
+            e.invalid(f"{ip}.mode", mode, "must be a number between 0 and 0777 (octal), both inclusive")
+
+
+def _volume_paths(e: Errors, vp: str, v: Any) -> None:
+    """Every path a volume source names inside the volume (items, projections, the token's path)."""
+    if v.secret is not None:
+        _key_to_paths(e, f"{vp}.secret.items", v.secret.items)
+    if v.config_map is not None:
+        _key_to_paths(e, f"{vp}.configMap.items", v.config_map.items)
+    if isinstance(v.downward_api, dict):
+        _key_to_paths(e, f"{vp}.downwardAPI.items", v.downward_api.get("items"), need_key=False)
+    if isinstance(v.projected, dict):
+        for j, src in enumerate(v.projected.get("sources") or []):
+            if not isinstance(src, dict):
+                continue
+            sp = f"{vp}.projected.sources[{j}]"
+            for kind in ("secret", "configMap"):
+                if isinstance(src.get(kind), dict):
+                    _key_to_paths(e, f"{sp}.{kind}.items", src[kind].get("items"))
+            if isinstance(src.get("downwardAPI"), dict):
+                _key_to_paths(e, f"{sp}.downwardAPI.items", src["downwardAPI"].get("items"), need_key=False)
+            token = src.get("serviceAccountToken")
+            if isinstance(token, dict):
+                if not token.get("path"):
+                    e.required(f"{sp}.serviceAccountToken.path")
+                elif isinstance(token["path"], str):
+                    _local_path(e, f"{sp}.serviceAccountToken.path", token["path"], non_reserved=True)
 
 
 def _volumes(e: Errors, path: str, spec: PodSpec) -> set[str]:
@@ -357,6 +417,7 @@ def _volumes(e: Errors, path: str, spec: PodSpec) -> set[str]:
         ):
             if attr is not None and not getattr(attr, value):
                 e.required(f"{vp}.{src}.{field}")
+        _volume_paths(e, vp, v)
     return names
 
 
@@ -706,6 +767,27 @@ def _ip(e: Errors, path: str, value: str) -> None:
         e.invalid(path, value, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
 
 
+_SPECIAL_IPS = (  # Kubernetes' ValidateNonSpecialIP: endpoints may not point the proxy at the node itself
+    (lambda ip: ip.is_unspecified, "may not be unspecified (0.0.0.0, ::)"),
+    (lambda ip: ip.is_loopback, "may not be in the loopback range (127.0.0.0/8, ::1/128)"),
+    (lambda ip: ip.is_link_local, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"),
+    (lambda ip: ip.is_multicast and (ip in ipaddress.ip_network("224.0.0.0/24")
+                                     or ip in ipaddress.ip_network("ff02::/16")),
+     "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"),
+)
+
+
+def _non_special_ip(e: Errors, path: str, value: str) -> None:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        e.invalid(path, value, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+        return
+    for test, detail in _SPECIAL_IPS:
+        if test(ip):
+            e.invalid(path, value, detail)
+
+
 def _endpoints(e: Errors, obj: Any) -> None:
     for i, s in enumerate(obj.subsets or ()):
         for field, addrs in (("addresses", s.addresses), ("notReadyAddresses", s.not_ready_addresses)):
@@ -713,7 +795,7 @@ def _endpoints(e: Errors, obj: Any) -> None:
                 if not a.ip:
                     e.required(f"subsets[{i}].{field}[{j}].ip")
                 else:
-                    _ip(e, f"subsets[{i}].{field}[{j}].ip", a.ip)
+                    _non_special_ip(e, f"subsets[{i}].{field}[{j}].ip", a.ip)
         for j, p in enumerate(s.ports or ()):
             e.port(f"subsets[{i}].ports[{j}].port", p.port)
             e.one_of(f"subsets[{i}].ports[{j}].protocol", p.protocol, _PROTOCOLS)

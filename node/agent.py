@@ -22,6 +22,7 @@ from bus.informer import Informer, revision_of
 from bus.meta import micro_now
 from bus.resources import NODE_PODS
 from bus.settings import setting
+from node import admission
 from node import nodeinfo
 from node.env import service_env
 from node.podworker import Instance, PodWorker
@@ -83,6 +84,7 @@ class Agent:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._images: set[str] = set()
         self._dead_ids: set[str] = set()
+        self._refused: set[tuple] = set()  # pods this agent will not run (node.admission), logged once each
         self._stopping = asyncio.Event()
 
     # ---- helpers the pod workers use (node.podhost.PodHost; NodeServices sees node.services.ServicesHost) --
@@ -289,10 +291,22 @@ class Agent:
 
     # ---- pods ------------------------------------------------------------------------------
 
+    def _refuse(self, pod: dict, why: str) -> None:
+        meta = pod.get("metadata") or {}
+        key = (meta.get("namespace"), meta.get("name"), meta.get("uid"))
+        if key in self._refused:
+            return
+        self._refused.add(key)
+        log.error("refusing pod %s/%s: %s", meta.get("namespace"), meta.get("name"), why)
+
     def _on_pod(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
         w = self.workers.get(uid)
         if w is None:
+            refusal = admission.refusal(pod)
+            if refusal is not None:  # only API servers write the view; this is the second line of defence
+                self._refuse(pod, refusal)
+                return
             w = PodWorker(self, uid, pod)
             self.workers[uid] = w
             w.start()

@@ -326,7 +326,13 @@ class PodWorker:
             await self.event(WARNING, "Failed", f"Error: {e}", name)
             self.host.wake_at(self.uid, time.time() + 2)
             return
-        mounts = self.host.volumes.mounts(c, self.volume_paths or {})
+        try:
+            mounts = self.host.volumes.mounts(c, self.volume_paths or {})
+        except VolumeError as e:  # a subPath that is a symlink (or not inside its volume): never mounted
+            self.waiting[name] = (e.reason, str(e))
+            await self.event(WARNING, "Failed", f"Error: {e}", name)
+            self.host.wake_at(self.uid, time.time() + 2)
+            return
         try:
             cid = await rt.create_container(self.pod, c, self.sandbox, attempt, env, mounts, init=init)
         except Exception as e:

@@ -24,11 +24,13 @@ import base64
 import logging
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from bus import errors
+from node.admission import valid_uid
 from node.env import ConfigError, Getter, field_ref
 from node.runtime.model import Mount
 from node.tokenmanager import TokenError, TokenManager, refresh_at
@@ -226,6 +228,9 @@ class Volumes:
         self._refreshers: dict[str, asyncio.Task] = {}
 
     def pod_dir(self, uid: str) -> Path:
+        """The pod's directory; ValueError for a uid that is not a UUID (it would name another path)."""
+        if not valid_uid(uid):
+            raise ValueError(f"not a pod uid: {uid!r}")
         return self.pods_dir / uid
 
     async def _request_token(self, namespace: str, account: str, request: dict) -> dict:
@@ -421,14 +426,14 @@ class Volumes:
             if src is None:
                 continue
             if vm.get("subPath"):
-                sub = Path(src) / vm["subPath"]
-                if not sub.exists():
-                    sub.mkdir(parents=True, exist_ok=True)
-                src = str(sub)
+                src = str(safe_subpath(Path(src), vm["subPath"]))
             out.append(Mount(src, vm.get("mountPath", ""), bool(vm.get("readOnly"))))
         return out
 
     def cleanup(self, uid: str) -> None:
+        if not valid_uid(uid):
+            log.error("not cleaning up after a pod whose uid is not a UUID: %r", uid)
+            return
         task = self._refreshers.pop(uid, None)
         if task is not None:
             task.cancel()
@@ -436,3 +441,36 @@ class Volumes:
         self.tokens.delete_pod(uid)
         self.tokens.cleanup()
         shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
+
+
+def safe_subpath(volume: Path, sub: str) -> Path:
+    """The directory ``sub`` inside ``volume``, made when missing, without following a symlink at any step (the
+    kubelet's safe-subpath idea: a container that made ``sub`` a link to ``/`` gets a refusal, not the host).
+    VolumeError for a path that is absolute, steps up, or meets a symlink."""
+    parts = [p for p in sub.split("/") if p not in ("", ".")]
+    if sub.startswith("/") or ".." in parts:
+        raise VolumeError("CreateContainerConfigError", f"subPath {sub!r} must be a relative path without '..'")
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(volume, flags)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise VolumeError("CreateContainerConfigError",
+                                  f"subPath {sub!r} meets a symlink inside its volume: refused")
+            if i == len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+                break  # a file (a configMap key mounted alone): fine, it is not a link
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except OSError as e:
+                raise VolumeError("CreateContainerConfigError",
+                                  f"subPath {sub!r} is not a directory inside its volume: {e.strerror}") from None
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+    return volume.joinpath(*parts)

@@ -3,7 +3,6 @@ kubectl-style error reporting, reading manifests, and naming resources from the 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn
@@ -197,47 +196,108 @@ def object_ref(obj: dict) -> str:
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _files(path: str) -> list[tuple[str, str]]:
-    """(source name, text) for ``-``, a file, or the manifests in a directory (sorted)."""
+def _files(path: str) -> list[tuple[str, bytes]]:
+    """(source name, bytes) for ``-``, a file, or the manifests in a directory (sorted)."""
     if path == "-":
-        return [("<stdin>", sys.stdin.read())]
+        return [("<stdin>", sys.stdin.buffer.read())]
     p = Path(path)
     if p.is_dir():
-        return [(str(f), f.read_text()) for f in sorted(p.iterdir()) if f.suffix in MANIFEST_SUFFIXES]
+        return [(str(f), f.read_bytes()) for f in sorted(p.iterdir()) if f.suffix in MANIFEST_SUFFIXES]
     if not p.exists():
         raise CliError(f'the path "{path}" does not exist')
-    return [(str(p), p.read_text())]
+    return [(str(p), p.read_bytes())]
 
 
-def _expand(doc: Any, source: str) -> list[dict]:
+def _document_at(raw: bytes, offset: int) -> int:
+    """The number (from 1) of the YAML document holding byte ``offset``: ``---`` lines after content."""
+    n, content = 1, False
+    for line in raw[:offset].split(b"\n")[:-1]:
+        if line.startswith(b"---"):
+            if content:
+                n += 1
+            content = bool(line[3:].strip())
+        elif line.strip() and not line.lstrip().startswith(b"#"):
+            content = True
+    return n
+
+
+def _yaml_problem(e: Exception) -> str:
+    """A YAML error on one line: ``line L, column C: context; problem``."""
+    problem = getattr(e, "problem", None)
+    if not problem:
+        return " ".join(str(e).split())
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(e, "context", None)
+    return where + " ".join((f"{context}; {problem}" if context else problem).split())
+
+
+def _expand(doc: Any, where: str) -> list[dict]:
     if not isinstance(doc, dict):
-        raise CliError(f"error parsing {source}: a manifest must be a mapping")
-    if doc.get("kind") == "List" or (doc.get("kind", "").endswith("List") and "items" in doc):
-        return [o for item in doc.get("items") or [] for o in _expand(item, source)]
+        raise CliError(f"{where}: a manifest must be a mapping")
+    kind = doc.get("kind")
+    if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and "items" in doc):
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise CliError(f"{where}: items must be a list")
+        return [o for i, item in enumerate(items, 1) for o in _expand(item, f"{where}: item {i}")]
+    for field in ("apiVersion", "kind"):
+        if not doc.get(field):
+            raise CliError(f"{where}: missing {field}")
+        if not isinstance(doc[field], str):
+            raise CliError(f"{where}: {field} must be a string")
     return [doc]
 
 
-def load_manifests(paths: list[str] | None, verb: str) -> list[dict]:
-    """Every object in the ``-f`` arguments, in order; ``kind: List`` documents are expanded."""
-    if not paths:
-        raise CliError("must specify one of -f and -k")
+def _documents(source: str, raw: bytes) -> list[tuple[str, Any]]:
+    """("<source>: document N", value) for every non-empty document of a file; CliError (one line) otherwise."""
+    import orjson
     import yaml
 
     from bus import codec
 
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CliError(f"{source}: document {_document_at(raw, e.start)}: invalid UTF-8 at byte {e.start}") from None
+    out: list[tuple[str, Any]] = []
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            why = f"nested deeper than {codec.MAX_DEPTH} levels" if "depth limit" in str(e) else str(e)
+            raise CliError(f"{source}: document 1: {why}") from None
+        if codec.too_deep(doc):
+            raise CliError(f"{source}: document 1: nested deeper than {codec.MAX_DEPTH} levels")
+        return [(f"{source}: document 1", doc)]
+    n = 0
+    docs = yaml.load_all(text, Loader=codec.BoundedLoader)  # noqa: S506 - a SafeLoader
+    while True:
+        try:
+            doc = next(docs)
+        except StopIteration:
+            return out
+        except yaml.YAMLError as e:
+            raise CliError(f"{source}: document {n + 1}: {_yaml_problem(e)}") from None
+        n += 1
+        if doc is not None:
+            out.append((f"{source}: document {n}", doc))
+
+
+def load_manifests(paths: list[str] | None, verb: str) -> list[dict]:
+    """Every object in the ``-f`` arguments, in order; ``kind: List`` documents are expanded. A file that
+    is not UTF-8 or YAML/JSON, or a document without apiVersion or kind, is one CliError naming the file
+    and the document."""
+    if not paths:
+        raise CliError("must specify one of -f and -k")
     out: list[dict] = []
     for path in paths:
-        for source, text in _files(path):
-            try:
-                docs = [json.loads(text)] if text.lstrip().startswith(("{", "[")) else codec.load_yaml_documents(text)
-            except (ValueError, yaml.YAMLError) as e:
-                raise CliError(f"error parsing {source}: {e}") from None
-            for doc in docs:
-                out.extend(_expand(doc, source))
+        for source, raw in _files(path):
+            for where, doc in _documents(source, raw):
+                out.extend(_expand(doc, where))
     if not out:
         raise CliError(f"no objects passed to {verb}")
     return out
-
 
 
 async def each_object(objs: list[dict], action: Callable[[dict, list[str]], Awaitable[str]]) -> int:

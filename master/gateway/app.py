@@ -17,6 +17,7 @@ from master.gateway import authz as gateway_authz
 from master.gateway import discovery, endpoint, openapi, rest
 from master.gateway.auth import AUTHN, Authenticator, User, middleware as auth_middleware
 from master.gateway.context import CLIENT
+from master.gateway.paths import parse_path
 from master.gateway.respond import JSON, error_response, json_response
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ async def openapi_gv(request: web.Request) -> web.Response:
 
 def _pod_stream(fn: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
+        parse_path(request.path)  # the namespace and name as on every path (authorization skips a bad one)
         try:
             mod = importlib.import_module("master.gateway.podstreams")
         except ImportError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bus import errors
+from bus.labels import is_dns1123_label
 from bus.resources import RESOURCES, Resource
 
 _BY_GV_PLURAL: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -36,6 +37,30 @@ def _lookup(group: str, version: str, plural: str, path: str) -> Resource:
     if res is None:
         raise _not_found(path)
     return res
+
+
+# kube's path.IsValidPathSegmentName refuses these; a NATS subject token also may not hold a wildcard or blank
+_NAME_MAY_NOT_BE = (".", "..")
+_NAME_MAY_NOT_CONTAIN = ("/", "%", "*", ">")
+
+
+def name_segment_errors(name: str) -> list[str]:
+    """Why ``name`` cannot be an object name in a path (Kubernetes' IsValidPathSegmentName, plus NATS)."""
+    if name in _NAME_MAY_NOT_BE:
+        return [f"may not be '{name}'"]
+    errs = [f"may not contain '{c}'" for c in _NAME_MAY_NOT_CONTAIN if c in name]
+    if any(c.isspace() for c in name):
+        errs.append("may not contain whitespace")
+    return errs
+
+
+def check_segments(namespace: str | None, name: str | None) -> None:
+    """A namespace that cannot exist (not a DNS-1123 label: ``*``, ``>``) is not found, as kube-apiserver's
+    NamespaceLifecycle answers; a name that is not a path segment is a 400 as kube-apiserver's key function."""
+    if namespace is not None and not is_dns1123_label(namespace):
+        raise errors.not_found("namespaces", namespace)
+    if name is not None and (msgs := name_segment_errors(name)):
+        raise errors.bad_request(f"Name parameter invalid: \"{name}\": {'; '.join(msgs)}")
 
 
 def parse_path(path: str) -> Target:
@@ -67,4 +92,5 @@ def parse_path(path: str) -> Target:
         raise _not_found(path)
     if name is not None and res.namespaced and namespace is None:
         raise _not_found(path)  # /api/v1/pods/x: a namespaced object needs its namespace
+    check_segments(namespace, name)
     return Target(res, namespace, name, sub, watch)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 import yaml
 from aiohttp import web
 
-from bus import errors
+from bus import codec, errors
 from master.gateway import protobuf
 
 JSON = "application/json"
@@ -51,12 +52,38 @@ async def read_body(request: web.Request, yaml_ok: bool = False) -> Any:
     mt = media_type(request)
     if mt == protobuf.MEDIA_TYPE or raw.startswith(protobuf.MAGIC):
         return protobuf.decode(raw)
+    return await decode_body(raw, yaml_ok or mt in YAML_MEDIA)
+
+
+YAML_MEDIA = ("application/yaml", "application/apply-patch+yaml")
+YAML_INLINE = 64 * 1024  # a larger YAML body is decoded on a worker thread (pure-Python parsing is slow)
+
+
+async def decode_body(raw: bytes, yaml_ok: bool) -> Any:
+    """JSON (or, ``yaml_ok``, YAML) bytes → a value, bounded: invalid UTF-8, nesting deeper than the API
+    server's limit and YAML alias bombs are 400s, refused before anything is expanded or recursed into."""
     try:
-        return orjson.loads(raw)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise errors.bad_request(f"the request body is not valid UTF-8: {e}") from None
+    try:
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        if not yaml_ok and mt not in ("application/yaml", "application/apply-patch+yaml"):
+        if "depth limit" in str(e):
+            raise errors.bad_request(_too_deep()) from None
+        if not yaml_ok:
             raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
+    else:
+        if codec.too_deep(value):
+            raise errors.bad_request(_too_deep())
+        return value
     try:
-        return yaml.safe_load(raw)
+        if len(raw) <= YAML_INLINE:
+            return codec.load_yaml(text)
+        return await asyncio.to_thread(codec.load_yaml, text)
     except yaml.YAMLError as e:
         raise errors.bad_request(f"the request body is not valid YAML: {e}") from None
+
+
+def _too_deep() -> str:
+    return f"the request body is nested deeper than {codec.MAX_DEPTH} levels"

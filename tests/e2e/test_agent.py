@@ -299,3 +299,34 @@ async def test_secret_and_configmap_volumes(cluster):
     session = await nodeclient.exec_(c, "default", "vols", ["sh", "-c", "cat /etc/creds/user /etc/conf/app.properties"])
     out = b"".join([d async for _s, d in session])
     assert out == b"adminmode=fast\n"
+
+
+async def test_subpaths_mount_inside_the_volume_and_never_through_a_planted_symlink(cluster):
+    """A configMap key mounted alone with subPath works; an init container that makes an emptyDir entry a symlink to
+    the host's / gets its sibling's subPath mount refused (CreateContainerConfigError), not the host's root."""
+    c = cluster.client
+    await c.create(configmap("one", data={"app.conf": "mode=fast\n"}))
+    await c.create(pod("subpaths", node=cluster.node, grace=1, containers=[container("main", "sleep 3600",
+        volumeMounts=[{"name": "c", "mountPath": "/etc/app.conf", "subPath": "app.conf"},
+                      {"name": "e", "mountPath": "/work", "subPath": "logs/app"}])],
+        volumes=[{"name": "c", "configMap": {"name": "one"}}, {"name": "e", "emptyDir": {}}]))
+    await eventually(lambda: _ready_pod(c, "subpaths"), 30, "pod Ready")
+    from bus import nodeclient
+
+    session = await nodeclient.exec_(c, "default", "subpaths", ["cat", "/etc/app.conf"])
+    assert b"".join([d async for _s, d in session]) == b"mode=fast\n"
+    await c.create(pod("escape", node=cluster.node, grace=1,
+                       initContainers=[container("plant", "ln -s / /vol/escape",
+                                                 volumeMounts=[{"name": "e", "mountPath": "/vol"}])],
+                       containers=[container("main", "sleep 3600",
+                                             volumeMounts=[{"name": "e", "mountPath": "/host", "subPath": "escape"}])],
+                       volumes=[{"name": "e", "emptyDir": {}}]))
+    st = await eventually(lambda: _waiting(c, "escape", "CreateContainerConfigError"), 40,
+                          "the symlinked subPath refused")
+    assert "symlink" in st["state"]["waiting"]["message"]
+    await stays(lambda: _not_running(c, "escape"), 3, "the container never started")
+
+
+async def _not_running(c, name):
+    st = await status_of(c, name)
+    return st is None or "running" not in (st.get("state") or {})

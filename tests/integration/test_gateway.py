@@ -244,3 +244,65 @@ async def test_old_watch_path_for_one_object(http):
     ev = (await read_events(resp, 1))[0]
     assert (ev["type"], ev["object"]["metadata"]["name"]) == ("MODIFIED", "mine")
     resp.close()
+
+
+# ---- hardened edges: bodies that would expand or recurse, paths that would address every namespace ------------
+
+BOMB = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+async def _bad_request(r) -> str:
+    body = await r.json()
+    assert (r.status, body["kind"], body["reason"]) == (400, "Status", "BadRequest"), body
+    return body["message"]
+
+
+async def test_a_yaml_alias_bomb_is_refused_before_it_is_expanded(http):
+    base = "/api/v1/namespaces/default/configmaps"
+    yaml_headers = {**AUTH, "Content-Type": "application/yaml"}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    bomb = asyncio.ensure_future(http.post(base, data=BOMB.encode(), headers=yaml_headers))
+    health = await http.get("/healthz")
+    r = await bomb
+    assert health.status == 200
+    assert await _bad_request(r) == ("the request body is not valid YAML: document contains excessive aliasing "
+                                     "(more than 10000 nodes through aliases)")
+    assert loop.time() - started < 2
+    r = await http.post(base, data=b"a: &a [*a]", headers=yaml_headers)
+    assert await _bad_request(r) == "the request body is not valid YAML: document contains a recursive alias"
+
+
+async def test_deep_nesting_and_invalid_utf8_are_400s(http):
+    base = "/api/v1/namespaces/default/configmaps"
+    deep = b"[" * 5000 + b"]" * 5000
+    for ctype in ("application/json", "application/yaml"):
+        r = await http.post(base, data=deep, headers={**AUTH, "Content-Type": ctype})
+        assert await _bad_request(r) == "the request body is nested deeper than 100 levels"
+    r = await http.post(base, data=b"data: " + deep, headers={**AUTH, "Content-Type": "application/yaml"})
+    assert await _bad_request(r) == "the request body is not valid YAML: document is nested deeper than 100 levels"
+    r = await http.patch(f"{base}/x", data=b'{"data":' + b'{"a":' * 200 + b"1" + b"}" * 201,
+                         headers={**AUTH, "Content-Type": "application/merge-patch+json"})
+    assert await _bad_request(r) == "the request body is nested deeper than 100 levels"
+    bad = b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"\xff"}}'
+    for ctype in ("application/json", "application/yaml"):
+        r = await http.post(base, data=bad, headers={**AUTH, "Content-Type": ctype})
+        assert (await _bad_request(r)).startswith("the request body is not valid UTF-8: 'utf-8' codec can't decode")
+
+
+async def test_a_namespace_or_name_that_cannot_exist_lists_nothing(http):
+    await post(http, "/api/v1/namespaces/default/configmaps", cm("seen"))
+    for path, ns in (("/api/v1/namespaces/*/configmaps", "*"), ("/api/v1/namespaces/%3E/configmaps", ">"),
+                     ("/api/v1/namespaces/*/secrets", "*"), ("/api/v1/namespaces/%3E/pods", ">"),
+                     ("/api/v1/watch/namespaces/*/configmaps", "*"), ("/api/v1/namespaces/*/configmaps?watch=1", "*"),
+                     ("/apis/apps/v1/namespaces/%3E/deployments", ">"), ("/api/v1/namespaces/a%20b/pods/x/log", "a b")):
+        r = await http.get(path, headers=AUTH)
+        body = await r.json()
+        assert (r.status, body["kind"], body["reason"], body["message"]) == (
+            404, "Status", "NotFound", f'namespaces "{ns}" not found'), path
+    for name, why in (("*", "may not contain '*'"), ("a%3Eb", "may not contain '>'"),
+                      ("a%20b", "may not contain whitespace"), ("a%25b", "may not contain '%'")):
+        r = await http.get(f"/api/v1/namespaces/default/configmaps/{name}", headers=AUTH)
+        decoded = name.replace("%3E", ">").replace("%20", " ").replace("%25", "%")
+        assert await _bad_request(r) == f'Name parameter invalid: "{decoded}": {why}'

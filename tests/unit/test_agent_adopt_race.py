@@ -171,14 +171,14 @@ async def test_pods_deleted_while_the_agent_adopts_them_lose_their_containers(en
     agent, store, runtime, network = env
     # the newest pods are adopted first (Docker lists newest first): "late" is held in network.attach
     # while "first" is already adopted and has synced once (its status written: nothing more to write)
-    running_pod(store, runtime, "keep", "u-keep")
-    running_pod(store, runtime, "late", "u-late")
-    running_pod(store, runtime, "first", "u-first")
-    network.hold = "u-late"
+    running_pod(store, runtime, "keep", "0896e052-6059-5873-b1c8-65f3d7a5e0e1")
+    running_pod(store, runtime, "late", "9a1d7761-3766-5d4d-ab8b-6d2ec68755d8")
+    running_pod(store, runtime, "first", "71d1e434-3521-5219-8114-c820be9e4770")
+    network.hold = "9a1d7761-3766-5d4d-ab8b-6d2ec68755d8"
     start = asyncio.create_task(agent.start_pods())
     await asyncio.wait_for(network.held.wait(), 3)
     await settle()
-    assert "u-first" in agent.workers and agent.workers["u-first"].last_status is not None
+    assert "71d1e434-3521-5219-8114-c820be9e4770" in agent.workers and agent.workers["71d1e434-3521-5219-8114-c820be9e4770"].last_status is not None
     # both pods are deleted (grace 0) right now: the informer applies the DELs, no handler is registered yet
     store.remove("default", "first")
     store.remove("default", "late")
@@ -186,18 +186,18 @@ async def test_pods_deleted_while_the_agent_adopts_them_lose_their_containers(en
     assert agent.informer.get("default", "first") is None
     network.release.set()
     await asyncio.wait_for(start, 3)
-    await eventually(lambda: not runtime.of("u-first"), 3, lambda: f"first's containers to go: {runtime.of('u-first')}")
-    await eventually(lambda: not runtime.of("u-late"), 3, lambda: f"late's containers to go: {runtime.of('u-late')}")
-    assert "u-first" not in agent.workers and "u-late" not in agent.workers
-    assert len(runtime.of("u-keep")) == 2 and "u-keep" in agent.workers
+    await eventually(lambda: not runtime.of("71d1e434-3521-5219-8114-c820be9e4770"), 3, lambda: f"first's containers to go: {runtime.of('u-first')}")
+    await eventually(lambda: not runtime.of("9a1d7761-3766-5d4d-ab8b-6d2ec68755d8"), 3, lambda: f"late's containers to go: {runtime.of('u-late')}")
+    assert "71d1e434-3521-5219-8114-c820be9e4770" not in agent.workers and "9a1d7761-3766-5d4d-ab8b-6d2ec68755d8" not in agent.workers
+    assert len(runtime.of("0896e052-6059-5873-b1c8-65f3d7a5e0e1")) == 2 and "0896e052-6059-5873-b1c8-65f3d7a5e0e1" in agent.workers
     assert agent.client.deletes == []  # already gone from the API: nothing to delete
 
 
 async def test_graceful_deletion_during_adoption_reaches_the_adopted_worker(env):
     agent, store, runtime, network = env
-    first = running_pod(store, runtime, "first", "u-first")
-    running_pod(store, runtime, "late", "u-late")  # newer: adopted first and held
-    network.hold = "u-late"
+    first = running_pod(store, runtime, "first", "71d1e434-3521-5219-8114-c820be9e4770")
+    running_pod(store, runtime, "late", "9a1d7761-3766-5d4d-ab8b-6d2ec68755d8")  # newer: adopted first and held
+    network.hold = "9a1d7761-3766-5d4d-ab8b-6d2ec68755d8"
     start = asyncio.create_task(agent.start_pods())
     await asyncio.wait_for(network.held.wait(), 3)
     # "first" is not adopted yet: the adopter took it from its snapshot of the cache before this update
@@ -208,23 +208,23 @@ async def test_graceful_deletion_during_adoption_reaches_the_adopted_worker(env)
     await settle()
     network.release.set()
     await asyncio.wait_for(start, 3)
-    await eventually(lambda: not runtime.of("u-first"), 3, "first's containers to go")
+    await eventually(lambda: not runtime.of("71d1e434-3521-5219-8114-c820be9e4770"), 3, "first's containers to go")
     await eventually(lambda: "first" in agent.client.deletes, 3, "the agent to finish the deletion")
-    assert len(runtime.of("u-late")) == 2
+    assert len(runtime.of("9a1d7761-3766-5d4d-ab8b-6d2ec68755d8")) == 2
 
 
 async def test_a_worker_whose_pod_left_the_cache_unnoticed_is_told_on_the_next_relist(env):
     """A pod replaced by one of the same name while the watch was down: the informer's relist
     delivers it as an update (same key), never as a delete; the old pod's worker must still stop."""
     agent, store, runtime, network = env
-    running_pod(store, runtime, "web", "u-old")
+    running_pod(store, runtime, "web", "eb79fb3b-1e8a-53d8-bb56-914163b3572a")
     await agent.start_pods()
     await settle()
-    assert "u-old" in agent.workers
+    assert "eb79fb3b-1e8a-53d8-bb56-914163b3572a" in agent.workers
     store.remove("default", "web", emit=False)
-    store.put(pod("web", "u-new"), emit=False)
+    store.put(pod("web", "82e780fa-c431-5b51-b64f-5f0464c9d0b7"), emit=False)
     store.break_watches()
-    await eventually(lambda: not runtime.of("u-old"), 3, lambda: f"the old containers to go: {runtime.of('u-old')}")
-    await eventually(lambda: {c.container_name for c in runtime.of("u-new")} == {"POD", "main"}, 3,
+    await eventually(lambda: not runtime.of("eb79fb3b-1e8a-53d8-bb56-914163b3572a"), 3, lambda: f"the old containers to go: {runtime.of('u-old')}")
+    await eventually(lambda: {c.container_name for c in runtime.of("82e780fa-c431-5b51-b64f-5f0464c9d0b7")} == {"POD", "main"}, 3,
                      "the new pod's sandbox and container")
-    assert "u-old" not in agent.workers and "u-new" in agent.workers
+    assert "eb79fb3b-1e8a-53d8-bb56-914163b3572a" not in agent.workers and "82e780fa-c431-5b51-b64f-5f0464c9d0b7" in agent.workers

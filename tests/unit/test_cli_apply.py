@@ -1,6 +1,12 @@
 """The three-way merge patch of ``k8n apply`` (kubectl's client-side apply semantics)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from bus.cli.apply import LAST_APPLIED, contains, three_way_patch, with_last_applied
 from tests import builders
@@ -99,3 +105,35 @@ def test_contains():
     assert contains([{"port": 80, "protocol": "TCP"}], [{"port": 80}])
     assert not contains([{"port": 80}], [{"port": 80}, {"port": 81}])
     assert not contains({"a": 1}, {"a": 2})
+
+
+# ---- manifests a user gets wrong: one line naming the file and the document, exit 1, no traceback -------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+BOMB = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("content, line", [
+    (b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: ConfigMap\nmetadata: {name: b}\n",
+     "error: m.yaml: document 2: missing apiVersion"),
+    (b"apiVersion: v1\nmetadata: {name: a}\n", "error: m.yaml: document 1: missing kind"),
+    (b"apiVersion: v1\nkind: Secret\nmetadata: {name: a}\ndata:\n  k: !!binary \"a\"\n",
+     "error: m.yaml: document 1: line 5, column 6: failed to decode base64 data: Invalid base64-encoded string: "
+     "number of data characters (1) cannot be 1 more than a multiple of 4"),
+    (b"apiVersion: v1\nkind: ConfigMap\n---\nmetadata:\n  name: \xff\n",
+     "error: m.yaml: document 2: invalid UTF-8 at byte 53"),
+    (b"a: [1,\n", "error: m.yaml: document 1: line 2, column 1: while parsing a flow node; expected the node "
+     "content, but found '<stream end>'"),
+    (BOMB.encode(), "error: m.yaml: document 1: document contains excessive aliasing (more than 10000 nodes "
+     "through aliases)"),
+    (b"[" * 5000 + b"]" * 5000, "error: m.yaml: document 1: nested deeper than 100 levels"),
+    (b"a: " + b"[" * 5000 + b"]" * 5000, "error: m.yaml: document 1: document is nested deeper than 100 levels"),
+])
+def test_bad_manifests_are_one_line_errors_before_connecting(tmp_path, content, line):
+    (tmp_path / "m.yaml").write_bytes(content)
+    out = subprocess.run([sys.executable, "-m", "bus.cli", "apply", "-f", "m.yaml", "-s", "nats://127.0.0.1:9"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (out.returncode, out.stderr, out.stdout) == (1, line + "\n", "")

@@ -57,7 +57,7 @@ class FakeApi:
 
 
 def _pod(**spec) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "ci", "uid": "pod-uid-1"},
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "ci", "uid": "ff0556cd-0b2c-5513-ab68-7eff4000f9f7"},
             "spec": {"serviceAccountName": "builder", "containers": [{"name": "a"}],
                      "volumes": [token_volume("kube-api-access-abcde")], **spec}}
 
@@ -125,7 +125,7 @@ def test_the_token_request_is_bound_to_the_pod():
     assert account == "builder"
     assert req == {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {
         "expirationSeconds": 3600,  # Kubernetes' default for a projection that does not say
-        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web-0", "uid": "pod-uid-1"}}}
+        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web-0", "uid": "ff0556cd-0b2c-5513-ab68-7eff4000f9f7"}}}
     _, req = token_request(_pod(), {"path": "vault", "audience": "vault", "expirationSeconds": 7200})
     assert req["spec"]["audiences"] == ["vault"] and req["spec"]["expirationSeconds"] == 7200
 
@@ -147,52 +147,52 @@ def test_ownership_follows_the_kubelet():
 
 async def test_the_api_access_volume_holds_a_pod_bound_token_only_root_reads(volumes, api, tmp_path):
     paths = await volumes.prepare(_pod())
-    base = tmp_path / "pods" / "pod-uid-1" / "volumes" / "kube-api-access-abcde"
+    base = tmp_path / "pods" / "ff0556cd-0b2c-5513-ab68-7eff4000f9f7" / "volumes" / "kube-api-access-abcde"
     assert paths == {"kube-api-access-abcde": str(base)}
     assert (base / "token").read_text() == "token-1"
     assert (base / "ca.crt").read_text() == CA and (base / "namespace").read_text() == "ci"
     ((ns, account, body),) = api.requests
     assert (ns, account) == ("ci", "builder")
     assert body["spec"] == {"expirationSeconds": 3607, "boundObjectRef": {
-        "apiVersion": "v1", "kind": "Pod", "name": "web-0", "uid": "pod-uid-1"}}
+        "apiVersion": "v1", "kind": "Pod", "name": "web-0", "uid": "ff0556cd-0b2c-5513-ab68-7eff4000f9f7"}}
     assert _mode(base) == 0o700 and _mode(base / "token") == 0o600
     assert _mode(base / "ca.crt") == 0o644  # the volume's defaultMode, inside the 0700 directory
     assert os.stat(base / "token").st_uid == os.geteuid()
     assert not [p for p in base.iterdir() if p.name.endswith(".tmp")]
-    volumes.cleanup("pod-uid-1")
+    volumes.cleanup("ff0556cd-0b2c-5513-ab68-7eff4000f9f7")
     assert not base.exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other users needs root")
 async def test_run_as_user_and_fs_group_own_the_token(volumes, tmp_path):
     await volumes.prepare(_pod(securityContext={"runAsUser": 1234, "fsGroup": 2345}))
-    base = tmp_path / "pods" / "pod-uid-1" / "volumes" / "kube-api-access-abcde"
+    base = tmp_path / "pods" / "ff0556cd-0b2c-5513-ab68-7eff4000f9f7" / "volumes" / "kube-api-access-abcde"
     st = os.stat(base / "token")
     assert (st.st_uid, st.st_gid, _mode(base / "token")) == (1234, 2345, 0o640)
     st = os.stat(base)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, 0o2750)
     assert os.stat(base / "ca.crt").st_gid == 2345 and _mode(base / "ca.crt") == 0o644
-    volumes.cleanup("pod-uid-1")
+    volumes.cleanup("ff0556cd-0b2c-5513-ab68-7eff4000f9f7")
 
 
 async def test_the_agent_renews_the_file_while_the_pod_lives(volumes, api, clock, tmp_path):
     volumes.tokens._jitter = lambda: 0.0
     await volumes.prepare(_pod())
-    token = tmp_path / "pods" / "pod-uid-1" / "volumes" / "kube-api-access-abcde" / "token"
-    assert volumes._refreshers.get("pod-uid-1") is not None  # a task keeps it fresh
-    delay = await volumes.refresh_tokens("pod-uid-1")
+    token = tmp_path / "pods" / "ff0556cd-0b2c-5513-ab68-7eff4000f9f7" / "volumes" / "kube-api-access-abcde" / "token"
+    assert volumes._refreshers.get("ff0556cd-0b2c-5513-ab68-7eff4000f9f7") is not None  # a task keeps it fresh
+    delay = await volumes.refresh_tokens("ff0556cd-0b2c-5513-ab68-7eff4000f9f7")
     assert delay == pytest.approx(3607 * 0.8) and token.read_text() == "token-1"
     clock.t += 2886  # past 80 % of 3607 s
     inode = token.stat().st_ino
-    assert await volumes.refresh_tokens("pod-uid-1") == pytest.approx(3607 * 0.8)
+    assert await volumes.refresh_tokens("ff0556cd-0b2c-5513-ab68-7eff4000f9f7") == pytest.approx(3607 * 0.8)
     assert token.read_text() == "token-2" and token.stat().st_ino != inode  # renamed over: atomic
     assert _mode(token) == 0o600
     api.fail = errors.unavailable("down")  # renewal fails: the file keeps the old token, retried soon
     clock.t += 2886
-    assert await volumes.refresh_tokens("pod-uid-1") == 10.0 and token.read_text() == "token-2"
-    task = volumes._refreshers["pod-uid-1"]
-    volumes.cleanup("pod-uid-1")
-    assert await volumes.refresh_tokens("pod-uid-1") is None
+    assert await volumes.refresh_tokens("ff0556cd-0b2c-5513-ab68-7eff4000f9f7") == 10.0 and token.read_text() == "token-2"
+    task = volumes._refreshers["ff0556cd-0b2c-5513-ab68-7eff4000f9f7"]
+    volumes.cleanup("ff0556cd-0b2c-5513-ab68-7eff4000f9f7")
+    assert await volumes.refresh_tokens("ff0556cd-0b2c-5513-ab68-7eff4000f9f7") is None
     await asyncio.sleep(0)
     assert task.cancelled() or task.done()
 
