@@ -3,7 +3,7 @@
 Every process connects with credentials (a NATS ``.creds`` file, :mod:`bus.natsauth`) for its own identity
 (:mod:`bus.roles`). Where they are found:
 
-- an explicit file (``--creds``, ``$K8N_CREDS``) — an outside client, or a user's own admin credentials;
+- an explicit file (``ApiClient.connect(creds=…)``; for a client with no identity of its own, ``$K8N_CREDS``);
 - else ``<creds dir>/<identity>.creds``, the creds dir being ``--creds-dir``, else ``$K8N_CREDS_DIR``, else
   ``<data dir>/creds`` (``k8n up`` mints every component's credentials there).
 

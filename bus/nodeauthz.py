@@ -134,14 +134,6 @@ class NodeGraph:
         self._pods: dict[tuple[str, str], PodInfo] = {}
         self._pv_claim: dict[str, tuple[str, str]] = {}
 
-    @classmethod
-    def from_factory(cls, factory: Any) -> "NodeGraph":
-        """A graph fed by ``factory``'s pods and persistentvolumes informers (start the factory afterwards)."""
-        g = cls()
-        g.watch_pods(factory.informer("pods"))
-        g.watch_volumes(factory.informer("persistentvolumes"))
-        return g
-
     # -- feeding --
 
     def watch_pods(self, informer: Any) -> None:

@@ -104,7 +104,6 @@ API_ONLY_BUCKETS = ("replies",)
 SECRET_BUCKETS = ("secrets",)
 # What a node's agent (kubelet, proxy, DNS) reads besides its own pods
 NODE_READS = ("services", "endpoints", "endpointslices", "nodes", "namespaces")
-MANY_RESPONSES = 1_000_000  # streamed replies are on session subjects; this bounds plain replies per request
 
 
 def _read_buckets(deny: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -161,7 +160,7 @@ def permissions_for(identity: Identity) -> Permissions:
                 subjects.node_metrics(node), subjects.pod_metrics_of_node(node),
                 subjects.node_session(node, "*", subjects.SESSION_OUT)),
             sub_allow=inbox + (subjects.node_call(node, ">"),),
-            responses=MANY_RESPONSES)
+            responses=1)  # one reply per call: streams go on the node's session subjects
     if role == SUBSCRIBER:
         hidden = API_ONLY_BUCKETS + SECRET_BUCKETS
         allow, denied = _read_buckets(hidden)

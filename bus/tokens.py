@@ -149,22 +149,8 @@ def _create_private_key(path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another API server made it first: use that one
-        else:
-            log.info("made the ServiceAccount token signing key %s", path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if write_atomic(path, pem, 0o600, exclusive=True):  # else another API server made it first: use that one
+        log.info("made the ServiceAccount token signing key %s", path)
 
 
 @dataclass(frozen=True)

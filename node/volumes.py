@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from bus import errors
+from bus.files import write_atomic
 from node.admission import valid_uid
 from node.env import ConfigError, Getter, field_ref
 from node.runtime.model import Mount
@@ -107,22 +108,8 @@ def _safe_rel(rel: str, volume: str) -> PurePosixPath:
 
 
 def _write_file(path: Path, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-    """Replace ``path`` atomically: written beside it (mode and owner set before anything can read it), then
-    renamed over it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Replace ``path`` atomically, its owner and mode set before anyone can read it."""
+    write_atomic(path, data, mode, prepare=lambda tmp: _chown(tmp, uid, gid))
 
 
 @dataclass

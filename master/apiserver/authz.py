@@ -17,7 +17,6 @@ from bus.authn import UserInfo
 from bus.informer import SharedInformerFactory
 from bus.nodeauthz import ClusterAuthorizer
 from bus.rbac import Attributes, check_rbac_write, forbidden_error, forbidden_write_error, subject_rules_review
-from bus.resources import by_kind
 from bus.store import NatsStore
 from master.apiserver.request import Reply, Request
 
@@ -34,8 +33,6 @@ def attributes(req: Request) -> Attributes:
     """What a request asks, as the authorizer reads it: a create names no object (Kubernetes' request info), except
     a subresource of one (``pods/binding``, ``serviceaccounts/token``)."""
     name = req.name if (req.verb != "create" or req.subresource) else ""
-    if req.options.get("patchType") in ("apply", "application/apply-patch+yaml") and req.verb == "patch":
-        name = req.name
     return Attributes.for_resource(req.user, req.verb, req.res, req.namespace, name, req.subresource)
 
 
@@ -145,7 +142,3 @@ class Authorization:
             ns = namespace or ""
         return Attributes(user, str(ra.get("verb") or ""), ns, str(ra.get("group") or ""),
                           str(ra.get("resource") or ""), str(ra.get("subresource") or ""), str(ra.get("name") or ""))
-
-
-def is_review(req: Request) -> bool:
-    return req.res.kind in REVIEW_KINDS and by_kind(req.res.kind) is not None

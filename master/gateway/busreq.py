@@ -15,13 +15,13 @@ from bus.resources import Resource
 
 async def call(client: ApiClient, res: Resource, verb: str, namespace: str | None = None,
                name: str | None = None, body: Any = None, subresource: str | None = None,
-               options: dict | None = None, user: Any = None) -> Reply:
+               options: dict | None = None, user: UserInfo | None = None) -> Reply:
     """``(code, body, warnings)``; an error reply raises :class:`bus.errors.ApiError` carrying the
     warnings in ``.warnings``. No answer after the client's retries is a 504 when the request may still
     complete, a 503 when no apiserver was there to receive it."""
     try:
         code, out, warnings = await client.call(res, verb, namespace, name, body, subresource, options,
-                                                user_dict(user) if user is not None else None)
+                                                user.as_dict() if user is not None else None)
     except errors.NoReply as e:
         if e.timed_out:
             raise errors.ApiError(504, "the API server did not answer in time; the request may still complete",
@@ -32,10 +32,3 @@ async def call(client: ApiClient, res: Resource, verb: str, namespace: str | Non
         err.warnings = warnings  # type: ignore[attr-defined]
         raise err
     return code, out, warnings
-
-
-def user_dict(user: Any) -> dict:
-    """The authenticated HTTP user as the API server reads it (``bus.authn.UserInfo.as_dict``)."""
-    if hasattr(user, "as_dict"):
-        return user.as_dict()
-    return UserInfo(user.name, getattr(user, "uid", "") or "", tuple(getattr(user, "groups", ()) or ())).as_dict()
