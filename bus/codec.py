@@ -113,6 +113,18 @@ class BoundedLoader(yaml.SafeLoader):
         self._levels = 0  # maps/lists being composed
         self._composed = 0  # nodes composed in this document
 
+    # The scanner's own nesting (flow brackets, block indentation) is bounded too: PyYAML's scanner does work
+    # quadratic in it before the composer ever sees a node.
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        if self.flow_level > MAX_DEPTH:
+            raise YamlLimitError(f"document is nested deeper than {MAX_DEPTH} levels")
+        super().fetch_flow_collection_start(token_class)
+
+    def add_indent(self, column: int) -> bool:
+        if len(self.indents) > MAX_DEPTH:
+            raise YamlLimitError(f"document is nested deeper than {MAX_DEPTH} levels")
+        return super().add_indent(column)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         collection = self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent)
         self._composed += 1

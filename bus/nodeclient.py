@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from typing import Any, AsyncIterator
 
-from bus import codec, errors, subjects
+from bus import codec, errors, nodecalls, subjects
 
 KEEPALIVE_SECONDS = 5.0
 
@@ -30,9 +30,9 @@ def _into(queue: asyncio.Queue):
     return cb
 
 
-async def _call(client: Any, node: str, call: str, req: dict) -> dict:
+async def _call(client: Any, node: str, call: str, req: Any) -> dict:
     try:
-        msg = await client.nc.request(subjects.node_call(node, call), codec.pack(req), timeout=10)
+        msg = await client.nc.request(subjects.node_call(node, call), req.pack(), timeout=10)
     except Exception as e:
         raise errors.unavailable(f"node {node} did not answer: {type(e).__name__}") from None
     reply = codec.unpack(msg.data)
@@ -53,9 +53,9 @@ async def logs(client: Any, namespace: str, pod: str, container: str | None = No
     queue: asyncio.Queue = asyncio.Queue()
     sub = await client.nc.subscribe(subjects.node_session(node, session, subjects.SESSION_OUT), cb=_into(queue))
     try:
-        await _call(client, node, "logs", {"namespace": namespace, "pod": pod, "container": container,
-                                           "follow": follow, "tail": tail, "previous": previous,
-                                           "session": session})
+        req = nodecalls.build("logs", namespace=namespace, pod=pod, container=container, follow=follow, tail=tail,
+                              previous=previous, session=session)
+        await _call(client, node, "logs", req)
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
@@ -105,8 +105,9 @@ async def exec_(client: Any, namespace: str, pod: str, command: list[str], conta
     queue: asyncio.Queue = asyncio.Queue()
     sub = await client.nc.subscribe(subjects.node_session(node, session, subjects.SESSION_OUT), cb=_into(queue))
     try:
-        await _call(client, node, "exec", {"namespace": namespace, "pod": pod, "container": container,
-                                           "command": command, "stdin": stdin, "tty": tty, "session": session})
+        req = nodecalls.build("exec", namespace=namespace, pod=pod, container=container, command=command,
+                              stdin=stdin, tty=tty, session=session)
+        await _call(client, node, "exec", req)
     except BaseException:
         await sub.unsubscribe()
         raise
@@ -115,4 +116,4 @@ async def exec_(client: Any, namespace: str, pod: str, command: list[str], conta
 
 
 async def stats(client: Any, node: str) -> dict:
-    return (await _call(client, node, "stats", {})).get("body") or {}
+    return (await _call(client, node, "stats", nodecalls.build("stats"))).get("body") or {}

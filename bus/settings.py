@@ -100,7 +100,7 @@ def load(cls: type[T], options: Mapping[str, Any] | None = None, environ: Mappin
 
 
 def _default(value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return "–"  # the description says what happens then
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"

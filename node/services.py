@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
-from bus import codec, errors, subjects
+from bus import codec, errors, nodecalls, subjects
 from bus.meta import format_time
 
 if TYPE_CHECKING:
@@ -51,6 +51,15 @@ def _memory_working_set() -> int:
         k, _, v = line.partition(":")
         info[k] = int(v.split()[0]) * 1024
     return info.get("MemTotal", 0) - info.get("MemAvailable", 0)
+
+
+def _session_message(data: bytes) -> dict:
+    """A message a caller sent on a session's ``in`` subject; anything but a msgpack map counts as empty."""
+    try:
+        message = codec.unpack(data)
+    except Exception:
+        return {}
+    return message if isinstance(message, dict) else {}
 
 
 class MetricsSettings(Protocol):
@@ -109,26 +118,30 @@ class NodeServices:
 
     # ---- lookup ------------------------------------------------------------------------------
 
-    def _find(self, req: dict) -> tuple[Any, str, Any]:
-        ns, pod = req.get("namespace") or "default", req.get("pod")
+    def _find(self, req: nodecalls.LogsRequest | nodecalls.ExecRequest) -> tuple[Any, str, Any]:
         for w in self.host.workers.values():
             meta = (w.pod or {}).get("metadata") or {}
-            if meta.get("name") == pod and meta.get("namespace") == ns:
+            if meta.get("name") == req.pod and meta.get("namespace") == req.namespace:
                 spec = w.spec
                 names = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
-                name = req.get("container") or ((spec.get("containers") or [{}])[0].get("name"))
+                name = req.container or ((spec.get("containers") or [{}])[0].get("name"))
                 if name not in names:
-                    raise errors.bad_request(f"container {name} is not valid for pod {pod}")
+                    raise errors.bad_request(f"container {name} is not valid for pod {req.pod}")
                 return w, name, w.current.get(name)
-        raise errors.not_found("pods", str(pod))
+        raise errors.not_found("pods", req.pod)
 
-    def _session(self, req: dict) -> tuple[str, str]:
-        """``(out, in)`` subjects of the streaming session a request names (400 when it names none)."""
-        sid = req.get("session")
-        if not isinstance(sid, str) or not subjects.SESSION_ID.fullmatch(sid):
-            raise errors.bad_request("session must be 16 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
-        return (subjects.node_session(self.host.name, sid, subjects.SESSION_OUT),
-                subjects.node_session(self.host.name, sid, subjects.SESSION_IN))
+    def _session(self, req: nodecalls.LogsRequest | nodecalls.ExecRequest) -> tuple[str, str]:
+        """``(out, in)`` subjects of the streaming session the request names."""
+        return (subjects.node_session(self.host.name, req.session, subjects.SESSION_OUT),
+                subjects.node_session(self.host.name, req.session, subjects.SESSION_IN))
+
+    def _request(self, call: str, msg) -> Any:
+        """The call's request, validated before any work (``bus.nodecalls``): None (dropped, logged) when it has no
+        reply subject, since whoever sent it cannot be answered; BadRequest when it is malformed."""
+        if not msg.reply:
+            log.warning("%s request without a reply subject dropped", call)
+            return None
+        return nodecalls.parse(call, msg.data)
 
     async def _reply(self, msg, body: dict) -> None:
         if msg.reply:
@@ -138,14 +151,15 @@ class NodeServices:
 
     async def _on_logs(self, msg) -> None:
         try:
-            req = codec.unpack(msg.data)
+            if (req := self._request("logs", msg)) is None:
+                return
             w, name, inst = self._find(req)
-            if req.get("previous"):
+            if req.previous:
                 inst = w.previous.get(name)
                 if inst is None:
-                    raise errors.bad_request(f'previous terminated container "{name}" in pod "{req.get("pod")}" not found')
+                    raise errors.bad_request(f'previous terminated container "{name}" in pod "{req.pod}" not found')
             if inst is None:
-                raise errors.bad_request(f'container "{name}" in pod "{req.get("pod")}" is waiting to start: '
+                raise errors.bad_request(f'container "{name}" in pod "{req.pod}" is waiting to start: '
                                          f'{w.waiting.get(name, ("ContainerCreating",))[0]}')
             out, control = self._session(req)
         except errors.ApiError as e:
@@ -155,12 +169,12 @@ class NodeServices:
             await self._reply(msg, {"code": 400, "body": errors.bad_request(str(e)).status()})
             return
         await self._reply(msg, {"code": 200})
-        follow = bool(req.get("follow")) and not req.get("previous")
+        follow = req.follow and not req.previous
         cancel = asyncio.Event()
         alive = [time.monotonic()]
 
         async def on_ctl(m) -> None:
-            ctl = codec.unpack(m.data)
+            ctl = _session_message(m.data)
             if ctl.get("cancel"):
                 cancel.set()
             alive[0] = time.monotonic()
@@ -168,7 +182,7 @@ class NodeServices:
         ctl_sub = await self.nc.subscribe(control, cb=on_ctl)
 
         async def pump() -> None:
-            async for chunk in await self.host.runtime.logs(inst.id, follow=follow, tail=req.get("tail")):
+            async for chunk in await self.host.runtime.logs(inst.id, follow=follow, tail=req.tail):
                 await self.nc.publish(out, codec.pack({"data": chunk}))
 
         async def watchdog() -> None:
@@ -191,15 +205,13 @@ class NodeServices:
 
     async def _on_exec(self, msg) -> None:
         try:
-            req = codec.unpack(msg.data)
+            if (req := self._request("exec", msg)) is None:
+                return
             w, name, inst = self._find(req)
             if inst is None or inst.state != "running":
                 raise errors.bad_request(f'container {name} is not running')
-            cmd = [str(x) for x in req.get("command") or []]
-            if not cmd:
-                raise errors.bad_request("a command is required")
             out, stdin_subject = self._session(req)
-            session = await self.host.runtime.exec(inst.id, cmd, stdin=bool(req.get("stdin")), tty=bool(req.get("tty")))
+            session = await self.host.runtime.exec(inst.id, req.command, stdin=req.stdin, tty=req.tty)
         except errors.ApiError as e:
             await self._reply(msg, {"code": e.code, "body": e.status()})
             return
@@ -207,13 +219,13 @@ class NodeServices:
             await self._reply(msg, {"code": 500, "body": errors.internal(str(e)).status()})
             return
         async def on_stdin(m) -> None:
-            data = codec.unpack(m.data)
-            if data.get("data"):
+            data = _session_message(m.data)
+            if isinstance(data.get("data"), bytes) and data["data"]:
                 await session.write_stdin(data["data"])
             if data.get("eof"):
                 await session.close_stdin()
 
-        sub = await self.nc.subscribe(stdin_subject, cb=on_stdin) if req.get("stdin") else None
+        sub = await self.nc.subscribe(stdin_subject, cb=on_stdin) if req.stdin else None
         await self._reply(msg, {"code": 200})
         try:
             async for stream, data in session:
@@ -230,6 +242,12 @@ class NodeServices:
     # ---- metrics -----------------------------------------------------------------------------
 
     async def _on_stats(self, msg) -> None:
+        try:
+            if self._request("stats", msg) is None:
+                return
+        except errors.ApiError as e:
+            await self._reply(msg, {"code": e.code, "body": e.status()})
+            return
         if self.latest["node"] is None:
             await self.collect()
         await self._reply(msg, {"code": 200, "body": self.latest})

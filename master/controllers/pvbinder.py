@@ -5,7 +5,8 @@ reclaim policy when a bound claim is deleted: Retain → Released (claimRef kept
 its hostPath data removed, Recycle → the directory scrubbed and the PV Available again.
 
 hostPath data is touched only under the roots named by the ``pv-reclaim-roots`` option
-(``$K8N_PV_RECLAIM_ROOTS``, ``:``-separated; default ``/tmp:/var/lib/k8n``) and never a root itself.
+(``$K8N_PV_RECLAIM_ROOTS``, ``:``-separated; none by default), never a root itself, never the data
+directory nor a directory holding it; a refused reclaim marks the volume Failed with the reason.
 Keys are ``pv/<name>`` and ``pvc/<namespace>.<name>``; one queue serves both."""
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import shutil
 from pathlib import Path
 
 from bus import errors, subjects
+from bus.config import data_dir
 from bus.controller import Controller
 from bus.events import NORMAL, WARNING
 from bus.informer import key_of
 from bus.labels import selector_from_label_selector
 from bus.quantity import memory_bytes
-from master.controllers.settings import DEFAULT_RECLAIM_ROOTS
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +108,25 @@ def claim_ref(pvc: dict) -> dict:
             "name": meta["name"], "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}
 
 
-def safe_reclaim_path(path: str | None, roots: list[str]) -> Path | None:
-    """The hostPath as a resolved path strictly below one of ``roots``, else None."""
+class ReclaimRefused(Exception):
+    """Why a Delete/Recycle reclaim may not touch a volume's hostPath (the PV's Failed message)."""
+
+
+def safe_reclaim_path(path: str | None, roots: list[str], protected: tuple[Path, ...] = ()) -> Path:
+    """The hostPath as a resolved path strictly below one of ``roots`` and neither inside nor above a
+    ``protected`` directory (the data directory); else ReclaimRefused saying why."""
+    if not roots:
+        raise ReclaimRefused("no reclaim roots are configured (K8N_PV_RECLAIM_ROOTS)")
     if not path or not os.path.isabs(path):
-        return None
+        raise ReclaimRefused(f"hostPath {path!r} is not an absolute path")
     p = Path(path).resolve()
-    for root in roots:
-        r = Path(root).resolve()
-        if p != r and r in p.parents:
-            return p
-    return None
+    if not any(p != r and r in p.parents for r in (Path(root).resolve() for root in roots)):
+        raise ReclaimRefused(f"hostPath {path!r} is not below a reclaim root ({':'.join(roots)})")
+    for d in protected:
+        d = d.resolve()
+        if p == d or d in p.parents or p in d.parents:
+            raise ReclaimRefused(f"hostPath {path!r} overlaps the data directory {str(d)!r}")
+    return p
 
 
 # ---- the controller ------------------------------------------------------------------------------
@@ -138,7 +148,7 @@ def _volume_of_claim(pvc: dict) -> str | None:
 class PvBinder:
     def __init__(self, client, pvs, pvcs, recorder, reclaim_roots: list[str] | None = None) -> None:
         self.client, self.pvs, self.pvcs, self.recorder = client, pvs, pvcs, recorder
-        self.roots = reclaim_roots if reclaim_roots is not None else DEFAULT_RECLAIM_ROOTS.split(":")
+        self.roots = list(reclaim_roots or ())
         self.controller = Controller("pvbinder", self.reconcile)
         self.controller.watches(pvs, _pv_key)
         self.controller.watches(pvcs, _pvc_key)
@@ -250,11 +260,11 @@ class PvBinder:
         if policy == "Retain":
             return
         host = (_spec(pv).get("hostPath") or {}).get("path")
-        path = safe_reclaim_path(host, self.roots)
-        if path is None:
-            await self._volume_status(pv, "Failed", f"{policy} of volume {name} refused: hostPath {host!r} is not "
-                                                    f"below a reclaim root ({':'.join(self.roots)})")
-            await self.recorder.event(pv, WARNING, f"VolumeFailed{policy}", f"hostPath {host!r} is not below a reclaim root")
+        try:
+            path = safe_reclaim_path(host, self.roots, (data_dir(),))
+        except ReclaimRefused as refused:
+            await self._volume_status(pv, "Failed", f"{policy} of volume {name} refused: {refused}")
+            await self.recorder.event(pv, WARNING, f"VolumeFailed{policy}", str(refused))
             return
         if policy == "Delete":
             _remove(path)

@@ -8,6 +8,7 @@ together with the leader-election ones (``master.leaderelection.ElectionConfig``
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -15,7 +16,11 @@ from bus import settings as _s
 from bus.settings import setting
 
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
-DEFAULT_RECLAIM_ROOTS = "/tmp:/var/lib/k8n"
+DEFAULT_RECLAIM_ROOTS = ""
+# Never a reclaim root, nor inside one: what a Delete or Recycle reclaim could wreck the host with.
+SYSTEM_DIRECTORIES = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
+                      "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+                      "/var/lib", "/var/lib/docker", "/var/lib/containerd", "/var/log", "/var/run", "/var/tmp")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,9 @@ class ControllerManagerSettings:
     hpa_downscale_stabilization: float = setting(
         300.0, "seconds of the scale-down stabilization window of an HPA that sets none")
     pv_reclaim_roots: str = setting(
-        DEFAULT_RECLAIM_ROOTS, "`:`-separated directories: the only places a Delete/Recycle reclaim touches")
+        DEFAULT_RECLAIM_ROOTS, "`:`-separated absolute directories: the only places a Delete/Recycle reclaim "
+        "touches (strictly below one); none by default, so such a reclaim marks its volume Failed. `/`, system "
+        "directories (`/etc`, `/usr`, `/var`, `/tmp`, …) and the data directory are refused")
     cluster_cidr: str = setting(DEFAULT_CLUSTER_CIDR, "the range node IPAM gives each node a /24 podCIDR of")
     replicaset_workers: int = setting(
         5, "concurrent reconciles of the ReplicaSet (and ReplicationController) controller")
@@ -50,6 +57,14 @@ class ControllerManagerSettings:
     root_ca_file: str = setting(
         "", "the cluster CA pods trust the API with (`kube-root-ca.crt`, `ca.crt` of token Secrets); empty: "
         "`<data dir>/pki/ca.crt`, the gateway's CA")
+
+    def __post_init__(self) -> None:
+        for root in self.reclaim_roots:
+            if not os.path.isabs(root):
+                raise _s.SettingsError(f"K8N_PV_RECLAIM_ROOTS: {root!r} is not an absolute path")
+            if os.path.normpath(root) in SYSTEM_DIRECTORIES:
+                raise _s.SettingsError(f"K8N_PV_RECLAIM_ROOTS: {root!r} is a system directory; name a directory "
+                                       f"made for volumes, such as /srv/k8n-volumes")
 
     @classmethod
     def load(cls, options: Mapping[str, Any] | None = None,

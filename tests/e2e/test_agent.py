@@ -66,7 +66,7 @@ async def _ready_pod(c, name):
     return p if conds.get("Ready") == "True" and p["status"].get("podIP") else None
 
 
-async def test_env_from_field_secret_and_configmap_and_exec(cluster):
+async def test_env_from_field_secret_and_configmap_and_exec_and_malformed_node_calls(cluster):
     c = cluster.client
     await c.create(secret("s1", data={"password": b"hunter2"}))
     await c.create(configmap("cm1", data={"color": "blue"}))
@@ -94,6 +94,33 @@ async def test_env_from_field_secret_and_configmap_and_exec(cluster):
     await session.close_stdin()
     out = b"".join([d async for _s, d in session])
     assert out == b"piped through\n" and session.exit_code == 0
+    await _malformed_node_calls_do_nothing(c, cluster.node)
+
+
+async def _malformed_node_calls_do_nothing(c, node):
+    """Requests on the node's subjects are validated before any work: a 400 Status naming the field, or (without a
+    reply subject, when nobody can be answered) dropped; the command never runs."""
+    from bus import codec, nodeclient, subjects
+
+    def exec_req(**over):
+        return {"namespace": "default", "pod": "envs", "command": ["touch", "/tmp/ran"],
+                "session": nodeclient.new_session(), **over}
+
+    await c.nc.publish(subjects.node_call(node, "exec"), codec.pack(exec_req()))  # no inbox to answer
+    for body, field in ((exec_req(session="../x"), "session"), (exec_req(command="touch /tmp/ran"), "command"),
+                        (exec_req(command=[]), "command"), (exec_req(namespace="NS!"), "namespace"),
+                        (exec_req(container="a.b"), "container"), (exec_req(stdin="yes"), "stdin"),
+                        (exec_req(user="root"), "user"),
+                        ({"namespace": "default", "pod": "envs", "tail": -1, "session": nodeclient.new_session()},
+                         "tail")):
+        call = "logs" if "tail" in body else "exec"
+        reply = codec.unpack((await c.nc.request(subjects.node_call(node, call), codec.pack(body), timeout=5)).data)
+        assert reply["code"] == 400 and reply["body"]["reason"] == "BadRequest", (body, reply)
+        assert f"invalid {call} request: {field}" in reply["body"]["message"], (body, reply)
+    reply = codec.unpack((await c.nc.request(subjects.node_call(node, "exec"), b"\xc1", timeout=5)).data)
+    assert reply["code"] == 400 and reply["body"]["message"] == "the exec request is not a msgpack map"
+    session = await nodeclient.exec_(c, "default", "envs", ["sh", "-c", "ls /tmp/ran || echo absent"])
+    assert b"".join([d async for _s, d in session]).strip().endswith(b"absent")
 
 
 async def test_liveness_failure_restarts_and_crash_loops_back_off(cluster):

@@ -196,3 +196,28 @@ async def test_pre_bound_pairs_and_late_volumes(client, controllers, tmp_path):
                 "late Pending while no volume fits")
     await client.create(_pv("later", tmp_path / "later", "10Gi"))
     await _wait_phase(client, "persistentvolumeclaims", "late", "Bound", "default")
+
+
+async def test_a_reclaim_outside_the_roots_or_of_the_data_directory_fails_and_touches_nothing(
+        client, controllers, tmp_path, tmp_path_factory, monkeypatch):
+    data = tmp_path / "k8n-data"  # this process's data directory, inside the configured reclaim root
+    monkeypatch.setenv("K8N_DATA_DIR", str(data))
+    outside = tmp_path_factory.mktemp("outside")
+    for d in (data / "nodes", outside):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "keep.txt").write_text("precious")
+    await client.create(_pv("pv-outside", outside, "1Gi", "Delete"))
+    await client.create(_pv("pv-data", data, "2Gi", "Recycle"))
+    await client.create(_pvc("c-outside", "1Gi"))
+    await client.create(_pvc("c-data", "2Gi"))
+    for c in ("c-outside", "c-data"):
+        await _wait_phase(client, "persistentvolumeclaims", c, "Bound", "default")
+        await client.delete("persistentvolumeclaims", c, "default")
+    await _wait_phase(client, "persistentvolumes", "pv-outside", "Failed")
+    await _wait_phase(client, "persistentvolumes", "pv-data", "Failed")
+    outside_pv = await client.get("persistentvolumes", "pv-outside")
+    assert outside_pv["status"]["message"] == (f"Delete of volume pv-outside refused: hostPath {str(outside)!r} is not "
+                                               f"below a reclaim root ({tmp_path})")
+    assert "overlaps the data directory" in (await client.get("persistentvolumes", "pv-data"))["status"]["message"]
+    assert (outside / "keep.txt").read_text() == "precious"
+    assert (data / "nodes" / "keep.txt").read_text() == "precious"

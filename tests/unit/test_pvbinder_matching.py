@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from master.controllers.pvbinder import choose_volume, compatible, safe_reclaim_path, storage
+import pytest
+
+from bus.settings import SettingsError
+from master.controllers.pvbinder import ReclaimRefused, choose_volume, compatible, safe_reclaim_path, storage
+from master.controllers.settings import ControllerManagerSettings
 
 
 def pv(name, size="1Gi", modes=("ReadWriteOnce",), sc=None, labels=None, claim=None, phase="Available"):
@@ -72,14 +76,42 @@ def test_pre_bound_pairs_bind_only_each_other():
     assert not compatible(pv("tiny", "1Mi"), pvc(volume="tiny"))
 
 
+def _refusal(path, roots, protected=()):
+    with pytest.raises(ReclaimRefused) as e:
+        safe_reclaim_path(path, roots, protected)
+    return str(e.value)
+
+
 def test_reclaim_only_below_a_root(tmp_path):
     roots = [str(tmp_path)]
     (tmp_path / "vol").mkdir()
     assert safe_reclaim_path(str(tmp_path / "vol"), roots) == (tmp_path / "vol").resolve()
-    assert safe_reclaim_path(str(tmp_path), roots) is None          # the root itself
-    assert safe_reclaim_path("/etc", roots) is None
-    assert safe_reclaim_path(str(tmp_path / ".." / "x"), roots) is None
-    assert safe_reclaim_path("relative/dir", roots) is None
-    assert safe_reclaim_path(None, roots) is None
+    assert "is not below a reclaim root" in _refusal(str(tmp_path), roots)          # the root itself
+    assert "is not below a reclaim root" in _refusal("/etc", roots)
+    assert "is not below a reclaim root" in _refusal(str(tmp_path / ".." / "x"), roots)
+    assert "is not an absolute path" in _refusal("relative/dir", roots)
+    assert "is not an absolute path" in _refusal(None, roots)
     (tmp_path / "link").symlink_to("/etc")
-    assert safe_reclaim_path(str(tmp_path / "link"), roots) is None  # a symlink out of the root
+    assert "is not below a reclaim root" in _refusal(str(tmp_path / "link"), roots)  # a symlink out of the root
+
+
+def test_no_roots_by_default_and_never_the_data_directory(tmp_path):
+    assert ControllerManagerSettings.load(environ={}).reclaim_roots == []
+    assert _refusal(str(tmp_path / "vol"), []) == "no reclaim roots are configured (K8N_PV_RECLAIM_ROOTS)"
+    data = tmp_path / "data"
+    (data / "nodes").mkdir(parents=True)
+    roots = [str(tmp_path)]
+    for inside_or_above in (data, data / "nodes", data / "nodes" / "x"):
+        assert "overlaps the data directory" in _refusal(str(inside_or_above), roots, (data,))
+    assert safe_reclaim_path(str(tmp_path / "elsewhere"), roots, (data,)) == (tmp_path / "elsewhere").resolve()
+    # a root that holds the data directory still only lets through what is beside it
+    assert "overlaps the data directory" in _refusal(str(tmp_path / "data"), [str(tmp_path)], (data,))
+
+
+@pytest.mark.parametrize("root", ["/", "/etc", "/usr/", "/var", "/var/lib", "/tmp", "/root", "relative"])
+def test_system_directories_are_refused_as_roots(root):
+    with pytest.raises(SettingsError) as e:
+        ControllerManagerSettings.load(environ={"K8N_PV_RECLAIM_ROOTS": f"/srv/vols:{root}"})
+    assert "K8N_PV_RECLAIM_ROOTS" in str(e.value) and repr(root) in str(e.value)
+    assert ControllerManagerSettings.load(environ={"K8N_PV_RECLAIM_ROOTS": "/srv/vols:/tmp/k8n-vols"}).reclaim_roots \
+        == ["/srv/vols", "/tmp/k8n-vols"]
