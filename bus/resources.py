@@ -75,6 +75,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("HorizontalPodAutoscaler", "horizontalpodautoscalers", "autoscaling", "v2", True, ("hpa",), ("status",), _ALL),
     Resource("Lease", "leases", "coordination.k8s.io", "v1", True, (), (), (), history=2),
     Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, (), ()),
+    Resource("NetworkPolicy", "networkpolicies", "networking.k8s.io", "v1", True, ("netpol",), ()),
     Resource("TokenReview", "tokenreviews", "authentication.k8s.io", "v1", False, (), (), stored=False),
     Resource("SubjectAccessReview", "subjectaccessreviews", "authorization.k8s.io", "v1", False, (), (), stored=False),
     Resource("LocalSubjectAccessReview", "localsubjectaccessreviews", "authorization.k8s.io", "v1", True, (), (),

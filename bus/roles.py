@@ -104,6 +104,8 @@ API_ONLY_BUCKETS = ("replies",)
 SECRET_BUCKETS = ("secrets",)
 # What a node's agent (kubelet, proxy, DNS) reads besides its own pods
 NODE_READS = ("services", "endpoints", "endpointslices", "nodes", "namespaces")
+# What the node view reads besides pods: NetworkPolicies and the namespaces their namespaceSelectors match
+NODEVIEW_READS = ("pods", "networkpolicies", "namespaces")
 
 
 def _read_buckets(deny: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -135,7 +137,7 @@ def permissions_for(identity: Identity) -> Permissions:
     if role == NODEVIEW:
         nodepods = "nodepods"
         return Permissions(
-            pub_allow=(subjects.kv_subject(nodepods),) + _read_only(("pods", nodepods))
+            pub_allow=(subjects.kv_subject(nodepods),) + _read_only(NODEVIEW_READS + (nodepods,))
             + (subjects.js_direct_get(subjects.stream(nodepods), ">"),),
             sub_allow=inbox)
     if role in (CONTROLLER_MANAGER, GATEWAY, ADMIN, SCHEDULER):

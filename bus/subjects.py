@@ -143,6 +143,16 @@ def node_pod_key(node: str, namespace: str, name: str) -> str:
     return f"{encode_name(node)}.{namespace}.{encode_name(name)}"
 
 
+# The node view also keeps, per node, the NetworkPolicy rules compiled for that node's pods (``master/netpol``) under
+# ``<node>.=networkpolicy``: two tokens, the second never a namespace (``=`` is not in a DNS-1123 label), so the
+# agent's watch of its pods brings it and it can never collide with a pod key.
+NODE_NETWORK_POLICY_KIND = "NodeNetworkPolicy"
+
+
+def node_network_policy_key(node: str) -> str:
+    return f"{encode_name(node)}.=networkpolicy"
+
+
 # ---- service allocations (ClusterIPs, NodePorts) ----------------------------------------------
 
 ALLOC_CLUSTER_IP = "clusterip"  # first key token of a ClusterIP claim

@@ -120,6 +120,11 @@ def _selector(obj: dict, _now: datetime) -> str:
     return format_selector(spec(obj).get("selector"))
 
 
+def _pod_selector(obj: dict, _now: datetime) -> str:
+    """A NetworkPolicy's POD-SELECTOR (``metav1.FormatLabelSelector``: ``<none>`` for the empty selector)."""
+    return format_selector(spec(obj).get("podSelector"))
+
+
 def _map_selector(obj: dict, _now: datetime) -> str:
     return format_labels(spec(obj).get("selector"))
 
@@ -496,6 +501,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                                  ("MINPODS", _field("spec.minReplicas", 1)), ("MAXPODS", _field("spec.maxReplicas")),
                                  ("REPLICAS", _field("status.currentReplicas")), AGE], []),
     "Lease": ([NAME, ("HOLDER", _field("spec.holderIdentity", "")), AGE], []),
+    "NetworkPolicy": ([NAME, ("POD-SELECTOR", _pod_selector), AGE], []),
     "Role": ([NAME, ("CREATED AT", _created_at)], []),
     "ClusterRole": ([NAME, ("CREATED AT", _created_at)], []),
     "RoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),

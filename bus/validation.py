@@ -20,7 +20,10 @@ from bus.labels import (
 )
 from bus.models import model_for_kind, to_dict
 from bus.models.batch import JobSpec
-from bus.models.core import PROBE_HANDLERS, Container, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe
+from bus.models.core import (
+    PROBE_HANDLERS, Container, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    SecurityContext,
+)
 from bus.models.decode import decode, fmt_value
 from bus.models.discovery import ADDRESS_TYPES
 from bus.models.meta import ObjectMeta, OwnerReference
@@ -29,7 +32,7 @@ from bus.resources import Resource
 
 __all__ = [
     "validate_object", "validate_update", "validate_name", "is_dns1123_label", "is_dns1123_subdomain",
-    "dns1123_label_errors", "dns1123_subdomain_errors", "dns1035_label_errors",
+    "dns1123_label_errors", "dns1123_subdomain_errors", "dns1035_label_errors", "security_warnings",
 ]
 
 _DNS1035 = r"[a-z]([-a-z0-9]*[a-z0-9])?"
@@ -338,6 +341,7 @@ def _container(e: Errors, path: str, c: Container, volumes: set[str], port_names
     _probe(e, f"{path}.startupProbe", c.startup_probe, True)
     e.one_of(f"{path}.imagePullPolicy", c.image_pull_policy, ("Always", "IfNotPresent", "Never"))
     e.one_of(f"{path}.terminationMessagePolicy", c.termination_message_policy, ("File", "FallbackToLogsOnError"))
+    _security_context(e, f"{path}.securityContext", c.security_context)
 
 
 def _local_path(e: Errors, path: str, value: str, non_reserved: bool = False) -> None:
@@ -461,12 +465,226 @@ def pod_spec(e: Errors, path: str, spec: PodSpec | None, restart_policies: tuple
     e.at_least(f"{path}.activeDeadlineSeconds", spec.active_deadline_seconds, 1)
     e.label_map(f"{path}.nodeSelector", spec.node_selector)
     _tolerations(e, path, spec)
+    _pod_security_context(e, path, spec)
+    _host_ports(e, path, spec)
     for field, value, check in (("serviceAccountName", spec.service_account_name, dns1123_subdomain_errors),
                                 ("nodeName", spec.node_name, dns1123_subdomain_errors),
                                 ("hostname", spec.hostname, dns1123_label_errors),
                                 ("subdomain", spec.subdomain, dns1123_label_errors)):
         if value:
             e.messages(f"{path}.{field}", value, check(value))
+
+
+# --- securityContext -------------------------------------------------------------------------------------------
+# Kubernetes' ValidatePodSecurityContext / ValidateSecurityContext, plus what k8n refuses because ignoring it would
+# weaken isolation (Localhost seccomp profiles, Windows hostProcess, user namespaces). What k8n stores but does not
+# apply without weakening anything is answered with a warning (``security_warnings``).
+
+_ID_RANGE = "must be between 0 and 2147483647, inclusive"
+_SECCOMP_TYPES = ("Localhost", "RuntimeDefault", "Unconfined")
+_SYSCTL_SEGMENT = r"[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+_SYSCTL_FMT = rf"({_SYSCTL_SEGMENT}[\./])*{_SYSCTL_SEGMENT}"
+_SYSCTL_RE = re.compile(_SYSCTL_FMT)
+# Linux capabilities (capability(7)) in the order of their numbers; Kubernetes passes the names on, and the runtime
+# refuses others at create time.
+CAPABILITY_BITS = tuple(
+    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE NET_BIND_SERVICE "
+    "NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT "
+    "SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP "
+    "MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE".split())
+LINUX_CAPABILITIES = frozenset(CAPABILITY_BITS)
+
+
+def capability_name(name: str) -> str | None:
+    """``net_admin``, ``CAP_NET_ADMIN`` -> ``NET_ADMIN``; ``ALL`` stays; None for a name that is no capability."""
+    n = name.upper()
+    n = n[4:] if n.startswith("CAP_") else n
+    return n if n in LINUX_CAPABILITIES or n == "ALL" else None
+
+
+def sysctl_dots(name: str) -> str:
+    """``net/ipv4/conf/eth0.100/forwarding`` -> ``net.ipv4.conf.eth0/100.forwarding`` (component-helpers'
+    ConvertSysctlVariableToDotsSeparator); a name written with dots is unchanged."""
+    sep = next((ch for ch in name if ch in "./"), ".")
+    return name if sep == "." else name.translate(str.maketrans("./", "/."))
+
+
+def sysctl_namespace(name: str) -> str | None:
+    """``net`` or ``ipc`` for a sysctl the kernel namespaces that way (component-helpers' NamespacedBy), else None."""
+    name = sysctl_dots(name)
+    if name.startswith("net."):
+        return "net"
+    if name == "kernel.sem" or name.startswith(("kernel.shm", "kernel.msg", "fs.mqueue.")):
+        return "ipc"
+    return None
+
+
+def _ids(e: Errors, path: str, sc: Any, fields: tuple[str, ...]) -> None:
+    for f in fields:
+        v = getattr(sc, f)
+        if v is not None and not 0 <= v <= 2147483647:
+            e.invalid(f"{path}.{_alias(type(sc), f)}", v, _ID_RANGE)
+
+
+def _alias(cls: Any, name: str) -> str:
+    return cls.model_fields[name].alias or name
+
+
+def _profile(e: Errors, path: str, p: Any, apparmor: bool) -> None:
+    """seccompProfile / appArmorProfile: the type, and localhostProfile only (and always) with Localhost."""
+    if p is None:
+        return
+    if not p.type:
+        e.required(f"{path}.type", f"type is required when {'appArmorProfile' if apparmor else 'seccompProfile'} "
+                                   "is set")
+    elif p.type not in _SECCOMP_TYPES:
+        e.unsupported(f"{path}.type", p.type, _SECCOMP_TYPES)
+    if p.type == "Localhost":
+        if p.localhost_profile is None or (apparmor and not p.localhost_profile.strip()):
+            e.required(f"{path}.localhostProfile", "must be set when " +
+                       ("AppArmor type is Localhost" if apparmor else "seccomp type is Localhost"))
+        elif apparmor:
+            if len(p.localhost_profile) > 4095:
+                e.too_long(f"{path}.localhostProfile", 4095)
+        else:
+            _local_path(e, f"{path}.localhostProfile", p.localhost_profile)
+            e.forbidden(f"{path}.type", "k8n cannot apply Localhost seccomp profiles (its nodes load no profile "
+                                        "files); use RuntimeDefault, or Unconfined")
+    elif p.localhost_profile is not None:
+        e.invalid(f"{path}.localhostProfile", p.localhost_profile,
+                  f"can only be set when {'AppArmor' if apparmor else 'seccomp'} type is Localhost")
+
+
+def _windows(e: Errors, path: str, w: Any) -> None:
+    if w is not None and w.host_process:
+        e.forbidden(f"{path}.hostProcess", "k8n runs Linux containers only: Windows hostProcess containers are not "
+                                           "supported")
+
+
+def _security_context(e: Errors, path: str, sc: SecurityContext | None) -> None:
+    if sc is None:
+        return
+    _ids(e, path, sc, ("run_as_user", "run_as_group"))
+    if sc.proc_mount is not None:
+        e.one_of(f"{path}.procMount", sc.proc_mount, ("Default", "Unmasked"))
+        if sc.proc_mount == "Unmasked":  # needs a user namespace (hostUsers: false), which k8n has not
+            e.invalid(f"{path}.procMount", sc.proc_mount, "`hostUsers` must be false to use `Unmasked`")
+    _profile(e, f"{path}.seccompProfile", sc.seccomp_profile, False)
+    _profile(e, f"{path}.appArmorProfile", sc.app_armor_profile, True)
+    caps = sc.capabilities
+    for field in ("add", "drop"):
+        for i, name in enumerate(getattr(caps, field) or () if caps is not None else ()):
+            if capability_name(name) is None:
+                e.invalid(f"{path}.capabilities.{field}[{i}]", name,
+                          "must be a Linux capability (e.g. 'NET_ADMIN' or 'CAP_NET_ADMIN') or 'ALL'")
+    if sc.allow_privilege_escalation is False:
+        if sc.privileged:
+            e.invalid(path, to_dict(sc), "cannot set `allowPrivilegeEscalation` to false and `privileged` to true")
+        for name in (caps.add or ()) if caps is not None else ():
+            if name == "CAP_SYS_ADMIN":
+                e.invalid(path, to_dict(sc), "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` "
+                                             "CAP_SYS_ADMIN")
+    _windows(e, f"{path}.windowsOptions", sc.windows_options)
+
+
+def _pod_security_context(e: Errors, spec_path: str, spec: PodSpec) -> None:
+    sc, path = spec.security_context, f"{spec_path}.securityContext"
+    if spec.host_users is False:
+        e.forbidden(f"{spec_path}.hostUsers", "k8n cannot run pods in a user namespace: leave hostUsers unset or "
+                                              "true")
+    if sc is None:
+        return
+    _ids(e, path, sc, ("fs_group", "run_as_user", "run_as_group"))
+    for i, gid in enumerate(sc.supplemental_groups or ()):
+        if not 0 <= gid <= 2147483647:
+            e.invalid(f"{path}.supplementalGroups[{i}]", gid, _ID_RANGE)
+    if spec.share_process_namespace and spec.host_pid:
+        e.invalid(f"{path}.shareProcessNamespace", True, "ShareProcessNamespace and HostPID cannot both be enabled")
+    names: set[str] = set()
+    for i, s in enumerate(sc.sysctls or ()):
+        sp = f"{path}.sysctls[{i}].name"
+        if not s.name:
+            e.required(sp)
+            continue
+        if len(s.name) > 253 or not _SYSCTL_RE.fullmatch(s.name):
+            e.invalid(sp, s.name, f"must have at most 253 characters and match regex {_SYSCTL_FMT}")
+        elif s.name in names:
+            e.duplicate(sp, s.name)
+        names.add(s.name)
+        ns = sysctl_namespace(s.name)
+        if ns == "net" and spec.host_network:
+            e.invalid(sp, s.name, "may not be specified when 'hostNetwork' is true")
+        elif ns == "ipc" and spec.host_ipc:
+            e.invalid(sp, s.name, "may not be specified when 'hostIPC' is true")
+    e.one_of(f"{path}.fsGroupChangePolicy", sc.fs_group_change_policy, ("Always", "OnRootMismatch"))
+    e.one_of(f"{path}.supplementalGroupsPolicy", sc.supplemental_groups_policy, ("Merge", "Strict"))
+    if sc.supplemental_groups_policy == "Strict":
+        e.forbidden(f"{path}.supplementalGroupsPolicy", "k8n cannot apply Strict: Docker always adds the groups the "
+                                                        "image's /etc/group gives the user; use Merge")
+    e.one_of(f"{path}.seLinuxChangePolicy", sc.se_linux_change_policy, ("MountOption", "Recursive"))
+    _profile(e, f"{path}.seccompProfile", sc.seccomp_profile, False)
+    _profile(e, f"{path}.appArmorProfile", sc.app_armor_profile, True)
+    _windows(e, f"{path}.windowsOptions", sc.windows_options)
+
+
+def _host_ports(e: Errors, path: str, spec: PodSpec) -> None:
+    """checkHostPortConflicts (per hostIP, hostPort and protocol, across the app containers; each init container
+    alone) and validateHostNetwork (with hostNetwork, hostPort is the containerPort)."""
+    groups = [("containers", list(enumerate(spec.containers or ())))]
+    groups += [("initContainers", [(i, c)]) for i, c in enumerate(spec.init_containers or ())]
+    for field, containers in groups:
+        seen: set[str] = set()
+        for i, c in containers:
+            for j, p in enumerate(c.ports or ()):
+                if spec.host_network and p.host_port != p.container_port:
+                    e.invalid(f"{path}.{field}[{i}].ports[{j}].containerPort", p.container_port,
+                              "must match `hostPort` when `hostNetwork` is true")
+                if p.host_ip:
+                    _ip(e, f"{path}.{field}[{i}].ports[{j}].hostIP", p.host_ip)
+                if p.host_port:
+                    key = f"{p.protocol or ''}/{p.host_ip or ''}/{p.host_port}"
+                    if key in seen:
+                        e.duplicate(f"{path}.{field}[{i}].ports[{j}].hostPort", key)
+                    seen.add(key)
+
+
+def _unenforced(path: str, sc: Any, out: list[str]) -> None:
+    if sc is None:
+        return
+    if sc.se_linux_options is not None:
+        out.append(f"{path}.seLinuxOptions: k8n does not apply SELinux labels; the field is stored and ignored")
+    aa = sc.app_armor_profile
+    if aa is not None and aa.type == "Localhost":
+        out.append(f"{path}.appArmorProfile: k8n does not load AppArmor profiles (Docker applies its default "
+                   "profile where the host has AppArmor); the field is stored and ignored")
+    w = sc.windows_options
+    if w is not None and (w.gmsa_credential_spec_name or w.gmsa_credential_spec or w.run_as_user_name):
+        out.append(f"{path}.windowsOptions: k8n runs Linux containers only; the field is stored and ignored")
+
+
+def _pod_specs(model: Any) -> list[tuple[str, PodSpec]]:
+    """Every pod spec an object carries, with its path (a Pod's ``spec``, a template's ``spec.template.spec``,
+    a CronJob-like ``spec.jobTemplate.spec.template.spec``)."""
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, PodSpec):
+        return [("spec", spec)]
+    tmpl = getattr(spec, "template", None)
+    if isinstance(getattr(tmpl, "spec", None), PodSpec):
+        return [("spec.template.spec", tmpl.spec)]
+    return []
+
+
+def security_warnings(model: Any) -> list[str]:
+    """Warnings for securityContext fields k8n stores but does not apply, where ignoring them weakens nothing
+    (as the apiserver's ``GetWarningsForPod`` answers): SELinux options, Localhost AppArmor profiles, Windows
+    options."""
+    out: list[str] = []
+    for path, spec in _pod_specs(model):
+        _unenforced(f"{path}.securityContext", spec.security_context, out)
+        for field, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+            for i, c in enumerate(containers or ()):
+                _unenforced(f"{path}.{field}[{i}].securityContext", c.security_context, out)
+    return out
 
 
 def _template(e: Errors, path: str, tmpl: PodTemplateSpec | None, policies: tuple[str, ...]) -> None:
@@ -1209,6 +1427,9 @@ def _label_selector(e: Errors, path: str, sel: Any) -> None:
             e.invalid(f"{p}.operator", req.operator or "", "not a valid selector operator")
         if err := validate_label_key(req.key or ""):
             e.invalid(f"{p}.key", req.key or "", err)
+        for j, value in enumerate(req.values or ()):  # LabelSelectorValidationOptions{} checks values too
+            if err := validate_label_value(value):
+                e.invalid(f"{p}.values[{j}]", value, err)
     e.label_map(f"{path}.matchLabels", sel.match_labels)
     if len(e.causes) == before:
         try:
@@ -1276,3 +1497,97 @@ _KIND_CHECKS.update({
     "ClusterRoleBinding": lambda e, obj: _binding(e, obj, False),
 })
 _UPDATE_CHECKS.update({"RoleBinding": _roleref_update, "ClusterRoleBinding": _roleref_update})
+
+
+# --- networking.k8s.io/v1 (pkg/apis/networking/validation: ValidateNetworkPolicy) -------------------------------------
+
+_CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+_IPV4_SLOPPY = re.compile(r"[0-9]+(\.[0-9]+){3}")
+
+
+def parse_cidr(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """``netutils.ParseCIDRSloppy``: ``addr/prefix`` with host bits allowed (``10.0.0.1/8`` is 10.0.0.0/8) and
+    leading zeros in IPv4 octets read as decimal; None when Kubernetes would not parse it."""
+    if not isinstance(value, str):
+        return None
+    addr, sep, bits = value.partition("/")
+    if not sep or not bits.isascii() or not bits.isdigit() or len(bits) > 3 or "%" in addr:
+        return None
+    if _IPV4_SLOPPY.fullmatch(addr):
+        octets = [int(o) for o in addr.split(".")]
+        if any(o > 255 for o in octets):
+            return None
+        addr = ".".join(map(str, octets))
+    try:
+        return ipaddress.ip_network((ipaddress.ip_address(addr), int(bits)), strict=False)
+    except ValueError:
+        return None
+
+
+def _ip_block(e: Errors, path: str, ipb: Any) -> None:
+    if not ipb.cidr:
+        return e.required(f"{path}.cidr")
+    cidr = parse_cidr(ipb.cidr)
+    if cidr is None:
+        return e.invalid(f"{path}.cidr", ipb.cidr, _CIDR_MSG)
+    for i, exc in enumerate(ipb.except_ or ()):
+        p = f"{path}.except[{i}]"
+        sub = parse_cidr(exc)
+        if sub is None:
+            e.invalid(p, exc, _CIDR_MSG)
+        elif sub.version != cidr.version or sub.network_address not in cidr or cidr.prefixlen >= sub.prefixlen:
+            e.invalid(p, exc, "must be a strict subset of `cidr`")
+
+
+def _np_peer(e: Errors, path: str, peer: Any) -> None:
+    parts = [(f, sel) for f, sel in (("podSelector", peer.pod_selector), ("namespaceSelector", peer.namespace_selector))
+             if sel is not None]
+    for field, sel in parts:
+        _label_selector(e, f"{path}.{field}", sel)
+    if peer.ip_block is not None:
+        _ip_block(e, f"{path}.ipBlock", peer.ip_block)
+    if not parts and peer.ip_block is None:
+        e.required(path, "must specify a peer")
+    elif parts and peer.ip_block is not None:
+        e.forbidden(path, "may not specify both ipBlock and another peer")
+
+
+def _np_port(e: Errors, path: str, port: Any) -> None:
+    if port.protocol is not None:
+        e.one_of(f"{path}.protocol", port.protocol, _PROTOCOLS)
+    end = port.end_port
+    if port.port is None:
+        if end is not None:
+            e.invalid(f"{path}.endPort", end, "may not be specified when `port` is not specified")
+    elif isinstance(port.port, str):
+        if end is not None:
+            e.invalid(f"{path}.endPort", end, "may not be specified when `port` is non-numeric")
+        e.port_name(f"{path}.port", port.port)
+    else:
+        e.port(f"{path}.port", port.port)
+        if end is not None:
+            if end < port.port:
+                e.invalid(f"{path}.endPort", end, "must be greater than or equal to `port`")
+            e.port(f"{path}.endPort", end)
+
+
+def _network_policy(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if spec is None:
+        return
+    _label_selector(e, "spec.podSelector", spec.pod_selector)
+    for direction, peers_attr, peers_field in (("ingress", "from_", "from"), ("egress", "to", "to")):
+        for i, r in enumerate(getattr(spec, direction) or ()):
+            rp = f"spec.{direction}[{i}]"
+            for j, port in enumerate(r.ports or ()):
+                _np_port(e, f"{rp}.ports[{j}]", port)
+            for j, peer in enumerate(getattr(r, peers_attr) or ()):
+                _np_peer(e, f"{rp}.{peers_field}[{j}]", peer)
+    types = spec.policy_types or []
+    if len(types) > 2:
+        return e.invalid("spec.policyTypes", types, "may not specify more than two policyTypes")
+    for i, t in enumerate(types):
+        e.one_of(f"spec.policyTypes[{i}]", t, ("Ingress", "Egress"))
+
+
+_KIND_CHECKS["NetworkPolicy"] = _network_policy

@@ -3,6 +3,8 @@
 with the cluster). One ordered watch of the pods bucket feeds it; on start it is reconciled
 against a full list, so it converges after any crash.
 
+Next to each node's pods it keeps the NetworkPolicy rules compiled for them (``master/netpol``).
+
 Objects in the view carry the view's own revision as resourceVersion: agents read it and write
 pods through the API with patches (never a CAS update with a view revision).
 """
@@ -16,6 +18,7 @@ from bus import errors, roles, subjects
 from bus.resources import NODE_PODS, by_plural
 from bus.roles import Identity
 from bus.store import DELETED, NatsStore, connect_store
+from master.netpol.documents import NodeDocuments
 
 log = logging.getLogger(__name__)
 PODS = by_plural("pods")
@@ -39,6 +42,7 @@ class NodeView:
     def __init__(self, store: NatsStore) -> None:
         self.store = store
         self.current: dict[str, dict] = {}  # view key -> pod body as last written
+        self.policies = NodeDocuments(store)
 
     async def reconcile(self) -> int:
         """Make the view equal the pods bucket; returns the pods revision it reflects."""
@@ -46,6 +50,7 @@ class NodeView:
         view, _ = await self.store.list(NODE_PODS)
         want = {k: _strip(p) for p in pods if (k := _view_key(p))}
         have = {k: _strip(p) for p in view if (k := _view_key(p))}
+        self.policies.replace(pods, view)
         for key, body in have.items():
             if key not in want:
                 await self.store.remove_key(NODE_PODS, key, body)
@@ -56,6 +61,7 @@ class NodeView:
         return rv
 
     async def apply(self, etype: str, pod: dict) -> None:
+        self.policies.pod_event(etype, pod)
         key = _view_key(pod)
         if key is None:
             return
@@ -68,6 +74,13 @@ class NodeView:
             await self.store.put_key(NODE_PODS, key, body)
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self.policies.start()
+        try:
+            await self._run(stop)
+        finally:
+            await self.policies.stop()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             watch = None
             try:
@@ -98,7 +111,7 @@ class NodeView:
 async def run(server_url: str, stop: asyncio.Event) -> None:
     store = await connect_store(server_url, Identity(roles.NODEVIEW))
     try:
-        await store.wait_buckets((PODS, NODE_PODS), stop)  # the API servers make them
+        await store.wait_buckets((PODS, NODE_PODS, by_plural("namespaces"), by_plural("networkpolicies")), stop)  # the API servers make them
         await NodeView(store).run(stop)
     finally:
         await store.nc.drain()

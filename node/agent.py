@@ -59,6 +59,7 @@ class AgentConfig:
     drain_on_exit: bool = setting(False, "on a clean stop, remove this node's pod containers, networking and "
                                          "proxy table (`k8n up` sets it)")
     proxy: bool = True  # run the service proxy (node/proxy) in this process
+    network_policy: bool = True  # enforce NetworkPolicy (node/netpol) in this process
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -80,6 +81,7 @@ class Agent:
         self.volumes = Volumes(config.state_dir / "pods", self.get_object, client=client)
         self.workers: dict[str, PodWorker] = {}
         self.informer: Informer | None = None
+        self.netpol: Any = None  # node.netpol.PolicyEnforcer once started
         self._tasks: list[asyncio.Task] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._images: set[str] = set()
@@ -142,7 +144,8 @@ class Agent:
         if self.network is None:
             from node.network import PodNetwork
 
-            self.network = PodNetwork(self.name, cidr, self.config.state_dir / "network", bridge=self.config.bridge)
+            self.network = PodNetwork(self.name, cidr, self.config.state_dir / "network", bridge=self.config.bridge,
+                                      node_ip=self.host_ip)
         await self.network.ensure_node()
         self.proxy = None
         if self.config.proxy:
@@ -150,6 +153,10 @@ class Agent:
 
             self.proxy = ServiceProxy(self.client, self.name, self.host_ip, self.config.cluster_cidr)
             await self.proxy.start()
+        if self.config.network_policy:
+            from node.netpol import PolicyEnforcer
+
+            self.netpol = PolicyEnforcer(self.name)  # started by start_pods, once the node's document is read
         if getattr(self.network, "gateway", None):
             from node.dns import NodeDns
 
@@ -175,8 +182,13 @@ class Agent:
         adopted workers), and :meth:`sync_workers` tells the workers whose pod left the cache meanwhile
         that it is gone; the relist loop repeats that check, so a worker converges to the cache even
         if an event was missed."""
-        self.informer = Informer(self.client.store, NODE_PODS, subjects.node_pods_namespace(self.name))
+        source: Any = self.client.store
+        if self.netpol is not None:
+            source = self.netpol.source(source)  # the node's policy document arrives with its pods
+        self.informer = Informer(source, NODE_PODS, subjects.node_pods_namespace(self.name))
         await self.informer.start()
+        if self.netpol is not None:
+            await self.netpol.start()  # enforced before any pod starts
         await self.adopt()
         self.informer.add_handler(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
                                   on_delete=self._on_pod_deleted)
@@ -199,6 +211,8 @@ class Agent:
         await _bounded("pod workers", asyncio.gather(*(w.stop() for w in workers), return_exceptions=True))
         if getattr(self, "proxy", None):
             await _bounded("service proxy", self.proxy.stop(cleanup=self.config.drain_on_exit))
+        if self.netpol is not None:
+            await _bounded("network policy", self.netpol.stop(cleanup=self.config.drain_on_exit))
         if self.config.drain_on_exit:
             await asyncio.gather(*(self._drain(w) for w in workers), return_exceptions=True)
             if self.network is not None:
@@ -360,7 +374,8 @@ class Agent:
                 if c.container_name == "POD":
                     if c.state == "running":
                         w.sandbox = await self.runtime.sandbox(c.id)
-                        w.pod_ip = await self.network.attach(uid, w.sandbox.netns_path)
+                        w.pod_ip = self.host_ip if w.spec.get("hostNetwork") else \
+                            await self.network.attach(uid, w.sandbox.netns_path)
                     else:
                         await self.runtime.remove_sandbox(c.id)
                     continue

@@ -14,7 +14,9 @@ from bus import errors
 from bus.events import NORMAL, WARNING
 from bus.meta import TERMINAL_POD_PHASES, format_time, timestamp
 from node.env import ConfigError, build_env
+from node.network.hostports import host_ports
 from node.probes import LIVENESS, READINESS, STARTUP, ProbeWorker
+from node.runtime.security import SYSCTL_FORBIDDEN, forbidden_sysctl
 from node.status import RUNNING, TERMINATED, ContainerView, pod_status
 from node.volumes import VolumeError
 
@@ -65,6 +67,8 @@ class PodWorker:
         self.backoff: dict[str, tuple[float, float]] = {}  # name -> (not before, last delay)
         self.probes: dict[tuple[str, str], ProbeWorker] = {}
         self.init_failed = False
+        self.rejected = False  # refused by the node's admission (SysctlForbidden): Failed, never run
+        self.host_ports: list | None = None  # the hostPort mappings programmed for this sandbox (None: not yet)
         self.pod_reason = ""
         self.pod_message = ""
         self.last_status: dict | None = None
@@ -133,6 +137,8 @@ class PodWorker:
         if self.deleted or (pod.get("metadata") or {}).get("deletionTimestamp"):
             await self.terminate()
             return
+        if self.rejected or await self._reject():
+            return
         if await self._terminal_and_settled():
             await self.write_status()
             return
@@ -153,6 +159,30 @@ class PodWorker:
             await self.run_app_containers()
         await self.write_status()
 
+    async def _reject(self) -> bool:
+        """The kubelet's admission of what only the node checks (sysctls outside the safe set): a refused pod is
+        Failed with the reason and ``Pod was rejected: …``, and nothing of it runs."""
+        message = forbidden_sysctl(self.pod) if not self.sandbox and not self.current else None
+        if message is None:
+            return False
+        if (self.pod.get("status") or {}).get("reason") == SYSCTL_FORBIDDEN:  # said before (an agent restart)
+            self.rejected = True
+            return True
+        await self.event(WARNING, SYSCTL_FORBIDDEN, message)
+        status = {"phase": "Failed", "reason": SYSCTL_FORBIDDEN, "message": "Pod was rejected: " + message}
+        if qos := (self.pod.get("status") or {}).get("qosClass"):
+            status["qosClass"] = qos
+        meta = self.pod["metadata"]
+        try:
+            await self.host.client.patch("pods", meta["name"], [{"op": "add", "path": "/status", "value": status}],
+                                          meta.get("namespace"), patch_type="json", subresource="status")
+        except errors.NotFound:
+            self.deleted = True
+            self.trigger()
+            return True
+        self.rejected, self.last_status = True, status
+        return True
+
     async def _terminal_and_settled(self) -> bool:
         """A pod that reached Succeeded/Failed is not restarted; nothing more to do."""
         phase = ((self.last_status or {}).get("phase")) or (self.pod.get("status") or {}).get("phase")
@@ -171,7 +201,10 @@ class PodWorker:
                 domain = dns.domain if dns is not None else self.host.config.cluster_domain
                 self.sandbox = await rt.create_sandbox(self.pod, nameserver=dns.nameserver if dns else None,
                                                        cluster_domain=domain)
-                self.pod_ip = await self.host.network.attach(self.uid, self.sandbox.netns_path)
+                if self.spec.get("hostNetwork"):  # the node's network namespace: the node's address
+                    self.pod_ip = self.host.host_ip
+                else:
+                    self.pod_ip = await self.host.network.attach(self.uid, self.sandbox.netns_path)
                 await rt.write_hosts(self.sandbox.id, self.pod, self.pod_ip, domain)
             except Exception as e:
                 log.exception("pod %s: sandbox failed", self.name)
@@ -180,10 +213,20 @@ class PodWorker:
                     await self._remove_sandbox()
                 return False
             self.start_time = self.start_time or format_time()
+        if self.host_ports is None and not self.spec.get("hostNetwork"):
+            try:
+                self.host_ports = host_ports(self.pod)
+                if self.host_ports:
+                    await self.host.network.map_host_ports(self.uid, self.pod_ip, self.host_ports)
+            except Exception as e:
+                self.host_ports = None
+                log.warning("pod %s: host ports: %s", self.name, e)
+                await self.event(WARNING, "FailedCreatePodSandBox", f"Failed to map host ports: {e}")
+                return False
         return True
 
     async def _remove_sandbox(self) -> None:
-        sb, self.sandbox = self.sandbox, None
+        sb, self.sandbox, self.host_ports = self.sandbox, None, None
         if sb is not None:
             try:
                 await self.host.runtime.remove_sandbox(sb.id)
@@ -336,8 +379,11 @@ class PodWorker:
         try:
             cid = await rt.create_container(self.pod, c, self.sandbox, attempt, env, mounts, init=init)
         except Exception as e:
-            self.waiting[name] = ("CreateContainerError", str(e))
+            config = getattr(e, "reason", "") == "CreateContainerConfigError"  # e.g. runAsNonRoot and a root image
+            self.waiting[name] = ("CreateContainerConfigError" if config else "CreateContainerError", str(e))
             await self.event(WARNING, "Failed", f"Error: {e}", name)
+            if config:
+                self.host.wake_at(self.uid, time.time() + 2)
             return
         # From here on the container exists in Docker: it is this container's current instance whatever
         # happens next, so a failed start is counted, shown, restarted with back-off and removed with the pod.

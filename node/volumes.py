@@ -9,12 +9,13 @@ does not say, as Kubernetes defaults it; the ``kube-api-access`` volume asks for
 and uid, so the token dies with the pod), kept by ``node.tokenmanager`` and rewritten while the pod lives once
 older than 80 % of its lifetime (or 24 h). Files are replaced atomically (written beside, then renamed over).
 
-Permissions of a projected volume (the kubelet's, tightened): its directories are 0700 and its token files 0600,
-owned by root — readable by the container's user only when the pod says who that is. When every container runs
-as the same ``runAsUser`` (the kubelet's ``FsUserFrom``), the token files and the directories belong to that
-user; with ``securityContext.fsGroup`` they belong to that group too, group-readable (files 0640, other files
-their mode plus 0440, directories 02750), as the kubelet's ``SetVolumeOwnership`` makes a read-only volume.
-Other projected files (``ca.crt``, ``namespace``) keep the volume's ``defaultMode``. Every item path is checked
+Ownership and permissions are the kubelet's. An emptyDir is 0777 (any container user may write it); a secret,
+configMap, downwardAPI or projected volume has 0755 directories and files of the volume's ``defaultMode`` (0644). A
+ServiceAccount token file is owned by the containers' user when every container runs as the same ``runAsUser`` (the
+kubelet's ``FsUserFrom``), mode 0600 then or when the pod has an ``fsGroup``, else the ``defaultMode`` (0644): a
+non-root container can always read its token. With ``securityContext.fsGroup`` every volume but hostPath and PVCs gets
+the kubelet's ``SetVolumeOwnership``: group fsGroup, files group-readable (0440 added; read-write emptyDirs 0660),
+directories setgid and group-searchable. The pod's own directory on the node is 0750 root. Every item path is checked
 again here: relative, without ``..``."""
 
 from __future__ import annotations
@@ -52,13 +53,15 @@ DEFAULT_TOKEN_SECONDS = 3600  # a serviceAccountToken source without expirationS
 TOKEN_RETRY_SECONDS = 10.0  # a token renewal that failed is tried again this soon
 MAX_SLEEP_SECONDS = 3600.0  # the token files of a pod are looked at at least hourly
 TOKEN_API_VERSION = "authentication.k8s.io/v1"
-DIR_MODE, TOKEN_MODE = 0o700, 0o600
-GROUP_READ, GROUP_DIR = 0o440, 0o2110  # fsGroup: read for the group; directories setgid and group-searchable
+DIR_MODE, EMPTY_DIR_MODE, POD_DIR_MODE, TOKEN_MODE = 0o755, 0o777, 0o750, 0o600
+# fsGroup (SetVolumeOwnership): read (read-write volumes: read and write) for the group; directories also setgid and
+# group-searchable
+GROUP_RO, GROUP_RW, GROUP_DIR = 0o440, 0o660, 0o2110
 
 
 @dataclass(frozen=True)
 class Ownership:
-    """Who the files of a pod's projected volumes belong to (None: root / unchanged)."""
+    """Who the files of a pod's volumes belong to (None: root / unchanged)."""
 
     user: int | None = None  # the kubelet's FsUser: the runAsUser every container shares
     group: int | None = None  # the pod's fsGroup
@@ -78,11 +81,15 @@ class Ownership:
             user = run_as
         return cls(user if containers else None, group if _uid(group) else None)
 
-    def dir_mode(self) -> int:
-        return DIR_MODE | GROUP_READ | GROUP_DIR if self.group is not None else DIR_MODE
+    def dir_mode(self, mode: int = DIR_MODE, rw: bool = False) -> int:
+        return mode | (GROUP_RW if rw else GROUP_RO) | GROUP_DIR if self.group is not None else mode
 
     def file_mode(self, mode: int) -> int:
-        return mode | GROUP_READ if self.group is not None else mode
+        return mode | GROUP_RO if self.group is not None else mode
+
+    def token_mode(self, default_mode: int) -> int:
+        """The kubelet's: 0600 when the pod names a user or a group (then group-readable), else defaultMode."""
+        return self.file_mode(TOKEN_MODE if self.user is not None or self.group is not None else default_mode)
 
 
 def _uid(v: Any) -> bool:
@@ -126,6 +133,22 @@ class TokenFile:
     written: str = ""
 
 
+def _default_mode(src: dict) -> int:
+    mode = src.get("defaultMode")
+    return mode if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o777 else 0o644
+
+
+def _downward_files(pod: dict, items: list[dict] | None, volume: str) -> dict[str, bytes]:
+    """The files of a downwardAPI volume or projection (``fieldRef`` items)."""
+    files = {}
+    for item in items or []:
+        try:
+            files[item["path"]] = field_ref(pod, (item.get("fieldRef") or {}).get("fieldPath", ""), "").encode()
+        except (ConfigError, KeyError) as e:
+            raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : {e}') from None
+    return files
+
+
 def _select(files: dict[str, bytes], items: list[dict] | None) -> dict[str, bytes]:
     if not items:
         return files
@@ -142,25 +165,23 @@ def _configmap_files(obj: dict | None) -> dict[str, bytes]:
     return files
 
 
-def _write_files(directory: Path, files: dict[str, bytes], items: list[dict] | None, mode: int) -> None:
+def _write_files(directory: Path, files: dict[str, bytes], items: list[dict] | None, mode: int,
+                 own: Ownership = Ownership()) -> None:
+    """A secret, configMap or downwardAPI volume: ``_write_projected`` without tokens."""
+    _write_projected(directory, _select(files, items), set(), mode, own)
+
+
+def _empty_dir(directory: Path, own: Ownership) -> None:
+    """An emptyDir as the kubelet makes it: 0777, and with fsGroup group-owned and setgid."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = _select(files, items)
-    wanted = set()
-    for rel, data in files.items():
-        path = directory / _safe_rel(rel, directory.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(path, data, mode)
-        wanted.add(path)
-    for old in directory.rglob("*"):
-        if old.is_file() and old not in wanted:
-            old.unlink()
+    _chown(directory, None, own.group)
+    os.chmod(directory, own.dir_mode(EMPTY_DIR_MODE, rw=True))
 
 
 def _write_projected(directory: Path, files: dict[str, bytes], tokens: set[str], mode: int,
                      own: Ownership) -> dict[str, Path]:
     """A projected volume's files (``tokens``: which of them are tokens) with the module's permissions; what is
     no longer projected goes. Returns the token paths."""
-    dir_mode = own.dir_mode()
     directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     made = {directory}
     wanted, out = set(), {}
@@ -172,14 +193,14 @@ def _write_projected(directory: Path, files: dict[str, bytes], tokens: set[str],
                 sub.mkdir(exist_ok=True, mode=DIR_MODE)
                 made.add(sub)
         if rel in tokens:
-            _write_file(path, data, own.file_mode(TOKEN_MODE), own.user, own.group)
+            _write_file(path, data, own.token_mode(mode), own.user, own.group)
             out[rel] = path
         else:
             _write_file(path, data, own.file_mode(mode), None, own.group)
         wanted.add(path)
     for d in made:
-        _chown(d, own.user, own.group)
-        os.chmod(d, dir_mode)
+        _chown(d, None, own.group)
+        os.chmod(d, own.dir_mode())
     for old in directory.rglob("*"):
         if old.is_file() and old not in wanted:
             old.unlink()
@@ -220,6 +241,14 @@ class Volumes:
             raise ValueError(f"not a pod uid: {uid!r}")
         return self.pods_dir / uid
 
+    def _volume_dir(self, uid: str, name: str) -> Path:
+        """``<pod dir>/volumes/<name>``, the pod's directory made 0750 root first (volumes inside may be 0777)."""
+        pod_dir = self.pod_dir(uid)
+        if not pod_dir.is_dir():
+            pod_dir.mkdir(parents=True, exist_ok=True, mode=POD_DIR_MODE)
+            os.chmod(pod_dir, POD_DIR_MODE)
+        return pod_dir / "volumes" / name
+
     async def _request_token(self, namespace: str, account: str, request: dict) -> dict:
         from bus.client import resource_of
 
@@ -234,11 +263,12 @@ class Volumes:
         ns, uid = meta.get("namespace") or "default", meta["uid"]
         paths: dict[str, str] = {}
         token_files: list[TokenFile] = []
+        own = Ownership.of(pod)
         for vol in spec.get("volumes") or []:
             name = vol.get("name")
-            base = self.pod_dir(uid) / "volumes" / name
+            base = self._volume_dir(uid, name)
             if "emptyDir" in vol and vol["emptyDir"] is not None:
-                base.mkdir(parents=True, exist_ok=True)
+                _empty_dir(base, own)
                 paths[name] = str(base)
             elif vol.get("hostPath"):
                 hp = vol["hostPath"]
@@ -255,27 +285,30 @@ class Volumes:
             elif vol.get("secret"):
                 src = vol["secret"]
                 obj = await self._source("secrets", src.get("secretName", ""), ns, bool(src.get("optional")), name)
-                _write_files(base, _secret_files(obj), src.get("items"), int(src.get("defaultMode") or 0o644))
+                _write_files(base, _secret_files(obj), src.get("items"), _default_mode(src), own)
                 paths[name] = str(base)
             elif vol.get("configMap"):
                 src = vol["configMap"]
                 obj = await self._source("configmaps", src.get("name", ""), ns, bool(src.get("optional")), name)
-                _write_files(base, _configmap_files(obj), src.get("items"), int(src.get("defaultMode") or 0o644))
+                _write_files(base, _configmap_files(obj), src.get("items"), _default_mode(src), own)
+                paths[name] = str(base)
+            elif vol.get("downwardAPI"):
+                src = vol["downwardAPI"]
+                _write_files(base, _downward_files(pod, src.get("items"), name), None, _default_mode(src), own)
                 paths[name] = str(base)
             elif vol.get("projected"):
                 src = vol["projected"]
                 files, requests = await self._projected(pod, src, name)
-                own = Ownership.of(pod)
-                written = _write_projected(base, files, set(requests), int(src.get("defaultMode") or 0o644), own)
+                written = _write_projected(base, files, set(requests), _default_mode(src), own)
                 for rel, path in written.items():
                     account, request = requests[rel]
-                    token_files.append(TokenFile(path, ns, account, request, own.file_mode(TOKEN_MODE), own.user,
-                                                 own.group, files[rel].decode()))
+                    token_files.append(TokenFile(path, ns, account, request, own.token_mode(_default_mode(src)),
+                                                 own.user, own.group, files[rel].decode()))
                 paths[name] = str(base)
             elif vol.get("persistentVolumeClaim"):
                 paths[name] = await self._claim_path(vol["persistentVolumeClaim"].get("claimName", ""), ns)
             else:
-                base.mkdir(parents=True, exist_ok=True)  # unsupported kinds get an empty directory
+                _empty_dir(base, own)  # unsupported kinds get an empty directory
                 paths[name] = str(base)
         self._keep_fresh(uid, token_files)
         return paths
@@ -307,11 +340,7 @@ class Volumes:
                 obj = await self._source("configmaps", cm.get("name", ""), ns, bool(cm.get("optional")), volume)
                 files.update(_select(_configmap_files(obj), cm.get("items")))
             elif s.get("downwardAPI"):
-                for item in s["downwardAPI"].get("items") or []:
-                    try:
-                        files[item["path"]] = field_ref(pod, (item.get("fieldRef") or {}).get("fieldPath", ""), "").encode()
-                    except (ConfigError, KeyError) as e:
-                        raise VolumeError("FailedMount", f'MountVolume.SetUp failed for volume "{volume}" : {e}') from None
+                files.update(_downward_files(pod, s["downwardAPI"].get("items"), volume))
             elif s.get("serviceAccountToken"):
                 path = s["serviceAccountToken"].get("path") or "token"
                 account, request = token_request(pod, s["serviceAccountToken"])

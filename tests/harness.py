@@ -157,6 +157,15 @@ async def in_namespace(client: ApiClient, res: str, ns: str) -> list[dict]:
     return (await client.list(res, ns))[0]
 
 
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+async def allow_privileged(client: ApiClient, ns: str = "default") -> None:
+    """Label ``ns`` ``pod-security.kubernetes.io/enforce=privileged``: for a test whose pods need what the default
+    Pod Security level (baseline) refuses — a hostPath volume, a host namespace, a privileged container."""
+    await client.patch("namespaces", ns, {"metadata": {"labels": {PSA_ENFORCE: "privileged"}}})
+
+
 async def node_ready(client: ApiClient, node: str) -> bool:
     try:
         n = await client.get("nodes", node)

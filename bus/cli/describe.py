@@ -240,6 +240,59 @@ def _node(w: Writer, node: dict) -> None:
     w.add("PodCIDRs", ",".join(sp.get("podCIDRs") or []))
 
 
+def _np_rules(w: Writer, rules: list[dict], peers_key: str, peer_label: str, direction: str, any_peer: str) -> None:
+    """kubectl's printNetworkPolicySpecIngressFrom / ...EgressTo, line for line."""
+    if not rules:
+        w.add(f"<none> (Selected pods are isolated for {direction} connectivity)", level=2)
+        return
+    for i, r in enumerate(rules):
+        ports = r.get("ports") or []
+        if not ports:
+            w.add("To Port: <any> (traffic allowed to all ports)", level=2)
+        for p in ports:
+            port = p.get("port")
+            port_text = "<nil>" if port is None else str(port)
+            if p.get("endPort") is not None:
+                port_text += f"-{p['endPort']}"
+            w.add(f"To Port: {port_text}/{p.get('protocol') or 'TCP'}", level=2)
+        peers = r.get(peers_key) or []
+        if not peers:
+            w.add(f"{peer_label}: <any> ({any_peer})", level=2)
+        for peer in peers:
+            w.add(f"{peer_label}:", level=2)
+            if peer.get("namespaceSelector") is not None:
+                w.add(f"NamespaceSelector: {tables.format_selector(peer['namespaceSelector'])}", level=3)
+            if peer.get("podSelector") is not None:
+                w.add(f"PodSelector: {tables.format_selector(peer['podSelector'])}", level=3)
+            block = peer.get("ipBlock")
+            if block is not None and peer.get("namespaceSelector") is None and peer.get("podSelector") is None:
+                w.add("IPBlock:", level=3)
+                w.add(f"CIDR: {block.get('cidr', '')}", level=4)
+                w.add(f"Except: {', '.join(block.get('except') or [])}".rstrip(), level=4)
+        if i != len(rules) - 1:
+            w.add("----------", level=2)
+
+
+def _network_policy(w: Writer, np: dict) -> None:
+    """kubectl's describeNetworkPolicySpec."""
+    sp = spec(np)
+    sel = sp.get("podSelector") or {}
+    w.add("Spec:")
+    if not sel.get("matchLabels") and not sel.get("matchExpressions"):
+        w.add("PodSelector:     <none> (Allowing the specific traffic to all pods in this namespace)", level=1)
+    else:
+        w.add(f"PodSelector:     {tables.format_selector(sel)}", level=1)
+    types = sp.get("policyTypes") or []
+    for kind, peers, label, any_peer in (("ingress", "from", "From", "traffic not restricted by source"),
+                                         ("egress", "to", "To", "traffic not restricted by destination")):
+        if kind.capitalize() in types:
+            w.add(f"Allowing {kind} traffic:", level=1)
+            _np_rules(w, sp.get(kind) or [], peers, label, kind, any_peer)
+        else:
+            w.add(f"Not affecting {kind} traffic", level=1)
+    w.add(f"Policy Types: {', '.join(types)}", level=1)
+
+
 def _generic(w: Writer, obj: dict) -> None:
     from bus import codec
 
@@ -285,6 +338,8 @@ def describe_object(res: Resource, obj: dict, events: list[dict], extra: dict | 
         _service(w, obj, extra)
     elif res.kind == "Node":
         _node(w, obj)
+    elif res.kind == "NetworkPolicy":
+        _network_policy(w, obj)
     else:
         _generic(w, obj)
     _events(w, events, now or datetime.now(timezone.utc))

@@ -35,6 +35,8 @@ from bus.models.discovery import *  # noqa: F401,F403
 from bus.models.discovery import EndpointSlice
 from bus.models.meta import *  # noqa: F401,F403
 from bus.models.meta import Status
+from bus.models.networking import *  # noqa: F401,F403
+from bus.models.networking import NetworkPolicy
 from bus.models.rbac import *  # noqa: F401,F403
 from bus.models.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
@@ -45,7 +47,7 @@ KINDS: dict[str, type[K8sModel]] = {
         PersistentVolumeClaim, ReplicationController, Event, Deployment, ReplicaSet, DaemonSet, Job,
         HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice, Role, ClusterRole,
         RoleBinding, ClusterRoleBinding, TokenRequest, TokenReview, SubjectAccessReview, LocalSubjectAccessReview,
-        SelfSubjectAccessReview, SelfSubjectRulesReview,
+        SelfSubjectAccessReview, SelfSubjectRulesReview, NetworkPolicy,
     )
 }
 

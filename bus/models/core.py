@@ -118,6 +118,78 @@ class Probe(K8sModel):
     termination_grace_period_seconds: O[Int] = None
 
 
+# --- security contexts ------------------------------------------------------------------------------------------
+
+
+class Capabilities(K8sModel):
+    add: O[list[str]] = None
+    drop: O[list[str]] = None
+
+
+class SeccompProfile(K8sModel):
+    type: O[str] = None  # RuntimeDefault Unconfined Localhost
+    localhost_profile: O[str] = None
+
+
+class AppArmorProfile(K8sModel):
+    type: O[str] = None  # RuntimeDefault Unconfined Localhost
+    localhost_profile: O[str] = None
+
+
+class SELinuxOptions(K8sModel):
+    user: O[str] = None
+    role: O[str] = None
+    type: O[str] = None
+    level: O[str] = None
+
+
+class WindowsSecurityContextOptions(K8sModel):
+    gmsa_credential_spec_name: O[str] = None
+    gmsa_credential_spec: O[str] = None
+    run_as_user_name: O[str] = None
+    host_process: O[Bool] = None
+
+
+class Sysctl(K8sModel):
+    name: O[str] = None
+    value: O[str] = None
+
+
+class SecurityContext(K8sModel):
+    """A container's ``securityContext`` (its fields win over the pod's)."""
+
+    capabilities: O[Capabilities] = None
+    privileged: O[Bool] = None
+    se_linux_options: O[SELinuxOptions] = None
+    windows_options: O[WindowsSecurityContextOptions] = None
+    run_as_user: O[Int] = None
+    run_as_group: O[Int] = None
+    run_as_non_root: O[Bool] = None
+    read_only_root_filesystem: O[Bool] = None
+    allow_privilege_escalation: O[Bool] = None
+    proc_mount: O[str] = None  # Default Unmasked
+    seccomp_profile: O[SeccompProfile] = None
+    app_armor_profile: O[AppArmorProfile] = None
+
+
+class PodSecurityContext(K8sModel):
+    """``spec.securityContext``: pod-wide settings, and defaults for every container's ``securityContext``."""
+
+    se_linux_options: O[SELinuxOptions] = None
+    windows_options: O[WindowsSecurityContextOptions] = None
+    run_as_user: O[Int] = None
+    run_as_group: O[Int] = None
+    run_as_non_root: O[Bool] = None
+    supplemental_groups: O[list[Int]] = None
+    supplemental_groups_policy: O[str] = None  # Merge Strict
+    fs_group: O[Int] = None
+    sysctls: O[list[Sysctl]] = None
+    fs_group_change_policy: O[str] = None  # OnRootMismatch Always
+    seccomp_profile: O[SeccompProfile] = None
+    app_armor_profile: O[AppArmorProfile] = None
+    se_linux_change_policy: O[str] = None  # MountOption Recursive
+
+
 def default_pull_policy(image: str) -> str:
     """Always for ``:latest`` or untagged images, IfNotPresent for other tags and digests (as Kubernetes)."""
     if "@" in image:
@@ -145,7 +217,7 @@ class Container(K8sModel):
     termination_message_path: O[str] = "/dev/termination-log"
     termination_message_policy: O[str] = "File"
     image_pull_policy: O[str] = None
-    security_context: O[Dict] = None
+    security_context: O[SecurityContext] = None
     restart_policy: O[str] = None  # sidecar init containers
     stdin: O[Bool] = None
     stdin_once: O[Bool] = None
@@ -285,8 +357,9 @@ class PodSpec(K8sModel):
     host_network: O[Bool] = None
     host_pid: O[Bool] = Field(None, alias="hostPID")
     host_ipc: O[Bool] = Field(None, alias="hostIPC")
+    host_users: O[Bool] = None
     share_process_namespace: O[Bool] = None
-    security_context: O[Dict] = Field(default_factory=dict)
+    security_context: O[PodSecurityContext] = Field(default_factory=PodSecurityContext)
     image_pull_secrets: O[list[LocalObjectReference]] = None
     hostname: O[str] = None
     subdomain: O[str] = None
@@ -310,6 +383,16 @@ class PodSpec(K8sModel):
             self.service_account_name = self.service_account
         elif self.service_account is None and self.service_account_name is not None:
             self.service_account = self.service_account_name
+        return self
+
+    @model_validator(mode="after")
+    def _host_network_ports(self) -> "PodSpec":
+        # SetDefaults_PodSpec: with hostNetwork a port's hostPort defaults to its containerPort.
+        if self.host_network:
+            for c in self.all_containers():
+                for p in c.ports or ():
+                    if not p.host_port and p.container_port is not None:
+                        p.host_port = p.container_port
         return self
 
     def all_containers(self) -> list[Container]:

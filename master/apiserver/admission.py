@@ -23,12 +23,16 @@ class NamespaceLifecycle:
         self.store = store
         self.res = by_plural("namespaces")
         self.phase: dict[str, str] = {}
+        self.labels: dict[str, dict] = {}  # what Pod Security admission reads, so a pod costs no namespace read
+        self.revision: dict[str, int] = {}  # of what the cache holds per namespace
         self._task: asyncio.Task | None = None
         self._watch = None
 
     async def start(self) -> None:
         items, rv = await self.store.list(self.res)
         self.phase = {o["metadata"]["name"]: (o.get("status") or {}).get("phase", "Active") for o in items}
+        self.labels = {o["metadata"]["name"]: o["metadata"].get("labels") or {} for o in items}
+        self.revision = {o["metadata"]["name"]: int(o["metadata"].get("resourceVersion") or 0) for o in items}
         self._watch = await self.store.watch(self.res, None, rv)
         self._task = asyncio.create_task(self._follow())
 
@@ -39,8 +43,10 @@ class NamespaceLifecycle:
                     name = ev.object["metadata"]["name"]
                     if ev.type == DELETED:
                         self.phase.pop(name, None)
+                        self.labels.pop(name, None)
+                        self.revision.pop(name, None)
                     else:
-                        self.phase[name] = (ev.object.get("status") or {}).get("phase", "Active")
+                        self.observe(ev.object, ev.revision)
                 return
             except errors.Gone:
                 await self._watch.stop()
@@ -57,6 +63,29 @@ class NamespaceLifecycle:
             self._task.cancel()
         if self._watch:
             await self._watch.stop()
+
+    def observe(self, ns: dict, revision: int | None = None) -> None:
+        """Cache a namespace as of ``revision`` (default: its resourceVersion) unless the cache holds a newer one:
+        from the watch, and from this server's own writes, so its next request sees them without the watch's lag."""
+        meta = ns["metadata"]
+        rev = int(meta.get("resourceVersion") or 0) if revision is None else revision
+        if rev < self.revision.get(meta["name"], 0):
+            return
+        self.revision[meta["name"]] = rev
+        self.phase[meta["name"]] = (ns.get("status") or {}).get("phase", "Active")
+        self.labels[meta["name"]] = meta.get("labels") or {}
+
+    async def labels_of(self, namespace: str) -> dict:
+        """The namespace's labels: from the cache, else (a namespace made moments ago through another API
+        server) from the store; {} when it does not exist."""
+        labels = self.labels.get(namespace)
+        if labels is None:
+            try:
+                ns = await self.store.get(self.res, None, namespace)
+            except errors.NotFound:
+                return {}
+            labels = (ns.get("metadata") or {}).get("labels") or {}
+        return labels
 
     async def admit_create(self, namespace: str | None) -> None:
         if not namespace:

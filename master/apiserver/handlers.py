@@ -15,13 +15,14 @@ from bus.meta import deep_copy, format_time, generate_name, now, set_condition
 from bus.models import to_dict, unknown_fields
 from bus.resources import Resource
 from bus.store import NatsStore
-from bus.validation import validate_object, validate_update
+from bus.validation import security_warnings, validate_object, validate_update
 from master.apiserver import strategy
 from master.apiserver.authz import REVIEW_KINDS, Authorization
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
 from master.apiserver import ssa, tokenrequest
 from master.apiserver.eviction import evict
 from master.apiserver.patch import APPLY, apply_patch, patch_kind
+from master.apiserver.podsecurity.admission import PodSecurityAdmission
 from master.apiserver.request import Reply, Request
 from master.apiserver.service_alloc import allocated, patch_allocated
 
@@ -57,10 +58,12 @@ def _rv(obj: dict) -> int:
 
 
 class Handlers:
-    def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle, authz: Authorization | None = None) -> None:
+    def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle, authz: Authorization | None = None,
+                 podsecurity: PodSecurityAdmission | None = None) -> None:
         self.store = store
         self.namespaces = namespaces
         self.authz = authz  # the escalation check on roles and bindings, and the access reviews
+        self.podsecurity = podsecurity  # Pod Security admission (pods, pod templates, namespace labels)
 
     async def handle(self, req: Request) -> Reply:
         if req.res.namespaced and not req.namespace and req.verb not in ("list",):
@@ -81,7 +84,7 @@ class Handlers:
         model, causes = validate_object(res, body)
         if causes:
             raise errors.invalid(res.kind, name, causes, res.group)
-        return to_dict(model), _warn_unknown(model)
+        return to_dict(model), _warn_unknown(model) + security_warnings(model)
 
     # ---- create ----------------------------------------------------------------------------
 
@@ -121,12 +124,16 @@ class Handlers:
             await self.namespaces.admit_create(ns)
         if res.kind == "Pod":
             await admit_service_account(self.store, obj, ns)
+        if self.podsecurity is not None:
+            warnings += await self.podsecurity.admit(res.kind, ns, req.user.name, obj)
         strategy.prepare_create(res, obj, ns)
         ssa.track_create(res, obj, req.options)
         async with allocated(self.store, res, None, obj, req.dry_run):  # ClusterIPs, NodePorts
             if req.dry_run:
                 return 201, obj, warnings
             out = await self.store.create(res, ns, name, obj)
+        if res.kind == "Namespace":
+            self.namespaces.observe(out)  # this server's next request sees its labels (Pod Security)
         return 201, out, warnings
 
     def _check_type(self, res: Resource, body: dict) -> None:
@@ -251,6 +258,8 @@ class Handlers:
                     raise errors.invalid(res.kind, name, causes, res.group)
                 if self.authz is not None:
                     await self.authz.admit(req, new_obj, cur)
+                if self.podsecurity is not None:
+                    warnings += await self.podsecurity.admit(res.kind, req.namespace, req.user.name, new_obj, cur)
             else:
                 new_obj["metadata"] = cur["metadata"]
             ssa.track_write(res, cur, new_obj, req.options, req.subresource)
@@ -268,6 +277,8 @@ class Handlers:
                         out = await self.store.delete(res, req.namespace, name, new_obj, _rv(cur))
                     else:
                         out = await self.store.update(res, req.namespace, name, new_obj, _rv(cur))
+                        if res.kind == "Namespace":
+                            self.namespaces.observe(out)
             except errors.Conflict:
                 if want_rv not in (None, ""):
                     raise

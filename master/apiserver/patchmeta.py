@@ -81,6 +81,7 @@ TYPES: dict[str, dict[str, Field]] = {
     "WorkloadSpec": {"template": Field("PodTemplateSpec"), "selector": _ATOMIC},  # apps/v1 and batch/v1 specs
     "WorkloadStatus": {"conditions": _CONDITIONS},
     "HorizontalPodAutoscalerStatus": {"conditions": _CONDITIONS},
+    "NetworkPolicySpec": {"podSelector": _ATOMIC},  # its lists are atomic (untagged here)
 }
 
 # kind -> struct type of each top-level field (metadata is ObjectMeta everywhere)
@@ -98,6 +99,7 @@ KINDS: dict[str, dict[str, str]] = {
     "StatefulSet": {"spec": "WorkloadSpec", "status": "WorkloadStatus"},
     "Job": {"spec": "WorkloadSpec", "status": "WorkloadStatus"},
     "HorizontalPodAutoscaler": {"status": "HorizontalPodAutoscalerStatus"},
+    "NetworkPolicy": {"spec": "NetworkPolicySpec"},
 }
 
 _NONE = Field()

@@ -21,6 +21,7 @@ from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.authz import Authorization
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
+from master.apiserver.podsecurity.admission import PodSecurityAdmission, PodSecurityConfig
 from master.apiserver.replies import Claim, ReplyCache
 from master.apiserver.settings import ApiServerSettings
 
@@ -122,12 +123,19 @@ class ApiServer:
         self.store = store or NatsStore(nc)
         self.namespaces = NamespaceLifecycle(self.store)
         self.authz = Authorization(self.store)
-        self.authorizes = ApiServerSettings.load().authorizes  # off only to measure its cost (a benchmark)
-        self.handlers = Handlers(self.store, self.namespaces, self.authz)
+        settings = ApiServerSettings.load()
+        self.authorizes = settings.authorizes  # off only to measure its cost (a benchmark)
+        self.podsecurity = PodSecurityAdmission(PodSecurityConfig.from_settings(settings), self.namespaces.labels_of,
+                                                self._pods_in)
+        self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity)
         self.replies = ReplyCache(self.store)
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def _pods_in(self, namespace: str) -> list[dict]:
+        items, _ = await self.store.list(by_plural("pods"), namespace)
+        return items
 
     async def start(self) -> None:
         await self.store.ensure_buckets()

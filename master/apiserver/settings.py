@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from bus import settings as _s
 from bus.config import data_dir
 from bus.settings import setting
+from master.apiserver.podsecurity.api import PolicyError, parse_level, parse_version
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_NODE_PORT_RANGE = "30000-32767"
@@ -32,10 +33,34 @@ class ApiServerSettings:
         "Node,RBAC", "`Node,RBAC`: every request authorized by the Node authorizer then RBAC; `AlwaysAllow` turns "
         "authorization off, for measuring what it costs (`tests/perf/bench_authz.py`) and nothing else")
 
+    pod_security_enforce: str = setting(
+        "baseline", "Pod Security level enforced in namespaces without a `pod-security.kubernetes.io/enforce` "
+        "label: `privileged`, `baseline` or `restricted`; a violating pod is refused (403)")
+    pod_security_enforce_version: str = setting(
+        "latest", "the Pod Security Standards version of that default: `latest` or `v1.<minor>`")
+    pod_security_audit: str = setting(
+        "baseline", "default audit level: a violating pod or pod template is logged by the API server (INFO, "
+        "`pod-security.kubernetes.io/audit-violations`)")
+    pod_security_audit_version: str = setting("latest", "the version of the default audit level")
+    pod_security_warn: str = setting(
+        "baseline", "default warn level: a violating pod or pod template is admitted with a warning")
+    pod_security_warn_version: str = setting("latest", "the version of the default warn level")
+    pod_security_exempt_namespaces: str = setting(
+        "kube-system", "comma-separated namespaces Pod Security admission leaves alone (privileged)")
+    pod_security_exempt_usernames: str = setting(
+        "", "comma-separated user names whose requests Pod Security admission leaves alone")
+
     def __post_init__(self) -> None:
         if self.authorization_mode not in AUTHORIZATION_MODES:
             raise _s.SettingsError(f"K8N_AUTHORIZATION_MODE: {self.authorization_mode!r} is not one of "
                                    f"{', '.join(AUTHORIZATION_MODES)}")
+        for f, parse in (("pod_security_enforce", parse_level), ("pod_security_audit", parse_level),
+                         ("pod_security_warn", parse_level), ("pod_security_enforce_version", parse_version),
+                         ("pod_security_audit_version", parse_version), ("pod_security_warn_version", parse_version)):
+            try:
+                parse(getattr(self, f))
+            except PolicyError as e:
+                raise _s.SettingsError(f"K8N_{f.upper()}={getattr(self, f)!r}: {e}") from None
 
     @property
     def authorizes(self) -> bool:

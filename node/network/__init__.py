@@ -15,18 +15,19 @@ from pathlib import Path
 
 from . import bridge as br
 from . import firewall, veth
+from .hostports import HostPort, HostPorts
 from .ipam import Ipam, IpamError, RangeExhausted
 from .netlink import AsyncIPRoute, delete_link, link_index, netns_iproute
 from .routes import HostGwRoutes
 
 CLUSTER_CIDR = "10.244.0.0/16"
 
-__all__ = ["PodNetwork", "Ipam", "IpamError", "RangeExhausted", "CLUSTER_CIDR"]
+__all__ = ["PodNetwork", "Ipam", "IpamError", "RangeExhausted", "CLUSTER_CIDR", "HostPort", "HostPorts"]
 
 
 class PodNetwork:
     def __init__(self, node_name: str, pod_cidr: str, state_dir: Path, bridge: str | None = None,
-                 mtu: int = 1500, cluster_cidr: str = CLUSTER_CIDR) -> None:
+                 mtu: int = 1500, cluster_cidr: str = CLUSTER_CIDR, node_ip: str | None = None) -> None:
         self.node_name = node_name
         self.pod_cidr = str(ipaddress.ip_network(pod_cidr))
         self.cluster_cidr = str(ipaddress.ip_network(cluster_cidr))
@@ -39,6 +40,7 @@ class PodNetwork:
         self.gateway = self.ipam.gateway
         self._routes = HostGwRoutes(self.pod_cidr, self.state_dir / "routes.json")
         self._rules = firewall.bridge_rules(self.bridge, self.pod_cidr, self.cluster_cidr)
+        self.hostports = HostPorts(node_name, node_ip or self.gateway)  # hostPort DNAT on the node's address
 
     def __repr__(self) -> str:
         return f"PodNetwork({self.node_name!r}, {self.pod_cidr!r}, bridge={self.bridge!r})"
@@ -65,8 +67,13 @@ class PodNetwork:
                     veth.configure_host_side(ipr, host_index, bridge_index))
         return ip
 
+    async def map_host_ports(self, pod_uid: str, pod_ip: str, ports: list[HostPort]) -> None:
+        """DNAT the node's ``hostPort``s to the pod (see ``hostports``); ``detach`` removes them."""
+        await self.hostports.set(pod_uid, pod_ip, ports)
+
     async def detach(self, pod_uid: str) -> None:
-        """Delete the pod's veth (its peer goes with it) and release its IP. Idempotent."""
+        """Delete the pod's veth (its peer goes with it), its hostPort mappings, and release its IP. Idempotent."""
+        await self.hostports.remove(pod_uid)
         async with AsyncIPRoute() as ipr:
             await delete_link(ipr, veth.host_ifname(pod_uid))
         self.ipam.release(pod_uid)
@@ -76,6 +83,9 @@ class PodNetwork:
         dead = [uid for uid in self.ipam.allocated() if uid not in live_pod_uids]
         for uid in dead:
             await self.detach(uid)
+        for uid in [uid for uid in self.hostports.pods if uid not in live_pod_uids]:
+            self.hostports.pods.pop(uid, None)
+        await self.hostports.sync()  # also drops what an earlier run left for pods gone since
         live_ports = {veth.host_ifname(uid) for uid in live_pod_uids}
         async with AsyncIPRoute() as ipr:
             index = await link_index(ipr, self.bridge)
@@ -99,6 +109,7 @@ class PodNetwork:
                     await delete_link(ipr, name)
             await delete_link(ipr, self.bridge)
         await firewall.delete_rules(self._rules)
+        await self.hostports.clear()
         self.ipam.clear()
         with contextlib.suppress(OSError):
             self.state_dir.rmdir()  # only if nothing else lives there

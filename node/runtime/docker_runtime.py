@@ -28,7 +28,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from . import cgroups, podfiles
+from . import cgroups, podfiles, security
 from .errors import ContainerNotFound, ImagePullError, RuntimeErr
 from .model import (LABEL_NODE, LABEL_POD_UID, SANDBOX_NAME, ContainerInfo, ContainerStatus, Mount, Sandbox,
                     container_hash, container_name, info_from_list, labels, pod_meta, status_from_inspect)
@@ -57,6 +57,14 @@ def translate(e: BaseException, reason: str = "RuntimeError") -> BaseException:
     return e
 
 
+def _node_capabilities() -> list[str] | None:
+    try:
+        return security.node_capabilities(Path("/proc/self/status").read_text(),
+                                          Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def default_pull_policy(image: str) -> str:
     """Kubernetes' default: Always for ``:latest`` (or no tag), IfNotPresent otherwise."""
     return "Always" if normalize_image(image).endswith(":latest") else "IfNotPresent"
@@ -74,6 +82,7 @@ class DockerRuntime:
         self.api = self.client.api
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._pause_present = False
+        self.node_caps = _node_capabilities()  # None: privileged containers are Docker's privileged mode
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -102,6 +111,11 @@ class DockerRuntime:
         for msg in self.api.pull(repo, tag=tag, stream=True, decode=True):
             if "error" in msg:  # errors after the stream started come in the body
                 raise docker.errors.APIError(msg["error"], explanation=msg["error"])
+
+    async def image_user(self, image: str) -> str:
+        """The user an image runs as (its ``Config.User``; empty: root)."""
+        data = await self._call(self.api.inspect_image, normalize_image(image), reason="CreateContainerConfigError")
+        return str((data.get("Config") or {}).get("User") or "")
 
     async def image_present(self, image: str) -> bool:
         return await self._local_image(normalize_image(image)) is not None
@@ -143,10 +157,14 @@ class DockerRuntime:
             await self.ensure_image(self.pause_image, "IfNotPresent")
             self._pause_present = True
         spec = pod.get("spec") or {}
-        hostname = (spec.get("hostname") or pod_meta(pod)[0])[:63]
+        create, host = security.sandbox_args(pod, (spec.get("hostname") or pod_meta(pod)[0])[:63])
+        try:
+            host_config = self.api.create_host_config(**host)
+        except docker.errors.DockerException as e:
+            raise RuntimeErr(_explain(e), "CreatePodSandboxError") from e
         cid = (await self._call(
             self.api.create_container, self.pause_image, name=container_name(pod, SANDBOX_NAME, attempt),
-            hostname=hostname, labels=labels(self.node_name, pod, SANDBOX_NAME, attempt), network_disabled=True,
+            labels=labels(self.node_name, pod, SANDBOX_NAME, attempt), host_config=host_config, **create,
             reason="CreatePodSandboxError",
         ))["Id"]
         try:
@@ -185,13 +203,20 @@ class DockerRuntime:
         ``$(VAR)`` references in command/args are expanded from ``env``, as the kubelet does."""
         sandbox_id = sandbox.id if isinstance(sandbox, Sandbox) else sandbox
         create, host = container_create_args(container, env, mounts + self._pod_file_mounts(sandbox_id, mounts))
+        config_user = await self.image_user(container["image"]) if security.needs_image_user(pod, container) else None
+        if error := security.run_as_non_root_error(pod, container, config_user):
+            raise RuntimeErr(error, "CreateContainerConfigError")
+        sec_create, sec_host = security.container_args(pod, container, config_user, self.node_caps)
+        raw = {k: sec_host.pop(k) for k in security.RAW_HOST_FIELDS if k in sec_host}
         name = container["name"]
         try:
-            host_config = self.api.create_host_config(network_mode=f"container:{sandbox_id}", **host)
+            host_config = self.api.create_host_config(**security.namespaces(pod, sandbox_id), **host, **sec_host)
         except docker.errors.DockerException as e:
             raise RuntimeErr(_explain(e), "CreateContainerConfigError") from e
+        host_config.update(raw)
         result = await self._call(
-            self.api.create_container, **create, name=container_name(pod, name, attempt), host_config=host_config,
+            self.api.create_container, **create, **sec_create, name=container_name(pod, name, attempt),
+            host_config=host_config,
             labels=labels(self.node_name, pod, name, attempt, init, container_hash(container)),
             reason="CreateContainerError",
         )

@@ -9,7 +9,8 @@ nameservers and searches appended without duplicates, options by name (the pod's
 nameservers and 32 search domains are kept, like the kubelet.
 
 /etc/hosts is the kubelet's: the localhost entries, then the pod's IP with its hostname (``<hostname>.<subdomain>
-.<ns>.svc.<domain>`` first when ``spec.subdomain`` is set) and the ``hostAliases``."""
+.<ns>.svc.<domain>`` first when ``spec.subdomain`` is set) and the ``hostAliases``; a ``hostNetwork`` pod gets the
+node's /etc/hosts and its ``hostAliases``."""
 
 from __future__ import annotations
 
@@ -120,14 +121,22 @@ def pod_hostname(pod: dict) -> str:
     return (spec.get("hostname") or meta.get("name") or "")[:63].rstrip("-.")
 
 
-def pod_hosts(pod: dict | None, pod_ip: str = "", cluster_domain: str = DEFAULT_DOMAIN) -> str:
-    """The pod's /etc/hosts: localhost entries, ``<pod IP> [<fqdn>] <hostname>``, then the hostAliases."""
+def pod_hosts(pod: dict | None, pod_ip: str = "", cluster_domain: str = DEFAULT_DOMAIN,
+              host_hosts: str = HOSTS) -> str:
+    """The pod's /etc/hosts: localhost entries, ``<pod IP> [<fqdn>] <hostname>``, then the hostAliases. A
+    ``hostNetwork`` pod gets the node's own file (``host_hosts``) with the hostAliases, as the kubelet does."""
     text = _HOSTS_BASE
     if pod is None:
         return text
     spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
     hostname = pod_hostname(pod)
-    if pod_ip and hostname:
+    if spec.get("hostNetwork"):
+        try:
+            text = Path(host_hosts).read_text()
+        except OSError:
+            pass
+        text = text if text.endswith("\n") or not text else text + "\n"
+    elif pod_ip and hostname:
         names = [hostname]
         if spec.get("subdomain"):
             ns = meta.get("namespace") or "default"

@@ -14,7 +14,7 @@ import pytest
 
 from bus import errors
 from tests.builders import configmap, container, pod, secret
-from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster
+from tests.harness import NEEDS_DOCKER, allow_privileged, node_ready, start_cluster, stop_cluster
 from tests.waiting import eventually, stays
 
 pytestmark = list(NEEDS_DOCKER)
@@ -195,6 +195,7 @@ async def test_graceful_deletion_runs_the_sigterm_handler(cluster, tmp_path):
     c = cluster.client
     marker = tmp_path / "term"
     marker.mkdir()
+    await allow_privileged(c)  # the pod writes its marker into a hostPath volume
     await c.create(pod("graceful", node=cluster.node, grace=10, containers=[container(
         "main", "trap 'echo got-term > /out/term; exit 0' TERM; while true; do sleep 0.2; done",
         volumeMounts=[{"name": "out", "mountPath": "/out"}])],

@@ -7,7 +7,7 @@ import pytest
 from bus import errors
 from tests import builders
 from tests.builders import container
-from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster, unique_node
+from tests.harness import NEEDS_DOCKER, allow_privileged, node_ready, start_cluster, stop_cluster, unique_node
 from tests.waiting import eventually, stays
 
 pytestmark = list(NEEDS_DOCKER)
@@ -152,6 +152,7 @@ async def test_job_retries_failed_pods_then_completes(cluster, tmp_path):
     c = cluster.client
     marks = tmp_path / "marks"
     marks.mkdir()
+    await allow_privileged(c)  # the pods share a hostPath volume
     # the first two pods to run fail, every later one succeeds (a marker per pod on a hostPath)
     script = 'n=$(ls /marks | wc -l); touch /marks/$POD_NAME; sleep 1; [ "$n" -ge 2 ]'
     await c.create(job("work", script, completions=3, parallelism=2,

@@ -418,6 +418,7 @@ def test_a_pod_reaches_the_api_with_its_token_and_its_service_accounts_rights(k)
     CA the pod was given; the token is the pod's ServiceAccount's (pods get,list via a RoleBinding), nothing more."""
     ns = "incluster"
     k.kubectl("create", "namespace", ns)
+    k.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=privileged")  # kubectl on a hostPath
     k.kubectl("create", "serviceaccount", "reader", "-n", ns)
     k.kubectl("create", "role", "pod-reader", "-n", ns, "--verb", "get,list,watch", "--resource", "pods")
     k.kubectl("create", "rolebinding", "reader", "-n", ns, "--role", "pod-reader", "--serviceaccount", f"{ns}:reader")
@@ -445,3 +446,81 @@ def test_a_pod_reaches_the_api_with_its_token_and_its_service_accounts_rights(k)
         assert ca == (k.data / "pki" / "ca.crt").read_text()  # the CA the gateway's certificate chains to
     finally:
         k.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+# ---- issue 12: the escapes an attacker with a pod-creating token tried, replayed ------------------------------
+
+ATTACK_NS = "attack"
+
+
+def _as_mallory(k: UpCluster, token: str, manifest: dict) -> subprocess.CompletedProcess:
+    return k.kubectl("--token", token, "create", "-f", "-", input=json.dumps(manifest), check=False)
+
+
+def _attack_pod(name: str, spec: dict, container: dict | None = None) -> dict:
+    c = {"name": "c", "image": IMAGE, "command": ["sleep", "3600"], **(container or {})}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ATTACK_NS},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [c], **spec}}
+
+
+def test_a_token_that_may_create_pods_gets_no_further_than_its_namespace(k):
+    """Every escape of issue 12, replayed with stock kubectl and nothing but a ServiceAccount token allowed to create
+    pods (and endpoints) in its namespace: each refused with Kubernetes' error, while a hardened pod runs as asked."""
+    k.kubectl("create", "namespace", ATTACK_NS)
+    k.kubectl("create", "serviceaccount", "mallory", "-n", ATTACK_NS)
+    k.kubectl("create", "role", "pods", "-n", ATTACK_NS, "--verb", "get,list,create,delete",
+              "--resource", "pods,pods/exec,endpoints,secrets")
+    k.kubectl("create", "rolebinding", "mallory", "-n", ATTACK_NS, "--role", "pods",
+              "--serviceaccount", f"{ATTACK_NS}:mallory")
+    token = k.kubectl("create", "token", "mallory", "-n", ATTACK_NS).stdout.strip()
+    try:
+        # hostPath of / and host namespaces: Pod Security (baseline by default) refuses them
+        r = _as_mallory(k, token, _attack_pod("root", {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]},
+                                              {"volumeMounts": [{"name": "root", "mountPath": "/host"}]}))
+        assert r.returncode != 0 and ('Error from server (Forbidden): error when creating "STDIN": pods "root" is '
+                                      'forbidden: violates PodSecurity "baseline:latest": hostPath volumes '
+                                      '(volume "root")') in r.stderr, r.stderr
+        r = _as_mallory(k, token, _attack_pod("hosty", {"hostNetwork": True, "hostPID": True},
+                                              {"securityContext": {"privileged": True}}))
+        assert r.returncode != 0 and 'violates PodSecurity "baseline:latest": ' in r.stderr, r.stderr
+        assert "host namespaces (hostNetwork=true, hostPID=true)" in r.stderr, r.stderr
+        assert 'privileged (container "c" must not set securityContext.privileged=true)' in r.stderr, r.stderr
+        # the namespace cannot be relabelled privileged by the attacker
+        r = k.kubectl("--token", token, "label", "namespace", ATTACK_NS,
+                      "pod-security.kubernetes.io/enforce=privileged", check=False)
+        assert r.returncode != 0 and "(Forbidden)" in r.stderr, r.stderr
+        # paths inside volumes: relative, no '..' (Kubernetes' validateLocalDescendingPath)
+        r = _as_mallory(k, token, _attack_pod("subpath", {"volumes": [{"name": "e", "emptyDir": {}}]},
+                                              {"volumeMounts": [{"name": "e", "mountPath": "/x", "subPath": "/tmp/x"}]}))
+        assert r.returncode != 0 and ('spec.containers[0].volumeMounts[0].subPath: Invalid value: "/tmp/x": '
+                                      'must be a relative path') in r.stderr, r.stderr
+        r = _as_mallory(k, token, _attack_pod("items", {"volumes": [{"name": "s", "secret": {
+            "secretName": "any", "items": [{"key": "k", "path": "../../../tmp/x/f"}]}}]}))
+        assert r.returncode != 0 and ("spec.volumes[0].secret.items[0].path: Invalid value: "
+                                      "\"../../../tmp/x/f\": must not contain '..'") in r.stderr, r.stderr
+        # an Endpoints object aimed at the node's own loopback (the NATS port)
+        r = _as_mallory(k, token, {"apiVersion": "v1", "kind": "Endpoints",
+                                   "metadata": {"name": "nats", "namespace": ATTACK_NS},
+                                   "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 4222}]}]})
+        assert r.returncode != 0 and ('subsets[0].addresses[0].ip: Invalid value: "127.0.0.1": may not be in the '
+                                      'loopback range (127.0.0.0/8, ::1/128)') in r.stderr, r.stderr
+        # a namespace segment that would address every namespace
+        r = k.kubectl("--token", token, "get", "--raw", "/api/v1/namespaces/*/secrets", check=False)
+        assert r.returncode != 0 and 'Error from server (NotFound): namespaces "*" not found' in r.stderr, r.stderr
+        # what the attacker asked for in securityContext is what the container gets
+        hardened = _attack_pod("hardened", {"securityContext": {"runAsUser": 1000, "runAsGroup": 3000,
+                                                                "runAsNonRoot": True}},
+                               {"securityContext": {"capabilities": {"drop": ["ALL"]},
+                                                    "allowPrivilegeEscalation": False,
+                                                    "readOnlyRootFilesystem": True}})
+        hardened["spec"]["nodeName"] = k.node
+        r = _as_mallory(k, token, hardened)
+        assert r.returncode == 0, r.stderr
+        k.kubectl("wait", "--for=condition=Ready", "pod/hardened", "-n", ATTACK_NS, "--timeout=60s")
+        out = k.kubectl("--token", token, "exec", "hardened", "-n", ATTACK_NS, "--", "sh", "-c",
+                        "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; touch /x 2>&1 || echo refused").stdout
+        assert "uid=1000 gid=3000" in out, out
+        assert "CapEff:\t0000000000000000" in out and "NoNewPrivs:\t1" in out, out
+        assert "Read-only file system" in out and "refused" in out, out
+    finally:
+        k.kubectl("delete", "namespace", ATTACK_NS, "--wait=false", check=False)

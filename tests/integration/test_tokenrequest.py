@@ -350,7 +350,9 @@ async def test_the_agents_token_file_is_a_pod_bound_token_the_api_accepts(client
         base = tmp_path / "pods" / pod["metadata"]["uid"] / "volumes" / vol["name"]
         assert paths[vol["name"]] == str(base)
         token = (base / "token").read_text()
-        assert stat.S_IMODE(os.stat(base / "token").st_mode) == 0o600 and stat.S_IMODE(base.stat().st_mode) == 0o700
+        # the kubelet's modes: no runAsUser or fsGroup, so any container user reads it; the pod's directory is root's
+        assert stat.S_IMODE(os.stat(base / "token").st_mode) == 0o644 and stat.S_IMODE(base.stat().st_mode) == 0o755
+        assert stat.S_IMODE(base.parent.parent.stat().st_mode) == 0o750
         assert (base / "namespace").read_text() == "default" and (base / "ca.crt").read_text() == "# CA\n"
         c = claims_of(token)
         assert c["exp"] - c["iat"] == 3607

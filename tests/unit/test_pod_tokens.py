@@ -145,7 +145,7 @@ def test_ownership_follows_the_kubelet():
 # ---- the projected volume ----------------------------------------------------------------------------------------
 
 
-async def test_the_api_access_volume_holds_a_pod_bound_token_only_root_reads(volumes, api, tmp_path):
+async def test_the_api_access_volume_holds_a_pod_bound_token_any_container_user_reads(volumes, api, tmp_path):
     paths = await volumes.prepare(_pod())
     base = tmp_path / "pods" / "ff0556cd-0b2c-5513-ab68-7eff4000f9f7" / "volumes" / "kube-api-access-abcde"
     assert paths == {"kube-api-access-abcde": str(base)}
@@ -155,8 +155,9 @@ async def test_the_api_access_volume_holds_a_pod_bound_token_only_root_reads(vol
     assert (ns, account) == ("ci", "builder")
     assert body["spec"] == {"expirationSeconds": 3607, "boundObjectRef": {
         "apiVersion": "v1", "kind": "Pod", "name": "web-0", "uid": "ff0556cd-0b2c-5513-ab68-7eff4000f9f7"}}
-    assert _mode(base) == 0o700 and _mode(base / "token") == 0o600
-    assert _mode(base / "ca.crt") == 0o644  # the volume's defaultMode, inside the 0700 directory
+    # the kubelet's: no runAsUser or fsGroup says who reads it, so the token has the volume's defaultMode
+    assert _mode(base) == 0o755 and _mode(base / "token") == 0o644 and _mode(base / "ca.crt") == 0o644
+    assert _mode(base.parent.parent) == 0o750  # the pod's directory on the node: root's
     assert os.stat(base / "token").st_uid == os.geteuid()
     assert not [p for p in base.iterdir() if p.name.endswith(".tmp")]
     volumes.cleanup("ff0556cd-0b2c-5513-ab68-7eff4000f9f7")
@@ -170,8 +171,17 @@ async def test_run_as_user_and_fs_group_own_the_token(volumes, tmp_path):
     st = os.stat(base / "token")
     assert (st.st_uid, st.st_gid, _mode(base / "token")) == (1234, 2345, 0o640)
     st = os.stat(base)
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, 0o2750)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 2345, 0o2755)
     assert os.stat(base / "ca.crt").st_gid == 2345 and _mode(base / "ca.crt") == 0o644
+    volumes.cleanup("ff0556cd-0b2c-5513-ab68-7eff4000f9f7")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other users needs root")
+async def test_a_token_of_one_run_as_user_is_that_users_alone(volumes, tmp_path):
+    await volumes.prepare(_pod(securityContext={"runAsUser": 1234}))
+    token = tmp_path / "pods" / "ff0556cd-0b2c-5513-ab68-7eff4000f9f7" / "volumes" / "kube-api-access-abcde" / "token"
+    st = os.stat(token)
+    assert (st.st_uid, st.st_gid, _mode(token)) == (1234, 0, 0o600)
     volumes.cleanup("ff0556cd-0b2c-5513-ab68-7eff4000f9f7")
 
 
@@ -186,7 +196,7 @@ async def test_the_agent_renews_the_file_while_the_pod_lives(volumes, api, clock
     inode = token.stat().st_ino
     assert await volumes.refresh_tokens("ff0556cd-0b2c-5513-ab68-7eff4000f9f7") == pytest.approx(3607 * 0.8)
     assert token.read_text() == "token-2" and token.stat().st_ino != inode  # renamed over: atomic
-    assert _mode(token) == 0o600
+    assert _mode(token) == 0o644
     api.fail = errors.unavailable("down")  # renewal fails: the file keeps the old token, retried soon
     clock.t += 2886
     assert await volumes.refresh_tokens("ff0556cd-0b2c-5513-ab68-7eff4000f9f7") == 10.0 and token.read_text() == "token-2"
