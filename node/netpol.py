@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from functools import lru_cache
 from typing import Any, Awaitable, Callable
 
 from bus import subjects
@@ -64,24 +65,37 @@ def _ports(ports: list[list]) -> Any:
     return items[0] if len(items) == 1 else {"set": items}
 
 
-def entry_rules(direction: str, entry: dict) -> list[tuple]:
+def entry_rules(direction: str, entry: dict) -> tuple:
     """The rules of one compiled entry: one per protocol (all protocols when it names no port)."""
+    ports = tuple(tuple(p) for p in entry.get("ports") or ())
+    return _entry_rules(direction, entry["id"] if entry.get("peers") is not None else None, ports)
+
+
+@lru_cache(maxsize=1 << 16)
+def _entry_rules(direction: str, entry_id: str | None, ports: tuple) -> tuple:
+    """(Cached: a re-render shares the rule objects of unchanged entries, so comparing them is cheap.)"""
     addr: list[dict] = []
-    if entry.get("peers") is not None:
-        addr = [_match(MAPS[direction][1], f"@{peer_set(entry['id'])}")]
+    if entry_id is not None:
+        addr = [_match(MAPS[direction][1], f"@{peer_set(entry_id)}")]
     by_proto: dict[str, list] = {}
-    for proto, port, end in entry.get("ports") or ():
+    for proto, port, end in ports:
         by_proto.setdefault(proto.lower(), []).append([proto, port, end])
     if not by_proto:
-        return [(*addr, {"return": None})]
+        return ((*addr, {"return": None}),)
     rules = []
-    for proto, ports in sorted(by_proto.items()):
-        numbered = [p for p in ports if p[1] is not None]
+    for proto, group in sorted(by_proto.items()):
+        numbered = [p for p in group if p[1] is not None]
         match = [_match(L4PROTO, proto)]
-        if len(numbered) == len(ports):
+        if len(numbered) == len(group):
             match.append(_match(DPORT, _ports(numbered)))
         rules.append((*addr, *match, {"return": None}))
-    return rules
+    return tuple(rules)
+
+
+@lru_cache(maxsize=1 << 16)
+def _set_elements(peers: tuple[str, ...]) -> dict:
+    """An address set's elements (cached and shared: never mutate)."""
+    return dict.fromkeys((p,) for p in peers)
 
 
 def render(doc: dict | None) -> State:
@@ -96,7 +110,7 @@ def render(doc: dict | None) -> State:
             chain = pod_chain(direction, ip)
             for e in entries:
                 if e.get("peers") is not None:
-                    st.elements.setdefault(peer_set(e["id"]), {}).update(dict.fromkeys(((p,) for p in e["peers"])))
+                    st.elements[peer_set(e["id"])] = _set_elements(tuple(e["peers"]))
             rules = [r for e in entries for r in entry_rules(direction, e)]
             st.chains[chain] = (*rules, ({"drop": None},))
             st.elements[MAPS[direction][0]][(ip,)] = ("jump", chain)
@@ -143,10 +157,22 @@ def full(table: str, st: State) -> Tx:
     return _address_elements(tx)
 
 
+def _changed_only(old: State, new: State) -> tuple[State, State]:
+    """Both states without the chains and sets they hold alike (renders share unchanged parts: mostly an identity
+    check), so that ``nft.diff`` only walks what changed."""
+    def same(a: Any, b: Any) -> bool:
+        return a is b or a == b
+
+    chains = {n for n in old.chains.keys() | new.chains.keys() if not same(old.chains.get(n), new.chains.get(n))}
+    sets = {n for n in old.elements.keys() | new.elements.keys() if not same(old.elements.get(n), new.elements.get(n))}
+    return tuple(State(s.fixed, {n: r for n, r in s.chains.items() if n in chains},
+                       {n: e for n, e in s.elements.items() if n in sets}) for s in (old, new))
+
+
 def diff(table: str, old: State, new: State) -> Tx:
     """Only what changed: new address sets first, then ``nft.diff``'s chains and elements (a changed set is
     elements removed and added), removed sets last (no rule refers to them any more)."""
-    tx = nft.diff(table, old, new)
+    tx = nft.diff(table, *_changed_only(old, new))
     if tx is None:  # the base changed (never: it is fixed)
         return full(table, new)
     head = Tx(table)

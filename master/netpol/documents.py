@@ -92,27 +92,25 @@ class NodeDocuments:
     # ---- writes ------------------------------------------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Write the changed documents of the marked nodes; returns how many were written."""
-        n = 0
-        while self.dirty:
-            node = self.dirty.pop()
-            doc, have = self.index.document(node), self.written.get(node)
-            if doc == have:
-                continue
-            key = subjects.node_network_policy_key(node)
-            try:
-                if doc is None:
-                    await self.store.remove_key(NODE_PODS, key, have)
-                    del self.written[node]
-                else:
-                    await self.store.put_key(NODE_PODS, key, doc)
-                    self.written[node] = doc
-            except BaseException:
-                self.dirty.add(node)
-                raise
-            n += 1
-        self.writes += n
-        return n
+        """Write the changed documents of the marked nodes (concurrently); returns how many were written."""
+        nodes, self.dirty = self.dirty, set()
+        changes = [(node, doc) for node in nodes if (doc := self.index.document(node)) != self.written.get(node)]
+        results = await asyncio.gather(*(self._write(node, doc) for node, doc in changes), return_exceptions=True)
+        failed = [(node, r) for (node, _), r in zip(changes, results) if isinstance(r, BaseException)]
+        self.dirty |= {node for node, _ in failed}  # retried by the loop
+        self.writes += len(changes) - len(failed)
+        if failed:
+            raise failed[0][1]
+        return len(changes)
+
+    async def _write(self, node: str, doc: dict | None) -> None:
+        key = subjects.node_network_policy_key(node)
+        if doc is None:
+            await self.store.remove_key(NODE_PODS, key, self.written[node])
+            del self.written[node]
+        else:
+            await self.store.put_key(NODE_PODS, key, doc)
+            self.written[node] = doc
 
     async def _loop(self) -> None:
         delay = 0.1

@@ -10,7 +10,6 @@ again), so the tests are independent."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import subprocess

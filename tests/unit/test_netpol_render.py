@@ -10,7 +10,6 @@ import json
 from bus import subjects
 from bus.store import ADDED, DELETED, WatchEvent
 from node import netpol
-from node.proxy import nft
 
 
 def doc(n: int, changed: int | None = None, shared: bool = True) -> dict:
