@@ -52,7 +52,7 @@ def pod_chain(direction: str, ip: str) -> str:
 
 
 def peer_set(entry_id: str) -> str:
-    """The address set of one compiled entry (shared by every pod the entry applies to)."""
+    """The interval set of one compiled entry's addresses, shared by every pod the entry applies to."""
     return f"peers-{hashlib.sha256(entry_id.encode()).hexdigest()[:16]}"
 
 
@@ -68,28 +68,27 @@ def _ports(ports: list[list]) -> Any:
 def entry_rules(direction: str, entry: dict) -> tuple:
     """The rules of one compiled entry: one per protocol (all protocols when it names no port)."""
     ports = tuple(tuple(p) for p in entry.get("ports") or ())
-    return _entry_rules(direction, entry["id"] if entry.get("peers") is not None else None, ports)
+    sets = (peer_set(entry["id"]),) if entry.get("peers") is not None else ()
+    return _entry_rules(direction, sets, ports)
 
 
 @lru_cache(maxsize=1 << 16)
-def _entry_rules(direction: str, entry_id: str | None, ports: tuple) -> tuple:
+def _entry_rules(direction: str, sets: tuple[str, ...], ports: tuple) -> tuple:
     """(Cached: a re-render shares the rule objects of unchanged entries, so comparing them is cheap.)"""
-    addr: list[dict] = []
-    if entry_id is not None:
-        addr = [_match(MAPS[direction][1], f"@{peer_set(entry_id)}")]
     by_proto: dict[str, list] = {}
     for proto, port, end in ports:
         by_proto.setdefault(proto.lower(), []).append([proto, port, end])
-    if not by_proto:
-        return ((*addr, {"return": None}),)
-    rules = []
+    matches = [[]]
     for proto, group in sorted(by_proto.items()):
         numbered = [p for p in group if p[1] is not None]
-        match = [_match(L4PROTO, proto)]
+        m = [_match(L4PROTO, proto)]
         if len(numbered) == len(group):
-            match.append(_match(DPORT, _ports(numbered)))
-        rules.append((*addr, *match, {"return": None}))
-    return tuple(rules)
+            m.append(_match(DPORT, _ports(numbered)))
+        matches.append(m)
+    if by_proto:
+        matches = matches[1:]
+    addrs = [[_match(MAPS[direction][1], f"@{name}")] for name in sets] or [[]]
+    return tuple((*a, *m, {"return": None}) for a in addrs for m in matches)
 
 
 @lru_cache(maxsize=1 << 16)

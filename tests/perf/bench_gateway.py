@@ -71,6 +71,18 @@ async def wait_http(session: aiohttp.ClientSession, url: str, timeout: float = 3
         await asyncio.sleep(0.2)
 
 
+def stop_all(procs: tuple[subprocess.Popen, ...], srv: NatsServer, tmp: Path) -> None:
+    """Stop the benchmark's processes (SIGTERM, then SIGKILL after 15 s), its nats-server, and remove its files."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    srv.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def summary(what: str, lat: list[float]) -> str:
     return f"{what}: p50 {pct(lat, 50)*1e3:.2f} ms, p99 {pct(lat, 99)*1e3:.2f} ms ({len(lat)} requests)"
 
@@ -140,14 +152,7 @@ async def main(n: int) -> None:
                   f"p99 +{(pct(h, 99) - pct(b, 99))*1e3:.2f} ms")
         print(cond)
     finally:
-        for p in (gw, api):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        srv.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all((gw, api), srv, tmp)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,7 @@ import asyncio
 import collections
 import os
 import platform
-import shutil
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +28,7 @@ from bus import aio
 from bus.natsserver import NatsServer
 from tests.conftest import start_apiserver_process, wait_for_api
 from tests.perf.bench_api import pct
-from tests.perf.bench_gateway import TOKEN, free_port, start_gateway, summary, wait_http
+from tests.perf.bench_gateway import TOKEN, free_port, start_gateway, stop_all, summary, wait_http
 from tests.perf.busauth import use_server
 
 ROUNDS = 4
@@ -115,14 +112,7 @@ async def main(n: int, attackers: int) -> None:
               f"probe and {attackers} attackers in 1 process, {ROUNDS} alternating rounds, "
               f"bombs {', '.join(f'{k} {len(v[1])} B' for k, v in BOMBS.items())}]")
     finally:
-        for p in (gw, api):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        srv.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all((gw, api), srv, tmp)
 
 
 if __name__ == "__main__":
