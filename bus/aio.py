@@ -1,9 +1,9 @@
-"""Running asyncio programs: uvloop's event loop when installed (it is a dependency), else asyncio's."""
+"""Running asyncio programs: uvloop's event loop when installed (it is a dependency), else asyncio's; a level-triggered sync loop."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine
+from typing import Any, Awaitable, Callable, Coroutine
 
 try:
     import uvloop
@@ -40,3 +40,22 @@ def dump_tasks_on_sigusr1(logger: Any) -> None:
             logger.warning("task %s:\n%s", task.get_name(), buf.getvalue())
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+async def sync_when_dirty(dirty: asyncio.Event, sync: Callable[[], Awaitable[Any]], what: str, logger: Any) -> None:
+    """Level-triggered: run ``sync`` each time ``dirty`` is set (changes while it runs collapse into one more run); a
+    failure is logged and retried with backoff from 0.1 s to 10 s. Runs until cancelled."""
+    delay = 0.1
+    while True:
+        await dirty.wait()
+        dirty.clear()
+        try:
+            await sync()
+            delay = 0.1
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            logger.error("%s: sync failed (retrying in %.1fs): %s", what, delay, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            dirty.set()

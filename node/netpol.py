@@ -25,7 +25,7 @@ import time
 from functools import lru_cache
 from typing import Any, Awaitable, Callable
 
-from bus import subjects
+from bus import aio, subjects
 from bus.store import DELETED
 
 from .proxy import nft
@@ -251,20 +251,7 @@ class PolicyEnforcer:
         return len(tx)
 
     async def _loop(self) -> None:
-        delay = 0.1
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            try:
-                await self.sync()
-                delay = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.error("network policy: sync failed (retrying in %.1fs): %s", delay, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                self._dirty.set()
+        await aio.sync_when_dirty(self._dirty, self.sync, "network policy", log)
 
 
 def _is_document(obj: dict) -> bool:

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
+from bus import aio
 from bus.informer import Informer
 
 from . import model, nft
@@ -105,17 +106,4 @@ class ServiceProxy:
         return len(tx)
 
     async def _loop(self) -> None:
-        delay = 0.1
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            try:
-                await self.sync()
-                delay = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.error("service proxy: sync failed (retrying in %.1fs): %s", delay, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                self._dirty.set()
+        await aio.sync_when_dirty(self._dirty, self.sync, "service proxy", log)

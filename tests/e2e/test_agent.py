@@ -119,8 +119,8 @@ async def _malformed_node_calls_do_nothing(c, node):
         assert f"invalid {call} request: {field}" in reply["body"]["message"], (body, reply)
     reply = codec.unpack((await c.nc.request(subjects.node_call(node, "exec"), b"\xc1", timeout=5)).data)
     assert reply["code"] == 400 and reply["body"]["message"] == "the exec request is not a msgpack map"
-    session = await nodeclient.exec_(c, "default", "envs", ["sh", "-c", "ls /tmp/ran || echo absent"])
-    assert b"".join([d async for _s, d in session]).strip().endswith(b"absent")
+    session = await nodeclient.exec_(c, "default", "envs", ["sh", "-c", "test -e /tmp/ran && echo ran || echo absent"])
+    assert b"".join([d async for _s, d in session]) == b"absent\n"
 
 
 async def test_liveness_failure_restarts_and_crash_loops_back_off(cluster):
