@@ -20,6 +20,7 @@ from bus.proc import die_with_parent, stop_process
 
 if TYPE_CHECKING:
     from bus.natsauth import ClusterAuth
+    from bus.natsserver import NatsServer
 
 LOCK_FILE = "up.lock"
 TOKEN_FILE = "tokens.csv"  # the gateway's static bearer tokens (kube-apiserver's --token-auth-file format)
@@ -55,8 +56,7 @@ class Child:
         now = time.monotonic()
         if self.next_start == 0.0:
             delay = min(30.0, 0.5 * 2 ** min(self.restarts, 6))
-            print(f"k8n: {self.name} exited with code {self.proc.returncode}; restarting in {delay:.1f}s",
-                  file=sys.stderr)
+            print(f"k8n: {self.name} {_exit_text(self.proc.returncode)}; restarting in {delay:.1f}s", file=sys.stderr)
             self.next_start = now + delay
         elif now >= self.next_start:
             self.restarts += 1
@@ -65,6 +65,37 @@ class Child:
 
     def stop(self, timeout: float = 15.0) -> None:
         stop_process(self.proc, timeout)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class ServerChild(Child):
+    """The embedded nats-server, supervised like the components: restarted with backoff on the same port, store
+    and configuration, so the clients reconnect to the same URL and JetStream recovers what it acknowledged (every
+    acknowledged write is on disk: ``sync_interval: always``)."""
+
+    def __init__(self, srv: NatsServer) -> None:
+        super().__init__("nats-server", [], srv.log_file)
+        self.srv = srv
+        self.proc = srv.proc  # started by the caller (its errors are the start-up's)
+
+    def start(self) -> None:
+        try:
+            self.srv.start()
+        except RuntimeError as e:  # the dead process stays in self.proc: check() tries again later
+            print(f"k8n: nats-server did not start again: {e}", file=sys.stderr)
+        self.proc = self.srv.proc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.srv.stop(timeout)
+        self.proc = None
 
 
 async def _wait_api(url: str, creds_dir: Path, timeout: float, tick: Callable[[], bool]) -> bool:
@@ -325,9 +356,11 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
             "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit",
             *_creds_flag(creds_dir)]), logs / "agent.log"))
 
+    supervised = [ServerChild(nats_srv), *children]
+
     def tick() -> bool:
         if not stopping:
-            for c in children:
+            for c in supervised:
                 c.check()
         return stopping
 
