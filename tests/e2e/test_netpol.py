@@ -25,6 +25,7 @@ from node.netpol import table_name
 from tests import builders
 from tests.builders import container, pod
 from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster
+from tests.nftcheck import assert_diffs_converge
 from tests.waiting import eventually
 
 pytestmark = [*NEEDS_DOCKER, pytest.mark.asyncio(loop_scope="module")]
@@ -157,32 +158,10 @@ async def policies(cl, *objs: dict):
 async def test_incremental_transactions_converge_to_the_full_ruleset():
     """Real nft in two private namespaces: full(old) + diff(old→new) holds exactly what full(new) holds, for pods
     whose rules change, come and go."""
-    from tests.e2e.test_services import _table_content
     from tests.unit.test_netpol_render import doc
 
-    table = "k8n-np-convergence"
-    names = [f"t-npconv-{random.getrandbits(24):06x}-{x}" for x in "ab"]
-    for ns in names:
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        def apply(ns: str, tx) -> None:
-            r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "-f", "-"], input=tx.payload(),
-                               capture_output=True)
-            assert r.returncode == 0, r.stderr.decode()
-
-        old = netpol.render(doc(30))
-        apply(names[0], netpol.full(table, old))
-        for new_doc in (doc(30, changed=3), doc(20), doc(40, changed=35), doc(40, shared=False), None):
-            new = netpol.render(new_doc)
-            tx = netpol.diff(table, old, new)
-            assert len(tx) > 0
-            apply(names[0], tx)
-            apply(names[1], netpol.full(table, new))
-            assert _table_content(names[0], table) == _table_content(names[1], table)
-            old = new
-    finally:
-        for ns in names:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    docs = (doc(30), doc(30, changed=3), doc(20), doc(40, changed=35), doc(40, shared=False), None)
+    assert_diffs_converge("k8n-np-convergence", [netpol.render(d) for d in docs], netpol.full, netpol.diff)
 
 
 async def test_without_policies_every_pod_reaches_every_pod(cl):

@@ -28,6 +28,7 @@ from node.proxy.nft import table_name
 from tests import builders
 from tests.builders import container, pod
 from tests.harness import NEEDS_DOCKER, node_ready, start_cluster, stop_cluster
+from tests.nftcheck import assert_diffs_converge
 from tests.waiting import eventually
 
 pytestmark = [*NEEDS_DOCKER, pytest.mark.asyncio(loop_scope="module")]
@@ -146,20 +147,6 @@ async def serves_exactly(ip: str, port: int, names: set[str]) -> bool:
 
 # ---- tests ---------------------------------------------------------------------------------------------------------
 
-def _table_content(ns: str, table: str) -> list[str]:
-    out = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "table", "ip", table],
-                         capture_output=True, text=True, check=True).stdout
-    items = []
-    for obj in json.loads(out)["nftables"]:
-        body = next(iter(obj.values()))
-        if isinstance(body, dict):
-            body.pop("handle", None)
-            if isinstance(body.get("elem"), list):
-                body["elem"] = sorted(body["elem"], key=json.dumps)
-        items.append(json.dumps(obj, sort_keys=True))
-    return sorted(items)
-
-
 async def test_incremental_transactions_converge_to_the_full_ruleset():
     """Real nft in two private namespaces: full(old) + diff(old→new) holds exactly what full(new) holds."""
     from node.proxy import model, nft
@@ -179,30 +166,8 @@ async def test_incremental_transactions_converge_to_the_full_ruleset():
                      for i in range(n)}
         return nft.render(model.desired(services, lambda ns, name: endpoints.get(name), "192.0.2.77", "10.244.0.0/16"))
 
-    table = "k8n-convergence"
-    names = [f"t-h2conv-{uuid_suffix}-{x}" for x in "ab"]
-    for ns in names:
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        def apply(ns: str, tx) -> None:
-            r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "-f", "-"], input=tx.payload(),
-                               capture_output=True)
-            assert r.returncode == 0, r.stderr.decode()
-
-        old = state(30, 0)
-        apply(names[0], nft.full(table, old))
-        for n, shift in ((30, 1), (24, 2), (33, 3)):  # endpoints move, services go, services come
-            new = state(n, shift)
-            tx = nft.diff(table, old, new)
-            assert len(tx) > 0
-            apply(names[0], tx)
-            apply(names[1], nft.full(table, new))
-            assert _table_content(names[0], table) == _table_content(names[1], table)
-            old = new
-    finally:
-        for ns in names:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
+    states = [state(30, 0), *(state(n, shift) for n, shift in ((30, 1), (24, 2), (33, 3)))]  # endpoints move,
+    assert_diffs_converge("k8n-convergence", states, nft.full, nft.diff)  # services go, services come
 
 
 async def test_clusterip_spreads_over_ready_pods_from_node_and_pod(cl):

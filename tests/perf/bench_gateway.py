@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 import aiohttp
 import orjson
@@ -87,8 +89,11 @@ def summary(what: str, lat: list[float]) -> str:
     return f"{what}: p50 {pct(lat, 50)*1e3:.2f} ms, p99 {pct(lat, 99)*1e3:.2f} ms ({len(lat)} requests)"
 
 
-async def main(n: int) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-gw-"))
+@contextlib.asynccontextmanager
+async def gateway_stack(prefix: str) -> AsyncIterator[tuple[NatsServer, Path, str]]:
+    """A nats-server, one API server process and one gateway process, up and answering: ``(server, temp dir, the
+    gateway's https base URL)``; everything stopped and removed after."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
     use_server(srv)
     srv.start()
@@ -98,15 +103,21 @@ async def main(n: int) -> None:
     base = f"https://127.0.0.1:{port}"
     try:
         await wait_for_api(srv.url)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, ssl=False),
+                                         headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+            await wait_http(session, base)
+        yield srv, tmp, base
+    finally:
+        stop_all((gw, api), srv, tmp)
+
+
+async def main(n: int) -> None:
+    async with gateway_stack("k8n-bench-gw-") as (srv, tmp, base):
         client = await ApiClient.connect(srv.url)
         pods = by_plural("pods")
-        ctx = ssl.create_default_context()
+        ctx = ssl.create_default_context(cafile=str(tmp / "pki" / "ca.crt"))
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json",
                    "Accept": "application/json"}
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, ssl=False),
-                                         headers=headers) as session:
-            await wait_http(session, base)
-            ctx.load_verify_locations(tmp / "pki" / "ca.crt")
         conn = aiohttp.TCPConnector(limit=1, ssl=ctx)  # one keep-alive connection, the certificate checked
         async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
             await client.create(pod("target"))
@@ -151,8 +162,6 @@ async def main(n: int) -> None:
             print(f"  gateway overhead: p50 +{(pct(h, 50) - pct(b, 50))*1e3:.2f} ms, "
                   f"p99 +{(pct(h, 99) - pct(b, 99))*1e3:.2f} ms")
         print(cond)
-    finally:
-        stop_all((gw, api), srv, tmp)
 
 
 if __name__ == "__main__":

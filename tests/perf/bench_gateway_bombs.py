@@ -18,18 +18,13 @@ import os
 import platform
 import ssl
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
 from bus import aio
-from bus.natsserver import NatsServer
-from tests.conftest import start_apiserver_process, wait_for_api
 from tests.perf.bench_api import pct
-from tests.perf.bench_gateway import TOKEN, free_port, start_gateway, stop_all, summary, wait_http
-from tests.perf.busauth import use_server
+from tests.perf.bench_gateway import TOKEN, gateway_stack, summary
 
 ROUNDS = 4
 ALIAS_BOMB = ("a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
@@ -65,19 +60,8 @@ async def probe(session: aiohttp.ClientSession, url: str, n: int) -> list[float]
 
 
 async def main(n: int, attackers: int) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-bombs-"))
-    srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
-    use_server(srv)
-    srv.start()
-    api = start_apiserver_process(srv.url, tmp / "api.log")
-    port = free_port()
-    gw = start_gateway(srv.url, tmp, port)
-    base = f"https://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
-    try:
-        await wait_for_api(srv.url)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False), headers=headers) as s:
-            await wait_http(s, base)
+    async with gateway_stack("k8n-bench-bombs-") as (_srv, tmp, base):
         ctx = ssl.create_default_context(cafile=str(tmp / "pki" / "ca.crt"))
         answers: collections.Counter = collections.Counter()
         quiet: list[float] = []
@@ -111,8 +95,6 @@ async def main(n: int, attackers: int) -> None:
               f"1 nats-server, 1 API server process, 1 gateway process (HTTPS, keep-alive, bearer token), "
               f"probe and {attackers} attackers in 1 process, {ROUNDS} alternating rounds, "
               f"bombs {', '.join(f'{k} {len(v[1])} B' for k, v in BOMBS.items())}]")
-    finally:
-        stop_all((gw, api), srv, tmp)
 
 
 if __name__ == "__main__":
