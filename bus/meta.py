@@ -161,3 +161,18 @@ def key_of(obj: dict) -> str:
     """The object's store key (``<namespace>.<name>``, or ``<name>`` when cluster-scoped)."""
     m = meta(obj)
     return subjects.object_key(m.get("namespace"), m.get("name", ""))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go duration as kubectl's flags take it (``30s``, ``5m``, ``1h30m``, ``250ms``) or of a bare
+    number of seconds; ValueError otherwise."""
+    import re
+
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise ValueError(f'time: invalid duration "{text}"')
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(a) * scale[b] for a, b in parts)

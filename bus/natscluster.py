@@ -46,8 +46,9 @@ class Server:
 
 
 def render(data_dir: Path, servers: list[Server], template: Path = TEMPLATE) -> list[Path]:
-    """Write ``<data dir>/nats/<server>/`` (``nats.conf``, ``auth.conf``, ``pki/``) for each server and the
-    control plane's credentials into ``<data dir>/creds``; the config files, in the order given."""
+    """Write ``<data dir>/nats/<server>/`` (``nats.conf``, ``auth.conf``, ``pki/``; the server keeps its account
+    JWTs in ``jwt/`` there) for each server and the control plane's credentials into ``<data dir>/creds``; the
+    config files, in the order given."""
     data_dir = Path(data_dir)
     auth = ClusterAuth.load_or_create(data_dir / "nats-auth")
     text = Template(Path(template).read_text())
@@ -64,7 +65,7 @@ def render(data_dir: Path, servers: list[Server], template: Path = TEMPLATE) -> 
         (d / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
         for f in (cert, key, ca):
             write_private(d / "pki" / f.name, f.read_bytes())
-        write_private(d / "auth.conf", auth.server_config())
+        write_private(d / "auth.conf", auth.server_config(d / "jwt"))
         routes = "\n    ".join(f"nats-route://{o.host}:{o.cluster_port}" for o in servers)
         conf = text.substitute(name=s.name, listen=f"{s.host}:{s.port}", store_dir=str(d / "jetstream"),
                                cert=str(d / "pki" / cert.name), key=str(d / "pki" / key.name),

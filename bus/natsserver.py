@@ -66,7 +66,8 @@ def port_busy(port: int, host: str = "127.0.0.1") -> bool:
 
 class NatsServer:
     """A nats-server child process with JetStream storing into ``store_dir``, its users those of ``auth`` (made in
-    ``<store_dir>/../nats-auth`` when not given); :meth:`credentials` mints an identity's credentials into
+    ``<store_dir>/../nats-auth`` when not given), its account JWTs (with their revocations) kept in
+    :attr:`resolver_dir` (``<store_dir>/../nats-jwt``); :meth:`credentials` mints an identity's credentials into
     ``creds_dir`` (default ``<store_dir>/../creds``)."""
 
     def __init__(self, store_dir: str | os.PathLike, port: int = 4222, host: str = "127.0.0.1",
@@ -78,6 +79,7 @@ class NatsServer:
         self.store_dir = Path(store_dir)
         self.auth = auth or ClusterAuth.load_or_create(self.store_dir.parent / "nats-auth")
         self.creds_dir = Path(creds_dir) if creds_dir else self.store_dir.parent / "creds"
+        self.resolver_dir = self.store_dir.parent / "nats-jwt"  # NATS' account resolver (bus.natsauth)
         self.sync_interval = sync_interval
         self.monitor_port = monitor_port  # nats-server's HTTP monitoring (/varz, /jsz) on the same host, if set
         self.host = host
@@ -119,7 +121,7 @@ class NatsServer:
             f"  sync_interval: {self.sync_interval}\n"
             "}\n"
             + self._tls_config()
-            + self.auth.server_config()
+            + self.auth.server_config(self.resolver_dir)
         )
 
     def credentials(self, identity: "Identity") -> Path:

@@ -10,6 +10,7 @@ Files (``<dir>/``): ``ca.crt``, ``ca.key``, ``<name>.crt``, ``<name>.key`` (keys
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 from pathlib import Path
 
@@ -104,3 +105,13 @@ def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1",), name: str =
     _write(key, _key_pem(k), private=True)
     _write(crt, cert.public_bytes(serialization.Encoding.PEM))
     return crt, key, directory / "ca.crt"
+
+
+def ca_hash(ca_pem: bytes) -> str:
+    """kubeadm's CA pin: ``sha256:<hex>`` of the CA certificate's DER SubjectPublicKeyInfo (what ``k8n join
+    --ca-hash`` and ``kubeadm join --discovery-token-ca-cert-hash`` compare); ValueError for what is not a PEM
+    certificate."""
+    cert = x509.load_pem_x509_certificate(ca_pem)
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(spki).hexdigest()

@@ -76,6 +76,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("Lease", "leases", "coordination.k8s.io", "v1", True, (), (), (), history=2),
     Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, (), ()),
     Resource("NetworkPolicy", "networkpolicies", "networking.k8s.io", "v1", True, ("netpol",), ()),
+    Resource("CertificateSigningRequest", "certificatesigningrequests", "certificates.k8s.io", "v1", False, ("csr",),
+             ("status", "approval")),
     Resource("TokenReview", "tokenreviews", "authentication.k8s.io", "v1", False, (), (), stored=False),
     Resource("SubjectAccessReview", "subjectaccessreviews", "authorization.k8s.io", "v1", False, (), (), stored=False),
     Resource("LocalSubjectAccessReview", "localsubjectaccessreviews", "authorization.k8s.io", "v1", True, (), (),

@@ -94,7 +94,8 @@ def strip_revision(obj: dict) -> dict:
 class StoreSettings:
     """Settings of the buckets, read from the environment by whoever creates them (the API servers)."""
 
-    kv_replicas: int = setting(1, "JetStream replicas of every bucket created (3 on a three-server NATS cluster)")
+    kv_replicas: int = setting(0, "JetStream replicas of every bucket created; 0: automatic, 3 when the NATS "
+                                  "cluster the API server connects to has three or more servers, else 1")
 
     @classmethod
     def load(cls) -> "StoreSettings":
@@ -125,9 +126,9 @@ class NatsStore:
     # ---- buckets -----------------------------------------------------------------------------
 
     async def ensure_buckets(self, resources: tuple[Resource, ...] = BUCKETS, replicas: int | None = None) -> None:
-        """Create every resource's bucket if missing (idempotent). ``replicas`` (default
-        ``$K8N_KV_REPLICAS`` or 1) is the JetStream replication factor for a NATS cluster."""
-        replicas = replicas or StoreSettings.load().kv_replicas
+        """Create every resource's bucket if missing (idempotent). ``replicas`` (default ``$K8N_KV_REPLICAS``, else
+        :meth:`auto_replicas`) is the JetStream replication factor for a NATS cluster."""
+        replicas = replicas or StoreSettings.load().kv_replicas or self.auto_replicas()
         for res in resources:
             cfg = api.KeyValueConfig(
                 bucket=subjects.bucket(res.plural),
@@ -141,6 +142,11 @@ class NatsStore:
                 await self.js.stream_info(subjects.stream(res.plural))
             except nats.js.errors.NotFoundError:
                 await self.js.create_key_value(cfg)
+
+    def auto_replicas(self) -> int:
+        """3 when the NATS cluster has three or more servers (those configured and those the servers announced),
+        else 1."""
+        return 3 if len({u.netloc for u in self.nc.servers}) >= 3 else 1
 
     async def wait_buckets(self, resources: tuple[Resource, ...], stop: asyncio.Event | None = None) -> None:
         """Wait until the API servers have made these buckets (only they may)."""

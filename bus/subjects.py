@@ -221,3 +221,9 @@ def js_consumer_create(stream_name: str, filter_subject: str, consumer: str = "*
 def js_direct_get(stream_name: str, subject: str) -> str:
     """Direct get of the last message on ``subject``."""
     return f"{JS_API}.DIRECT.GET.{stream_name}.{subject}"
+
+
+# ---- nats-server's system account (used only by the API side's revocation, bus.natsrevoke) ----------------
+
+#: request subject of a signed account JWT update, answered by every server with the ``full`` account resolver
+SYS_CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"

@@ -376,6 +376,19 @@ def _event_object(ev: dict, _now: datetime) -> str:
     return f"{kind}/{io['name']}" if io.get("name") else kind
 
 
+def _csr_condition(csr: dict, _now: datetime) -> str:
+    """printers.go's CSR CONDITION: Approved/Denied/Failed (each once), then Issued once it has a certificate."""
+    st = status(csr)
+    seen = [c.get("type") for c in st.get("conditions") or [] if c.get("type") in ("Approved", "Denied", "Failed")]
+    names = list(dict.fromkeys(seen)) + (["Issued"] if st.get("certificate") else [])
+    return ",".join(names) or "Pending"
+
+
+def _csr_duration(csr: dict, _now: datetime) -> str:
+    seconds = spec(csr).get("expirationSeconds")
+    return human_duration(seconds) if isinstance(seconds, int) else NONE
+
+
 def _hpa_reference(hpa: dict, _now: datetime) -> str:
     ref = spec(hpa).get("scaleTargetRef") or {}
     return f"{ref.get('kind')}/{ref.get('name')}"
@@ -502,6 +515,9 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                                  ("REPLICAS", _field("status.currentReplicas")), AGE], []),
     "Lease": ([NAME, ("HOLDER", _field("spec.holderIdentity", "")), AGE], []),
     "NetworkPolicy": ([NAME, ("POD-SELECTOR", _pod_selector), AGE], []),
+    "CertificateSigningRequest": ([NAME, AGE, ("SIGNERNAME", _field("spec.signerName", "")),
+                                   ("REQUESTOR", _field("spec.username", "")), ("REQUESTEDDURATION", _csr_duration),
+                                   ("CONDITION", _csr_condition)], []),
     "Role": ([NAME, ("CREATED AT", _created_at)], []),
     "ClusterRole": ([NAME, ("CREATED AT", _created_at)], []),
     "RoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),

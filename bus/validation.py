@@ -1591,3 +1591,34 @@ def _network_policy(e: Errors, obj: Any) -> None:
 
 
 _KIND_CHECKS["NetworkPolicy"] = _network_policy
+
+
+# --- certificates.k8s.io/v1 (pkg/apis/certificates/validation: ValidateCertificateSigningRequestCreate) -------------
+
+KEY_USAGES = ("signing", "digital signature", "content commitment", "key encipherment", "key agreement",
+              "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any", "server auth",
+              "client auth", "code signing", "email protection", "s/mime", "ipsec end system", "ipsec tunnel",
+              "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc")
+
+
+def _csr(e: Errors, obj: Any) -> None:
+    spec = obj.spec
+    if not spec.request:
+        e.required("spec.request")
+    if not spec.signer_name:
+        e.required("spec.signerName")
+    else:
+        domain, sep, path = spec.signer_name.partition("/")
+        if not sep or not path or dns1123_subdomain_errors(domain) or len(spec.signer_name) > 571:
+            e.invalid("spec.signerName", spec.signer_name,
+                      "must be a fully qualified domain and path of the form 'example.com/signer-name'")
+    if not spec.usages:
+        e.required("spec.usages")
+    for i, u in enumerate(spec.usages or ()):
+        e.one_of(f"spec.usages[{i}]", u, KEY_USAGES)
+    if spec.expiration_seconds is not None and spec.expiration_seconds < 600:
+        e.invalid("spec.expirationSeconds", spec.expiration_seconds,
+                  "may not specify a duration less than 600 seconds (10 minutes)")
+
+
+_KIND_CHECKS["CertificateSigningRequest"] = _csr

@@ -21,7 +21,7 @@ from bus.events import EventRecorder
 from bus.informer import Informer, revision_of
 from bus.meta import micro_now
 from bus.resources import NODE_PODS
-from bus.settings import setting
+from bus.settings import SettingsError, setting
 from node import admission
 from node import nodeinfo
 from node.env import service_env
@@ -47,6 +47,9 @@ class AgentConfig:
     cluster_domain: str = setting("cluster.local", "DNS domain served by the node's cluster DNS (on the bridge "
                                                    "address, port 53) and searched by pods")
     bridge: str | None = setting(None, "bridge name (default: derived from the node name)")
+    network_backend: str = setting("auto", "how pods reach other nodes' pods: `auto` (host-gw to a node on a "
+                                           "directly connected network, VXLAN to the others), `host-gw` or "
+                                           "`vxlan`; pods' MTU is the node's link's less 50 unless `host-gw`")
     lease_seconds: float = setting(2.0, "seconds between renewals of the node's Lease in `kube-node-lease`")
     status_seconds: float = setting(10.0, "seconds between Node status reports")
     metrics_seconds: float = setting(10.0, "seconds between node and pod metrics on the bus")
@@ -61,6 +64,13 @@ class AgentConfig:
     proxy: bool = True  # run the service proxy (node/proxy) in this process
     network_policy: bool = True  # enforce NetworkPolicy (node/netpol) in this process
     labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from node.network.overlay import BACKENDS
+
+        if self.network_backend not in BACKENDS:
+            raise SettingsError(f"--network-backend (K8N_NETWORK_BACKEND) {self.network_backend!r}: expected one "
+                                f"of {', '.join(BACKENDS)}")
 
 
 class Agent:
@@ -145,7 +155,7 @@ class Agent:
             from node.network import PodNetwork
 
             self.network = PodNetwork(self.name, cidr, self.config.state_dir / "network", bridge=self.config.bridge,
-                                      node_ip=self.host_ip)
+                                      node_ip=self.host_ip, backend=self.config.network_backend)
         await self.network.ensure_node()
         self.proxy = None
         if self.config.proxy:
@@ -277,7 +287,8 @@ class Agent:
                 log.warning("node status update failed: %s", e)
 
     async def _routes_loop(self) -> None:
-        """host-gw: a route to every other node's podCIDR via its InternalIP."""
+        """A route to every other node's podCIDR: host-gw via its InternalIP, or through the VXLAN overlay
+        (``config.network_backend``)."""
         nodes = Informer(self.client, "nodes")
         nodes.add_handler(on_add=lambda o: None)
         await nodes.start()

@@ -27,9 +27,17 @@ def up(
     http_port: Optional[int] = typer.Option(
         None, "--http-port", help="port of the Kubernetes HTTP API (kubectl); default 6443, or a free one when "
         "6443 is taken; 0: pick a free one"),
+    listen: str = typer.Option("127.0.0.1", "--listen", help="the address of this machine NATS and the HTTP API "
+                               "listen on (TLS); beyond loopback, other machines can join (it prints the command)"),
+    nats_servers: int = typer.Option(1, "--nats-servers", min=1, max=7, help="NATS servers to run as one cluster "
+                                     "(TLS routes; with 3 or more every bucket keeps 3 replicas); their client ports "
+                                     "follow --nats-port"),
+    replicas: int = typer.Option(1, "--replicas", min=1, max=5, help="API servers, controller managers and "
+                                 "schedulers to run, each in its own process (one leader, the others standing by)"),
 ) -> None:
     """Run an all-in-one cluster in the foreground (embedded NATS, control plane, HTTP API, a node agent)."""
-    raise typer.Exit(runner.up(data_dir, nats_port, with_agent=not no_agent, http_port=http_port))
+    raise typer.Exit(runner.up(data_dir, nats_port, host=listen, with_agent=not no_agent, http_port=http_port,
+                               nats_servers=nats_servers, replicas=replicas))
 
 
 @app.command()
@@ -127,6 +135,9 @@ def _creds_flag(data_dir: Optional[str]) -> list[str]:
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.ERROR)  # not "returning true from eof_received()" on TLS closes
     app()
 
 

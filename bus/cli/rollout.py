@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from bus import errors
+from bus.meta import parse_duration
 from bus.cli.common import CliError, DataDirOpt, NamespaceOpt, ServerOpt, fail, parse_targets, run
 from bus.cli.main import app
 
@@ -75,16 +76,10 @@ async def _history(client: ApiClient, d: dict) -> dict[int, dict]:
 
 def _duration(text: str) -> float:
     """kubectl's ``--timeout``: ``30s``, ``5m``, ``1h``, ``1m30s`` or seconds; 0 waits forever."""
-    import re
-
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise CliError(f'invalid argument "{text}" for "--timeout" flag: time: invalid duration "{text}"')
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return sum(float(a) * scale[b] for a, b in parts)
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise CliError(f'invalid argument "{text}" for "--timeout" flag: time: invalid duration "{text}"') from None
 
 
 # ---- status ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from bus import config
+from bus.natsserver import is_loopback
 from bus.proc import die_with_parent, stop_process
 
 if TYPE_CHECKING:
@@ -125,6 +126,21 @@ async def _wait_api(url: str, creds_dir: Path, timeout: float, tick: Callable[[]
         await client.close()
 
 
+async def _publish_join(url: str, creds_dir: Path, http_url: str, ca_file: Path) -> str:
+    """cluster-info for machines that join, and a first bootstrap token; the ``k8n join`` command."""
+    from bus.cli.join import publish
+    from bus.client import ApiClient
+    from bus.clusterinfo import ClusterInfo
+    from bus.connect import creds_path
+    from bus.roles import ADMIN, Identity
+
+    client = await ApiClient.connect(url, creds=str(creds_path(Identity(ADMIN), creds_dir)))
+    try:
+        return await publish(client, ClusterInfo(http_url, ca_file.read_bytes(), (url,)))
+    finally:
+        await client.close()
+
+
 def _port_free(host: str, port: int) -> bool:
     """Whether nats-server will be able to listen on ``host:port`` (a socket merely bound there,
     not listening, is as much in the way as a listening one; TIME_WAIT leftovers are not)."""
@@ -166,8 +182,70 @@ def _lock(ddir: Path):
     return f
 
 
-def control_plane_argv(server: str, creds_dir: Path | None = None) -> list[str]:
-    return [sys.executable, "-m", "master", "--server", server, *_creds_flag(creds_dir)]
+def control_plane_argv(server: str, creds_dir: Path | None = None, components: str | None = None) -> list[str]:
+    return [sys.executable, "-m", "master", "--server", server, *_creds_flag(creds_dir),
+            *(["--components", components] if components else [])]
+
+
+def control_plane_children(server: str, creds_dir: Path, logs: Path, replicas: int) -> list[Child]:
+    """One process with every control-plane component, or with ``replicas`` > 1 each component in its own
+    processes: ``replicas`` API servers (one queue group), controller managers and schedulers (one leads, the others
+    stand by: their Leases), and the node view."""
+    if replicas <= 1:
+        return [Child("control plane", control_plane_argv(server, creds_dir), logs / "control-plane.log")]
+    out = [Child("node view", control_plane_argv(server, creds_dir, "nodeview"), logs / "nodeview.log")]
+    for i in range(1, replicas + 1):
+        for name, components in (("apiserver", "apiserver"), ("controller-manager", "controllers"),
+                                 ("scheduler", "scheduler")):
+            out.append(Child(f"{name}-{i}", control_plane_argv(server, creds_dir, components),
+                             logs / f"{name}-{i}.log"))
+    return out
+
+
+def nats_cluster_servers(host: str, first_port: int, count: int) -> list:
+    """``count`` NATS servers on ``host``: client ports from ``first_port`` up (free ones for 0), route ports free."""
+    from bus.natscluster import Server
+
+    taken: set[int] = set()
+
+    def free() -> int:
+        while True:
+            port = _free_port(host)
+            if port not in taken:
+                taken.add(port)
+                return port
+
+    servers = []
+    for i in range(count):
+        port = first_port + i if first_port else free()
+        if first_port:
+            if not _port_free(host, port):
+                raise RuntimeError(_port_in_use(host, port))
+            taken.add(port)
+        servers.append(Server(f"nats-{i + 1}", host, port, free()))
+    return servers
+
+
+def start_nats_cluster(ddir: Path, servers: list, logs: Path, timeout: float = 15.0) -> list[Child]:
+    """Render the cluster's server configurations (``k8n nats-config``'s, in ``<data dir>/nats``) and start every
+    server as a supervised child; RuntimeError when one does not listen in time."""
+    from bus import natscluster
+    from bus.natsserver import binary, port_busy
+
+    confs = natscluster.render(ddir, servers)
+    children = [Child(f"nats-server {s.name}", [binary(), "-c", str(conf)], logs / f"{s.name}.log")
+                for s, conf in zip(servers, confs)]
+    for c in children:
+        c.start()
+    deadline = time.monotonic() + timeout
+    for s, c in zip(servers, children):
+        while not port_busy(s.port, s.host):
+            if c.proc.poll() is not None or time.monotonic() > deadline:
+                for other in children:
+                    other.stop()
+                raise RuntimeError(f"nats-server {s.name} did not start (see {c.log_path})")
+            time.sleep(0.05)
+    return children
 
 
 def _creds_flag(creds_dir: Path | None) -> list[str]:
@@ -293,8 +371,27 @@ def default_node_name() -> str:
     return name[:63] or "k8n-node"
 
 
+def listen_refusal(host: str) -> str | None:
+    """Why ``k8n up --listen host`` cannot work (None when it can): it must be one of this machine's addresses,
+    since the other machines are told to reach the cluster there."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"--listen takes an IP address of this machine, not {host!r}"
+    if ip.is_unspecified or ip.is_multicast:
+        return f"--listen {host}: give one of this machine's addresses (other machines are told to reach it there)"
+    with socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET) as s:
+        try:
+            s.bind((host, 0))
+        except OSError as e:
+            return f"--listen {host}: not an address of this machine ({e.strerror})"
+    return None
+
+
 def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent: bool = True,
-       http_port: int | None = None) -> int:
+       http_port: int | None = None, nats_servers: int = 1, replicas: int = 1) -> int:
     import asyncio
 
     from bus.natsserver import NatsServer
@@ -307,6 +404,10 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         who = f" (pid {info['pid']}, NATS at {info.get('server')})" if info.get("pid") else ""
         print(f"error: a k8n cluster{who} is already running from {ddir}; stop it first or use another --data-dir",
               file=sys.stderr)
+        return 1
+    refused = listen_refusal(host)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 1
     if nats_port and not _port_free(host, nats_port):
         print(f"error: {_port_in_use(host, nats_port)}", file=sys.stderr)
@@ -328,35 +429,49 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     nats_log = ddir / "nats-server.log"
     node = default_node_name() if with_agent else None
     auth, creds_dir = mint_credentials(ddir, node)
-    nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log, auth=auth,
-                          creds_dir=creds_dir)
-    try:
-        nats_srv.start()
-    except RuntimeError as e:
-        nats_srv.stop()
-        busy = nats_port and _nats_log_says_port_busy(nats_log)
-        print(f"error: {_port_in_use(host, nats_port) if busy else e} (see {nats_log})", file=sys.stderr)
-        return 1
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
+    servers: list[Child]
+    if nats_servers > 1:
+        try:
+            plan = nats_cluster_servers(host, nats_port, nats_servers)
+            servers = start_nats_cluster(ddir, plan, logs)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        url = ",".join(srv.client_url for srv in plan)
+    else:
+        nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log, auth=auth,
+                              creds_dir=creds_dir)
+        try:
+            nats_srv.start()
+        except RuntimeError as e:
+            nats_srv.stop()
+            busy = nats_port and _nats_log_says_port_busy(nats_log)
+            print(f"error: {_port_in_use(host, nats_port) if busy else e} (see {nats_log})", file=sys.stderr)
+            return 1
+        servers = [ServerChild(nats_srv)]
+        url = nats_srv.url
     token_file, token = admin_token(ddir)
     os.environ["K8N_DATA_DIR"] = str(ddir)  # the children's data dir (the API server keeps its token key there)
     # the cluster CA before anything starts: the controller manager publishes it to pods (kube-root-ca.crt), the
     # gateway serves with it, where pods reach it too (the `kubernetes` Service's endpoint)
     from bus import pki
 
-    advertise = config.default_route_address()  # agents may join a cluster started --no-agent too
+    # pods reach the gateway at this address (the `kubernetes` Service): the one it listens on when that is not
+    # loopback, else the default route's
+    advertise = host if not is_loopback(host) else config.default_route_address()
     pki.ensure(ddir / "pki", tuple(h for h in (host, KUBERNETES_SERVICE_IP, advertise) if h))
-    children = [Child("control plane", control_plane_argv(nats_srv.url, creds_dir), logs / "control-plane.log"),
-                Child("gateway", gateway_argv(nats_srv.url, host, gw_port, token_file, ddir / "pki", creds_dir,
+    children = [*control_plane_children(url, creds_dir, logs, replicas),
+                Child("gateway", gateway_argv(url, host, gw_port, token_file, ddir / "pki", creds_dir,
                                               advertise if advertise and advertise != host else None),
                       logs / "gateway.log")]
     if node:
-        children.append(Child("node agent", agent_argv(nats_srv.url, [
+        children.append(Child("node agent", agent_argv(url, [
             "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit",
             *_creds_flag(creds_dir)]), logs / "agent.log"))
 
-    supervised = [ServerChild(nats_srv), *children]
+    supervised = [*servers, *children]
 
     def tick() -> bool:
         if not stopping:
@@ -368,15 +483,20 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     try:
         for c in children:
             c.start()
-        if not asyncio.run(_wait_api(nats_srv.url, creds_dir, 60, tick)):
+        if not asyncio.run(_wait_api(url, creds_dir, 60, tick)):
             return code
         http_url = f"https://{host}:{gw_port}"
         if not _wait_http(f"{http_url}/readyz", 60, tick):
             return code
         kubeconfig = write_kubeconfig(ddir, http_url, token, ddir / "pki" / "ca.crt")
-        config.write_cluster_info(ddir, nats_srv.url, pid=os.getpid(), dataDir=str(ddir), gateway=http_url,
+        config.write_cluster_info(ddir, url, pid=os.getpid(), dataDir=str(ddir), gateway=http_url,
                                   kubeconfig=str(kubeconfig))
-        print(f"k8n is up: NATS at {nats_srv.url}, Kubernetes API at {http_url}, data in {ddir} (logs in {logs})")
+        join_command = None if is_loopback(host) else asyncio.run(
+            _publish_join(url, creds_dir, http_url, ddir / "pki" / "ca.crt"))
+        print(f"k8n is up: NATS at {url}, Kubernetes API at {http_url}, data in {ddir} (logs in {logs})")
+        if join_command:
+            print(f"  join another machine (as root there; the token is good for 24h, once; `k8n token create` "
+                  f"makes more):\n        {join_command}")
         print(f"  try:  K8N_DATA_DIR={ddir} k8n get namespaces" if data_dir else "  try:  k8n get namespaces")
         print(f"        KUBECONFIG={kubeconfig} kubectl get nodes")
         print("  stop: Ctrl-C", flush=True)
@@ -389,7 +509,8 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         print("k8n: stopping", file=sys.stderr)
         for c in reversed(children):
             c.stop()
-        nats_srv.stop()
+        for c in servers:
+            c.stop()
         config.clear_cluster_info(ddir)
         lock.close()
     return code

@@ -27,6 +27,8 @@ from bus.models.batch import Job
 from bus.models.coordination import *  # noqa: F401,F403
 from bus.models.coordination import Lease
 from bus.models.core import *  # noqa: F401,F403
+from bus.models.certificates import *  # noqa: F401,F403
+from bus.models.certificates import CertificateSigningRequest
 from bus.models.core import (
     Binding, ConfigMap, Endpoints, Event, Eviction, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, Secret, Service, ServiceAccount,
@@ -47,7 +49,7 @@ KINDS: dict[str, type[K8sModel]] = {
         PersistentVolumeClaim, ReplicationController, Event, Deployment, ReplicaSet, DaemonSet, Job,
         HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice, Role, ClusterRole,
         RoleBinding, ClusterRoleBinding, TokenRequest, TokenReview, SubjectAccessReview, LocalSubjectAccessReview,
-        SelfSubjectAccessReview, SelfSubjectRulesReview, NetworkPolicy,
+        SelfSubjectAccessReview, SelfSubjectRulesReview, NetworkPolicy, CertificateSigningRequest,
     )
 }
 

@@ -15,6 +15,7 @@ from typing import Any
 from bus import errors
 from bus.authn import UserInfo
 from bus.informer import SharedInformerFactory
+from bus.resources import Resource
 from bus.nodeauthz import ClusterAuthorizer
 from bus.rbac import Attributes, check_rbac_write, forbidden_error, forbidden_write_error, subject_rules_review
 from bus.store import NatsStore
@@ -59,6 +60,12 @@ class Authorization:
         decision = await self.authorizer.authorize_async(attrs, req.body)
         if not decision.allowed:
             raise forbidden_error(attrs, decision.reason)
+
+    async def may_create(self, user: UserInfo, res: Resource, subresource: str) -> bool:
+        """Whether ``user`` may create ``subresource`` of (cluster-scoped) ``res`` (the csrapproving controller's
+        SubjectAccessReview: ``certificatesigningrequests/nodeclient``)."""
+        attrs = Attributes.for_resource(user, "create", res, None, "", subresource)
+        return (await self.authorizer.authorize_async(attrs, None)).allowed
 
     async def admit(self, req: Request, obj: dict, old: dict | None) -> None:
         """Refuse a role or binding that grants more than its writer holds (Kubernetes' escalation check)."""

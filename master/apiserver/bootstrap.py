@@ -95,16 +95,16 @@ async def ensure_rbac(store: NatsStore) -> None:
     alone objects annotated ``rbac.authorization.kubernetes.io/autoupdate: "false"``). Racing apiservers:
     the loser of a create sees AlreadyExists, of an update a Conflict; both are fine."""
     for res, obj in rbac_policy.bootstrap_objects():
-        name = obj["metadata"]["name"]
+        name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
         try:
-            existing = await store.get(res, None, name)
+            existing = await store.get(res, ns, name)
         except errors.NotFound:
             model, causes = validate_object(res, obj)
             assert not causes, causes
             body = to_dict(model)
-            strategy.prepare_create(res, body, None)
+            strategy.prepare_create(res, body, ns)
             try:
-                await store.create(res, None, name, body)
+                await store.create(res, ns, name, body)
             except errors.AlreadyExists:
                 pass
             continue
@@ -113,7 +113,7 @@ async def ensure_rbac(store: NatsStore) -> None:
             continue
         revision = int(existing["metadata"]["resourceVersion"])
         try:
-            await store.update(res, None, name, want, revision)
+            await store.update(res, ns, name, want, revision)
             log.info("bootstrap RBAC: %s %s reconciled", res.kind, name)
         except (errors.Conflict, errors.NotFound):
             pass

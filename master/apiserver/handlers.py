@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from bus import codec, errors
+from bus import codec, errors, nodecsr
 from bus.client import selector_matcher
 from bus.meta import deep_copy, format_time, generate_name, now, set_condition
 from bus.models import to_dict, unknown_fields
@@ -21,6 +21,7 @@ from master.apiserver.authz import REVIEW_KINDS, Authorization
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
 from master.apiserver import ssa, tokenrequest
 from master.apiserver.eviction import evict
+from master.apiserver.nodecredentials import NodeCredentialSigner
 from master.apiserver.patch import APPLY, apply_patch, patch_kind
 from master.apiserver.podsecurity.admission import PodSecurityAdmission
 from master.apiserver.request import Reply, Request
@@ -59,8 +60,9 @@ def _rv(obj: dict) -> int:
 
 class Handlers:
     def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle, authz: Authorization | None = None,
-                 podsecurity: PodSecurityAdmission | None = None) -> None:
+                 podsecurity: PodSecurityAdmission | None = None, signer: NodeCredentialSigner | None = None) -> None:
         self.store = store
+        self.signer = signer  # signs nodes' bus credentials (CSRs of k8n.io/bus-node); revokes them with the Node
         self.namespaces = namespaces
         self.authz = authz  # the escalation check on roles and bindings, and the access reviews
         self.podsecurity = podsecurity  # Pod Security admission (pods, pod templates, namespace labels)
@@ -127,14 +129,37 @@ class Handlers:
         if self.podsecurity is not None:
             warnings += await self.podsecurity.admit(res.kind, ns, req.user.name, obj)
         strategy.prepare_create(res, obj, ns)
+        if res.kind == "CertificateSigningRequest" and not req.dry_run:
+            if self.signer is None:
+                NodeCredentialSigner.stamp_requester(obj, req.user)
+            else:
+                await self.signer.admit(obj, req.user)
         ssa.track_create(res, obj, req.options)
         async with allocated(self.store, res, None, obj, req.dry_run):  # ClusterIPs, NodePorts
             if req.dry_run:
                 return 201, obj, warnings
             out = await self.store.create(res, ns, name, obj)
+        if res.kind == "CertificateSigningRequest" and self.signer is not None:
+            await self._supersede(out)
         if res.kind == "Namespace":
             self.namespaces.observe(out)  # this server's next request sees its labels (Pod Security)
         return 201, out, warnings
+
+    async def _supersede(self, csr: dict) -> None:
+        """A node's newly signed bus credentials revoke those signed for it before."""
+        node = (csr["metadata"].get("labels") or {}).get(nodecsr.NODE_LABEL)
+        if node and nodecsr.issued_jwt(csr):
+            try:
+                await self.signer.revoke_node(node, but=csr["metadata"]["name"])
+            except Exception as e:  # signed and stored: the new credentials work; the old ones stay until retried
+                log.error("could not revoke the earlier bus credentials of node %s: %s", node, e)
+
+    async def _revoke_node(self, name: str) -> None:
+        """A deleted Node's bus credentials are revoked (the Node is gone whatever happens here)."""
+        try:
+            await self.signer.revoke_node(name)
+        except Exception as e:
+            log.error("could not revoke the bus credentials of deleted node %s: %s", name, e)
 
     def _check_type(self, res: Resource, body: dict) -> None:
         kind, api_version = body.get("kind"), body.get("apiVersion")
@@ -424,6 +449,8 @@ class Handlers:
                     nmeta["deletionGracePeriodSeconds"] = 0
                 async with allocated(self.store, res, cur, None):
                     out = await self.store.delete(res, req.namespace, name, new, _rv(cur))
+                if res.kind == "Node" and self.signer is not None:
+                    await self._revoke_node(name)
                 return 200, out, []
             except errors.Conflict:
                 if pre.get("resourceVersion"):

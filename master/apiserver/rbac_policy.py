@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import copy
 
+from bus import clusterinfo
 from bus.authn import (
-    AUTHENTICATED, CONTROLLER_MANAGER_USER, GATEWAY_USER, SCHEDULER_USER, SERVICEACCOUNTS_GROUP, SYSTEM_MASTERS,
-    UNAUTHENTICATED,
+    ANONYMOUS, AUTHENTICATED, CONTROLLER_MANAGER_USER, GATEWAY_USER, NODES_GROUP, SCHEDULER_USER,
+    SERVICEACCOUNTS_GROUP, SYSTEM_MASTERS, UNAUTHENTICATED,
 )
+from bus.bootstraptoken import NODE_GROUP as NODE_TOKEN_GROUP
 from bus.rbac import GROUP as RBAC_GROUP
 from bus.rbac import aggregate_rules, covers
 from bus.resources import Resource, by_plural
@@ -282,6 +284,12 @@ def cluster_roles() -> list[dict]:
             rule(READ, (STORAGE,), ("storageclasses",)),
             rule(READ_UPDATE, (LEGACY,), ("persistentvolumeclaims",)),
         ]),
+        cluster_role("system:node-bootstrapper", [
+            rule(["create", "get", "list", "watch"], (CERTIFICATES,), ("certificatesigningrequests",))]),
+        cluster_role("system:certificates.k8s.io:certificatesigningrequests:nodeclient", [
+            rule("create", (CERTIFICATES,), ("certificatesigningrequests/nodeclient",))]),
+        cluster_role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [
+            rule("create", (CERTIFICATES,), ("certificatesigningrequests/selfnodeclient",))]),
         cluster_role("system:service-account-issuer-discovery", [rule("get", urls=(
             "/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks",
             "/openid/v1/jwks/"))]),
@@ -304,7 +312,29 @@ def cluster_role_bindings() -> list[dict]:
         # deprecated since the Node authorizer: kept without subjects, as upstream
         cluster_role_binding("system:node", []),
         cluster_role_binding("system:service-account-issuer-discovery", groups(SERVICEACCOUNTS_GROUP)),
+        # what kubeadm binds for joining nodes (kubeadm:kubelet-bootstrap, kubeadm:node-autoapprove-*): a node
+        # token may ask for its node's bus credentials and have them approved; a node may renew its own
+        cluster_role_binding("k8n:node-bootstrap", groups(NODE_TOKEN_GROUP), "system:node-bootstrapper"),
+        cluster_role_binding("k8n:node-autoapprove-bootstrap", groups(NODE_TOKEN_GROUP),
+                             "system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
+        cluster_role_binding("k8n:node-autoapprove-certificate-rotation", groups(NODES_GROUP),
+                             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"),
     ]
+
+
+CLUSTER_INFO_ROLE = "k8n:bootstrap-signer-clusterinfo"
+
+
+def public_info_objects() -> list[dict]:
+    """kube-public's Role and RoleBinding letting anyone (``system:anonymous``) read ``cluster-info``, the document
+    a joining machine starts from (kubeadm's ``kubeadm:bootstrap-signer-clusterinfo``)."""
+    meta = {**_meta(CLUSTER_INFO_ROLE), "namespace": clusterinfo.NAMESPACE}
+    role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": meta,
+            "rules": [rule("get", (LEGACY,), ("configmaps",), (clusterinfo.NAME,))]}
+    binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": copy.deepcopy(meta),
+               "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": CLUSTER_INFO_ROLE},
+               "subjects": users(ANONYMOUS)}
+    return [role, binding]
 
 
 # ---- controller_policy.go (the controllers k8n runs) ------------------------------------------------------------
@@ -454,11 +484,14 @@ def aggregated(roles: list[dict]) -> list[dict]:
 
 
 def bootstrap_objects() -> list[tuple[Resource, dict]]:
-    """Every bootstrap ClusterRole (aggregates filled in) then every ClusterRoleBinding, each with its Resource."""
+    """Every bootstrap ClusterRole (aggregates filled in), every ClusterRoleBinding, then kube-public's Role and
+    RoleBinding for cluster-info, each with its Resource."""
     roles = aggregated(cluster_roles() + controller_roles())
     bindings = cluster_role_bindings() + controller_role_bindings()
     crs, crbs = by_plural("clusterroles"), by_plural("clusterrolebindings")
-    return [(crs, r) for r in roles] + [(crbs, b) for b in bindings]
+    role, binding = public_info_objects()
+    return ([(crs, r) for r in roles] + [(crbs, b) for b in bindings]
+            + [(by_plural("roles"), role), (by_plural("rolebindings"), binding)])
 
 
 def reconcile(expected: dict, existing: dict) -> dict | None:
@@ -476,7 +509,7 @@ def reconcile(expected: dict, existing: dict) -> dict | None:
         want = expected["metadata"].get(field) or {}
         if any(k not in (om.get(field) or {}) for k in want):
             om[field] = {**want, **(om.get(field) or {})}
-    if expected["kind"] == "ClusterRole":
+    if expected["kind"] in ("ClusterRole", "Role"):
         if "aggregationRule" in expected:
             have = (out.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
             missing = [s for s in expected["aggregationRule"]["clusterRoleSelectors"] if s not in have]

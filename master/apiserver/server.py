@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import nats
+import nats.js.errors
 from nats.aio.msg import Msg
 
 from bus import codec, errors, roles, subjects
@@ -20,6 +21,7 @@ from bus.version import version_info
 from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.authz import Authorization
 from master.apiserver.bootstrap import bootstrap
+from master.apiserver.nodecredentials import CSRS, NodeCredentialSigner
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
 from master.apiserver.podsecurity.admission import PodSecurityAdmission, PodSecurityConfig
 from master.apiserver.replies import Claim, ReplyCache
@@ -115,6 +117,18 @@ def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
     return req, as_json
 
 
+STORE_UNAVAILABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError,
+                     nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError)
+
+
+def store_unavailable(e: Exception) -> errors.ApiError:
+    """The 503 a request gets when JetStream cannot answer: the client may retry."""
+    what = {nats.errors.TimeoutError: "did not answer in time", nats.errors.NoRespondersError: "has no responders",
+            nats.js.errors.ServiceUnavailableError: "is unavailable"}.get(type(e), f"cannot be reached ({e})")
+    return errors.unavailable(f"the object store (JetStream) {what}: the NATS cluster may be electing a leader or "
+                              "have lost its quorum; retry")
+
+
 class ApiServer:
     """Serve the API on ``nc`` (an open NATS connection)."""
 
@@ -127,18 +141,44 @@ class ApiServer:
         self.authorizes = settings.authorizes  # off only to measure its cost (a benchmark)
         self.podsecurity = PodSecurityAdmission(PodSecurityConfig.from_settings(settings), self.namespaces.labels_of,
                                                 self._pods_in)
-        self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity)
+        self.signer = NodeCredentialSigner(self.store, settings.bus_auth_path(), self._revoke,
+                                           lambda user, sub: self.authz.may_create(user, CSRS, sub))
+        self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity, self.signer)
         self.replies = ReplyCache(self.store)
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def _buckets_when_jetstream_answers(self) -> None:
+        """Make the buckets, waiting while JetStream cannot answer yet (a NATS cluster still electing its meta
+        leader, or without quorum)."""
+        delay = 0.2
+        while True:
+            try:
+                await self.store.ensure_buckets()
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                    nats.js.errors.ServiceUnavailableError) as e:
+                log.warning("JetStream does not answer yet (%s); trying again in %.1fs", type(e).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def bus_url(self) -> str:
+        """The NATS servers this API server knows (what an account update is pushed to)."""
+        return ",".join(f"{u.scheme}://{u.netloc}" for u in self.nc.servers)
+
+    async def _revoke(self, keys: list[str]) -> None:
+        """Revoke NATS users on every server (the signer's tool: a deleted Node's credentials)."""
+        from bus.natsrevoke import revoke_users
+
+        await revoke_users(self.bus_url(), self.signer.cluster_auth(), keys)
 
     async def _pods_in(self, namespace: str) -> list[dict]:
         items, _ = await self.store.list(by_plural("pods"), namespace)
         return items
 
     async def start(self) -> None:
-        await self.store.ensure_buckets()
+        await self._buckets_when_jetstream_answers()
         await bootstrap(self.store)
         await self.authz.start()
         await self.namespaces.start()
@@ -180,6 +220,9 @@ class ApiServer:
             code, body, warnings = await self.handlers.handle(req)
         except errors.ApiError as e:
             code, body = e.code, e.status()
+        except STORE_UNAVAILABLE as e:  # a NATS cluster electing leaders, without quorum, or with JetStream off
+            err = store_unavailable(e)
+            code, body = err.code, err.status()
         except Exception as e:  # never let one request take the server down
             log.exception("request on %s failed", msg.subject)
             err = errors.internal(f"{type(e).__name__}: {e}")

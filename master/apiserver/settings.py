@@ -29,6 +29,10 @@ class ApiServerSettings:
         None, "the ServiceAccount token signing key (EC P-256 private key, PEM; its public key is the `.pub` file "
         "beside it); made on first start when absent (0600, in a 0700 directory). Unset: `<data dir>/pki/sa.key`. "
         "Never stored in the API")
+    bus_auth_dir: str = setting(
+        "", "the directory of the cluster's bus keys (operator, accounts, signing key): with them the API server "
+        "signs joining nodes' bus credentials and revokes them when their Node is deleted. Unset: "
+        "`<data dir>/nats-auth` when it exists; without keys joining is refused (503)")
     authorization_mode: str = setting(
         "Node,RBAC", "`Node,RBAC`: every request authorized by the Node authorizer then RBAC; `AlwaysAllow` turns "
         "authorization off, for measuring what it costs (`tests/perf/bench_authz.py`) and nothing else")
@@ -72,6 +76,13 @@ class ApiServerSettings:
         """From ``options`` (by option name), else the environment, else the defaults (an empty value counts as
         unset); a value that does not parse raises ``bus.settings.SettingsError`` naming its variable."""
         return _s.load(cls, options, environ)
+
+    def bus_auth_path(self) -> Path | None:
+        """Where the bus keys are (None: this API server has none)."""
+        if self.bus_auth_dir:
+            return Path(self.bus_auth_dir).expanduser()
+        default = data_dir(None) / "nats-auth"
+        return default if default.is_dir() else None
 
     def service_account_key_path(self) -> Path:
         """The private key file: ``service_account_key_file``, else ``<data dir>/pki/sa.key``."""

@@ -28,7 +28,7 @@ import re
 import time
 from typing import Any
 
-from bus import errors, tokens
+from bus import bootstraptoken, errors, tokens
 from bus.authn import UserInfo, node_of_user, service_account_user
 from bus.errors import Cause
 from bus.meta import deep_copy, format_time, timestamp
@@ -258,9 +258,22 @@ async def validate(store: NatsStore, info: tokens.TokenInfo, now: float | None =
 
 async def review(store: NatsStore, auth: TokenAuthority, token: str,
                  audiences: list[str] | None = None) -> tuple[UserInfo, tuple[str, ...]]:
-    """``(user, accepted audiences)`` of a token; ValueError naming why it is not authenticated."""
+    """``(user, accepted audiences)`` of a token; ValueError naming why it is not authenticated. Bootstrap tokens
+    (``<id>.<secret>``, ``bus.bootstraptoken``) are checked against their Secret, as kube-apiserver's bootstrap
+    token authenticator does; they carry no audience."""
+    if bootstraptoken.TOKEN_RE.match(token):
+        return await _bootstrap_user(store, token), ()
     info = auth.verifier.verify(token, audiences or None)
     return await validate(store, info), info.audiences
+
+
+async def _bootstrap_user(store: NatsStore, token: str) -> UserInfo:
+    token_id, _ = bootstraptoken.parse(token)
+    try:
+        secret = await store.get(by_plural("secrets"), bootstraptoken.NAMESPACE, bootstraptoken.secret_name(token_id))
+    except errors.NotFound:
+        raise ValueError(f"no bootstrap token with id {token_id}") from None
+    return bootstraptoken.authenticate(secret, token)
 
 
 async def review_token(store: NatsStore, req: Request, auth: TokenAuthority | None = None) -> Reply:

@@ -9,8 +9,11 @@
   token's ``exp``, a no for at most :data:`NEGATIVE_CACHE_SECONDS`; a review that fails (the API server does
   not answer) is not cached. Concurrent requests with the same token share one review.
 
+- Bootstrap tokens (``<id>.<secret>``, ``bus.bootstraptoken``) of machines that join: TokenReview too, never cached.
+
 Users are :class:`bus.authn.UserInfo` (``User`` is kept as its alias). ``/version``, ``/healthz``, ``/readyz``
-and ``/livez`` stay open, as in Kubernetes.
+and ``/livez`` stay open, as in Kubernetes; ``GET`` of ``kube-public/cluster-info`` without a token is made as
+``system:anonymous`` (RBAC lets it read that ConfigMap only).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from bus import errors
+from bus import bootstraptoken, clusterinfo, errors
 from bus import tokens as sa_tokens
+from bus import authn
 from bus.authn import UserInfo
 from bus.client import ApiClient, resource_of
 
@@ -39,6 +43,9 @@ NEGATIVE_CACHE_SECONDS = 1.0  # how long a refused token is refused without aski
 CACHE_LIMIT = 10000  # entries kept (expired ones are dropped first when it is reached)
 
 User = UserInfo  # the authenticated user of a request (the name other gateway modules import)
+#: who reads ``kube-public/cluster-info`` without a token (the one path anonymous requests may take, as with
+#: Kubernetes' AnonymousAuthConfigurableEndpoints); RBAC grants it that one object
+ANONYMOUS = UserInfo(authn.ANONYMOUS, "", (authn.UNAUTHENTICATED,))
 
 USER_KEY = web.RequestKey("user", UserInfo)  # the authenticated User of a request
 
@@ -129,8 +136,8 @@ class Authenticator:
         user = self.tokens.get(token)
         if user is not None:
             return user
-        if token.count(".") == 2:
-            return await self._service_account(token)
+        if token.count(".") == 2 or bootstraptoken.TOKEN_RE.match(token):
+            return await self._service_account(token)  # a ServiceAccount JWT or a bootstrap token: TokenReview
         return None
 
 
@@ -147,6 +154,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     from master.gateway.respond import error_response
 
     if request.path in OPEN_PATHS or request.path.startswith(_OPEN_PREFIXES):
+        return await handler(request)
+    if request.path == clusterinfo.PATH and request.method == "GET" and "Authorization" not in request.headers:
+        request[USER_KEY] = ANONYMOUS  # machines that join read it before they hold any credential (RBAC decides)
         return await handler(request)
     user = await request.app[AUTHN].authenticate(request)
     if user is None:

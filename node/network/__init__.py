@@ -1,6 +1,7 @@
 """Pod networking for one node, with pyroute2: a bridge holding the podCIDR gateway, a veth per pod
-whose peer is ``eth0`` in the pod's namespace, host-local IPAM, host-gw routes to other nodes, and the
-iptables rules a Docker host needs (see ``firewall``).
+whose peer is ``eth0`` in the pod's namespace, host-local IPAM, routes to other nodes' pods (host-gw to a
+node on a directly connected network, a VXLAN overlay to the others, see ``overlay``), and the iptables
+rules a Docker host needs (see ``firewall``).
 
 All methods are coroutines on pyroute2's asyncio netlink API (sockets into a pod namespace are made by
 a short-lived thread that enters it, see ``netlink.netns_iproute``); iptables runs as a subprocess.
@@ -11,23 +12,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 from pathlib import Path
 
 from . import bridge as br
-from . import firewall, veth
+from . import firewall, overlay, veth
 from .hostports import HostPort, HostPorts
 from .ipam import Ipam, IpamError, RangeExhausted
 from .netlink import AsyncIPRoute, delete_link, link_index, netns_iproute
-from .routes import HostGwRoutes
+from .routes import HostGwRoutes, directly_connected, remote_peers
 
 CLUSTER_CIDR = "10.244.0.0/16"
+log = logging.getLogger(__name__)
 
-__all__ = ["PodNetwork", "Ipam", "IpamError", "RangeExhausted", "CLUSTER_CIDR", "HostPort", "HostPorts"]
+__all__ = ["PodNetwork", "Ipam", "IpamError", "RangeExhausted", "CLUSTER_CIDR", "HostPort", "HostPorts", "BACKENDS"]
+BACKENDS = overlay.BACKENDS
 
 
 class PodNetwork:
+    """``backend``: how other nodes' pods are reached, ``auto`` (host-gw to a node on a directly connected
+    network, VXLAN to the others), ``host-gw`` or ``vxlan``. ``mtu``: the pods' (veths and bridge); default
+    the MTU of the link holding ``node_ip`` (1500 when none does), less 50 unless the backend is host-gw."""
+
     def __init__(self, node_name: str, pod_cidr: str, state_dir: Path, bridge: str | None = None,
-                 mtu: int = 1500, cluster_cidr: str = CLUSTER_CIDR, node_ip: str | None = None) -> None:
+                 mtu: int | None = None, cluster_cidr: str = CLUSTER_CIDR, node_ip: str | None = None,
+                 backend: str = "auto") -> None:
         self.node_name = node_name
         self.pod_cidr = str(ipaddress.ip_network(pod_cidr))
         self.cluster_cidr = str(ipaddress.ip_network(cluster_cidr))
@@ -35,10 +44,13 @@ class PodNetwork:
         self.bridge = bridge or br.bridge_name(node_name)
         if len(self.bridge) > 15:
             raise ValueError(f"bridge name {self.bridge!r} is longer than 15 characters")
+        self.backend = overlay.check_backend(backend)
         self.mtu = mtu
+        self.node_ip = node_ip
         self.ipam = Ipam(self.pod_cidr, self.state_dir / "ipam.json")
         self.gateway = self.ipam.gateway
         self._routes = HostGwRoutes(self.pod_cidr, self.state_dir / "routes.json")
+        self._overlay = overlay.VxlanOverlay(self.pod_cidr, node_ip, self.state_dir / "overlay.json")
         self._rules = firewall.bridge_rules(self.bridge, self.pod_cidr, self.cluster_cidr)
         self.hostports = HostPorts(node_name, node_ip or self.gateway)  # hostPort DNAT on the node's address
 
@@ -57,6 +69,7 @@ class PodNetwork:
         ip = self.ipam.allocate(pod_uid)
         host = veth.host_ifname(pod_uid)
         async with AsyncIPRoute() as ipr:
+            await self._resolve_mtu(ipr)
             bridge_index = await link_index(ipr, self.bridge)
             if bridge_index is None:  # repaired here; the rules are ensure_node's job
                 bridge_index = await self._ensure_bridge(ipr)
@@ -95,14 +108,26 @@ class PodNetwork:
         return dead
 
     async def sync_routes(self, peers: dict[str, str]) -> dict[str, str]:
-        """host-gw routes for ``peers`` (other nodes' podCIDR → InternalIP); returns the routes installed."""
+        """Routes to ``peers`` (other nodes' podCIDR → InternalIP), host-gw or VXLAN as the backend says;
+        returns the peers now routed (podCIDR → node IP)."""
         async with AsyncIPRoute() as ipr:
-            return await self._routes.sync(ipr, peers)
+            remote = await remote_peers(ipr, self.pod_cidr, peers)
+            direct = set()
+            if self.backend == "auto":
+                direct = {ip for ip in set(remote.values()) if await directly_connected(ipr, ip)}
+            host_gw, vxlan = overlay.split_peers(remote, self.backend, direct)
+            before = (dict(self._routes.added), dict(self._overlay.added))
+            routed = await self._routes.sync(ipr, host_gw) | await self._overlay.sync(ipr, vxlan)
+            if (self._routes.added, self._overlay.added) != before:
+                log.info("routes to other nodes' pods: host-gw %s; VXLAN %s", self._routes.added or "none",
+                         self._overlay.added or "none")
+            return routed
 
     async def teardown(self) -> None:
         """Remove the bridge, its pods' veths, the rules and routes added, and the state."""
         async with AsyncIPRoute() as ipr:
             await self._routes.clear(ipr)
+            await self._overlay.clear(ipr)
             index = await link_index(ipr, self.bridge)
             if index is not None:
                 for name in await br.bridge_ports(ipr, index):
@@ -115,7 +140,14 @@ class PodNetwork:
             self.state_dir.rmdir()  # only if nothing else lives there
 
     async def _ensure_bridge(self, ipr: AsyncIPRoute) -> int:
-        return await br.ensure_bridge(ipr, self.bridge, self.gateway, self.ipam.prefixlen, self.mtu)
+        return await br.ensure_bridge(ipr, self.bridge, self.gateway, self.ipam.prefixlen,
+                                      await self._resolve_mtu(ipr))
+
+    async def _resolve_mtu(self, ipr: AsyncIPRoute) -> int:
+        if self.mtu is None:
+            _, underlay = await overlay.underlay_link(ipr, self.node_ip)
+            self.mtu = overlay.pod_mtu(self.backend, underlay)
+        return self.mtu
 
     def allocated(self) -> dict[str, str]:
         return self.ipam.allocated()

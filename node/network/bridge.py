@@ -16,12 +16,16 @@ def bridge_name(node_name: str) -> str:
 
 
 async def ensure_bridge(ipr: AsyncIPRoute, name: str, gateway: str, prefixlen: int, mtu: int) -> int:
-    """Create the bridge if missing, give it the gateway address, bring it up; returns its index."""
+    """Create the bridge if missing, give it the gateway address and ``mtu`` (also when an earlier run
+    made it with another), bring it up; returns its index."""
     index = await link_index(ipr, name)
     if index is None:
         with ignoring(errno.EEXIST):  # another task won the race: fine
             await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
         index = await link_index(ipr, name)
+    (link,) = await ipr.link("get", index=index)
+    if link.get("mtu") != mtu:
+        await ipr.link("set", index=index, mtu=mtu)
     addresses = {(a.get("address"), a["prefixlen"]) for a in await listed(await ipr.addr("dump", index=index))}
     if (gateway, prefixlen) not in addresses:
         with ignoring(errno.EEXIST):

@@ -3,7 +3,10 @@
 br_netfilter sends bridged frames through iptables FORWARD, whose policy dockerd sets to DROP, and an
 accept in a table of our own does not override that drop: the accepts go into Docker's ``DOCKER-USER``
 chain (created if missing). Pods reach destinations outside the cluster CIDR through a masquerade rule.
-Every rule carries a ``k8n:<bridge>`` comment, is added once (``-C`` before insert) and removed by spec.
+The VXLAN device gets the same accepts (traffic forwarded into or out of the overlay other than to or
+from the bridge, e.g. a NodePort DNAT'd to a pod on a node behind the overlay).
+Every rule carries a ``k8n:<bridge>`` (or ``k8n:<VXLAN device>``) comment, is added once (``-C`` before
+insert) and removed by spec.
 """
 
 from __future__ import annotations
@@ -26,11 +29,20 @@ class Rule:
     insert: bool  # first in the chain (before Docker's RETURN) rather than appended
 
 
+def _tag(device: str) -> tuple[str, ...]:
+    return ("-m", "comment", "--comment", f"k8n:{device}")
+
+
+def forward_rules(device: str) -> list[Rule]:
+    """Accept what is forwarded into or out of ``device``, ahead of Docker's FORWARD drop."""
+    return [Rule("filter", DOCKER_USER, (flag, device, *_tag(device), "-j", "ACCEPT"), insert=True)
+            for flag in ("-i", "-o")]
+
+
 def bridge_rules(bridge: str, pod_cidr: str, cluster_cidr: str) -> list[Rule]:
-    tag = ("-m", "comment", "--comment", f"k8n:{bridge}")
+    tag = _tag(bridge)
     return [
-        Rule("filter", DOCKER_USER, ("-i", bridge, *tag, "-j", "ACCEPT"), insert=True),
-        Rule("filter", DOCKER_USER, ("-o", bridge, *tag, "-j", "ACCEPT"), insert=True),
+        *forward_rules(bridge),
         Rule("nat", "POSTROUTING", ("-s", pod_cidr, "!", "-d", cluster_cidr, *tag, "-j", "MASQUERADE"),
              insert=False),
     ]

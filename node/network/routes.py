@@ -1,4 +1,5 @@
-"""host-gw routing: a route ``<peer podCIDR> via <peer node IP>`` per other node.
+"""Routes to other nodes' podCIDRs. host-gw: a route ``<peer podCIDR> via <peer node IP>`` per other node
+on a directly connected network (the VXLAN overlay, ``overlay``, reaches the others).
 
 The routes this node added are remembered in a state file, so a restarted agent still removes the
 routes of nodes that went away.
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 from socket import AF_INET
 
-from .netlink import AsyncIPRoute, ignoring, listed
+from .netlink import AsyncIPRoute, NetlinkError, ignoring, listed
 
 
 async def local_networks(ipr: AsyncIPRoute) -> tuple[set[str], set[str]]:
@@ -26,21 +27,50 @@ async def local_networks(ipr: AsyncIPRoute) -> tuple[set[str], set[str]]:
     return addresses, networks
 
 
+async def remote_peers(ipr: AsyncIPRoute, own_cidr: str, peers: dict[str, str]) -> dict[str, str]:
+    """``peers`` (podCIDR → node IP) less those needing no route: our own range, a bridge of another
+    agent on this host (a connected network), a node on this host."""
+    addresses, connected = await local_networks(ipr)
+    remote = {}
+    for cidr, node_ip in peers.items():
+        cidr = str(ipaddress.ip_network(cidr))
+        if cidr != own_cidr and cidr not in connected and node_ip not in addresses:
+            remote[cidr] = node_ip
+    return remote
+
+
+async def directly_connected(ipr: AsyncIPRoute, ip: str) -> bool:
+    """True when the kernel reaches ``ip`` with no gateway on the way (flannel's DirectRouting test)."""
+    try:
+        found = await ipr.route("get", dst=ip)
+    except NetlinkError:  # unreachable
+        return False
+    return bool(found) and all(r.get("gateway") is None for r in found)
+
+
+def load_state(path: Path) -> dict[str, str]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def save_state(path: Path, state: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True))
+    os.replace(tmp, path)
+
+
 class HostGwRoutes:
     def __init__(self, own_cidr: str, state_file: Path) -> None:
         self.own_cidr = str(ipaddress.ip_network(own_cidr))
         self.state_file = state_file
-        self.added: dict[str, str] = self._load()
+        self.added: dict[str, str] = load_state(state_file)
 
-    async def sync(self, ipr: AsyncIPRoute, peers: dict[str, str]) -> dict[str, str]:
-        """Make the routes match ``peers`` (podCIDR → node IP); returns the routes now installed."""
-        addresses, connected = await local_networks(ipr)
-        wanted: dict[str, str] = {}
-        for cidr, node_ip in peers.items():
-            cidr = str(ipaddress.ip_network(cidr))
-            if cidr == self.own_cidr or cidr in connected or node_ip in addresses:
-                continue  # our own range, a bridge of another agent on this host, or a node on this host
-            wanted[cidr] = node_ip
+    async def sync(self, ipr: AsyncIPRoute, wanted: dict[str, str]) -> dict[str, str]:
+        """Make the routes match ``wanted`` (podCIDR → node IP, see ``remote_peers``); returns the routes
+        now installed."""
         for cidr, node_ip in list(self.added.items()):
             if wanted.get(cidr) != node_ip:
                 await self._delete(ipr, cidr, node_ip)
@@ -48,7 +78,7 @@ class HostGwRoutes:
             if self.added.get(cidr) != node_ip:
                 await ipr.route("replace", dst=cidr, gateway=node_ip)
                 self.added[cidr] = node_ip
-                self._save()
+                save_state(self.state_file, self.added)
         return dict(self.added)
 
     async def clear(self, ipr: AsyncIPRoute) -> None:
@@ -60,17 +90,4 @@ class HostGwRoutes:
         with ignoring(errno.ESRCH, errno.ENOENT):
             await ipr.route("del", dst=cidr, gateway=node_ip)
         del self.added[cidr]
-        self._save()
-
-    def _load(self) -> dict[str, str]:
-        try:
-            return json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {}
-
-    def _save(self) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
-        tmp.write_text(json.dumps(self.added, sort_keys=True))
-        os.replace(tmp, self.state_file)
-
+        save_state(self.state_file, self.added)

@@ -18,12 +18,16 @@ def host_ifname(pod_uid: str) -> str:
 async def ensure_pair(ipr: AsyncIPRoute, ns: AsyncIPRoute, host: str, netns_path: str, ifname: str,
                       mtu: int) -> tuple[int, int]:
     """Create the pair with the peer born inside the pod namespace as ``ifname``, replacing stale
-    halves (left by an earlier sandbox); returns (host index, pod-side index)."""
+    halves (left by an earlier sandbox), setting ``mtu`` on a pair made with another (an agent restarted
+    with another network backend); returns (host index, pod-side index)."""
     host_index, pod_index = await link_index(ipr, host), await link_index(ns, ifname)
     if host_index is not None and pod_index is not None:
         (host_link,) = await ipr.link("get", index=host_index)
         (pod_link,) = await ns.link("get", index=pod_index)
         if host_link.get("link") == pod_index and pod_link.get("link") == host_index:
+            for side, index, link in ((ipr, host_index, host_link), (ns, pod_index, pod_link)):
+                if link.get("mtu") != mtu:
+                    await side.link("set", index=index, mtu=mtu)
             return host_index, pod_index
     if host_index is not None:
         await ipr.link("del", index=host_index)

@@ -48,14 +48,13 @@ def test_the_template_carries_tls_auth_and_route_tls(cluster):
     text = confs[0].read_text()
     assert 'include "auth.conf"' in text and "verify: true" in text and text.count("cert_file") == 2
     auth = (confs[0].parent / "auth.conf").read_text()
-    assert "operator:" in auth and "resolver: MEMORY" in auth
+    assert "operator:" in auth and "type: full" in auth and f'dir: "{confs[0].parent / "jwt"}"' in auth
     assert (confs[0].parent / "pki" / "nats.key").stat().st_mode & 0o777 == 0o600
 
 
 async def test_three_servers_serve_r3_buckets_to_tls_clients_with_credentials(cluster, monkeypatch):
     data, servers, _ = cluster
     monkeypatch.setenv("K8N_CREDS_DIR", str(data / "creds"))
-    monkeypatch.setenv("K8N_KV_REPLICAS", "3")
     url = ",".join(s.client_url for s in servers)
     with pytest.raises(Exception):  # plain text: the servers require TLS
         await nats.connect(f"nats://127.0.0.1:{servers[0].port}", allow_reconnect=False, connect_timeout=2,

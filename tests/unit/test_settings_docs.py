@@ -61,7 +61,7 @@ def test_the_table_shows_each_setting_with_its_variable_and_default():
     assert len(rows) == sum(len(dataclasses.fields(c)) for c in BLOCKS[README_BLOCK]) == 22
     apiserver = readme_table("apiserver")
     assert "| `service-cidr` | `K8N_SERVICE_CIDR` | `10.96.0.0/12` |" in apiserver
-    assert "| `kv-replicas` | `K8N_KV_REPLICAS` | 1 |" in apiserver
+    assert "| `kv-replicas` | `K8N_KV_REPLICAS` | 0 |" in apiserver
 
 
 def test_every_setting_is_documented_once_under_a_distinct_name():

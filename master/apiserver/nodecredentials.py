@@ -1,0 +1,177 @@
+"""Bus credentials for joining nodes: the API server's signer for CertificateSigningRequests of signer
+``k8n.io/bus-node`` (``bus.nodecsr``), and their revocation when the Node goes.
+
+Kubernetes' TLS bootstrap, in one step: a machine that joins authenticates with a bootstrap token (the API server's
+TokenReview knows them: ``bus.bootstraptoken``), creates a CSR naming its node and the public key of a NATS user key
+pair it made itself, and the API server — holding the cluster's bus signing key (``<data dir>/nats-auth``) —
+approves it at once and answers with the user JWT for ``node:<name>`` in ``status.certificate``. The token is used up
+(its Secret is deleted before anything is signed, with a precondition, so two joins racing on one token cannot both
+win). A node may also ask again for itself (its own identity, no token), e.g. with a fresh key. Whatever signed
+request existed for the same node before is revoked when a new one is signed, and all of them when the Node is
+deleted: the keys go into the NATS account's revocation list, pushed to the running servers.
+
+Who may create such a request is RBAC's to say (``system:node-bootstrapper`` bound to the node token group);
+approving it needs, as in Kubernetes' csrapproving controller, ``create`` on
+``certificatesigningrequests/nodeclient`` (bootstrap tokens) or ``.../selfnodeclient`` (a node for itself)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from bus import bootstraptoken, errors, nodecsr
+from bus.authn import NODE_USER_PREFIX, UserInfo
+from bus.meta import deep_copy, format_time
+from bus.resources import by_plural
+from bus.store import NatsStore
+
+log = logging.getLogger(__name__)
+
+CSRS = by_plural("certificatesigningrequests")
+
+#: revoke these NATS user public keys on every server (bus.natsauth's revocation, given by the API server)
+Revoker = Callable[[list[str]], Awaitable[None]]
+#: may this user create this subresource of certificatesigningrequests (RBAC)?
+Allowed = Callable[[UserInfo, str], Awaitable[bool]]
+
+
+def _approved(message: str) -> dict:
+    t = format_time()
+    return {"type": "Approved", "status": "True", "reason": "AutoApproved", "message": message,
+            "lastUpdateTime": t, "lastTransitionTime": t}
+
+
+class NodeCredentialSigner:
+    def __init__(self, store: NatsStore, auth_dir: Path | None, revoke: Revoker | None = None,
+                 allowed: Allowed | None = None) -> None:
+        self.store = store
+        self.auth_dir = auth_dir
+        self.revoke = revoke
+        self.allowed = allowed
+        self._auth = None
+
+    def cluster_auth(self):
+        from bus.natsauth import AuthError, ClusterAuth
+
+        if self._auth is None:
+            if self.auth_dir is None:
+                raise errors.unavailable("this API server holds no bus signing key (K8N_BUS_AUTH_DIR): it cannot "
+                                         "sign node credentials")
+            try:
+                self._auth = ClusterAuth.load(self.auth_dir)
+            except AuthError as e:
+                raise errors.unavailable(f"this API server cannot sign node credentials: {e}") from None
+        return self._auth
+
+    @staticmethod
+    def stamp_requester(csr: dict, user: UserInfo) -> None:
+        """What Kubernetes records of every CSR's requester (``spec.username``, ``uid``, ``groups``, ``extra``)."""
+        spec = csr.setdefault("spec", {})
+        for f in ("username", "uid", "groups", "extra"):
+            spec.pop(f, None)
+        spec["username"] = user.name
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.groups:
+            spec["groups"] = list(user.groups)
+        if user.extra:
+            spec["extra"] = {k: list(v) for k, v in user.extra}
+
+    async def admit(self, csr: dict, user: UserInfo) -> None:
+        """On create (``csr`` validated and prepared, not stored yet): record the requester and, for our signer,
+        approve and sign it in place, consuming the bootstrap token it was made with."""
+        self.stamp_requester(csr, user)
+        spec = csr["spec"]
+        if spec.get("signerName") != nodecsr.SIGNER:
+            return
+        name = csr["metadata"].get("name", "")
+        try:
+            node, key = nodecsr.parse_request(spec)
+        except ValueError as e:
+            raise errors.invalid("CertificateSigningRequest", name, [errors.Cause(
+                "spec.request", f"Invalid value: {e}", "FieldValueInvalid")], "certificates.k8s.io") from None
+        from bus.roles import Identity
+
+        try:
+            identity = Identity.node(node)
+        except ValueError as e:
+            raise errors.invalid("CertificateSigningRequest", name, [errors.Cause(
+                "spec.request", f"Invalid value: node {node!r}: {e}", "FieldValueInvalid")],
+                "certificates.k8s.io") from None
+        token_id = bootstraptoken.token_id_of(user)
+        if token_id is not None:
+            sub, how = "nodeclient", "bootstrap token authentication"
+        elif user.name == NODE_USER_PREFIX + node:
+            sub, how = "selfnodeclient", f"node {node}'s own request"
+        else:
+            raise errors.forbidden("certificatesigningrequests", name, f"only a bootstrap token or node {node} "
+                                   f"itself may request bus credentials for node {node}", "certificates.k8s.io")
+        if self.allowed is not None and not await self.allowed(user, sub):
+            raise errors.forbidden("certificatesigningrequests", name, f'user "{user.name}" may not create '
+                                   f"certificatesigningrequests/{sub}", "certificates.k8s.io")
+        auth = self.cluster_auth()
+        if token_id is not None:
+            await self._use_up(token_id)
+        jwt = auth.sign_user(identity, key)
+        meta = csr["metadata"]
+        meta.setdefault("labels", {})[nodecsr.NODE_LABEL] = identity.name
+        meta.setdefault("annotations", {})[nodecsr.USER_KEY_ANNOTATION] = key
+        csr["status"] = {"conditions": [_approved(f"Auto approving bus credentials of node {node} after {how}")],
+                         "certificate": base64.b64encode(jwt.encode()).decode()}
+        log.info("signed bus credentials of node %s (user key %s) for %s", node, key, user.name)
+
+    async def _use_up(self, token_id: str) -> None:
+        """Delete the token's Secret (precondition: the revision just read): only one request gets through."""
+        res = by_plural("secrets")
+        ns, name = bootstraptoken.NAMESPACE, bootstraptoken.secret_name(token_id)
+        gone = errors.ApiError(401, "Unauthorized", f"bootstrap token {token_id} was used already")
+        try:
+            cur = await self.store.get(res, ns, name)
+        except errors.NotFound:
+            raise gone from None
+        final = deep_copy(cur)
+        final["metadata"].update({"deletionTimestamp": format_time(), "deletionGracePeriodSeconds": 0})
+        try:
+            await self.store.delete(res, ns, name, final, int(cur["metadata"]["resourceVersion"]))
+        except (errors.Conflict, errors.NotFound):
+            raise gone from None
+
+    async def signed_for(self, node_name: str, but: str | None = None) -> list[dict]:
+        """The signed requests of node ``node_name`` (its identity's name), except the one named ``but``."""
+        items, _ = await self.store.list(CSRS)
+        return [c for c in items if (c["metadata"].get("labels") or {}).get(nodecsr.NODE_LABEL) == node_name
+                and (c.get("spec") or {}).get("signerName") == nodecsr.SIGNER and c["metadata"]["name"] != but]
+
+    async def revoke_node(self, node_name: str, but: str | None = None) -> list[str]:
+        """Revoke the keys of every signed request of ``node_name`` (but ``but``) and delete those requests; the
+        keys revoked."""
+        from bus.roles import Identity
+
+        try:
+            ident = Identity.node(node_name)
+        except ValueError:
+            return []
+        old = await self.signed_for(ident.name, but)
+        kept = set()
+        if but is not None:  # a node asking again with the same key pair keeps it (a revocation is per key)
+            kept = {(c["metadata"].get("annotations") or {}).get(nodecsr.USER_KEY_ANNOTATION)
+                    for c in await self.signed_for(ident.name) if c["metadata"]["name"] == but}
+        keys = [k for c in old
+                if (k := (c["metadata"].get("annotations") or {}).get(nodecsr.USER_KEY_ANNOTATION)) and k not in kept]
+        if not keys:
+            return []
+        if self.revoke is None:
+            log.warning("cannot revoke the bus credentials of node %s: no revoker", node_name)
+            return []
+        await self.revoke(keys)
+        for c in old:
+            final = deep_copy(c)
+            final["metadata"]["deletionTimestamp"] = format_time()
+            try:
+                await self.store.delete(CSRS, None, c["metadata"]["name"], final, int(c["metadata"]["resourceVersion"]))
+            except (errors.NotFound, errors.Conflict):
+                pass
+        log.info("revoked the bus credentials of node %s (%d keys)", node_name, len(keys))
+        return keys

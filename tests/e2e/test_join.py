@@ -1,0 +1,145 @@
+"""Joining, as kubeadm users know it: ``k8n up --listen ADDR`` prints a ``k8n join`` command; the joining side pins
+the cluster CA by its hash, trades a bootstrap token (used once) for the node's own NATS credentials, and those
+credentials stop working when the Node is deleted. The real ``k8n up`` and ``k8n join`` processes, stock kubectl;
+ADDR is an address the test adds to ``lo`` (no node agent: the machines rig runs joined agents)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+import uuid
+
+import nats
+import pytest
+
+from bus.connect import connect, tls_context
+from bus.natsauth import Credentials
+from tests.e2e.upcluster import K8N, UpCluster
+from tests.harness import NEEDS_DOCKER
+
+pytestmark = NEEDS_DOCKER
+
+JOIN = re.compile(r"k8n join (\S+) --token (\S+) --ca-hash (\S+)")
+
+
+@pytest.fixture(scope="module")
+def address():
+    """An address of this machine outside loopback's range (so NATS speaks TLS), added to ``lo`` for the test."""
+    tag = uuid.uuid4().hex
+    ip = f"198.18.{int(tag[:2], 16)}.{1 + int(tag[2:4], 16) % 250}"
+    subprocess.run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
+    try:
+        yield ip
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, address):
+    c = UpCluster(tmp_path_factory.mktemp("join"))
+    try:
+        c.start(agent=False, listen=address)
+        yield c
+    finally:
+        c.stop()
+
+
+def k8n(c: UpCluster, *args: str, data: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(c.env)
+    if data:
+        env["K8N_DATA_DIR"] = data
+    return subprocess.run([K8N, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def join(c: UpCluster, tmp, server: str, token: str, ca_hash: str, name: str) -> subprocess.CompletedProcess:
+    return k8n(c, "join", server, "--token", token, "--ca-hash", ca_hash, "--name", name, "--no-run",
+               data=str(tmp / name))
+
+
+def test_up_prints_a_join_command_that_enrols_a_node_once(cluster, address, tmp_path):
+    printed = JOIN.search(cluster.log())
+    assert printed, cluster.log()
+    server, token, ca_hash = printed.groups()
+    assert server.startswith(f"{address}:") and re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token)
+    # the CA hash is kubeadm's: sha256 of the CA certificate's public key (DER), as openssl computes it
+    pub = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", str(cluster.data / "pki" / "ca.crt")],
+                         capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub, capture_output=True,
+                         check=True).stdout
+    digest = subprocess.run(["openssl", "dgst", "-sha256", "-r"], input=der, capture_output=True,
+                            check=True).stdout.split()[0].decode()
+    assert ca_hash == f"sha256:{digest}"
+
+    wrong_hash = join(cluster, tmp_path, server, token, "sha256:" + "0" * 64, "w1")
+    assert wrong_hash.returncode == 1
+    assert f"has CA public key hash {ca_hash}, not --ca-hash sha256:{'0' * 64}: refusing to join" in wrong_hash.stderr
+    wrong_token = join(cluster, tmp_path, server, token[:7] + "0" * 16, ca_hash, "w1")
+    assert wrong_token.returncode == 1 and "the cluster refused the token" in wrong_token.stderr
+    bad_form = join(cluster, tmp_path, server, "nope", ca_hash, "w1")
+    assert bad_form.returncode == 1 and 'was not of the form' in bad_form.stderr
+    assert not (tmp_path / "w1" / "creds").exists()  # nothing written by a refused join
+
+    ok = join(cluster, tmp_path, server, token, ca_hash, "w1")
+    assert ok.returncode == 0, ok.stderr
+    creds = tmp_path / "w1" / "creds" / "node-w1.creds"
+    assert creds.stat().st_mode & 0o777 == 0o600 and Credentials.load(creds).identity.token == "node:w1"
+    assert (tmp_path / "w1" / "creds" / "nats-ca.crt").read_bytes() == (cluster.data / "pki" / "ca.crt").read_bytes()
+    csrs = cluster.kubectl("get", "csr").stdout
+    assert re.search(rf"node-csr-\S+\s+\S+\s+k8n.io/bus-node\s+system:bootstrap:{token[:6]}\s+<none>\s+"
+                     r"Approved,Issued", csrs), csrs
+
+    used = join(cluster, tmp_path, server, token, ca_hash, "w2")  # the token is used up
+    assert used.returncode == 1 and "the cluster refused the token" in used.stderr
+    assert token[:6] not in k8n(cluster, "token", "list").stdout + k8n(cluster, "token", "list").stderr
+
+
+def test_expired_and_deleted_tokens_cannot_enrol(cluster, tmp_path):
+    server, _, ca_hash = JOIN.search(cluster.log()).groups()
+    short = k8n(cluster, "token", "create", "--ttl", "1s")
+    assert short.returncode == 0, short.stderr
+    deleted = k8n(cluster, "token", "create", "--description", "to delete").stdout.strip()
+    listed = k8n(cluster, "token", "list").stdout
+    assert deleted in listed and "to delete" in listed and "system:bootstrappers:k8n:default-node-token" in listed
+    assert k8n(cluster, "token", "delete", deleted[:6]).stdout.strip() == f'bootstrap token "{deleted[:6]}" deleted'
+    time.sleep(1.5)
+    for token in (short.stdout.strip(), deleted):
+        r = join(cluster, tmp_path, server, token, ca_hash, "w3")
+        assert r.returncode == 1 and "the cluster refused the token" in r.stderr, (token, r.stderr)
+
+
+def test_a_joined_node_connects_as_itself_until_its_node_is_deleted(cluster, tmp_path):
+    line = k8n(cluster, "token", "create", "--print-join-command")
+    assert line.returncode == 0, line.stderr
+    server, token, ca_hash = JOIN.search(line.stdout).groups()
+    assert join(cluster, tmp_path, server, token, ca_hash, "w4").returncode == 0
+    creds = Credentials.load(tmp_path / "w4" / "creds" / "node-w4.creds")
+    url = cluster.info["server"]
+
+    async def scenario():
+        nc = await connect(url, creds)
+        assert nc.is_connected
+        closed = asyncio.Event()
+        await nc.subscribe("k8n.node.w4.probe")  # its own node's subject: allowed
+        await nc.flush()
+        # the cluster registers nodes as their agents do; here the admin makes the Node, then deletes it
+        cluster.kubectl("create", "-f", "-", input='{"apiVersion":"v1","kind":"Node","metadata":{"name":"w4"}}')
+        cluster.kubectl("delete", "node", "w4")
+        for _ in range(50):  # its connection is closed by the server...
+            if not nc.is_connected:
+                closed.set()
+                break
+            await asyncio.sleep(0.1)
+        assert closed.is_set(), "the revoked node stayed connected"
+        await nc.close()
+        with pytest.raises(Exception) as refused:  # ...and it cannot come back
+            await nats.connect(url, user_credentials=str(creds.path), tls=tls_context(creds),
+                               allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
+        assert "authorization" in str(refused.value).lower() or "revoked" in str(refused.value).lower()
+
+    asyncio.run(scenario())
+    # its signed requests went with it; another node's stays
+    left = cluster.kubectl("get", "csr", "-l", "k8n.io/node", "-o",
+                           "jsonpath={.items[*].metadata.labels.k8n\\.io/node}").stdout.split()
+    assert "w4" not in left and "w1" in left, left
