@@ -27,6 +27,10 @@ USER_PREFIX = "system:bootstrap:"
 GROUP = "system:bootstrappers"
 #: the group a node token's holder gets (kubeadm's is ``system:bootstrappers:kubeadm:default-node-token``)
 NODE_GROUP = "system:bootstrappers:k8n:default-node-token"
+#: the group of a token that may also fetch the control plane's keys (k8n join --control-plane)
+CONTROL_PLANE_GROUP = "system:bootstrappers:k8n:control-plane"
+#: the Secret (in kube-system) holding the control plane's keys, sealed, for machines joining the control plane
+CONTROL_PLANE_SECRET = "k8n-control-plane-certs"
 USAGES = ("authentication", "signing")
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 ID_RE = re.compile(r"^[a-z0-9]{6}$")

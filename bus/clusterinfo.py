@@ -1,6 +1,7 @@
 """The ``kube-public/cluster-info`` ConfigMap (kubeadm's discovery document): how a machine that wants to join finds
 the cluster. Anyone may read it, without a token: ``kubeconfig`` names the HTTPS API server and carries the cluster
-CA, and k8n adds ``nats-servers``, the NATS URLs a node's agent connects to. The joining machine trusts what it reads
+CA, and k8n adds ``nats-servers``, the NATS URLs a node's agent connects to (and ``nats-routes``, the routes of a
+clustered NATS, which a machine joining the control plane adds its server to). The joining machine trusts what it reads
 only once the CA's public key hash matches the one it was given (``--ca-hash``, :func:`bus.pki.ca_hash`)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ NAME = "cluster-info"
 PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{NAME}"
 KUBECONFIG_KEY = "kubeconfig"
 NATS_KEY = "nats-servers"
+ROUTES_KEY = "nats-routes"  # the NATS cluster's route URLs, when it is one: what a joining control plane routes to
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class ClusterInfo:
     server: str  # https://host:port of the API (the gateway)
     ca_pem: bytes
     nats_servers: tuple[str, ...]
+    nats_routes: tuple[str, ...] = ()
 
     def configmap(self) -> dict:
         import yaml
@@ -31,7 +34,8 @@ class ClusterInfo:
                           "certificate-authority-data": base64.b64encode(self.ca_pem).decode()}}]}
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NAME, "namespace": NAMESPACE},
                 "data": {KUBECONFIG_KEY: yaml.safe_dump(kubeconfig, sort_keys=False),
-                         NATS_KEY: ",".join(self.nats_servers)}}
+                         NATS_KEY: ",".join(self.nats_servers),
+                         **({ROUTES_KEY: ",".join(self.nats_routes)} if self.nats_routes else {})}}
 
     @classmethod
     def from_configmap(cls, cm: dict) -> "ClusterInfo":
@@ -48,4 +52,5 @@ class ClusterInfo:
         nats = tuple(u for u in (data.get(NATS_KEY) or "").split(",") if u)
         if not nats:
             raise ValueError(f"{NAMESPACE}/{NAME} names no NATS servers ({NATS_KEY})")
-        return cls(str(server), ca, nats)
+        routes = tuple(u for u in (data.get(ROUTES_KEY) or "").split(",") if u)
+        return cls(str(server), ca, nats, routes)

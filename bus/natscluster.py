@@ -44,6 +44,10 @@ class Server:
     def client_url(self) -> str:
         return f"tls://{self.host}:{self.port}"
 
+    @property
+    def route_url(self) -> str:
+        return f"nats-route://{self.host}:{self.cluster_port}"
+
 
 def render(data_dir: Path, servers: list[Server], template: Path = TEMPLATE) -> list[Path]:
     """Write ``<data dir>/nats/<server>/`` (``nats.conf``, ``auth.conf``, ``pki/``; the server keeps its account
@@ -51,26 +55,34 @@ def render(data_dir: Path, servers: list[Server], template: Path = TEMPLATE) -> 
     config files, in the order given."""
     data_dir = Path(data_dir)
     auth = ClusterAuth.load_or_create(data_dir / "nats-auth")
-    text = Template(Path(template).read_text())
-    shared_pki = data_dir / "pki"
-    cert, key, ca = pki.ensure(shared_pki, tuple(s.host for s in servers), name="nats", common_name="nats",
-                               client_auth=True)
     creds = data_dir / "creds"
     for role in CONTROL_PLANE:
         auth.write_creds(Identity(role), creds)
+    routes = [s.route_url for s in servers]
+    return [render_server(data_dir, s, routes, tuple(o.host for o in servers), template) for s in servers]
+
+
+def render_server(data_dir: Path, server: Server, routes: list[str], hosts: tuple[str, ...] = (),
+                  template: Path = TEMPLATE) -> Path:
+    """``<data dir>/nats/<server>/nats.conf`` (and its ``auth.conf``, ``pki/``) for one server of the cluster whose
+    route URLs are ``routes`` (a server that joins a running cluster: the routes of those it knows; NATS gossips
+    the rest); its certificate, from the cluster CA in ``<data dir>/pki``, names ``hosts`` and its own. The CA is
+    copied into ``<data dir>/creds`` for the clients."""
+    data_dir = Path(data_dir)
+    auth = ClusterAuth.load_or_create(data_dir / "nats-auth")
+    cert, key, ca = pki.ensure(data_dir / "pki", tuple(dict.fromkeys((server.host, *hosts))), name="nats",
+                               common_name="nats", client_auth=True)
+    creds = data_dir / "creds"
+    creds.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.copyfile(ca, creds / CA_FILE)
-    out = []
-    for s in servers:
-        d = data_dir / "nats" / s.name
-        (d / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
-        for f in (cert, key, ca):
-            write_private(d / "pki" / f.name, f.read_bytes())
-        write_private(d / "auth.conf", auth.server_config(d / "jwt"))
-        routes = "\n    ".join(f"nats-route://{o.host}:{o.cluster_port}" for o in servers)
-        conf = text.substitute(name=s.name, listen=f"{s.host}:{s.port}", store_dir=str(d / "jetstream"),
-                               cert=str(d / "pki" / cert.name), key=str(d / "pki" / key.name),
-                               ca=str(d / "pki" / ca.name), cluster_listen=f"{s.host}:{s.cluster_port}",
-                               routes=routes)
-        write_private(d / "nats.conf", conf)
-        out.append(d / "nats.conf")
-    return out
+    d = data_dir / "nats" / server.name
+    (d / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
+    for f in (cert, key, ca):
+        write_private(d / "pki" / f.name, f.read_bytes())
+    write_private(d / "auth.conf", auth.server_config(d / "jwt"))
+    conf = Template(Path(template).read_text()).substitute(
+        name=server.name, listen=f"{server.host}:{server.port}", store_dir=str(d / "jetstream"),
+        cert=str(d / "pki" / cert.name), key=str(d / "pki" / key.name), ca=str(d / "pki" / ca.name),
+        cluster_listen=f"{server.host}:{server.cluster_port}", routes="\n    ".join(routes))
+    write_private(d / "nats.conf", conf)
+    return d / "nats.conf"

@@ -21,15 +21,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return cmdline.parse(p, argv)
 
 
-async def _run(args: argparse.Namespace) -> None:
-    from node.agent import default_state_dir, run
+def config(args: argparse.Namespace) -> AgentConfig:
+    from node.agent import default_state_dir
 
-    stop = stop_on_signals()
-    dump_tasks_on_sigusr1(logging.getLogger("node"))
-    cfg = AgentConfig(
+    return AgentConfig(
         name=args.name, server=args.server,
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(args.name),
         proxy=not args.no_proxy, **settings.values(args, AgentConfig))
+
+
+async def _run(cfg: AgentConfig) -> None:
+    from node.agent import run
+
+    stop = stop_on_signals()
+    dump_tasks_on_sigusr1(logging.getLogger("node"))
     await run(cfg, stop)
 
 
@@ -41,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         hollow_main(["--server", args.server, "--log-level", args.log_level, "--count", str(args.hollow)])
         return
     # the standard loop: pyroute2's netlink sockets need datagram endpoints uvloop lacks
-    cmdline.run(_run(args), uvloop=False)
+    cfg = cmdline.settings(None, lambda: config(args))  # a bad value is a usage error, not a traceback
+    cmdline.run(_run(cfg), uvloop=False)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def snapshot() -> dict[str, set[str]]:
     veths = _out("ip", "-o", "link", "show", "type", "veth")
     return {
         "containers": set(_out("docker", "ps", "-aq", "--filter", "label=io.k8n.node").split()),
-        "bridges": {n for n in links if n.startswith("k8nbr-")},
+        "bridges": {n for n in links if n.startswith(("k8nbr-", "k8nlan"))},  # pod bridges, the rig's LANs
         "pod veths": {line.split(": ")[1].split("@")[0] for line in veths.splitlines() if "master k8nbr-" in line},
         "firewall rules": {r for r in _out("iptables", "-S", "DOCKER-USER").splitlines() if "k8n:" in r}
         | {r for r in _out("iptables", "-t", "nat", "-S", "POSTROUTING").splitlines() if "k8n:" in r},

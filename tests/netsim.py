@@ -104,7 +104,8 @@ class Lab:
         name = self._ns(f"t-{self.run}-n{index}")
         host_ip = str(net.network_address + 10 + index)
         self._plug(name, "eth0", str(net), mtu)
-        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{host_ip}/{net.prefixlen}", "dev", "eth0"],
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", f"{host_ip}/{net.prefixlen}", "dev", "eth0"],
                     ["ip", "route", "add", "default", "via", str(net.network_address + 1)],
                     # what dockerd does to a host: FORWARD drops unless DOCKER-USER accepts
                     ["iptables", "-N", "DOCKER-USER"], ["iptables", "-A", "DOCKER-USER", "-j", "RETURN"],

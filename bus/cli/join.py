@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import ssl
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -62,24 +60,37 @@ async def _cluster_join_command(client: ApiClient, token: str) -> str:
 @token_app.command("create")
 def token_create(
     token: Optional[str] = typer.Argument(None, help="the token to make (default: a random one)"),
-    ttl: str = typer.Option("24h", "--ttl", help="how long it is valid (e.g. 2h, 30m); 0: forever"),
+    ttl: Optional[str] = typer.Option(None, "--ttl", help="how long it is valid (e.g. 2h, 30m; default 24h, 2h "
+                                                          "with --control-plane); 0: forever"),
     description: str = typer.Option("", "--description", help="what it is for"),
     print_join_command: bool = typer.Option(False, "--print-join-command",
                                             help="print the whole k8n join command, not only the token"),
+    control_plane: bool = typer.Option(False, "--control-plane", help="a token for a machine joining the control "
+                                       "plane: uploads this machine's control-plane keys, sealed with a new "
+                                       "certificate key (printed), readable with this token only"),
     server: Optional[str] = ServerOpt, data_dir: Optional[str] = DataDirOpt,
 ) -> None:
     """Create a bootstrap token a machine joins with (used up by the join)."""
+    from bus.cli import controlplane
+
     try:
-        seconds = parse_duration(ttl)
+        seconds = parse_duration(ttl or ("2h" if control_plane else "24h"))
         token = token or bootstraptoken.generate()
+        groups = (bootstraptoken.NODE_GROUP,) + ((bootstraptoken.CONTROL_PLANE_GROUP,) if control_plane else ())
         obj = bootstraptoken.secret_object(token, timedelta(seconds=seconds) if seconds else None,
-                                           description or "k8n join token")
+                                           description or ("k8n control-plane join token" if control_plane
+                                                           else "k8n join token"), groups)
     except ValueError as e:
         fail(CliError(str(e)))
+    ddir = config.data_dir(data_dir)
+    if control_plane and not (ddir / "pki" / "ca.key").exists():
+        fail(CliError(f"no control-plane keys in {ddir}: run this on a control-plane machine (--data-dir)"))
 
     async def body(client: ApiClient) -> int:
-        await client.create(obj)
-        print(await _cluster_join_command(client, token) if print_join_command else token)
+        made = await client.create(obj)
+        key = await controlplane.upload(client, ddir, made) if control_plane else None
+        line = await _cluster_join_command(client, token) if print_join_command or control_plane else token
+        print(f"{line} --control-plane --certificate-key {key}" if key else line)
         return 0
 
     run(server, data_dir, body)
@@ -259,30 +270,40 @@ def write_node_files(ddir: Path, node: str, creds: str, info: clusterinfo.Cluste
 
 def run_agent(ddir: Path, node: str, servers: str, extra: list[str]) -> int:
     """The node agent in the foreground, restarted with back-off when it dies, until SIGINT/SIGTERM."""
-    from bus.cli.runner import Child, agent_argv
+    from bus.cli.runner import Child, Supervisor, agent_argv
 
-    stopping = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    sup = Supervisor()
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
-    child = Child("node agent", agent_argv(servers, [
+    sup.start([Child("node agent", agent_argv(servers, [
         "--name", node, "--state-dir", str(ddir / "nodes" / node), "--creds-dir", str(ddir / "creds"), *extra]),
-        logs / "agent.log")
-    child.start()
+        logs / "agent.log")])
     print(f"k8n: node {node} joined; its agent runs (log: {logs / 'agent.log'}); stop: Ctrl-C", flush=True)
     try:
-        while not stopping:
-            child.check()
-            time.sleep(0.2)
+        sup.run()
     finally:
-        child.stop()
+        sup.stop_all()
     return 0
+
+
+def _join_control_plane(url: str, token: str, ca_hash: str, key: str | None, node: str, address: str | None,
+                        ddir: Path) -> int:
+    from bus.cli import controlplane
+
+    if not key or not re.fullmatch(r"[0-9a-f]{64}", key):
+        fail(CliError("--control-plane needs --certificate-key: 64 hex digits (k8n token create --control-plane "
+                      "prints it)"))
+
+    async def fetch() -> clusterinfo.ClusterInfo:
+        info = await discover(url, ca_hash)
+        controlplane.write_files(ddir, await controlplane.fetch(url, token, key, info))
+        return info
+
+    try:
+        info = asyncio.run(fetch())
+        return controlplane.run_member(ddir, node, address or config.default_route_address(), token, info)
+    except CliError as e:
+        fail(e)
 
 
 @app.command()
@@ -295,6 +316,11 @@ def join(
                                                                    "(default: the default route's source address)"),
     data_dir: Optional[str] = DataDirOpt,
     no_run: bool = typer.Option(False, "--no-run", help="enrol only; run the agent later (k8n agent)"),
+    control_plane: bool = typer.Option(False, "--control-plane", help="join the control plane: a NATS server of "
+                                       "the cluster, an API server replica, standby controllers, the HTTPS API and "
+                                       "a node agent on this machine (needs --certificate-key)"),
+    certificate_key: Optional[str] = typer.Option(None, "--certificate-key", help="the key the control plane's "
+                                                  "keys are sealed with (k8n token create --control-plane)"),
 ) -> None:
     """Join this machine to a cluster as a node: enrol with a bootstrap token, then run its agent."""
     from bus.cli.runner import default_node_name
@@ -310,6 +336,8 @@ def join(
     except (ValueError, CliError) as e:
         fail(e)
     ddir = config.data_dir(data_dir)
+    if control_plane:
+        raise typer.Exit(_join_control_plane(url, token, ca_hash, certificate_key, node, node_ip, ddir))
 
     async def enrolment() -> clusterinfo.ClusterInfo:
         info = await discover(url, ca_hash)

@@ -50,6 +50,12 @@ class Child:
         out = open(self.log_path, "ab") if self.log_path else None
         self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, preexec_fn=die_with_parent,
                                      process_group=0)  # terminal signals reach only the runner
+        self._write_pid()
+
+    def _write_pid(self) -> None:
+        """``<log>.pid`` beside the log: which process is which (the API server replicas share a command line)."""
+        if self.log_path and self.proc:
+            self.log_path.with_suffix(".pid").write_text(f"{self.proc.pid}\n")
 
     def check(self) -> None:
         if self.proc is None or self.proc.poll() is None:
@@ -86,6 +92,7 @@ class ServerChild(Child):
         super().__init__("nats-server", [], srv.log_file)
         self.srv = srv
         self.proc = srv.proc  # started by the caller (its errors are the start-up's)
+        self._write_pid()
 
     def start(self) -> None:
         try:
@@ -93,10 +100,49 @@ class ServerChild(Child):
         except RuntimeError as e:  # the dead process stays in self.proc: check() tries again later
             print(f"k8n: nats-server did not start again: {e}", file=sys.stderr)
         self.proc = self.srv.proc
+        self._write_pid()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.srv.stop(timeout)
         self.proc = None
+
+
+class Supervisor:
+    """Supervised children until SIGINT or SIGTERM (handlers installed at once, so an early Ctrl-C still stops
+    what was started): each dead child is restarted with back-off; on stop the components go first, in reverse,
+    then the NATS servers."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.servers: list[Child] = []
+        self.children: list[Child] = []
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def start(self, children: list[Child]) -> None:
+        self.children.extend(children)
+        for c in children:
+            c.start()
+
+    def tick(self) -> bool:
+        """Supervise once; True once stopping."""
+        if not self.stopping:
+            for c in (*self.servers, *self.children):
+                c.check()
+        return self.stopping
+
+    def run(self) -> None:
+        while not self.tick():
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        for c in reversed(self.children):
+            c.stop()
+        for c in self.servers:
+            c.stop()
 
 
 async def _wait_api(url: str, creds_dir: Path, timeout: float, tick: Callable[[], bool]) -> bool:
@@ -126,7 +172,8 @@ async def _wait_api(url: str, creds_dir: Path, timeout: float, tick: Callable[[]
         await client.close()
 
 
-async def _publish_join(url: str, creds_dir: Path, http_url: str, ca_file: Path) -> str:
+async def _publish_join(url: str, creds_dir: Path, http_url: str, ca_file: Path,
+                        routes: tuple[str, ...] = ()) -> str:
     """cluster-info for machines that join, and a first bootstrap token; the ``k8n join`` command."""
     from bus.cli.join import publish
     from bus.client import ApiClient
@@ -136,7 +183,7 @@ async def _publish_join(url: str, creds_dir: Path, http_url: str, ca_file: Path)
 
     client = await ApiClient.connect(url, creds=str(creds_path(Identity(ADMIN), creds_dir)))
     try:
-        return await publish(client, ClusterInfo(http_url, ca_file.read_bytes(), (url,)))
+        return await publish(client, ClusterInfo(http_url, ca_file.read_bytes(), tuple(url.split(",")), routes))
     finally:
         await client.close()
 
@@ -417,15 +464,7 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         print(f"error: port {http_port} on {host} is already in use; choose another with --http-port "
               "(0 picks a free one)", file=sys.stderr)
         return 1
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    # before anything is started, so an early Ctrl-C still stops what has been started
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    sup = Supervisor()
     nats_log = ddir / "nats-server.log"
     node = default_node_name() if with_agent else None
     auth, creds_dir = mint_credentials(ddir, node)
@@ -440,6 +479,7 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
             print(f"error: {e}", file=sys.stderr)
             return 1
         url = ",".join(srv.client_url for srv in plan)
+        routes = tuple(srv.route_url for srv in plan)
     else:
         nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log, auth=auth,
                               creds_dir=creds_dir)
@@ -451,7 +491,8 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
             print(f"error: {_port_in_use(host, nats_port) if busy else e} (see {nats_log})", file=sys.stderr)
             return 1
         servers = [ServerChild(nats_srv)]
-        url = nats_srv.url
+        url, routes = nats_srv.url, ()
+    sup.servers = servers
     token_file, token = admin_token(ddir)
     os.environ["K8N_DATA_DIR"] = str(ddir)  # the children's data dir (the API server keeps its token key there)
     # the cluster CA before anything starts: the controller manager publishes it to pods (kube-root-ca.crt), the
@@ -463,26 +504,17 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     advertise = host if not is_loopback(host) else config.default_route_address()
     pki.ensure(ddir / "pki", tuple(h for h in (host, KUBERNETES_SERVICE_IP, advertise) if h))
     children = [*control_plane_children(url, creds_dir, logs, replicas),
-                Child("gateway", gateway_argv(url, host, gw_port, token_file, ddir / "pki", creds_dir,
-                                              advertise if advertise and advertise != host else None),
+                Child("gateway", gateway_argv(url, host, gw_port, token_file, ddir / "pki", creds_dir, advertise),
                       logs / "gateway.log")]
     if node:
         children.append(Child("node agent", agent_argv(url, [
             "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit",
             *_creds_flag(creds_dir)]), logs / "agent.log"))
 
-    supervised = [*servers, *children]
-
-    def tick() -> bool:
-        if not stopping:
-            for c in supervised:
-                c.check()
-        return stopping
-
+    tick = sup.tick
     code = 0
     try:
-        for c in children:
-            c.start()
+        sup.start(children)
         if not asyncio.run(_wait_api(url, creds_dir, 60, tick)):
             return code
         http_url = f"https://{host}:{gw_port}"
@@ -492,7 +524,7 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         config.write_cluster_info(ddir, url, pid=os.getpid(), dataDir=str(ddir), gateway=http_url,
                                   kubeconfig=str(kubeconfig))
         join_command = None if is_loopback(host) else asyncio.run(
-            _publish_join(url, creds_dir, http_url, ddir / "pki" / "ca.crt"))
+            _publish_join(url, creds_dir, http_url, ddir / "pki" / "ca.crt", routes))
         print(f"k8n is up: NATS at {url}, Kubernetes API at {http_url}, data in {ddir} (logs in {logs})")
         if join_command:
             print(f"  join another machine (as root there; the token is good for 24h, once; `k8n token create` "
@@ -500,17 +532,13 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         print(f"  try:  K8N_DATA_DIR={ddir} k8n get namespaces" if data_dir else "  try:  k8n get namespaces")
         print(f"        KUBECONFIG={kubeconfig} kubectl get nodes")
         print("  stop: Ctrl-C", flush=True)
-        while not tick():
-            time.sleep(0.2)
+        sup.run()
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 1
     finally:
         print("k8n: stopping", file=sys.stderr)
-        for c in reversed(children):
-            c.stop()
-        for c in servers:
-            c.stop()
+        sup.stop_all()
         config.clear_cluster_info(ddir)
         lock.close()
     return code

@@ -28,6 +28,8 @@ from bus.authn import (
     ANONYMOUS, AUTHENTICATED, CONTROLLER_MANAGER_USER, GATEWAY_USER, NODES_GROUP, SCHEDULER_USER,
     SERVICEACCOUNTS_GROUP, SYSTEM_MASTERS, UNAUTHENTICATED,
 )
+from bus.bootstraptoken import CONTROL_PLANE_GROUP as CONTROL_PLANE_TOKEN_GROUP
+from bus.bootstraptoken import CONTROL_PLANE_SECRET
 from bus.bootstraptoken import NODE_GROUP as NODE_TOKEN_GROUP
 from bus.rbac import GROUP as RBAC_GROUP
 from bus.rbac import aggregate_rules, covers
@@ -323,18 +325,26 @@ def cluster_role_bindings() -> list[dict]:
 
 
 CLUSTER_INFO_ROLE = "k8n:bootstrap-signer-clusterinfo"
+CONTROL_PLANE_CERTS_ROLE = "k8n:control-plane-certs"
 
 
 def public_info_objects() -> list[dict]:
     """kube-public's Role and RoleBinding letting anyone (``system:anonymous``) read ``cluster-info``, the document
-    a joining machine starts from (kubeadm's ``kubeadm:bootstrap-signer-clusterinfo``)."""
+    a joining machine starts from (kubeadm's ``kubeadm:bootstrap-signer-clusterinfo``); kube-system's letting a
+    control-plane join token read the sealed control-plane keys (kubeadm's ``kubeadm:kubeadm-certs``)."""
     meta = {**_meta(CLUSTER_INFO_ROLE), "namespace": clusterinfo.NAMESPACE}
     role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": meta,
             "rules": [rule("get", (LEGACY,), ("configmaps",), (clusterinfo.NAME,))]}
     binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": copy.deepcopy(meta),
                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": CLUSTER_INFO_ROLE},
                "subjects": users(ANONYMOUS)}
-    return [role, binding]
+    cp_meta = {**_meta(CONTROL_PLANE_CERTS_ROLE), "namespace": "kube-system"}
+    cp_role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": cp_meta,
+               "rules": [rule("get", (LEGACY,), ("secrets",), (CONTROL_PLANE_SECRET,))]}
+    cp_binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": copy.deepcopy(cp_meta),
+                  "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": CONTROL_PLANE_CERTS_ROLE},
+                  "subjects": groups(CONTROL_PLANE_TOKEN_GROUP)}
+    return [role, binding, cp_role, cp_binding]
 
 
 # ---- controller_policy.go (the controllers k8n runs) ------------------------------------------------------------
@@ -489,9 +499,8 @@ def bootstrap_objects() -> list[tuple[Resource, dict]]:
     roles = aggregated(cluster_roles() + controller_roles())
     bindings = cluster_role_bindings() + controller_role_bindings()
     crs, crbs = by_plural("clusterroles"), by_plural("clusterrolebindings")
-    role, binding = public_info_objects()
-    return ([(crs, r) for r in roles] + [(crbs, b) for b in bindings]
-            + [(by_plural("roles"), role), (by_plural("rolebindings"), binding)])
+    namespaced = [(by_plural(o["kind"].lower() + "s"), o) for o in public_info_objects()]
+    return [(crs, r) for r in roles] + [(crbs, b) for b in bindings] + namespaced
 
 
 def reconcile(expected: dict, existing: dict) -> dict | None:

@@ -25,8 +25,7 @@ from .routes import HostGwRoutes, directly_connected, remote_peers
 CLUSTER_CIDR = "10.244.0.0/16"
 log = logging.getLogger(__name__)
 
-__all__ = ["PodNetwork", "Ipam", "IpamError", "RangeExhausted", "CLUSTER_CIDR", "HostPort", "HostPorts", "BACKENDS"]
-BACKENDS = overlay.BACKENDS
+__all__ = ["PodNetwork", "Ipam", "IpamError", "RangeExhausted", "CLUSTER_CIDR", "HostPort", "HostPorts"]
 
 
 class PodNetwork:

@@ -18,6 +18,7 @@ from bus.connect import connect, tls_context
 from bus.natsauth import Credentials
 from tests.e2e.upcluster import K8N, UpCluster
 from tests.harness import NEEDS_DOCKER
+from tests.waiting import eventually_sync
 
 pytestmark = NEEDS_DOCKER
 
@@ -107,6 +108,9 @@ def test_expired_and_deleted_tokens_cannot_enrol(cluster, tmp_path):
     for token in (short.stdout.strip(), deleted):
         r = join(cluster, tmp_path, server, token, ca_hash, "w3")
         assert r.returncode == 1 and "the cluster refused the token" in r.stderr, (token, r.stderr)
+    # the token cleaner deletes the expired token's Secret, as kube-controller-manager's does
+    eventually_sync(lambda: short.stdout.strip()[:6] not in k8n(cluster, "token", "list").stdout, 20,
+                    "the expired token to be cleaned up")
 
 
 def test_a_joined_node_connects_as_itself_until_its_node_is_deleted(cluster, tmp_path):

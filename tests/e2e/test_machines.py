@@ -1,8 +1,10 @@
 """k8n on three machines (network namespaces with their own hostnames on one LAN bridge, tests/rig.py): the control
-plane started by ``k8n up --listen <LAN IP>`` on ``cp``, node agents on ``w1`` and ``w2``. Checked as a user checks
-a cluster of machines: the Nodes are the machines, pods on different machines reach each other, a Service answers
-by ClusterIP and by DNS name from a pod on every machine, a NodePort answers on every machine's LAN address from
-another machine. Each web pod's httpd answers with its own name, so every check reads which pod answered."""
+plane started by ``k8n up --listen <LAN IP>`` on ``cp``, a node agent started by hand on ``w1``, ``k8n join`` on
+``w2`` (tests/e2e/machines.py). Checked as a user checks a cluster of machines: the Nodes are the machines, pods on
+different machines reach each other, a Service answers by ClusterIP and by DNS name from a pod on every machine, the
+``kubernetes`` Service reaches the API from every machine, a NodePort answers on every machine's LAN address from
+another machine. Each web pod's httpd answers with its own name, so every check reads which pod answered. The rig
+itself: two LANs joined by a router, a machine's link down and up, a killed rig swept by the next one."""
 
 from __future__ import annotations
 
@@ -170,12 +172,20 @@ async def test_a_service_answers_by_cluster_ip_and_dns_name_from_a_pod_on_every_
             assert {web[a] for a in answers} - {node}, f"{pod} on {node} → {target}: only its own machine answered"
 
 
-async def test_the_kubernetes_service_reaches_the_api_on_the_control_plane_machine_from_a_pod_on_every_machine(
-        machines, web):
-    for pod, node in web.items():
-        out = await in_pod(machines.client, pod,
-                           "timeout 5 wget --no-check-certificate -qO- https://kubernetes.default.svc/readyz")
-        assert out.strip() == "ok", f"{pod} on {node} → https://kubernetes.default.svc/readyz: {out!r}"
+READYZ = """
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+print(urllib.request.urlopen("https://10.96.0.1/readyz", context=ctx, timeout=5).read().decode())
+"""
+
+
+async def test_the_kubernetes_service_reaches_the_api_on_the_control_plane_machine_from_every_machine(machines):
+    ep = await machines.client.get("endpoints", "kubernetes", "default")
+    assert [(a["ip"], p["port"]) for s in ep.get("subsets") or [] for a in s["addresses"] for p in s["ports"]] == [
+        (machines.cp.machine.ip, 6443)], "the API's endpoint is the control-plane machine's LAN address"
+    for m in machines.all:  # through each machine's service proxy, the certificate checked against the cluster CA
+        out = await asyncio.to_thread(m.run, [sys.executable, "-c", READYZ, str(machines.cp.data / "pki" / "ca.crt")])
+        assert out.stdout.strip() == "ok", f"{m.name} → https://10.96.0.1/readyz: {out.stdout!r} {out.stderr[-500:]}"
 
 
 async def test_a_node_port_answers_on_every_machines_lan_address_from_another_machine(machines, web):

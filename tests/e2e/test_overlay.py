@@ -141,9 +141,13 @@ async def test_vxlan_can_be_forced_on_one_lan_and_follows_a_node_ip_change(lab, 
     assert_pods_talk(pod0, pod1)
 
 
-async def test_switching_the_backend_fixes_the_mtu_of_existing_pods(lab, subnets):
-    (lan, cidr0), _ = subnets[:2]
-    n0 = lab.node(lab.lan(lan), cidr0, backend="host-gw")
+async def test_the_pods_mtu_follows_the_backend_and_the_underlay_also_for_existing_pods(lab, subnets):
+    (lan, cidr0), (_, cidr1) = subnets[:2]
+    lan = lab.lan(lan)
+    jumbo = lab.node(lan, cidr1, mtu=9000)
+    assert mtu(lab.pod(jumbo)[0], "eth0") == 9000 - 50
+
+    n0 = lab.node(lan, cidr0, backend="host-gw")
     pod_ns, _ = lab.pod(n0)
     (uid,) = n0.pods
     assert mtu(pod_ns, "eth0") == 1500

@@ -29,7 +29,8 @@ print(total, time.perf_counter() - started)
 """
 SENDER = """
 import socket, sys, time
-c = socket.create_connection((sys.argv[1], 7778)); chunk = b"x" * (1 << 18); end = time.perf_counter() + float(sys.argv[2])
+c = socket.create_connection((sys.argv[1], 7778)); chunk = b"x" * (1 << 18)
+end = time.perf_counter() + float(sys.argv[2])
 while time.perf_counter() < end:
     c.sendall(chunk)
 c.close()

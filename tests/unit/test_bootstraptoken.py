@@ -91,3 +91,12 @@ def test_kubectl_columns_of_a_csr():
     assert cond({"status": {}}, NOW) == "Pending"
     assert cond({"status": {"conditions": [{"type": "Approved"}], "certificate": "eA=="}}, NOW) == "Approved,Issued"
     assert cond({"status": {"conditions": [{"type": "Denied"}]}}, NOW) == "Denied"
+
+
+def test_the_token_cleaner_knows_when_a_token_expires():
+    from master.controllers.tokencleaner import seconds_left
+
+    s = bt.secret_object("abcdef.0123456789abcdef", timedelta(minutes=10), now=NOW)
+    assert seconds_left(s, NOW.timestamp()) == 600 and seconds_left(s, NOW.timestamp() + 601) == -1
+    assert seconds_left(bt.secret_object("abcdef.0123456789abcdef", None), NOW.timestamp()) is None
+    assert seconds_left({"type": "Opaque", "metadata": {"name": "x"}}, NOW.timestamp()) is None
