@@ -308,12 +308,14 @@ class Rig:
 
     # ---- k8n ------------------------------------------------------------------------------------------------
 
-    def start_control_plane(self, machine: Machine, *flags: str, timeout: float = UP_TIMEOUT) -> ControlPlane:
-        """``k8n up --listen <machine's LAN IP>`` on ``machine`` (data in ``<machine dir>/k8n``), until it has written
-        its cluster.json and kubeconfig. It runs the machine's own agent too."""
+    def start_control_plane(self, machine: Machine, *flags: str, env: dict[str, str] | None = None,
+                            timeout: float = UP_TIMEOUT) -> ControlPlane:
+        """``k8n up --listen <machine's LAN IP> FLAGS`` on ``machine`` (data in ``<machine dir>/k8n``; ``env``: settings
+        for it and its children, e.g. ``K8N_LEADER_ELECT_LEASE_DURATION``), until it has written its cluster.json and
+        kubeconfig. It runs the machine's own agent too, unless ``--no-agent``."""
         data = machine.dir / "k8n"
         log = machine.dir / "k8n-up.log"
-        proc = machine.popen([K8N, "up", "--listen", machine.ip, "--data-dir", str(data), *flags], log=log)
+        proc = machine.popen([K8N, "up", "--listen", machine.ip, "--data-dir", str(data), *flags], env=env, log=log)
         cp = ControlPlane(machine, data, proc, log)
         deadline = time.monotonic() + timeout
         while not ((data / "cluster.json").exists() and cp.kubeconfig.exists()):
@@ -325,13 +327,15 @@ class Rig:
         cp.info = json.loads((data / "cluster.json").read_text())
         return cp
 
-    def start_worker(self, machine: Machine, cp: ControlPlane, *extra: str, join: bool = False) -> subprocess.Popen:
+    def start_worker(self, machine: Machine, cp: ControlPlane, *extra: str, join: bool = False,
+                     env: dict[str, str] | None = None) -> subprocess.Popen:
         """A node agent named after ``machine`` running on it, joined to ``cp``'s cluster. With ``join``, as a user
         does: a bootstrap token made on the control-plane machine (``k8n token create --print-join-command``), then
         ``k8n join ...`` on ``machine`` (data in ``<machine dir>/k8n``; it names the node after the hostname).
         Otherwise as an operator does by hand: the node's credentials minted with the cluster's keys and copied with
         the NATS CA into ``<machine dir>/creds``, then ``python -m node --server <cp's NATS>`` there with ``extra``
-        agent flags. This is the one place that enrols a worker."""
+        agent flags. ``env``: the agent's settings (``K8N_LEASE_SECONDS``, ...). This is the one place that enrols a
+        worker."""
         if join:
             if extra:
                 raise RigError(f"k8n join takes no agent flags: {extra}")
@@ -340,7 +344,7 @@ class Rig:
             if made.returncode != 0 or line is None:
                 raise RigError(f"k8n token create on {cp.machine.name}: {made.stdout} {made.stderr}")
             machine.joined_with = line
-            return machine.popen([K8N, *shlex.split(line)[1:], "--data-dir", str(machine.dir / "k8n")],
+            return machine.popen([K8N, *shlex.split(line)[1:], "--data-dir", str(machine.dir / "k8n")], env=env,
                                  log=machine.dir / "k8n-join.log")
         creds = machine.dir / "creds"
         creds.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -349,7 +353,7 @@ class Rig:
         shutil.copyfile(cp.data / "creds" / "nats-ca.crt", creds / "nats-ca.crt")
         return machine.popen([sys.executable, "-m", "node", "--server", cp.server, "--creds-dir", str(creds),
                               "--name", machine.hostname, "--state-dir", str(machine.dir / "node"), "--drain-on-exit",
-                              *extra], log=machine.dir / "agent.log")
+                              *extra], env=env, log=machine.dir / "agent.log")
 
     def containers(self) -> list[str]:
         """Docker containers of this rig's nodes (the agents label them with their node's name)."""
@@ -469,22 +473,25 @@ def free_subnet() -> ipaddress.IPv4Network:
 # ---- python -m tests.rig up ---------------------------------------------------------------------------------------
 
 def three_machines(base: Path, workers: int = 2, host_address: bool = False, agent_flags: tuple[str, ...] = (),
-                   unique: bool = False, join: tuple[int, ...] = ()) -> tuple[Rig, ControlPlane, list[Machine]]:
-    """A rig with one LAN, a control-plane machine ``cp`` running ``k8n up --listen`` and ``workers`` worker
-    machines ``w1``, ``w2``, … running agents (``join``: the numbers of those that join with ``k8n join``, the others
-    get ``agent_flags``); with ``unique`` their hostnames (the node names) end in ``-<run>`` (tests: never the name of
-    another run's node). Cleans up on a failed start."""
+                   unique: bool = False, join: tuple[int, ...] = (), up_flags: tuple[str, ...] = (),
+                   up_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
+                   ) -> tuple[Rig, ControlPlane, list[Machine]]:
+    """A rig with one LAN, a control-plane machine ``cp`` running ``k8n up --listen`` (with ``up_flags`` and the
+    settings ``up_env``) and ``workers`` worker machines ``w1``, ``w2``, … running agents (``join``: the numbers of
+    those that join with ``k8n join``, the others get ``agent_flags``; all get the settings ``worker_env``); with
+    ``unique`` their hostnames (the node names) end in ``-<run>`` (tests: never the name of another run's node). Cleans
+    up on a failed start."""
     names = ("cp", *(f"w{i + 1}" for i in range(workers)))
     rig = Rig(base)
     try:
         lan = rig.lan(host_address=host_address)
         cp_machine, *ws = [rig.machine(n, lan, hostname=f"{n}-{rig.run}" if unique else None) for n in names]
-        cp = rig.start_control_plane(cp_machine)
+        cp = rig.start_control_plane(cp_machine, *up_flags, env=up_env)
         for i, w in enumerate(ws, 1):
             if i in join:
-                rig.start_worker(w, cp, join=True)
+                rig.start_worker(w, cp, join=True, env=worker_env)
             else:
-                rig.start_worker(w, cp, *agent_flags)
+                rig.start_worker(w, cp, *agent_flags, env=worker_env)
     except BaseException:
         rig.cleanup()
         raise

@@ -14,7 +14,10 @@ stops, namespaces, bridges and rules go); a container left behind fails the modu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
 
 import pytest_asyncio
 
@@ -33,10 +36,16 @@ class Machines:
     cp: ControlPlane
     workers: list[Machine]
     client: ApiClient
+    cp_is_node: bool = True  # False: k8n up --no-agent (the control-plane machine runs no pods)
 
     @property
     def all(self) -> list[Machine]:
         return [self.cp.machine, *self.workers]
+
+    @property
+    def nodes(self) -> list[Machine]:
+        """The machines that run a node agent."""
+        return self.all if self.cp_is_node else list(self.workers)
 
     def by_node(self, node: str) -> Machine:
         return next(m for m in self.all if m.hostname == node)
@@ -59,16 +68,19 @@ async def delete_all_pods(client: ApiClient) -> None:
             pass
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def machines(tmp_path_factory):
-    rig, cp, workers = await asyncio.to_thread(three_machines, tmp_path_factory.mktemp("machines"), 2,
-                                               host_address=True, agent_flags=AGENT_FLAGS, unique=True, join=(2,))
+@contextlib.asynccontextmanager
+async def running_machines(base: Path, up_flags: tuple[str, ...] = (), **kw) -> AsyncIterator[Machines]:
+    """The machines of a rig (``tests.rig.three_machines(base, 2, ..., **kw)``: ``up_flags``, ``up_env``,
+    ``worker_env``, ``join``, ``agent_flags``) once every node is Ready; on leaving, every workload and pod deleted,
+    their containers gone, the rig cleaned up — AssertionError if an agent left a container behind."""
+    kw = {"host_address": True, "agent_flags": AGENT_FLAGS, "unique": True, "join": (2,), **kw}
+    rig, cp, workers = await asyncio.to_thread(three_machines, base, 2, up_flags=up_flags, **kw)
     client = None
     left: list[str] = []
     try:
         client = await ApiClient.connect(cp.server, creds=str(cp.admin_creds))
-        m = Machines(rig, cp, workers, client)
-        for machine in m.all:
+        m = Machines(rig, cp, workers, client, cp_is_node="--no-agent" not in up_flags)
+        for machine in m.nodes:
             await eventually(lambda: node_ready(client, machine.hostname), 60,
                              lambda: f"node {machine.hostname} Ready\n{m.logs()}")
         yield m
@@ -88,3 +100,9 @@ async def machines(tmp_path_factory):
             await client.close()
         left = await asyncio.to_thread(rig.cleanup)
     assert not left, f"containers left behind by the agents (removed now): {left}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def machines(tmp_path_factory):
+    async with running_machines(tmp_path_factory.mktemp("machines")) as m:
+        yield m

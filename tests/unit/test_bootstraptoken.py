@@ -100,3 +100,20 @@ def test_the_token_cleaner_knows_when_a_token_expires():
     assert seconds_left(s, NOW.timestamp()) == 600 and seconds_left(s, NOW.timestamp() + 601) == -1
     assert seconds_left(bt.secret_object("abcdef.0123456789abcdef", None), NOW.timestamp()) is None
     assert seconds_left({"type": "Opaque", "metadata": {"name": "x"}}, NOW.timestamp()) is None
+
+
+def test_the_control_plane_keys_travel_sealed(tmp_path):
+    from bus.cli.common import CliError
+    from bus.cli.controlplane import new_key, seal, unseal
+
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "ca.key").write_bytes(b"-----BEGIN EC PRIVATE KEY-----\nsecret\n")
+    (tmp_path / "tokens.csv").write_text("tok,admin,admin\n")
+    (tmp_path / "pki" / "other.key").write_text("not part of it")
+    key = new_key()
+    blob = seal(tmp_path, key)
+    assert b"secret" not in base64.b64decode(blob) and "tok,admin" not in blob
+    assert unseal(blob, key) == {"pki/ca.key": b"-----BEGIN EC PRIVATE KEY-----\nsecret\n",
+                                 "tokens.csv": b"tok,admin,admin\n"}
+    with pytest.raises(CliError, match="does not open"):
+        unseal(blob, new_key())
