@@ -100,8 +100,10 @@ def run(main: Coroutine[Any, Any, Any], uvloop: bool = True) -> None:
     """Run an entry point's main coroutine to its end; Ctrl-C ends it quietly. ``uvloop=False``: the
     standard loop (the node agent's netlink sockets need datagram endpoints uvloop lacks). Missing or refused bus
     credentials end it with a message naming them (exit 1), not a traceback."""
+    from bus import connect
     from bus.natsauth import AuthError
 
+    connect.STOP_WHEN_REVOKED = True
     try:
         if uvloop:
             aio.run(main)

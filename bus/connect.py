@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import ssl
 from pathlib import Path
 from typing import Any
@@ -96,11 +97,37 @@ class Refusals:
         return True
 
 
+#: whether a revoked identity stops this process (SIGTERM: a clean stop) — set by long-running entry points
+#: (``bus.cmdline.run``); a library user decides for itself
+STOP_WHEN_REVOKED = False
+
+
+def revoked(creds: Credentials) -> None:
+    """The server closed this identity's connection because its credentials were revoked (a deleted Node's): say
+    so, and stop a long-running process, which cannot do its work any more (a supervisor restarting it then hears
+    the refusal at connect)."""
+    log.error("the bus revoked the credentials of %s (%s): this identity may no longer connect%s",
+              creds.identity.token, creds.path, "; stopping" if STOP_WHEN_REVOKED else "")
+    if STOP_WHEN_REVOKED:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 async def connect(url: str, creds: Credentials, name: str | None = None, **kw: Any) -> NATS:
     """A NATS connection as ``creds``' identity that reconnects forever (unless ``kw`` says otherwise). AuthError
     when the server refuses the credentials."""
     refusals = Refusals(creds)
     user_error_cb = kw.pop("error_cb", None)
+
+    user_closed_cb = kw.pop("closed_cb", None)
+    holder: list[NATS] = []
+
+    async def on_closed() -> None:
+        # the server closes a revoked user's connection and nats-py gives up on it: its last error says why
+        last = str(holder[0].last_error or "").lower() if holder else ""
+        if "revoked" in last or "authorization violation" in last:
+            revoked(creds)
+        if user_closed_cb is not None:
+            await user_closed_cb()
 
     async def on_error(e: Exception) -> None:
         refused = refusals.refused(e)
@@ -118,13 +145,14 @@ async def connect(url: str, creds: Credentials, name: str | None = None, **kw: A
     try:
         servers = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: any of its servers
         nc = await nats.connect(servers, user_credentials=str(creds.path), inbox_prefix=creds.identity.inbox_prefix,
-                                error_cb=on_error, **opts)
+                                error_cb=on_error, closed_cb=on_closed, **opts)
     except Exception as e:
         if "authorization violation" in " ".join([str(e), *refusals.seen]).lower():
             raise AuthError(f"the NATS server at {url} refused the credentials {creds.path} "
                             f"(identity {creds.identity.token}): authorization violation") from None
         raise
     nc._k8n_refusals = refusals  # type: ignore[attr-defined]
+    holder.append(nc)
     return nc
 
 
