@@ -20,18 +20,13 @@ import pytest_asyncio
 
 from bus.client import ApiClient
 from tests.e2e.machines import Machines, running_machines
-from tests.faults import (BusTarget, FAULTS, WriteChecker, by_node, gateway_target, invariants,
+from tests.faults import (FAULTS, REPLICAS, UP_ENV, UP_FLAGS, WORKER_ENV, BusTarget, WriteChecker, by_node, gateway_target, invariants,
                           partition, rolled_out, rollout_with_kills, web)
 from tests.harness import NEEDS_DOCKER, node_ready
 from tests.waiting import eventually
 
 pytestmark = [*NEEDS_DOCKER, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
 
-REPLICAS = 30
-UP_FLAGS = ("--nats-servers", "3", "--replicas", "2", "--no-agent")
-UP_ENV = {"K8N_LEADER_ELECT_LEASE_DURATION": "3", "K8N_NODE_MONITOR_GRACE_PERIOD": "4",
-          "K8N_DEFAULT_TOLERATION_SECONDS": "2", "K8N_PODGC_TERMINATING_UNREACHABLE_SECONDS": "2"}
-WORKER_ENV = {"K8N_LEASE_SECONDS": "1", "K8N_BACKOFF_INITIAL": "1", "K8N_BACKOFF_MAX": "4"}
 ANY = (Exception,)  # while parts are down, a poll may fail: that is "not yet"
 
 

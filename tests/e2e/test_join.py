@@ -147,3 +147,22 @@ def test_a_joined_node_connects_as_itself_until_its_node_is_deleted(cluster, tmp
     left = cluster.kubectl("get", "csr", "-l", "k8n.io/node", "-o",
                            "jsonpath={.items[*].metadata.labels.k8n\\.io/node}").stdout.split()
     assert "w4" not in left and "w1" in left, left
+
+
+def test_the_official_client_reads_the_signed_requests(cluster):
+    """certificates.k8s.io/v1 as a typed client reads it (it refuses what kube-apiserver would never send)."""
+    import base64
+
+    from kubernetes import client, config
+
+    api = client.CertificatesV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+    signed = [c for c in api.list_certificate_signing_request().items
+              if (c.metadata.labels or {}).get("k8n.io/node") == "w1"]
+    assert len(signed) == 1, [c.metadata.name for c in signed]
+    csr = api.read_certificate_signing_request(signed[0].metadata.name)
+    assert csr.spec.signer_name == "k8n.io/bus-node" and csr.spec.usages == ["client auth"]
+    assert csr.spec.username.startswith("system:bootstrap:") and "system:bootstrappers" in csr.spec.groups
+    assert [(c.type, c.status, c.reason) for c in csr.status.conditions] == [("Approved", "True", "AutoApproved")]
+    jwt = base64.b64decode(csr.status.certificate).decode()
+    assert jwt.count(".") == 2  # the node's NATS user JWT, nothing secret
+    assert csr.metadata.annotations["k8n.io/bus-user"].startswith("U")
