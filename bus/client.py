@@ -50,6 +50,10 @@ from bus.store import ADDED, DELETED, MODIFIED, NatsStore, WatchEvent
 log = logging.getLogger(__name__)
 
 ResourceRef = Resource | str | type
+# seconds the first attempt of a request that will be retried waits for its reply, doubling per retry up to the
+# client's timeout (the last attempt waits the whole timeout): an API server killed with requests in flight never
+# answers them, and the retry (same request id, so applied once) reaches a live replica of the queue group
+FIRST_ATTEMPT_TIMEOUT = 2.0
 Reply = tuple[int, Any, list[str]]  # (code, body, warnings)
 MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
@@ -178,7 +182,7 @@ class ApiClient:
         received = False  # some attempt may have reached an apiserver
         while True:
             try:
-                msg = await self.nc.request(subject, data, timeout=self.timeout)
+                msg = await self.nc.request(subject, data, timeout=self.attempt_timeout(attempt))
             except nats.errors.MaxPayloadError:
                 raise errors.too_large("request is larger than the bus's maximum message size") from None
             except nats.errors.NoRespondersError:
@@ -195,6 +199,12 @@ class ApiClient:
             if attempt > self.retries:
                 raise errors.NoReply(f"the API server did not answer ({why})", received)
             await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+
+    def attempt_timeout(self, attempt: int) -> float:
+        """How long attempt ``attempt`` (0 first) of a call waits for a reply (see ``FIRST_ATTEMPT_TIMEOUT``)."""
+        if attempt >= self.retries:
+            return self.timeout
+        return min(self.timeout, FIRST_ATTEMPT_TIMEOUT * 2**attempt)
 
     async def request(self, res: Resource, verb: str, namespace: str | None = None, name: str | None = None,
                       body: Any = None, subresource: str | None = None, options: dict | None = None,

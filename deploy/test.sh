@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install.sh test
 bash deploy/node-deps.sh
+# the tests check k8n's CA pin against openssl's own computation (kubeadm's documented command)
+command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
 exec "${K8N_VENV:-/opt/k8n/venv}/bin/python" -m pytest -q -p no:cacheprovider "$@"
