@@ -81,7 +81,7 @@ class NatsServer:
         self.creds_dir = Path(creds_dir) if creds_dir else self.store_dir.parent / "creds"
         self.resolver_dir = self.store_dir.parent / "nats-jwt"  # NATS' account resolver (bus.natsauth)
         self.sync_interval = sync_interval
-        self.monitor_port = monitor_port  # nats-server's HTTP monitoring (/varz, /jsz) on the same host, if set
+        self.monitor_port = monitor_port  # nats-server's HTTP monitoring (/varz, /jsz) on 127.0.0.1, if set
         self.host = host
         self.port = port or free_port()
         self.log_file = Path(log_file) if log_file else None
@@ -110,7 +110,7 @@ class NatsServer:
         return f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n  ca_file: "{ca}"\n  timeout: 5\n}}\n'
 
     def _config(self) -> str:
-        monitor = f'http: "{self.host}:{self.monitor_port}"\n' if self.monitor_port else ""
+        monitor = f'http: "127.0.0.1:{self.monitor_port}"\n' if self.monitor_port else ""  # this host only
         return (
             f'listen: "{self.host}:{self.port}"\n'
             f"max_payload: {MAX_PAYLOAD}\n"
@@ -138,7 +138,9 @@ class NatsServer:
         conf = self.store_dir.parent / "nats-server.conf"
         from bus.files import write_private
 
-        write_private(conf, self._config())  # it names the accounts' JWTs: no secret, but no business of others
+        text = self._config()
+        if not conf.exists() or conf.read_text() != text:  # unchanged on a restart (which may be on a full disk)
+            write_private(conf, text)  # it names the accounts' JWTs: no secret, but no business of others
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out,
                                      preexec_fn=die_with_parent, process_group=0)

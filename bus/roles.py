@@ -136,9 +136,9 @@ def permissions_for(identity: Identity) -> Permissions:
             responses=1)
     if role == NODEVIEW:
         nodepods = "nodepods"
-        return Permissions(
+        return Permissions(  # API requests: its Lease only (RBAC), for its leader election
             pub_allow=(subjects.kv_subject(nodepods),) + _read_only(NODEVIEW_READS + (nodepods,))
-            + (subjects.js_direct_get(subjects.stream(nodepods), ">"),),
+            + (subjects.js_direct_get(subjects.stream(nodepods), ">"),) + api,
             sub_allow=inbox)
     if role in (CONTROLLER_MANAGER, GATEWAY, ADMIN, SCHEDULER):
         deny = API_ONLY_BUCKETS + (SECRET_BUCKETS if role == SCHEDULER else ())

@@ -206,6 +206,9 @@ def pod_metrics_of_node(node: str) -> str:
 # ---- JetStream API subjects (what permissions name) -----------------------------------------------
 
 JS_API = "$JS.API"
+#: JetStream's account info: answered by the meta leader, or at once with "temporarily unavailable" by any server
+#: of a cluster that has none (the API server's health probe, master/apiserver/jshealth.py)
+JS_API_INFO = f"{JS_API}.INFO"
 
 
 def js_stream_info(stream_name: str) -> str:

@@ -28,13 +28,15 @@ COMPONENTS: dict[str, Component] = {
 def configure(names: list[str]) -> dict[str, Component]:
     """The named components with their settings read now, once, from the environment (a bad
     ``K8N_*`` value raises ``bus.settings.SettingsError`` before anything connects)."""
-    election = ElectionConfig.from_options() if {"controllers", "scheduler"} & set(names) else None
+    election = ElectionConfig.from_options() if {"controllers", "scheduler", "nodeview"} & set(names) else None
     out: dict[str, Component] = {}
     for name in names:
         if name == "controllers":
             out[name] = partial(run_controllers, settings=ControllerManagerSettings.load(), election=election)
         elif name == "scheduler":
             out[name] = partial(run_scheduler, election=election)
+        elif name == "nodeview":
+            out[name] = partial(run_nodeview, election=election)
         else:
             if name == "apiserver":  # read here so that a bad value stops the start, not the first Service
                 ApiServerSettings.load()

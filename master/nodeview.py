@@ -17,7 +17,9 @@ import logging
 from bus import errors, roles, subjects
 from bus.resources import NODE_PODS, by_plural
 from bus.roles import Identity
+from bus.client import ApiClient
 from bus.store import DELETED, NatsStore, connect_store
+from master.leaderelection import ElectionConfig, run_leader_elected
 from master.netpol.documents import NodeDocuments
 
 log = logging.getLogger(__name__)
@@ -108,10 +110,17 @@ class NodeView:
                     await watch.stop()
 
 
-async def run(server_url: str, stop: asyncio.Event) -> None:
+LEASE_NAME = "k8n-nodeview"  # kube-system/k8n-nodeview: one node view writes at a time, the others stand by
+
+
+async def run(server_url: str, stop: asyncio.Event, election: ElectionConfig | None = None) -> None:
+    """Run the node view while this replica holds the Lease ``kube-system/k8n-nodeview`` (two writing at once
+    would each replay the pods stream into the view: a lagging one could put back what the other removed)."""
     store = await connect_store(server_url, Identity(roles.NODEVIEW))
     try:
         await store.wait_buckets((PODS, NODE_PODS, by_plural("namespaces"), by_plural("networkpolicies")), stop)  # the API servers make them
-        await NodeView(store).run(stop)
+        client = ApiClient(store.nc)
+        await run_leader_elected(client, LEASE_NAME, stop, lambda lead_stop: NodeView(store).run(lead_stop),
+                                 config=election or ElectionConfig.from_options())
     finally:
         await store.nc.drain()

@@ -415,8 +415,10 @@ class FaultResult:
         def s(v: float | None) -> str:
             return "never" if v is None else f"{v:.1f} s"
 
-        return (f"{self.fault:<26} ({self.child}, pid {self.pid}): rollout progressing again {s(self.progress)}, "
-                f"restarted {s(self.restarted)}, longest gap between acknowledged writes {self.write_gap:.1f} s")
+        killed = f"({self.child}, pid {self.pid})" if self.pid else "(nothing killed)"
+        return (f"{self.fault:<26} {killed}: rollout progressing again {s(self.progress)}, "
+                + (f"restarted {s(self.restarted)}, " if self.pid else "")
+                + f"longest gap between acknowledged writes {self.write_gap:.1f} s")
 
 
 FAULTS = ("API server replica", "controller-manager leader", "scheduler leader", "gateway", "agent", "nats-server")
@@ -434,21 +436,24 @@ async def victim(client: ApiClient, cp_data: Path, agent_data: Path, fault: str)
     return child, pid_file(cp_data, child)
 
 
-async def kill_during_rollout(client: ApiClient, checker: WriteChecker | None, fault: str, child: str, path: Path,
-                              timeout: float = 60.0) -> FaultResult:
-    """kill -9 ``child``, then wait for the rollout to progress (a pod of the new revision that did not exist at
-    the kill is Ready: the ReplicaSet controller made it, the scheduler bound it, an agent ran it, all after the
-    kill) and for the child to run again."""
+BASELINE = "none (baseline)"
+
+
+async def kill_during_rollout(client: ApiClient, checker: WriteChecker | None, fault: str, child: str,
+                              path: Path | None, timeout: float = 60.0) -> FaultResult:
+    """kill -9 ``child`` (``path`` None: kill nothing, for a baseline), then wait for the rollout to progress (a pod
+    of the new revision that did not exist at the kill is Ready: the ReplicaSet controller made it, the scheduler
+    bound it, an agent ran it, all after the kill) and for the child to run again."""
     before = {p["metadata"]["name"] for p in await web_pods(client)}
     t0 = time.monotonic()
-    pid = kill9(path)
+    pid = kill9(path) if path else 0
     result = FaultResult(fault, child, pid)
 
     async def progress() -> bool:
         return any(ready(p) and p["metadata"]["name"] not in before for p in await web_pods(client))
 
     async def back() -> bool:
-        return restarted(path, pid) is not None
+        return path is None or restarted(path, pid) is not None
 
     result.progress, result.restarted = await asyncio.gather(timed(progress, timeout), timed(back, timeout))
     if checker is not None:
@@ -458,9 +463,10 @@ async def kill_during_rollout(client: ApiClient, checker: WriteChecker | None, f
 
 async def rollout_with_kills(client: ApiClient, cp_data: Path, agent_data: Path, replicas: int, rev: int,
                              checker: WriteChecker | None = None, faults: tuple[str, ...] = FAULTS,
-                             log: Callable[[str], None] = lambda _: None) -> list[FaultResult]:
+                             baseline: bool = False, log: Callable[[str], None] = lambda _: None,
+                             ) -> list[FaultResult]:
     """Start a rolling update to revision ``rev`` and, once it progresses, kill each of ``faults`` in turn, each
-    after the rollout progressed past the one before."""
+    after the rollout progressed past the one before (with ``baseline``, first the same measure with no kill)."""
     await client.patch("deployments", APP, {"spec": {"template": {"metadata": {"labels": {"rev": str(rev)}}}}},
                        "default")
 
@@ -469,8 +475,8 @@ async def rollout_with_kills(client: ApiClient, cp_data: Path, agent_data: Path,
 
     await timed(started, 60)
     out = []
-    for fault in faults:
-        child, path = await victim(client, cp_data, agent_data, fault)
+    for fault in (BASELINE, *faults) if baseline else faults:
+        child, path = ("-", None) if fault == BASELINE else await victim(client, cp_data, agent_data, fault)
         out.append(await kill_during_rollout(client, checker, fault, child, path))
         log(str(out[-1]))
     return out

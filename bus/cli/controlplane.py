@@ -10,7 +10,7 @@ goes (a join uses the token up); only a token of the ``system:bootstrappers:k8n:
 A machine that joins the control plane writes those keys into its data directory, mints its components'
 credentials itself, and runs what the first machine runs: a NATS server joining the cluster's routes (when NATS is
 a cluster: ``k8n up --nats-servers 3``; a standalone NATS cannot become a cluster while it runs), an API server
-replica, a standby controller manager and scheduler, the HTTPS gateway on its own address, and a node agent.
+replica, a standby controller manager, scheduler and node view, the HTTPS gateway on its own address, and a node agent.
 """
 
 from __future__ import annotations
@@ -201,8 +201,7 @@ def run_member(ddir: Path, node: str, address: str, token: str, info: clusterinf
     url = ",".join(urls)
     pki.ensure(ddir / "pki", (address, runner.KUBERNETES_SERVICE_IP))
     token_file = ddir / runner.TOKEN_FILE
-    children = [runner.Child("control plane", runner.control_plane_argv(url, creds_dir, "apiserver,controllers,"
-                                                                         "scheduler"), logs / "control-plane.log"),
+    children = [runner.Child("control plane", runner.control_plane_argv(url, creds_dir), logs / "control-plane.log"),
                 runner.Child("gateway", runner.gateway_argv(url, address, HTTP_PORT, token_file, ddir / "pki",
                                                             creds_dir, address), logs / "gateway.log"),
                 runner.Child("node agent", runner.agent_argv(url, [

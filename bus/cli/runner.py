@@ -86,18 +86,44 @@ def _exit_text(code: int) -> str:
 class ServerChild(Child):
     """The embedded nats-server, supervised like the components: restarted with backoff on the same port, store
     and configuration, so the clients reconnect to the same URL and JetStream recovers what it acknowledged (every
-    acknowledged write is on disk: ``sync_interval: always``)."""
+    acknowledged write is on disk: ``sync_interval: always``). With a monitoring port its JetStream is probed every
+    second: a full data disk leaves it unable to store until it is restarted (``bus.natshealth``)."""
+
+    PROBE_EVERY = 1.0
 
     def __init__(self, srv: NatsServer) -> None:
+        from bus.natshealth import DiskFullRecovery
+
         super().__init__("nats-server", [], srv.log_file)
         self.srv = srv
         self.proc = srv.proc  # started by the caller (its errors are the start-up's)
         self._write_pid()
+        self.disk = DiskFullRecovery()
+        self._next_probe = 0.0
+
+    def check(self) -> None:
+        super().check()
+        if self.srv.monitor_port is None or self.proc is None or self.proc.poll() is not None:
+            return
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + self.PROBE_EVERY
+        from bus import natshealth
+
+        action = self.disk.next(natshealth.probe(f"http://127.0.0.1:{self.srv.monitor_port}"),
+                                natshealth.free_bytes(self.srv.store_dir))
+        if action is None:
+            return
+        print(f"k8n: {action.message}", file=sys.stderr, flush=True)
+        if action.restart:
+            self.srv.stop()
+            self.start()
 
     def start(self) -> None:
         try:
             self.srv.start()
-        except RuntimeError as e:  # the dead process stays in self.proc: check() tries again later
+        except (RuntimeError, OSError) as e:  # the dead process stays in self.proc: check() tries again later
             print(f"k8n: nats-server did not start again: {e}", file=sys.stderr)
         self.proc = self.srv.proc
         self._write_pid()
@@ -236,14 +262,14 @@ def control_plane_argv(server: str, creds_dir: Path | None = None, components: s
 
 def control_plane_children(server: str, creds_dir: Path, logs: Path, replicas: int) -> list[Child]:
     """One process with every control-plane component, or with ``replicas`` > 1 each component in its own
-    processes: ``replicas`` API servers (one queue group), controller managers and schedulers (one leads, the others
-    stand by: their Leases), and the node view."""
+    processes: ``replicas`` API servers (one queue group), controller managers, schedulers and node views (one
+    leads, the others stand by: their Leases)."""
     if replicas <= 1:
         return [Child("control plane", control_plane_argv(server, creds_dir), logs / "control-plane.log")]
-    out = [Child("node view", control_plane_argv(server, creds_dir, "nodeview"), logs / "nodeview.log")]
+    out = []
     for i in range(1, replicas + 1):
         for name, components in (("apiserver", "apiserver"), ("controller-manager", "controllers"),
-                                 ("scheduler", "scheduler")):
+                                 ("scheduler", "scheduler"), ("nodeview", "nodeview")):
             out.append(Child(f"{name}-{i}", control_plane_argv(server, creds_dir, components),
                              logs / f"{name}-{i}.log"))
     return out
@@ -482,6 +508,7 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         routes = tuple(srv.route_url for srv in plan)
     else:
         nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log, auth=auth,
+                              monitor_port=_free_port("127.0.0.1"),  # JetStream's health (ServerChild.check)
                               creds_dir=creds_dir)
         try:
             nats_srv.start()

@@ -326,12 +326,14 @@ def cluster_role_bindings() -> list[dict]:
 
 CLUSTER_INFO_ROLE = "k8n:bootstrap-signer-clusterinfo"
 CONTROL_PLANE_CERTS_ROLE = "k8n:control-plane-certs"
+NODEVIEW_USER = "system:k8n-nodeview"  # the node view's user (bus.authn.user_for_identity): its Lease, nothing else
 
 
 def public_info_objects() -> list[dict]:
     """kube-public's Role and RoleBinding letting anyone (``system:anonymous``) read ``cluster-info``, the document
     a joining machine starts from (kubeadm's ``kubeadm:bootstrap-signer-clusterinfo``); kube-system's letting a
-    control-plane join token read the sealed control-plane keys (kubeadm's ``kubeadm:kubeadm-certs``)."""
+    control-plane join token read the sealed control-plane keys (kubeadm's ``kubeadm:kubeadm-certs``), and the node
+    view use its leader-election Lease."""
     meta = {**_meta(CLUSTER_INFO_ROLE), "namespace": clusterinfo.NAMESPACE}
     role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": meta,
             "rules": [rule("get", (LEGACY,), ("configmaps",), (clusterinfo.NAME,))]}
@@ -344,7 +346,14 @@ def public_info_objects() -> list[dict]:
     cp_binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": copy.deepcopy(cp_meta),
                   "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": CONTROL_PLANE_CERTS_ROLE},
                   "subjects": groups(CONTROL_PLANE_TOKEN_GROUP)}
-    return [role, binding, cp_role, cp_binding]
+    nv_meta = {**_meta(NODEVIEW_USER), "namespace": "kube-system"}
+    nv_role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": nv_meta,
+               "rules": [rule("create", (COORDINATION,), ("leases",)),
+                         rule(["get", "update", "patch"], (COORDINATION,), ("leases",), ("k8n-nodeview",))]}
+    nv_binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": copy.deepcopy(nv_meta),
+                  "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": NODEVIEW_USER},
+                  "subjects": users(NODEVIEW_USER)}
+    return [role, binding, cp_role, cp_binding, nv_role, nv_binding]
 
 
 # ---- controller_policy.go (the controllers k8n runs) ------------------------------------------------------------

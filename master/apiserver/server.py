@@ -23,6 +23,7 @@ from master.apiserver.authz import Authorization
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.nodecredentials import CSRS, NodeCredentialSigner
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
+from master.apiserver.jshealth import READ_DEADLINE, JetStreamWatch
 from master.apiserver.podsecurity.admission import PodSecurityAdmission, PodSecurityConfig
 from master.apiserver.replies import Claim, ReplyCache
 from master.apiserver.settings import ApiServerSettings
@@ -121,8 +122,22 @@ STORE_UNAVAILABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, na
                      nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError)
 
 
+#: JetStream's errors for a store that has no room left ("insufficient resources", "insufficient storage resources
+#: available"): a nats-server started on a full disk gives itself no storage and answers every write with one
+OUT_OF_SPACE_CODES = (10023, 10047)
+
+
+def out_of_space(e: Exception) -> bool:
+    return isinstance(e, nats.js.errors.APIError) and e.err_code in OUT_OF_SPACE_CODES
+
+
 def store_unavailable(e: Exception) -> errors.ApiError:
-    """The 503 a request gets when JetStream cannot answer: the client may retry."""
+    """The 503 a request gets when JetStream cannot answer or has no room: the client may retry. (kube-apiserver
+    answers etcd's "mvcc: database space exceeded" with a 500; a full disk here is a 503 because it passes without
+    anyone changing the request: writes resume once space is freed, as after a lost quorum.)"""
+    if out_of_space(e):
+        return errors.unavailable(f"the object store is out of space: JetStream refuses writes ({e.description}); "
+                                  "the data disk of a nats-server is full, writes resume once space is freed")
     what = {nats.errors.TimeoutError: "did not answer in time", nats.errors.NoRespondersError: "has no responders",
             nats.js.errors.ServiceUnavailableError: "is unavailable"}.get(type(e), f"cannot be reached ({e})")
     return errors.unavailable(f"the object store (JetStream) {what}: the NATS cluster may be electing a leader or "
@@ -148,6 +163,7 @@ class ApiServer:
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.jetstream = JetStreamWatch(nc)  # writes refused at once while JetStream cannot take them
 
     async def _buckets_when_jetstream_answers(self) -> None:
         """Make the buckets, waiting while JetStream cannot answer yet (a NATS cluster still electing its meta
@@ -183,6 +199,7 @@ class ApiServer:
         await self.authz.start()
         await self.namespaces.start()
         await self.replies.start()
+        self.jetstream.start()
         self._sub = await self.nc.subscribe(
             subjects.api_wildcard(), queue=subjects.API_QUEUE, cb=self._on_request,
             pending_msgs_limit=-1, pending_bytes_limit=-1)
@@ -211,21 +228,27 @@ class ApiServer:
             req, as_json = parse_request(msg.subject, msg.data)
             if self.authorizes:
                 await self.authz.authorize(req)
+            down = self.jetstream.health.refusal()
+            if down is not None and req.verb in MUTATING_VERBS and not req.dry_run:
+                raise down
             if req.request_id is not None and req.verb in MUTATING_VERBS and not req.dry_run:
                 got = await self.replies.claim(req.request_id, msg.subject, msg.data)
                 if not isinstance(got, Claim):  # a repeat: the first attempt's reply, byte for byte
                     await self._respond(msg, codec.encode(codec.unpack(got), True) if as_json else got)
                     return
                 claim = got
-            code, body, warnings = await self.handlers.handle(req)
+            code, body, warnings = await self._handle(req, down is not None)
         except errors.ApiError as e:
             code, body = e.code, e.status()
         except STORE_UNAVAILABLE as e:  # a NATS cluster electing leaders, without quorum, or with JetStream off
             err = store_unavailable(e)
             code, body = err.code, err.status()
         except Exception as e:  # never let one request take the server down
-            log.exception("request on %s failed", msg.subject)
-            err = errors.internal(f"{type(e).__name__}: {e}")
+            if out_of_space(e):  # a nats-server whose disk is full
+                err = store_unavailable(e)
+            else:
+                log.exception("request on %s failed", msg.subject)
+                err = errors.internal(f"{type(e).__name__}: {e}")
             code, body = err.code, err.status()
         if not msg.reply and claim is None:
             return
@@ -242,6 +265,17 @@ class ApiServer:
             log.warning("could not cache the reply to request %s: %s", claim.key, e)
         await self._respond(msg, codec.encode(reply, True) if as_json else packed)
 
+    async def _handle(self, req: Request, jetstream_down: bool) -> tuple[int, Any, list[str]]:
+        """Serve a request; while JetStream is down a read gets :data:`READ_DEADLINE` (a replica that is still up
+        answers at once) and a failure says why JetStream is down."""
+        if not jetstream_down:
+            return await self.handlers.handle(req)
+        try:
+            return await asyncio.wait_for(self.handlers.handle(req), READ_DEADLINE)
+        except (TimeoutError, errors.Unavailable, *STORE_UNAVAILABLE):
+            raise self.jetstream.health.refusal() or errors.unavailable("the object store (JetStream) is "
+                                                                       "unavailable; retry") from None
+
     async def _respond(self, msg: Msg, data: bytes) -> None:
         if not msg.reply:
             return
@@ -251,6 +285,7 @@ class ApiServer:
             log.exception("could not reply on %s", msg.subject)
 
     async def stop(self) -> None:
+        await self.jetstream.stop()
         if self._sub is not None:
             try:
                 await self._sub.drain()

@@ -9,7 +9,9 @@ would.
         machines.client, machines.cp, machines.workers, machines.all   # ApiClient, ControlPlane, [Machine], [Machine]
 
 Stopping deletes every pod, waits for their containers to go, then cleans the rig up (agents drain, ``k8n up``
-stops, namespaces, bridges and rules go); a container left behind fails the module."""
+stops, namespaces, bridges and rules go); a container left behind fails the module. Another shape of cluster (other
+``k8n up`` flags and settings, both workers joined): ``async with running_machines(base, up_flags, up_env=...,
+worker_env=..., join=(1, 2)) as m`` (tests/e2e/test_faults.py)."""
 
 from __future__ import annotations
 

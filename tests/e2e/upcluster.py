@@ -67,10 +67,11 @@ class UpCluster:
     def kubeconfig(self) -> Path:
         return self.data / "kubeconfig"
 
-    def start(self, agent: bool = True, listen: str | None = None) -> "UpCluster":
+    def start(self, agent: bool = True, listen: str | None = None, flags: tuple[str, ...] = ()) -> "UpCluster":
+        """``flags``: more of ``k8n up``'s (``--nats-servers 3``, ``--replicas 2``)."""
         log = open(self.tmp / "up.log", "ab")
         self.up = launch_up(self.data, log, "--nats-port", "0", "--http-port", "0",
-                            *(["--listen", listen] if listen else []), env=self.env, cwd=self.tmp)
+                            *(["--listen", listen] if listen else []), *flags, env=self.env, cwd=self.tmp)
         wait_up(self.up, self.data, self.log, files=("cluster.json", "kubeconfig"))
         self.info = json.loads((self.data / "cluster.json").read_text())
         if agent:  # a second node: credentials minted with the cluster's keys, as `k8n credentials node` does

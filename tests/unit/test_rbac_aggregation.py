@@ -98,7 +98,8 @@ def test_bootstrap_objects_validate_and_carry_the_bootstrap_marks():
     assert {r.plural for r, _ in objs} == {"clusterroles", "clusterrolebindings", "roles", "rolebindings"}
     assert {(o["metadata"].get("namespace"), o["metadata"]["name"]) for r, o in objs if r.namespaced} == {
         ("kube-public", "k8n:bootstrap-signer-clusterinfo"),  # anyone reads cluster-info, nothing else
-        ("kube-system", "k8n:control-plane-certs")}  # a control-plane token reads the sealed keys, nothing else
+        ("kube-system", "k8n:control-plane-certs"),  # a control-plane token reads the sealed keys, nothing else
+        ("kube-system", "system:k8n-nodeview")}  # the node view's Lease
     for res, obj in objs:
         _model, causes = validate_object(res, obj)
         assert causes == [], (obj["metadata"]["name"], causes)

@@ -45,7 +45,7 @@ def test_only_api_servers_write_kv_or_manage_streams_and_each_reads_only_its_inb
     inboxes = [s for s in p.sub_allow if s.startswith("_INBOX")]
     assert inboxes == [f"_INBOX.{ident.token}.>"]
     api = [s for s in p.pub_allow if s.startswith("k8n.api.")]
-    if ident.role in (roles.SUBSCRIBER, roles.NODEVIEW, roles.APISERVER):
+    if ident.role in (roles.SUBSCRIBER, roles.APISERVER):
         assert api == []
     else:
         assert api == [f"k8n.api.{ident.token}.>"]
