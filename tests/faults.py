@@ -461,7 +461,7 @@ async def kill_during_rollout(client: ApiClient, checker: WriteChecker | None, f
     return result
 
 
-async def rollout_with_kills(client: ApiClient, cp_data: Path, agent_data: Path, replicas: int, rev: int,
+async def rollout_with_kills(client: ApiClient, cp_data: Path, agent_data: Path, rev: int,
                              checker: WriteChecker | None = None, faults: tuple[str, ...] = FAULTS,
                              baseline: bool = False, log: Callable[[str], None] = lambda _: None,
                              ) -> list[FaultResult]:
@@ -517,7 +517,6 @@ async def partition(client: ApiClient, machine, other: str, replicas: int, timeo
     node = machine.hostname
     result = PartitionResult()
     machine.link_down()
-    t0 = time.monotonic()
     try:
         async def not_ready() -> bool:
             return await node_condition(client, node) != "True"

@@ -59,7 +59,7 @@ async def test_a_rolling_update_survives_a_kill_9_of_each_part_and_loses_no_ackn
     checker = WriteChecker([BusTarget(writer), gateway_target(cp.data, cp.info["gateway"])])
     await checker.start(client)
     try:
-        results = await rollout_with_kills(client, cp.data, w2.dir / "k8n", REPLICAS, 2, checker, log=print)
+        results = await rollout_with_kills(client, cp.data, w2.dir / "k8n", 2, checker, log=print)
         await eventually(lambda: rolled_out(client, REPLICAS, 2), 120,
                          lambda: f"the rollout to complete\n{spread.logs()}", ignore=ANY)
     finally:

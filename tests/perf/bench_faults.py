@@ -68,7 +68,7 @@ async def one_repeat(base: Path, i: int) -> dict:
         await checker.start(client)
         t0 = time.monotonic()
         try:
-            out["faults"] = await rollout_with_kills(client, cp.data, w2.dir / "k8n", REPLICAS, 2, checker,
+            out["faults"] = await rollout_with_kills(client, cp.data, w2.dir / "k8n", 2, checker,
                                                      baseline=True, log=lambda s: print(f"  run {i}: {s}", flush=True))
             await eventually(lambda: rolled_out(client, REPLICAS, 2), 180, "the rollout to complete",
                              ignore=(Exception,))
