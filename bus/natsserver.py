@@ -138,9 +138,11 @@ class NatsServer:
         conf = self.store_dir.parent / "nats-server.conf"
         from bus.files import write_private
 
-        text = self._config()
-        if not conf.exists() or conf.read_text() != text:  # unchanged on a restart (which may be on a full disk)
-            write_private(conf, text)  # it names the accounts' JWTs: no secret, but no business of others
+        try:
+            write_private(conf, self._config())  # it names the accounts' JWTs: no secret, but no business of others
+        except OSError:  # a restart on a full disk: the last config names the same keys, and the server keeps the
+            if not conf.exists():  # newer account JWTs it stored
+                raise
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out,
                                      preexec_fn=die_with_parent, process_group=0)
