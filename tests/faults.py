@@ -118,7 +118,8 @@ class WriteChecker:
 
     def __init__(self, targets: list, namespace: str = "faults-writes", per_target: int = 2, keys: int = 3,
                  interval: float = 0.05) -> None:
-        self.targets, self.ns, self.per_target, self.keys, self.interval = targets, namespace, per_target, keys, interval
+        self.targets, self.ns, self.per_target = targets, namespace, per_target
+        self.keys, self.interval = keys, interval
         self.acked: dict[str, Ack] = {}  # object name → its last acknowledged write
         self.acks: list[float] = []  # when each acknowledgement came
         self.report = WriteReport()

@@ -67,6 +67,19 @@ class Cluster:
         return proc
 
 
+@contextlib.contextmanager
+def address_on_lo():
+    """An address of this machine outside loopback's range (so ``k8n up --listen`` there speaks TLS, as it does
+    between machines), added to ``lo`` while in use."""
+    tag = uuid.uuid4().hex
+    ip = f"198.18.{int(tag[:2], 16)}.{1 + int(tag[2:4], 16) % 250}"
+    subprocess.run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
+    try:
+        yield ip
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], capture_output=True)
+
+
 def unique_node() -> tuple[str, str]:
     """A node name and a /24 podCIDR unlikely to collide with a concurrent test run."""
     node = f"t{uuid.uuid4().hex[:8]}"

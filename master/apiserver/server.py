@@ -133,8 +133,8 @@ def out_of_space(e: Exception) -> bool:
 
 def store_unavailable(e: Exception) -> errors.ApiError:
     """The 503 a request gets when JetStream cannot answer or has no room: the client may retry. (kube-apiserver
-    answers etcd's "mvcc: database space exceeded" with a 500; a full disk here is a 503 because it passes without
-    anyone changing the request: writes resume once space is freed, as after a lost quorum.)"""
+    passes etcd's "mvcc: database space exceeded" on as a 500 with reason Unknown; a full disk here is a 503 because
+    the same request may succeed later: writes resume once space is freed, as after a lost quorum.)"""
     if out_of_space(e):
         return errors.unavailable(f"the object store is out of space: JetStream refuses writes ({e.description}); "
                                   "the data disk of a nats-server is full, writes resume once space is freed")
@@ -165,16 +165,18 @@ class ApiServer:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.jetstream = JetStreamWatch(nc)  # writes refused at once while JetStream cannot take them
 
-    async def _buckets_when_jetstream_answers(self) -> None:
-        """Make the buckets, waiting while JetStream cannot answer yet (a NATS cluster still electing its meta
-        leader, or without quorum)."""
+    async def _store_ready_when_jetstream_answers(self) -> None:
+        """Make the buckets and what exists from the first start, waiting while JetStream cannot answer or take
+        writes yet (a NATS cluster still electing its meta leader, or without quorum: an API server restarted then
+        waits for it instead of exiting)."""
         delay = 0.2
         while True:
             try:
                 await self.store.ensure_buckets()
+                await bootstrap(self.store)
                 return
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                    nats.js.errors.ServiceUnavailableError) as e:
+                    nats.js.errors.ServiceUnavailableError, errors.Unavailable) as e:
                 log.warning("JetStream does not answer yet (%s); trying again in %.1fs", type(e).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -194,8 +196,7 @@ class ApiServer:
         return items
 
     async def start(self) -> None:
-        await self._buckets_when_jetstream_answers()
-        await bootstrap(self.store)
+        await self._store_ready_when_jetstream_answers()
         await self.authz.start()
         await self.namespaces.start()
         await self.replies.start()

@@ -20,8 +20,8 @@ import pytest_asyncio
 
 from bus.client import ApiClient
 from tests.e2e.machines import Machines, running_machines
-from tests.faults import (FAULTS, REPLICAS, UP_ENV, UP_FLAGS, WORKER_ENV, BusTarget, WriteChecker, by_node, gateway_target, invariants,
-                          partition, rolled_out, rollout_with_kills, web)
+from tests.faults import (FAULTS, REPLICAS, UP_ENV, UP_FLAGS, WORKER_ENV, BusTarget, WriteChecker, by_node,
+                          gateway_target, invariants, partition, rolled_out, rollout_with_kills, web)
 from tests.harness import NEEDS_DOCKER, node_ready
 from tests.waiting import eventually
 

@@ -9,7 +9,6 @@ import asyncio
 import re
 import subprocess
 import time
-import uuid
 
 import nats
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from bus.connect import connect, tls_context
 from bus.natsauth import Credentials
 from tests.e2e.upcluster import K8N, UpCluster
-from tests.harness import NEEDS_DOCKER
+from tests.harness import NEEDS_DOCKER, address_on_lo
 from tests.waiting import eventually_sync
 
 pytestmark = NEEDS_DOCKER
@@ -27,14 +26,8 @@ JOIN = re.compile(r"k8n join (\S+) --token (\S+) --ca-hash (\S+)")
 
 @pytest.fixture(scope="module")
 def address():
-    """An address of this machine outside loopback's range (so NATS speaks TLS), added to ``lo`` for the test."""
-    tag = uuid.uuid4().hex
-    ip = f"198.18.{int(tag[:2], 16)}.{1 + int(tag[2:4], 16) % 250}"
-    subprocess.run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
-    try:
+    with address_on_lo() as ip:
         yield ip
-    finally:
-        subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], capture_output=True)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from tests.e2e.upcluster import UpCluster
 from tests.harness import NEEDS_DOCKER
 from tests.waiting import eventually_sync
 
-pytestmark = NEEDS_DOCKER
+pytestmark = [*NEEDS_DOCKER, pytest.mark.timeout(420)]
 
 DEPLOY = f"""
 apiVersion: apps/v1
@@ -65,7 +65,7 @@ def running_containers(c: UpCluster) -> set[str]:
 def create_configmap(c: UpCluster, name: str):
     """``kubectl create -f -`` (its error names the Status' reason, as ``kubectl create configmap``'s does not)."""
     return c.kubectl("create", "-f", "-", "--request-timeout=8s", check=False, timeout=20,
-                     input=f"{{apiVersion: v1, kind: ConfigMap, metadata: {{name: {name}, namespace: default}}}}")
+                     input=f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: default}}\n")
 
 
 def available(c: UpCluster) -> str:
@@ -93,6 +93,7 @@ def test_quorum_loss_fails_fast_keeps_pods_and_resumes(cluster):
         t = time.monotonic()
         r = create_configmap(c, f"during-{len(answers)}")
         answers.append((time.monotonic() - t, r.stderr.strip()))
+        print(f"{time.monotonic() - stopped_at:5.1f}s into the outage: {answers[-1][0]:.2f}s, {answers[-1][1][:150]}")
         return r.returncode != 0 and "lost its quorum" in r.stderr and answers[-1][0] < 2.0
 
     eventually_sync(refused_fast, 120, lambda: f"a create refused fast for the lost quorum; answers: {answers[-3:]}")

@@ -45,8 +45,9 @@ from pathlib import Path
 from bus.client import ApiClient
 from tests.e2e.machines import running_machines
 from tests.e2e.upcluster import launch_up, wait_up
-from tests.faults import (BASELINE, FAULTS, REPLICAS, UP_ENV, UP_FLAGS, WORKER_ENV, BusTarget, WriteChecker, gateway_target, invariants, partition, rolled_out,
-                          rollout_with_kills, web)
+from tests.faults import (BASELINE, FAULTS, REPLICAS, UP_ENV, UP_FLAGS, WORKER_ENV, BusTarget, WriteChecker,
+                          gateway_target, invariants, partition, rolled_out, rollout_with_kills, web)
+from tests.harness import address_on_lo
 from tests.perf.bench_api import bench_create, bench_watch_latency, pct
 from tests.waiting import eventually
 
@@ -121,10 +122,11 @@ def summary(runs: list[dict]) -> None:
 
 # ---- R3 against R1 --------------------------------------------------------------------------------------------------
 
-async def api_figures(servers: int, base: Path, quick: bool) -> str:
+async def api_figures(servers: int, base: Path, quick: bool, address: str) -> str:
     data = base / f"r{servers}"
     log = open(base / f"up-r{servers}.log", "ab")
-    proc = launch_up(data, log, "--nats-port", "0", "--http-port", "0", "--nats-servers", str(servers))
+    proc = launch_up(data, log, "--nats-port", "0", "--http-port", "0", "--nats-servers", str(servers),
+                     "--listen", address)
     try:
         await asyncio.to_thread(wait_up, proc, data, lambda: (base / f"up-r{servers}.log").read_text()[-3000:])
         url = json.loads((data / "cluster.json").read_text())["server"]
@@ -159,11 +161,14 @@ async def main(repeat: int, quick: bool) -> None:
         for i in range(1, repeat + 1):
             print(f"fault matrix, run {i}/{repeat} ...", flush=True)
             runs.append(await one_repeat(base / f"run{i}", i))
-        summary(runs)
-        print(f"\nAPI on R3 against R1 [{machine_conditions()}; k8n up --no-agent on loopback, 1 control-plane process, "
-              f"JetStream sync_interval always; load generator in this process]:")
-        for servers in (1, 3):
-            print("  " + await api_figures(servers, base, quick), flush=True)
+        if runs:
+            summary(runs)
+        print(f"\nAPI on R3 against R1 [{machine_conditions()}; k8n up --no-agent --listen <an address on lo> (TLS to "
+              f"NATS in both), 1 control-plane process, JetStream sync_interval always; load generator in this "
+              f"process]:")
+        with address_on_lo() as address:
+            for servers in (1, 3):
+                print("  " + await api_figures(servers, base, quick, address), flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -172,5 +177,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=None, help="runs of the fault matrix (default 3, --quick 1)")
     p.add_argument("--quick", action="store_true", help="one run unless --repeat, smaller API counts")
+    p.add_argument("--api-only", action="store_true", help="only the API on R3 against R1 (no fault matrix)")
     a = p.parse_args()
-    asyncio.run(main(a.repeat or (1 if a.quick else 3), a.quick))
+    asyncio.run(main(0 if a.api_only else (a.repeat or (1 if a.quick else 3)), a.quick))
