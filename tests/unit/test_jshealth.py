@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 
+from bus.workqueue import FakeClock
 from master.apiserver.jshealth import JetStreamHealth, interpret, unanswered
 
 NO_META_LEADER = orjson.dumps({"type": "io.nats.jetstream.api.v1.account_info_response", "error": {
@@ -12,13 +13,6 @@ NO_META_LEADER = orjson.dumps({"type": "io.nats.jetstream.api.v1.account_info_re
 ACCOUNT_INFO = orjson.dumps({"type": "io.nats.jetstream.api.v1.account_info_response", "memory": 0, "storage": 10,
                              "streams": 3, "consumers": 0})
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_account_info_is_healthy_and_a_missing_meta_leader_is_a_lost_quorum():
@@ -33,11 +27,11 @@ def test_account_info_is_healthy_and_a_missing_meta_leader_is_a_lost_quorum():
 
 
 def test_writes_are_refused_at_once_when_jetstream_says_so_and_after_two_silent_probes():
-    clock = Clock()
-    h = JetStreamHealth(clock)
+    clock = FakeClock(100.0)
+    h = JetStreamHealth(clock.now)
     assert h.refusal() is None
     assert h.record(interpret(NO_META_LEADER))  # an explicit answer: down at once
-    clock.now += 3
+    clock.advance(3)
     err = h.refusal()
     assert err is not None and err.code == 503 and err.reason == "ServiceUnavailable"
     assert "lost its quorum" in err.message and "(for 3s)" in err.message

@@ -4,6 +4,7 @@ the nats-server answers quoted are those of 2.15.1 on a full tmpfs."""
 from __future__ import annotations
 
 from bus.natshealth import HEADROOM, DiskFullRecovery, assess, room_needed
+from bus.workqueue import FakeClock
 
 MiB = 2**20
 WRITE_ERROR = {"status": "unavailable", "error": "JetStream stream '$G > KV_b' write error: write /d/js/jetstream/"
@@ -14,13 +15,6 @@ OK = {"status": "ok"}
 def jsz(storage: int, max_storage: int, disabled: bool = False) -> dict:
     return {"disabled": disabled, "storage": storage, "config": {"max_storage": max_storage}}
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_assess():
@@ -37,18 +31,18 @@ def test_assess():
 
 
 def test_a_full_disk_is_reported_restarted_once_then_again_once_space_is_freed():
-    clock = Clock()
-    r = DiskFullRecovery(clock, restart_gap=5)
+    clock = FakeClock(0.0)
+    r = DiskFullRecovery(clock.now, restart_gap=5)
     assert r.next(assess(OK, jsz(50_000, 30 * MiB)), 30 * MiB) is None
     assert r.next(None, 0) is None  # a server that does not answer (restarting) is the supervisor's business
     first = r.next(assess(WRITE_ERROR, jsz(50_000, 30 * MiB)), 0)
     assert first.restart and first.message.startswith("JetStream disabled itself: the data disk is full (")
     assert "retry" not in first.message and "again when space is freed" in first.message
     full = assess(OK, jsz(52_979, 39_732))  # the restarted server, still without room
-    clock.now += 10
+    clock.advance(10)
     assert r.next(full, 50_000) is None  # no room yet: no restart
     assert r.next(full, room_needed(52_979) - 1) is None
-    clock.now += 1
+    clock.advance(1)
     freed = r.next(full, 36 * MiB)
     assert freed.restart and "space was freed" in freed.message
     assert r.next(full, 36 * MiB) is None  # not twice within the gap
