@@ -58,8 +58,9 @@ class CpuMeter:
     """CPU seconds spent by the server side (apiserver + nats-server) and by this load generator between
     ``start()`` and ``per(n)``, as microseconds per request: a figure that holds on a noisy machine."""
 
-    def __init__(self, server_pids: list[int]) -> None:
+    def __init__(self, server_pids: list[int], server: str = "apiserver + nats-server") -> None:
         self.pids = server_pids
+        self.server = server  # what the server pids are, as the figure names them
         self.t0 = (0.0, 0.0)
 
     def _now(self) -> tuple[float, float]:
@@ -70,7 +71,8 @@ class CpuMeter:
 
     def per(self, n: int) -> str:
         server, client = (b - a for a, b in zip(self.t0, self._now()))
-        return f"CPU {server / n * 1e6:,.0f} µs/request in apiserver + nats-server, {client / n * 1e6:,.0f} µs in the client"
+        return (f"CPU {server / n * 1e6:,.0f} µs/request in {self.server}, {client / n * 1e6:,.0f} µs in the "
+                f"client")
 
 
 def conditions(extra: str = "") -> str:

@@ -48,7 +48,7 @@ from tests.e2e.upcluster import launch_up, wait_up
 from tests.faults import (BASELINE, FAULTS, REPLICAS, UP_ENV, UP_FLAGS, WORKER_ENV, BusTarget, WriteChecker,
                           gateway_target, invariants, partition, rolled_out, rollout_with_kills, web)
 from tests.harness import address_on_lo
-from tests.perf.bench_api import bench_create, bench_watch_latency, pct
+from tests.perf.bench_api import CpuMeter, bench_create, bench_watch_latency, pct
 from tests.waiting import eventually
 
 
@@ -135,12 +135,20 @@ async def api_figures(servers: int, base: Path, quick: bool, address: str) -> st
         for ns in ("bench-seq", "bench-conc", "bench-watch"):
             await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         n_seq, n_conc, n_watch = (200, 1000, 200) if quick else (500, 3000, 500)
+        # every process of the cluster (the control plane, the gateway, the nats-servers): their pid files
+        meter = CpuMeter([int(f.read_text()) for f in [*data.glob("*.pid"), *(data / "logs").glob("*.pid")]],
+                         "the cluster's processes")
+        meter.start()
         seq = await bench_create(client, n_seq, 1, "seq", "bench-seq")
+        seq_cpu = meter.per(n_seq)
+        meter.start()
         conc = await bench_create(client, n_conc, 64, "c64", "bench-conc")
+        conc_cpu = meter.per(n_conc)
         from_ack, from_send = await bench_watch_latency(client, url, n_watch)
         await client.close()
         return (f"R{servers} ({servers} nats-server{'s' if servers > 1 else ''}): creates {seq:,.0f}/s sequential "
-                f"({n_seq} pods), {conc:,.0f}/s at 64 in flight ({n_conc}); watch latency, create request sent → add "
+                f"({n_seq} pods; {seq_cpu}), {conc:,.0f}/s at 64 in flight ({n_conc}; {conc_cpu}); "
+                f"watch latency, create request sent → add "
                 f"event at an informer in another process ({n_watch} ConfigMaps, one every 5 ms): p50 "
                 f"{pct(from_send, 50) * 1e3:.1f} ms, p99 {pct(from_send, 99) * 1e3:.1f} ms (from the create's "
                 f"acknowledgement: p50 {max(0.0, pct(from_ack, 50)) * 1e3:.1f} ms, p99 "
