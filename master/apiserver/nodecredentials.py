@@ -138,28 +138,27 @@ class NodeCredentialSigner:
         except (errors.Conflict, errors.NotFound):
             raise gone from None
 
-    async def signed_for(self, node_name: str, but: str | None = None) -> list[dict]:
-        """The signed requests of node ``node_name`` (its identity's name), except the one named ``but``."""
+    async def signed_for(self, node_name: str) -> list[dict]:
+        """The signed requests of node ``node_name`` (its identity's name)."""
         items, _ = await self.store.list(CSRS)
         return [c for c in items if (c["metadata"].get("labels") or {}).get(nodecsr.NODE_LABEL) == node_name
-                and (c.get("spec") or {}).get("signerName") == nodecsr.SIGNER and c["metadata"]["name"] != but]
+                and (c.get("spec") or {}).get("signerName") == nodecsr.SIGNER]
 
     async def revoke_node(self, node_name: str, but: str | None = None) -> list[str]:
-        """Revoke the keys of every signed request of ``node_name`` (but ``but``) and delete those requests; the
-        keys revoked."""
+        """Revoke the keys of every signed request of ``node_name`` (but ``but``, whose key is kept: a node asking
+        again with the same key pair keeps it, a revocation being per key) and delete those requests; the keys
+        revoked."""
         from bus.roles import Identity
 
         try:
             ident = Identity.node(node_name)
         except ValueError:
             return []
-        old = await self.signed_for(ident.name, but)
-        kept = set()
-        if but is not None:  # a node asking again with the same key pair keeps it (a revocation is per key)
-            kept = {(c["metadata"].get("annotations") or {}).get(nodecsr.USER_KEY_ANNOTATION)
-                    for c in await self.signed_for(ident.name) if c["metadata"]["name"] == but}
-        keys = [k for c in old
-                if (k := (c["metadata"].get("annotations") or {}).get(nodecsr.USER_KEY_ANNOTATION)) and k not in kept]
+        signed = await self.signed_for(ident.name)
+        key_of = lambda c: (c["metadata"].get("annotations") or {}).get(nodecsr.USER_KEY_ANNOTATION)  # noqa: E731
+        kept = {key_of(c) for c in signed if c["metadata"]["name"] == but}
+        old = [c for c in signed if c["metadata"]["name"] != but]
+        keys = [k for c in old if (k := key_of(c)) and k not in kept]
         if not keys:
             return []
         if self.revoke is None:

@@ -16,6 +16,8 @@ from tests.harness import NEEDS_DOCKER
 from tests.rig import K8N, Rig
 from tests.waiting import eventually_sync
 
+JOIN_LINE = re.compile(r"k8n join (\S+) --token (\S+) --ca-hash (\S+)")
+
 pytestmark = NEEDS_DOCKER
 
 
@@ -50,6 +52,14 @@ def test_a_machine_joins_the_control_plane(rig):
     assert json.loads(sealed.stdout)["metadata"]["ownerReferences"][0]["name"] == f"bootstrap-token-{token[:6]}"
 
     data2 = cp2.dir / "k8n"
+    # a worker's token may not read the control plane's keys, even with the right certificate key
+    plain = JOIN_LINE.fullmatch(k8n("token", "create", "--print-join-command").stdout.strip())
+    assert plain, "no join command"
+    refused = cp2.run([K8N, "join", plain.group(1), "--token", plain.group(2), "--ca-hash", plain.group(3),
+                       "--control-plane", "--certificate-key", m.group(4), "--data-dir", str(data2)])
+    assert refused.returncode == 1 and "this token may not fetch the control plane's keys" in refused.stderr, \
+        refused.stderr
+    assert not (data2 / "pki").exists()
     wrong = cp2.run([K8N, *line.split()[1:-1], "0" * 64, "--data-dir", str(data2)])
     assert wrong.returncode == 1 and "the certificate key does not open" in wrong.stderr, wrong.stderr
 

@@ -6,6 +6,7 @@ ADDR is an address the test adds to ``lo`` (no node agent: the machines rig runs
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import time
@@ -159,3 +160,39 @@ def test_the_official_client_reads_the_signed_requests(cluster):
     jwt = base64.b64decode(csr.status.certificate).decode()
     assert jwt.count(".") == 2  # the node's NATS user JWT, nothing secret
     assert csr.metadata.annotations["k8n.io/bus-user"].startswith("U")
+
+
+def test_anonymous_callers_read_cluster_info_and_nothing_else(cluster):
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    server = JOIN.search(cluster.log()).group(1)
+    ctx = ssl.create_default_context(cafile=str(cluster.data / "pki" / "ca.crt"))
+
+    def get(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"https://{server}{path}", context=ctx, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert get("/api/v1/namespaces/kube-public/configmaps/cluster-info") == 200
+    for path in ("/api/v1/namespaces/kube-public/configmaps", "/api/v1/namespaces/kube-system/configmaps/cluster-info",
+                 "/api/v1/namespaces/kube-system/secrets", "/apis/certificates.k8s.io/v1/certificatesigningrequests"):
+        assert get(path) == 401, path
+
+
+def test_only_a_bootstrap_token_or_the_node_itself_may_ask_for_its_credentials(cluster):
+    import nkeys
+
+    from bus import nodecsr
+    from bus.natsauth import Key
+
+    csr = nodecsr.request_object("w9", Key.generate(nkeys.PREFIX_BYTE_USER).public)
+    csr["metadata"] = {"name": "by-admin"}
+    r = cluster.kubectl("create", "-f", "-", input=json.dumps(csr), check=False)
+    assert r.returncode == 1
+    assert ('certificatesigningrequests.certificates.k8s.io "by-admin" is forbidden: only a bootstrap token or node '
+            'w9 itself may request bus credentials for node w9') in r.stderr
+    assert "by-admin" not in cluster.kubectl("get", "csr").stdout
