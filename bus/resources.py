@@ -77,7 +77,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, (), ()),
     Resource("NetworkPolicy", "networkpolicies", "networking.k8s.io", "v1", True, ("netpol",), ()),
     Resource("CertificateSigningRequest", "certificatesigningrequests", "certificates.k8s.io", "v1", False, ("csr",),
-             ("status", "approval")),
+             ("status",)),  # no approval subresource: k8n approves only what it signs itself
     Resource("TokenReview", "tokenreviews", "authentication.k8s.io", "v1", False, (), (), stored=False),
     Resource("SubjectAccessReview", "subjectaccessreviews", "authorization.k8s.io", "v1", False, (), (), stored=False),
     Resource("LocalSubjectAccessReview", "localsubjectaccessreviews", "authorization.k8s.io", "v1", True, (), (),
