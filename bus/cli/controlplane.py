@@ -128,7 +128,8 @@ async def fetch(server: str, token: str, key_hex: str, info: clusterinfo.Cluster
 
 
 async def use_up(url: str, creds_dir: Path, token: str) -> None:
-    """Delete the token (the join used it), as the admin this machine can now be."""
+    """Delete the token (the join used it) and the sealed keys it carried (the garbage collector would, as their
+    owner went, but not at once), as the admin this machine can now be."""
     from bus import errors
     from bus.client import ApiClient
     from bus.connect import creds_path
@@ -136,10 +137,11 @@ async def use_up(url: str, creds_dir: Path, token: str) -> None:
 
     client = await ApiClient.connect(url, creds=str(creds_path(Identity(ADMIN), creds_dir)))
     try:
-        await client.delete("secrets", bootstraptoken.secret_name(bootstraptoken.parse(token)[0]),
-                            bootstraptoken.NAMESPACE)
-    except errors.NotFound:
-        pass
+        for name in (bootstraptoken.secret_name(bootstraptoken.parse(token)[0]), SECRET_NAME):
+            try:
+                await client.delete("secrets", name, bootstraptoken.NAMESPACE)
+            except errors.NotFound:
+                pass
     finally:
         await client.close()
 
