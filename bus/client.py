@@ -40,7 +40,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from bus import codec, errors, subjects
+from bus import codec, errors, listchunks, subjects
 from bus.connect import connect, find_credentials, identity_of
 from bus.meta import key_of
 from bus.resources import Resource, by_kind, resolve
@@ -76,6 +76,8 @@ def resource_for_object(obj: dict) -> Resource:
     if not kind:
         raise errors.bad_request("Object 'Kind' is missing")
     r = by_kind(kind)
+    if r is not None and r.custom is not None and obj.get("apiVersion"):
+        r = by_kind(kind, obj["apiVersion"])  # the version the object names
     if r is None:
         raise errors.NotFound(404, f'no matches for kind "{kind}" in version "{obj.get("apiVersion", "")}"')
     return r
@@ -121,6 +123,8 @@ def request_payload(res: Resource, namespace: str | None = None, name: str | Non
     if body is not None:
         payload["body"] = body
     opts = {k: v for k, v in (options or {}).items() if v is not None}
+    if res.custom is not None:
+        opts.setdefault("version", res.version)  # a custom resource is served at each of its served versions
     if opts:
         payload["options"] = opts
     return payload
@@ -177,7 +181,7 @@ class ApiClient:
         ``retries`` are spent."""
         rid = new_request_id() if verb in MUTATING_VERBS else None
         data = codec.pack(request_payload(res, namespace, name, body, subresource, options, rid, user))
-        subject = subjects.api_subject(self.identity.token, res.plural, verb)
+        subject = subjects.api_subject(self.identity.token, res.bus_name, verb)
         attempt = 0
         received = False  # some attempt may have reached an apiserver
         while True:
@@ -221,12 +225,41 @@ class ApiClient:
         msg = await self.nc.request(subjects.version_subject(self.identity.token), codec.pack({}), timeout=self.timeout)
         return codec.unpack(msg.data).get("body") or {}
 
+    # ---- what a reference names (custom resources: their definitions read when first named) ----------------
+
+    async def resource(self, ref: ResourceRef) -> Resource:
+        """:func:`resource_of`, learning the CustomResourceDefinitions when ``ref`` names none k8n is built with."""
+        try:
+            return resource_of(ref)
+        except errors.NotFound:
+            if not isinstance(ref, str) or not await self.load_definitions():
+                raise
+            return resource_of(ref)
+
+    async def resource_for(self, obj: dict) -> Resource:
+        """:func:`resource_for_object`, learning the CustomResourceDefinitions for a kind not known yet."""
+        try:
+            return resource_for_object(obj)
+        except errors.NotFound:
+            if not await self.load_definitions():
+                raise
+            return resource_for_object(obj)
+
+    async def load_definitions(self) -> bool:
+        """Register every CustomResourceDefinition in the cluster (read off its bucket); whether there was one."""
+        from bus import crd
+
+        items, _ = await self.store.list(resource_of(crd.CRDS))
+        for d in items:
+            crd.register(d)
+        return bool(items)
+
     # ---- verbs -------------------------------------------------------------------------------
 
     async def create(self, obj: Any, namespace: str | None = None, dry_run: bool = False,
                      field_manager: str | None = None, warnings: list[str] | None = None) -> Any:
         d = _as_dict(obj)
-        res = resource_for_object(d)
+        res = await self.resource_for(d)
         ns = namespace or (d.get("metadata") or {}).get("namespace") or ("default" if res.namespaced else None)
         out = await self.request(res, "create", ns, body=d,
                                  options={"dryRun": dry_run or None, "fieldManager": field_manager},
@@ -235,7 +268,7 @@ class ApiClient:
 
     async def get(self, ref: ResourceRef, name: str, namespace: str | None = None,
                   subresource: str | None = None) -> Any:
-        res = resource_of(ref)
+        res = await self.resource(ref)
         out = await self.request(res, "get", namespace or "default", name, subresource=subresource)
         return _typed(ref, out) if not subresource else out
 
@@ -245,7 +278,7 @@ class ApiClient:
         """Replace an object (CAS on its resourceVersion). ``ref`` names the resource when the
         body is not the object itself (a Scale)."""
         d = _as_dict(obj)
-        res = resource_of(ref) if ref is not None else resource_for_object(d)
+        res = await self.resource(ref) if ref is not None else await self.resource_for(d)
         meta = d.get("metadata") or {}
         ns = namespace or meta.get("namespace") or "default"
         out = await self.request(res, "update", ns, meta.get("name"), body=d, subresource=subresource,
@@ -258,7 +291,7 @@ class ApiClient:
     async def patch(self, ref: ResourceRef, name: str, patch: Any, namespace: str | None = None,
                     patch_type: str = "merge", subresource: str | None = None, dry_run: bool = False,
                     warnings: list[str] | None = None) -> Any:
-        res = resource_of(ref)
+        res = await self.resource(ref)
         out = await self.request(res, "patch", namespace or "default", name, body=patch, subresource=subresource,
                                  options={"patchType": patch_type, "dryRun": dry_run or None}, warnings=warnings)
         return _typed(ref, out) if not subresource else out
@@ -267,7 +300,7 @@ class ApiClient:
                      grace_period_seconds: int | None = None, propagation_policy: str | None = None,
                      preconditions: dict | None = None, dry_run: bool = False,
                      warnings: list[str] | None = None) -> Any:
-        res = resource_of(ref)
+        res = await self.resource(ref)
         return await self.request(res, "delete", namespace or "default", name, options={
             "gracePeriodSeconds": grace_period_seconds, "propagationPolicy": propagation_policy,
             "preconditions": preconditions, "dryRun": dry_run or None}, warnings=warnings)
@@ -289,12 +322,24 @@ class ApiClient:
     async def list(self, ref: ResourceRef, namespace: str | None = None, label_selector: str | None = None,
                    field_selector: str | None = None) -> tuple[list[Any], int]:
         """``(items, resourceVersion)``; namespace None lists every namespace."""
-        res = resource_of(ref)
+        res = await self.resource(ref)
         match = selector_matcher(res, label_selector, field_selector)
         items, rv = await self.store.list(res, namespace if res.namespaced else None)
         items = [o for o in items if match(o)]
         items.sort(key=lambda o: ((o["metadata"].get("namespace") or ""), o["metadata"].get("name", "")))
         return [_typed(ref, o) for o in items], rv
+
+    async def list_chunk(self, ref: ResourceRef, namespace: str | None = None, limit: int = 500,
+                         continue_: str | None = None, label_selector: str | None = None,
+                         field_selector: str | None = None) -> dict:
+        """One chunk of a list (``limit``/``continue``, as kube-apiserver pages), read straight off KV from the first
+        chunk's snapshot (:meth:`bus.store.NatsStore.list_page`): the List body, its ``metadata.continue`` naming
+        the next chunk if any. An expired token is :class:`bus.errors.Gone` (410 Expired). (The API server answers
+        the same for a ``list`` request with ``limit``/``continue`` options.)"""
+        res = resource_of(ref)
+        match = selector_matcher(res, label_selector, field_selector)
+        return listchunks.chunk_body(res, *await self.store.list_page(
+            res, namespace if res.namespaced else None, limit if limit > 0 else listchunks.UNLIMITED, continue_, match))
 
     async def watch(self, ref: ResourceRef, namespace: str | None = None, since: int | None = None,
                     label_selector: str | None = None, field_selector: str | None = None,
@@ -302,7 +347,7 @@ class ApiClient:
         """Changes after ``since`` (None: from now). With selectors, an object that stops matching
         arrives as DELETED and one that starts matching as ADDED (``initial``: what the caller
         already holds, e.g. the list it watched from)."""
-        res = resource_of(ref)
+        res = await self.resource(ref)
         w = await self.store.watch(res, namespace if res.namespaced else None, since)
         return FilteredWatch(w, selector_matcher(res, label_selector, field_selector),
                              filtered=bool(label_selector or field_selector), initial=initial)

@@ -48,19 +48,20 @@ class ApiError(Exception):
         self.message = message
         self.reason = reason or REASONS.get(code, "Unknown")
         self.details = details
+        self.metadata: dict[str, Any] = {}  # the Status' ListMeta (an expired list's ``continue``)
 
     def status(self) -> dict[str, Any]:
-        s: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details:
-            s["details"] = self.details
+        """The Status in kube-apiserver's field order, empty optional fields left out as Go's omitempty does."""
+        s: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": dict(self.metadata),
+                             "status": "Failure"}
+        if self.message:
+            s["message"] = self.message
+        if self.reason:
+            s["reason"] = self.reason
+        details = _ordered_details(self.details)
+        if details:
+            s["details"] = details
+        s["code"] = self.code
         return s
 
     @classmethod
@@ -71,6 +72,8 @@ class ApiError(Exception):
         ApiError.__init__(
             err, code, str(status.get("message", "")), status.get("reason"), status.get("details")
         )
+        if isinstance(status.get("metadata"), dict):
+            err.metadata = dict(status["metadata"])
         return err
 
     @property
@@ -79,6 +82,22 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+_DETAIL_KEYS = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_KEYS = ("reason", "message", "field")
+
+
+def _ordered_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """StatusDetails (and its causes) in the Go struct's field order, without empty fields."""
+    if not isinstance(details, dict):
+        return {}
+    out = {k: details[k] for k in _DETAIL_KEYS if details.get(k) not in (None, "", [], 0)}
+    if "causes" in out:
+        out["causes"] = [{k: c[k] for k in _CAUSE_KEYS if c.get(k) not in (None, "")} if isinstance(c, dict) else c
+                         for c in out["causes"]]
+    out.update((k, v) for k, v in details.items() if k not in _DETAIL_KEYS)  # anything else stays
+    return out
 
 
 class BadRequest(ApiError):

@@ -176,3 +176,24 @@ def parse_duration(text: str) -> float:
         raise ValueError(f'time: invalid duration "{text}"')
     scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     return sum(float(a) * scale[b] for a, b in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as Go's ``time.Duration.String`` (and ``metav1.Duration`` in JSON) writes it: ``10s``, ``1m30s``,
+    ``1h0m0s``, ``10.006s``, ``250ms``, ``0s``."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns < 10**9:
+        for unit, size, digits in (("ms", 10**6, 6), ("µs", 10**3, 3), ("ns", 1, 0)):
+            if ns >= size:
+                whole, frac = divmod(ns, size)
+                return f"{sign}{whole}{f'.{frac:0{digits}d}'.rstrip('0') if frac else ''}{unit}"
+    secs, frac = divmod(ns, 10**9)
+    hours, rest = divmod(secs, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs}{f'.{frac:09d}'.rstrip('0') if frac else ''}s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}"
+    return f"{sign}{minutes}m{text}" if minutes else f"{sign}{text}"

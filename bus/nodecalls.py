@@ -1,7 +1,7 @@
-"""The requests of the node-addressed calls (``k8n.node.<node>.logs|exec|stats``), typed: the client builds them here
-and the agent parses every one here before it does any work, so a request with a missing reply subject, a bad
-session id, a name that is not a Kubernetes name or a value of the wrong type is answered with a 400 Status naming the
-field (or dropped when nobody waits for an answer), never half-served."""
+"""The requests of the node-addressed calls (``k8n.node.<node>.logs|exec|portforward|stats``), typed: the client
+builds them here and the agent parses every one here before it does any work, so a request with a missing reply
+subject, a bad session id, a name that is not a Kubernetes name or a value of the wrong type is answered with a 400
+Status naming the field (or dropped when nobody waits for an answer), never half-served."""
 
 from __future__ import annotations
 
@@ -72,7 +72,17 @@ class ExecRequest(_PodCall):
     tty: bool = False
 
 
-REQUESTS: dict[str, type[_Call]] = {"logs": LogsRequest, "exec": ExecRequest, "stats": StatsRequest}
+class PortForwardRequest(_Call):
+    """One forwarded connection: the agent connects to ``port`` on the pod's loopback, inside its network namespace,
+    and relays the bytes on the session's subjects (``bus.relay``)."""
+    namespace: Label
+    pod: Subdomain
+    port: Annotated[int, Field(ge=1, le=65535)]
+    session: Session
+
+
+REQUESTS: dict[str, type[_Call]] = {"logs": LogsRequest, "exec": ExecRequest, "portforward": PortForwardRequest,
+                                    "stats": StatsRequest}
 
 
 def _path(loc: tuple[Any, ...]) -> str:

@@ -1,5 +1,5 @@
 """Client side of the node-addressed calls (see ``node/services.py`` for the protocol):
-pod logs, exec and node stats, for the CLI and other programs.
+pod logs, exec, port forwarding and node stats, for the CLI and other programs.
 
 A streaming call names a fresh random session id; the agent sends the output on the session's ``out`` subject and
 reads stdin and control messages (keepalive, cancel) on its ``in`` subject (``bus.subjects.node_session``), both
@@ -12,6 +12,7 @@ import secrets
 from typing import Any, AsyncIterator
 
 from bus import codec, errors, nodecalls, subjects
+from bus.relay import Relay
 
 KEEPALIVE_SECONDS = 5.0
 
@@ -113,6 +114,22 @@ async def exec_(client: Any, namespace: str, pod: str, command: list[str], conta
         raise
     return ExecSession(client, subjects.node_session(node, session, subjects.SESSION_IN) if stdin else None,
                        queue, sub)
+
+
+async def portforward(client: Any, namespace: str, pod: str, port: int, node: str | None = None) -> Relay:
+    """One connection to ``port`` inside the pod, as a started :class:`bus.relay.Relay` (close it when done); the
+    node's refusal (no such pod, nothing listening on the port) as an ApiError."""
+    node = node or await _node_of(client, namespace, pod)
+    session = new_session()
+    relay = await Relay(client.nc, subjects.node_session(node, session, subjects.SESSION_IN),
+                        subjects.node_session(node, session, subjects.SESSION_OUT)).start()
+    try:
+        req = nodecalls.build("portforward", namespace=namespace, pod=pod, port=port, session=session)
+        await _call(client, node, "portforward", req)
+    except BaseException:
+        await relay.close()
+        raise
+    return relay
 
 
 async def stats(client: Any, node: str) -> dict:

@@ -110,9 +110,11 @@ NODEVIEW_READS = ("pods", "networkpolicies", "namespaces")
 
 def _read_buckets(deny: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Publish allow/deny that let a reader list and watch every bucket except ``deny`` (new buckets included)."""
-    allow = (subjects.js_stream_info("*"), subjects.js_consumer_create("*", ">"), subjects.js_direct_get("*", ">"))
+    allow = (subjects.js_stream_info("*"), subjects.js_consumer_create("*", ">"), subjects.js_direct_get("*", ">"),
+             subjects.js_direct_get_batch("*"))  # batched gets: a chunk of a list at its snapshot (bus.store)
     denied = tuple(x for b in deny for x in (subjects.js_consumer_create(subjects.stream(b), ">"),
-                                             subjects.js_direct_get(subjects.stream(b), ">")))
+                                             subjects.js_direct_get(subjects.stream(b), ">"),
+                                             subjects.js_direct_get_batch(subjects.stream(b))))
     return allow, denied
 
 
@@ -145,7 +147,7 @@ def permissions_for(identity: Identity) -> Permissions:
         allow, denied = _read_buckets(deny)
         pub = api + allow
         sub = inbox
-        if role in (GATEWAY, ADMIN):  # they forward logs/exec/stats to nodes (after authorizing them)
+        if role in (GATEWAY, ADMIN):  # they forward logs/exec/portforward/stats to nodes (after authorizing them)
             pub += (subjects.node_call("*", ">"),)
             sub += (subjects.node_session("*", "*", subjects.SESSION_OUT),)
         if role in (CONTROLLER_MANAGER, GATEWAY, ADMIN):

@@ -13,6 +13,7 @@ watch from a revision older than the bucket retains raises :class:`bus.errors.Go
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import secrets
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from bus import codec, errors, subjects
+from bus import codec, errors, listchunks, subjects
 from bus.resources import BUCKETS, Resource
 from bus.roles import Identity
 from bus.settings import load as load_settings
@@ -121,6 +122,7 @@ class NatsStore:
         self.js = nc.jetstream(timeout=timeout)
         self._acks = _Requester(nc)
         self._watches: set[_KVWatch] = set()
+        self._chunk_keys: dict[tuple[str, str | None, int], list[tuple[str, str]]] = {}  # lists being chunked
         self.deletes_consumers = _is_api_side(nc)
 
     # ---- buckets -----------------------------------------------------------------------------
@@ -131,7 +133,7 @@ class NatsStore:
         replicas = replicas or StoreSettings.load().kv_replicas or self.auto_replicas()
         for res in resources:
             cfg = api.KeyValueConfig(
-                bucket=subjects.bucket(res.plural),
+                bucket=subjects.bucket(res.bus_name),
                 history=res.history,
                 ttl=res.ttl_seconds or None,
                 storage=api.StorageType.MEMORY if res.in_memory else api.StorageType.FILE,
@@ -139,9 +141,17 @@ class NatsStore:
                 direct=True,
             )
             try:
-                await self.js.stream_info(subjects.stream(res.plural))
+                await self.js.stream_info(subjects.stream(res.bus_name))
             except nats.js.errors.NotFoundError:
                 await self.js.create_key_value(cfg)
+
+    async def delete_bucket(self, res: Resource) -> None:
+        """Delete a resource's bucket and everything in it (a custom resource whose definition is gone);
+        idempotent."""
+        try:
+            await self.js.delete_key_value(subjects.bucket(res.bus_name))
+        except nats.js.errors.NotFoundError:
+            pass
 
     def auto_replicas(self) -> int:
         """3 when the NATS cluster has three or more servers (those configured and those the servers announced),
@@ -153,7 +163,7 @@ class NatsStore:
         for res in resources:
             while stop is None or not stop.is_set():
                 try:
-                    await self.js.stream_info(subjects.stream(res.plural))
+                    await self.js.stream_info(subjects.stream(res.bus_name))
                     break
                 except (nats.js.errors.NotFoundError, nats.errors.TimeoutError):
                     await asyncio.sleep(0.2)
@@ -179,8 +189,8 @@ class NatsStore:
         """The last message stored for a key (value or delete marker), or None."""
         try:
             return await self.js.get_msg(
-                subjects.stream(res.plural),
-                subject=subjects.kv_key_subject(res.plural, key),
+                subjects.stream(res.bus_name),
+                subject=subjects.kv_key_subject(res.bus_name, key),
                 direct=True,
             )
         except nats.js.errors.NotFoundError:
@@ -188,7 +198,7 @@ class NatsStore:
 
     async def create(self, res: Resource, namespace: str | None, name: str, obj: dict) -> dict:
         key = subjects.object_key(namespace, name)
-        subject = subjects.kv_subject(res.plural, namespace, name)
+        subject = subjects.kv_subject(res.bus_name, namespace, name)
         body = strip_revision(obj)
         payload = codec.pack(body)
         hdrs = {EXPECTED_LAST: "0", EVENT_HDR: ADDED}
@@ -210,7 +220,7 @@ class NatsStore:
         return with_revision(body, rev)
 
     async def update(self, res: Resource, namespace: str | None, name: str, obj: dict, revision: int) -> dict:
-        subject = subjects.kv_subject(res.plural, namespace, name)
+        subject = subjects.kv_subject(res.bus_name, namespace, name)
         body = strip_revision(obj)
         try:
             rev = await self._publish(subject, codec.pack(body), {EXPECTED_LAST: str(int(revision))})
@@ -222,7 +232,7 @@ class NatsStore:
 
     async def delete(self, res: Resource, namespace: str | None, name: str, final: dict, revision: int) -> dict:
         """Remove the object; the delete marker carries ``final`` for watchers. CAS on revision."""
-        subject = subjects.kv_subject(res.plural, namespace, name)
+        subject = subjects.kv_subject(res.bus_name, namespace, name)
         body = strip_revision(final)
         try:
             rev = await self._publish(
@@ -236,11 +246,11 @@ class NatsStore:
 
     async def put_key(self, res: Resource, key: str, obj: dict) -> int:
         """A blind write of a derived view (never for API objects: they are CAS-only)."""
-        return await self._publish(subjects.kv_key_subject(res.plural, key), codec.pack(obj), {})
+        return await self._publish(subjects.kv_key_subject(res.bus_name, key), codec.pack(obj), {})
 
     async def remove_key(self, res: Resource, key: str, final: dict) -> int:
         """Delete a derived view's key, the marker carrying the final state."""
-        return await self._publish(subjects.kv_key_subject(res.plural, key), codec.pack(final), {KV_OP: KV_DEL})
+        return await self._publish(subjects.kv_key_subject(res.bus_name, key), codec.pack(final), {KV_OP: KV_DEL})
 
     # ---- raw keys of buckets that hold no API objects (no delete markers: entries expire) ---------
 
@@ -251,7 +261,7 @@ class NatsStore:
     async def update_key(self, res: Resource, key: str, value: bytes, revision: int) -> int | None:
         """Compare-and-set of raw bytes on the key's revision: the new revision, or None when it moved on."""
         try:
-            return await self._publish(subjects.kv_key_subject(res.plural, key), value,
+            return await self._publish(subjects.kv_key_subject(res.bus_name, key), value,
                                        {EXPECTED_LAST: str(int(revision))})
         except nats.js.errors.APIError as e:
             if e.err_code in WRONG_LAST_SEQ:
@@ -261,7 +271,7 @@ class NatsStore:
     async def update_key_nowait(self, res: Resource, key: str, value: bytes, revision: int) -> None:
         """:meth:`update_key` without waiting for (or asking for) JetStream's acknowledgement: nothing tells
         whether it was stored. For a write whose loss only costs a cache miss, on the hot path."""
-        await self.nc.publish(subjects.kv_key_subject(res.plural, key), value,
+        await self.nc.publish(subjects.kv_key_subject(res.bus_name, key), value,
                               headers={EXPECTED_LAST: str(int(revision))})
 
     async def get_key(self, res: Resource, key: str) -> tuple[bytes, int] | None:
@@ -287,7 +297,7 @@ class NatsStore:
 
     async def last_revision(self, res: Resource) -> tuple[int, int]:
         """``(first, last)`` sequence the bucket retains."""
-        info = await self.js.stream_info(subjects.stream(res.plural))
+        info = await self.js.stream_info(subjects.stream(res.bus_name))
         return info.state.first_seq, info.state.last_seq
 
     async def list(self, res: Resource, namespace: str | None = None) -> tuple[list[dict], int]:
@@ -305,7 +315,7 @@ class NatsStore:
             meta = msg.metadata
             seq = meta.sequence.stream
             consumed += 1
-            key = subjects.key_from_kv_subject(res.plural, msg.subject)
+            key = subjects.key_from_kv_subject(res.bus_name, msg.subject)
             if _is_delete(msg):
                 items.pop(key, None)
             else:
@@ -324,14 +334,14 @@ class NatsStore:
                 name=consumer_name(),
                 deliver_subject=inbox,
                 deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-                filter_subject=subjects.kv_subject(res.plural, namespace),
+                filter_subject=subjects.kv_subject(res.bus_name, namespace),
                 ack_policy=api.AckPolicy.NONE,
                 max_deliver=1,
                 mem_storage=True,
                 num_replicas=1,
                 inactive_threshold=30.0 if self.deletes_consumers else self.LIST_INACTIVE,
             )
-            info = await self.js._jsm.add_consumer(subjects.stream(res.plural), config=cfg)
+            info = await self.js._jsm.add_consumer(subjects.stream(res.bus_name), config=cfg)
             if info.num_pending == 0 and info.delivered.consumer_seq == 0 and consumed == 0:
                 pass  # nothing to read
             else:
@@ -340,10 +350,134 @@ class NatsStore:
             await sub.unsubscribe()
             if self.deletes_consumers:
                 try:
-                    await self.js._jsm.delete_consumer(subjects.stream(res.plural), info.name)  # type: ignore[possibly-undefined]
+                    await self.js._jsm.delete_consumer(subjects.stream(res.bus_name), info.name)  # type: ignore[possibly-undefined]
                 except Exception:
                     pass
         return list(items.values()), top
+
+    async def list_page(self, res: Resource, namespace: str | None, limit: int, token: str | None = None,
+                        match: Any = None) -> tuple[list[dict], int, str | None]:
+        """One chunk of a list, as kube-apiserver serves ``limit``/``continue``: ``(items, resourceVersion, continue
+        token or None)``. Every chunk is read from the first chunk's snapshot (the bucket as of its revision: the
+        last message at or before it on each key, with JetStream's batched direct get), in list-key order; only the
+        keys are held whole, the objects one chunk at a time. A token whose snapshot lost a value (the key changed
+        since and its history no longer holds the old one) is 410 Expired. ``match``: a selector's predicate; the
+        chunk fills with matching objects. Readers need the batched direct get on the bucket (``bus.roles``: those
+        that may read the whole bucket)."""
+        cont = listchunks.decode_continue(token) if token else None
+        for _ in range(FIRST_CHUNK_RETRIES):
+            revision = (await self.last_revision(res))[1] if cont is None or cont.revision < 0 else cont.revision
+            try:
+                return await self._read_page(res, namespace, limit, revision, cont.start if cont else "", match)
+            except _Lost:
+                if cont is not None and cont.revision > 0:
+                    raise listchunks.expired(cont.start) from None
+                # the first chunk's own snapshot moved on under it (a key changed twice meanwhile): take a newer one
+        raise errors.unavailable("the list changed too fast to read a consistent first chunk; try again")
+
+    async def _read_page(self, res: Resource, namespace: str | None, limit: int, revision: int, start: str,
+                         match: Any) -> tuple[list[dict], int, str | None]:
+        keys = await self._keys_at(res, namespace, revision)
+        i = bisect.bisect_left(keys, (start, ""))
+        items: list[dict] = []
+        size = 0
+        while i < len(keys) and len(items) < limit and size < listchunks.PAGE_BYTES:
+            batch = keys[i:i + min(max(limit - len(items), 16), listchunks.GET_BATCH)]
+            found = await self._last_at(res, [subj for _, subj in batch], revision)
+            for _key, subj in batch:
+                i += 1
+                msg = found.get(subj)
+                if msg is None:
+                    if not await self._absent_at(res, subj, revision):
+                        raise _Lost()
+                    continue
+                if _is_delete(msg):
+                    continue
+                obj = with_revision(codec.unpack(msg.data), int(msg.headers["Nats-Sequence"]))  # type: ignore[index]
+                if match is not None and not match(obj):
+                    continue
+                items.append(obj)
+                size += len(msg.data)
+                if len(items) >= limit or size >= listchunks.PAGE_BYTES:
+                    break
+        more = i < len(keys)
+        return items, revision, listchunks.encode_continue(revision, keys[i - 1][0]) if more else None
+
+    async def _keys_at(self, res: Resource, namespace: str | None, revision: int) -> list[tuple[str, str]]:
+        """The sorted keys a list at ``revision`` walks: every subject retained now (a superset of the keys that
+        held an object then), remembered for the chunks that follow (a few snapshots, keys only)."""
+        cache_key = (res.bus_name, namespace, revision)
+        keys = self._chunk_keys.pop(cache_key, None)
+        if keys is None:
+            keys = listchunks.keys_of(await self._subjects(res, namespace), res.bus_name,
+                                      res.namespaced and not namespace)
+        self._chunk_keys[cache_key] = keys  # most recently used last
+        while len(self._chunk_keys) > listchunks.KEY_SNAPSHOTS:
+            self._chunk_keys.pop(next(iter(self._chunk_keys)))
+        return keys
+
+    async def _subjects(self, res: Resource, namespace: str | None) -> list[str]:
+        """Every subject of the bucket (one per key that has a retained message), in pages of the server's size."""
+        stream_name, out, offset = subjects.stream(res.bus_name), [], 0
+        while True:
+            req = orjson.dumps({"subjects_filter": subjects.kv_subject(res.bus_name, namespace), "offset": offset})
+            resp = orjson.loads((await self.nc.request(subjects.js_stream_info(stream_name), req,
+                                                       timeout=self.timeout)).data)
+            if "error" in resp:
+                raise nats.js.errors.APIError.from_error(resp["error"])
+            got = list(((resp.get("state") or {}).get("subjects") or {}).keys())
+            out.extend(got)
+            offset += len(got)
+            if not got or offset >= int(resp.get("total") or 0):
+                return out
+
+    async def _last_at(self, res: Resource, subjs: list[str], revision: int) -> dict[str, Msg]:
+        """The last message at or before ``revision`` on each subject that has one (a batched direct get)."""
+        found: dict[str, Msg] = {}
+        todo = list(subjs)
+        while todo:
+            inbox = self.nc.new_inbox()
+            got: list[Msg] = []
+            done = asyncio.get_running_loop().create_future()
+
+            async def on_msg(msg: Msg) -> None:
+                if _is_status(msg):
+                    if not done.done():
+                        done.set_result(msg)
+                else:
+                    got.append(msg)
+
+            sub = await self.nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+            try:
+                req = orjson.dumps({"multi_last": todo, "up_to_seq": revision, "batch": len(todo)})
+                await self.nc.publish(subjects.js_direct_get_batch(subjects.stream(res.bus_name)), req, reply=inbox)
+                end = await asyncio.wait_for(done, timeout=self.timeout)
+            finally:
+                await sub.unsubscribe()
+            for m in got:
+                found[m.headers["Nats-Subject"]] = m  # type: ignore[index]
+            status = end.headers.get("Status")  # type: ignore[union-attr]
+            if status == "404":  # none of them has a message at or before the revision
+                return found
+            if status != "204":
+                raise errors.internal(f"reading a list chunk: {status} {end.headers.get('Description', '')}")
+            if not got or int(end.headers.get("Nats-Num-Pending") or 0) == 0:  # type: ignore[union-attr]
+                return found
+            todo = [x for x in todo if x not in found]
+        return found
+
+    async def _absent_at(self, res: Resource, subj: str, revision: int) -> bool:
+        """Whether a key with no retained message at or before ``revision`` held no object then (it was created,
+        or re-created after a delete, later) — rather than one whose value there has since been dropped."""
+        req = orjson.dumps({"next_by_subj": subj, "seq": revision + 1})
+        msg = await self.nc.request(subjects.js_direct_get_batch(subjects.stream(res.bus_name)), req,
+                                    timeout=self.timeout)
+        if _is_status(msg):
+            return True  # nothing after it either: the key's messages are gone (expired), it lists nothing
+        prev = (msg.headers or {}).get(EXPECTED_LAST)
+        if prev is None:
+            return False
+        return int(prev) == 0 or (msg.headers or {}).get(EVENT_HDR) == ADDED
 
     async def watch(self, res: Resource, namespace: str | None = None, since: int | None = None) -> "_KVWatch":
         """Changes after revision ``since`` (None: only changes from now on)."""
@@ -438,6 +572,13 @@ async def connect_store(url: str, identity: Identity, name: str | None = None) -
     return store
 
 
+FIRST_CHUNK_RETRIES = 5
+
+
+class _Lost(Exception):
+    """A value of a list snapshot is no longer retained."""
+
+
 def _is_status(msg: Msg) -> bool:
     return not msg.data and bool(msg.headers) and msg.headers.get("Status") is not None  # type: ignore[union-attr]
 
@@ -489,7 +630,7 @@ class _KVWatch:
             deliver_subject=inbox,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self._last + 1,
-            filter_subject=subjects.kv_subject(self.res.plural, self.namespace),
+            filter_subject=subjects.kv_subject(self.res.bus_name, self.namespace),
             ack_policy=api.AckPolicy.NONE,
             max_deliver=1,
             idle_heartbeat=self.HEARTBEAT,
@@ -497,7 +638,7 @@ class _KVWatch:
             num_replicas=1,
             inactive_threshold=max(30.0, self.HEARTBEAT * 5),
         )
-        info = await self.store.js._jsm.add_consumer(subjects.stream(self.res.plural), config=cfg)
+        info = await self.store.js._jsm.add_consumer(subjects.stream(self.res.bus_name), config=cfg)
         self._consumer = info.name
         self._alive = asyncio.get_running_loop().time()
 
@@ -511,7 +652,7 @@ class _KVWatch:
         name, self._consumer = self._consumer, None
         if name and self.store.nc.is_connected and self.store.deletes_consumers:
             try:
-                await self.store.js._jsm.delete_consumer(subjects.stream(self.res.plural), name)
+                await self.store.js._jsm.delete_consumer(subjects.stream(self.res.bus_name), name)
             except Exception:
                 pass
 
@@ -529,7 +670,7 @@ class _KVWatch:
             except errors.Gone as e:
                 self._queue.put_nowait(e)
             except Exception as e:  # not reachable now; the watchdog's next tick tries again
-                log.debug("watch %s restart failed: %s", self.res.plural, e)
+                log.debug("watch %s restart failed: %s", self.res.bus_name, e)
                 self._alive = 0.0
 
     async def _watchdog(self) -> None:
@@ -563,7 +704,7 @@ class _KVWatch:
         if seq <= self._last:
             return
         self._last = seq
-        key = subjects.key_from_kv_subject(self.res.plural, msg.subject)
+        key = subjects.key_from_kv_subject(self.res.bus_name, msg.subject)
         try:
             body = codec.unpack(msg.data) if msg.data else {}
         except Exception:

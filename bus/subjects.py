@@ -203,6 +203,21 @@ def pod_metrics_of_node(node: str) -> str:
     return f"{METRICS_PREFIX}.pod.{encode_name(node)}.>"
 
 
+def node_metrics_wildcard() -> str:
+    return f"{METRICS_PREFIX}.node.*"
+
+
+def parse_metrics_subject(subject: str) -> tuple[str, str, str]:
+    """Inverse of :func:`node_metrics` (``(node, "", "")``) and :func:`pod_metrics` (``(node, namespace, pod)``);
+    ValueError for anything else. The node token is the one NATS lets only that node's agent publish."""
+    parts = subject.split(".")
+    if parts[:3] == [*METRICS_PREFIX.split("."), "node"] and len(parts) == 4:
+        return decode_name(parts[3]), "", ""
+    if parts[:3] == [*METRICS_PREFIX.split("."), "pod"] and len(parts) == 6:
+        return decode_name(parts[3]), parts[4], decode_name(parts[5])
+    raise ValueError(f"not a metrics subject: {subject!r}")
+
+
 # ---- JetStream API subjects (what permissions name) -----------------------------------------------
 
 JS_API = "$JS.API"
@@ -224,6 +239,11 @@ def js_consumer_create(stream_name: str, filter_subject: str, consumer: str = "*
 def js_direct_get(stream_name: str, subject: str) -> str:
     """Direct get of the last message on ``subject``."""
     return f"{JS_API}.DIRECT.GET.{stream_name}.{subject}"
+
+
+def js_direct_get_batch(stream_name: str) -> str:
+    """Direct get with the request in the body (by sequence, next by subject, batches of last-per-subject)."""
+    return f"{JS_API}.DIRECT.GET.{stream_name}"
 
 
 # ---- nats-server's system account (used only by the API side's revocation, bus.natsrevoke) ----------------

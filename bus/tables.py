@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from bus.meta import TERMINAL_POD_PHASES, meta, parse_time
+from bus.quota import canonical
 
 NONE = "<none>"
 Cell = Callable[[dict, datetime], str]
@@ -342,6 +343,25 @@ def _job_duration(job: dict, now: datetime) -> str:
     return human_duration((end - start).total_seconds())
 
 
+def _cronjob_template(cj: dict) -> dict:
+    """A CronJob's ``spec.jobTemplate``, which its wide columns read as a Job's (containers, images, selector)."""
+    return spec(cj).get("jobTemplate") or {}
+
+
+def _cronjob_suspend(cj: dict, _now: datetime) -> str:
+    v = spec(cj).get("suspend")
+    return "<unset>" if v is None else str(bool(v))  # printBoolPtr
+
+
+def _cronjob_last_schedule(cj: dict, now: datetime) -> str:
+    ts = status(cj).get("lastScheduleTime")
+    return since(ts, now) if ts else NONE
+
+
+_CRONJOB_WIDE: list[Column] = [(title, lambda o, n, cell=cell: cell(_cronjob_template(o), n))
+                               for title, cell in WORKLOAD_WIDE]
+
+
 ACCESS_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
 
 
@@ -432,6 +452,26 @@ def _deploy_ready(d: dict, _now: datetime) -> str:
     return f"{status(d).get('readyReplicas') or 0}/{1 if desired is None else desired}"
 
 
+def _controller_ref(obj: dict, _now: datetime) -> str:
+    """kubectl's CONTROLLER of a ControllerRevision: ``<kind>.<group>/<name>`` of its controller, else ``<none>``."""
+    for ref in meta(obj).get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            group = (ref.get("apiVersion") or "").rpartition("/")[0]
+            kind = (ref.get("kind") or "").lower()
+            return f"{kind}.{group}/{ref.get('name', '')}" if group else f"{kind}/{ref.get('name', '')}"
+    return NONE
+
+
+def _quota_usage(limits: bool) -> Cell:
+    """kubectl's REQUEST / LIMIT of a ResourceQuota: ``name: used/hard`` of each hard resource (sorted), the
+    ``limits.*`` ones in LIMIT, the others in REQUEST."""
+    def cell(q: dict, _now: datetime) -> str:
+        used, hard = status(q).get("used") or {}, status(q).get("hard") or {}
+        return ", ".join(f"{r}: {canonical(used.get(r, 0))}/{canonical(hard.get(r, 0))}"
+                         for r in sorted(spec(q).get("hard") or {}) if (r.split(".")[0] == "limits") == limits)
+    return cell
+
+
 def _created_at(obj: dict, _now: datetime) -> str:
     """kubectl's CREATED AT of roles: the creation time in RFC 3339 (UTC)."""
     t = parse_time(meta(obj).get("creationTimestamp"))
@@ -478,8 +518,13 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                    ("AVAILABLE", _field("status.numberAvailable")),
                    ("NODE SELECTOR", lambda o, _n: format_labels((spec(o).get("template") or {}).get("spec", {})
                                                                  .get("nodeSelector"))), AGE], WORKLOAD_WIDE),
+    "StatefulSet": ([NAME, ("READY", _deploy_ready), AGE], WORKLOAD_WIDE[:2]),
+    "ControllerRevision": ([NAME, ("CONTROLLER", _controller_ref), ("REVISION", _field("revision")), AGE], []),
     "Job": ([NAME, ("STATUS", _job_status), ("COMPLETIONS", _job_completions), ("DURATION", _job_duration), AGE],
             WORKLOAD_WIDE),
+    "CronJob": ([NAME, ("SCHEDULE", _field("spec.schedule", "")), ("TIMEZONE", _field("spec.timeZone", NONE)),
+                 ("SUSPEND", _cronjob_suspend), ("ACTIVE", lambda o, _n: str(len(status(o).get("active") or []))),
+                 ("LAST SCHEDULE", _cronjob_last_schedule), AGE], _CRONJOB_WIDE),
     "Service": ([NAME, ("TYPE", _field("spec.type", "ClusterIP")), ("CLUSTER-IP", _field("spec.clusterIP", NONE)),
                  ("EXTERNAL-IP", _external_ip), ("PORT(S)", service_ports), AGE], [("SELECTOR", _map_selector)]),
     "Endpoints": ([NAME, ("ENDPOINTS", endpoints_summary), AGE], []),
@@ -515,10 +560,18 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                                  ("REPLICAS", _field("status.currentReplicas")), AGE], []),
     "Lease": ([NAME, ("HOLDER", _field("spec.holderIdentity", "")), AGE], []),
     "NetworkPolicy": ([NAME, ("POD-SELECTOR", _pod_selector), AGE], []),
+    "PodDisruptionBudget": ([NAME, ("MIN AVAILABLE", _field("spec.minAvailable", "N/A")),
+                             ("MAX UNAVAILABLE", _field("spec.maxUnavailable", "N/A")),
+                             ("ALLOWED DISRUPTIONS", _field("status.disruptionsAllowed")), AGE], []),
     "CertificateSigningRequest": ([NAME, AGE, ("SIGNERNAME", _field("spec.signerName", "")),
                                    ("REQUESTOR", _field("spec.username", "")), ("REQUESTEDDURATION", _csr_duration),
                                    ("CONDITION", _csr_condition)], []),
     "Role": ([NAME, ("CREATED AT", _created_at)], []),
+    "ResourceQuota": ([NAME, AGE, ("REQUEST", _quota_usage(False)), ("LIMIT", _quota_usage(True))], []),
+    "LimitRange": ([NAME, ("CREATED AT", _created_at)], []),
+    "PriorityClass": ([NAME, ("VALUE", _field("value")),
+                       ("GLOBAL-DEFAULT", lambda o, _n: str(bool(o.get("globalDefault"))).lower()), AGE,
+                       ("PREEMPTIONPOLICY", _field("preemptionPolicy", "<unset>"))], []),
     "ClusterRole": ([NAME, ("CREATED AT", _created_at)], []),
     "RoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),
     "ClusterRoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),

@@ -13,6 +13,7 @@ import ipaddress
 import re
 from typing import Any, Callable, Iterable
 
+from bus import cron
 from bus.errors import Cause
 from bus.labels import (
     dns1123_label_errors, dns1123_subdomain_errors, is_dns1123_label, is_dns1123_subdomain, qualified_name_errors,
@@ -21,8 +22,8 @@ from bus.labels import (
 from bus.models import model_for_kind, to_dict
 from bus.models.batch import JobSpec
 from bus.models.core import (
-    PROBE_HANDLERS, Container, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext,
+    PROBE_HANDLERS, Container, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec,
+    PodTemplateSpec, Probe, SecurityContext, Volume,
 )
 from bus.models.decode import decode, fmt_value
 from bus.models.discovery import ADDRESS_TYPES
@@ -808,6 +809,74 @@ def _daemonset(e: Errors, obj: Any) -> None:
             _rolling(e, "spec.updateStrategy.rollingUpdate", ru.max_surge, ru.max_unavailable)
 
 
+def _statefulset(e: Errors, obj: Any) -> None:
+    """ValidateStatefulSetSpec."""
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    if not spec.pod_management_policy:
+        e.required("spec.podManagementPolicy")
+    elif spec.pod_management_policy not in ("OrderedReady", "Parallel"):
+        e.invalid("spec.podManagementPolicy", spec.pod_management_policy, "must be 'OrderedReady' or 'Parallel'")
+    st = spec.update_strategy
+    if st is not None:
+        if not st.type:
+            e.required("spec.updateStrategy")
+        elif st.type == "OnDelete" and st.rolling_update is not None:
+            e.invalid("spec.updateStrategy.rollingUpdate", to_dict(st.rolling_update),
+                      "only allowed for updateStrategy 'RollingUpdate'")
+        elif st.type not in ("RollingUpdate", "OnDelete"):
+            e.invalid("spec.updateStrategy", st.type, "must be 'RollingUpdate' or 'OnDelete'")
+        if st.rolling_update is not None:
+            e.non_negative("spec.updateStrategy.rollingUpdate.partition", st.rolling_update.partition)
+            if st.rolling_update.max_unavailable is not None:
+                n = _int_or_percent(e, "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                                    st.rolling_update.max_unavailable)
+                if n == 0:
+                    e.invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", st.rolling_update.max_unavailable,
+                              "must be greater than 0")
+    policy = spec.persistent_volume_claim_retention_policy
+    if policy is not None:
+        p = "spec.persistentVolumeClaimRetentionPolicy"
+        e.one_of(f"{p}.whenDeleted", policy.when_deleted, ("Retain", "Delete"))
+        e.one_of(f"{p}.whenScaled", policy.when_scaled, ("Retain", "Delete"))
+    e.non_negative("spec.replicas", spec.replicas)
+    e.non_negative("spec.minReadySeconds", spec.min_ready_seconds)
+    if spec.ordinals is not None:
+        e.non_negative("spec.ordinals.start", spec.ordinals.start)
+    _selector_matches(e, "StatefulSet", spec, True)
+    _template(e, "spec.template", _with_claim_volumes(spec.template, spec.volume_claim_templates), ("Always",))
+    if spec.template is not None and spec.template.spec is not None \
+            and spec.template.spec.active_deadline_seconds is not None:
+        e.forbidden("spec.template.spec.activeDeadlineSeconds", "activeDeadlineSeconds in StatefulSet is not Supported")
+    for i, claim in enumerate(spec.volume_claim_templates or ()):
+        if claim.metadata is None or not claim.metadata.name:
+            e.required(f"spec.volumeClaimTemplates[{i}].metadata.name")
+        if claim.spec is None:
+            e.required(f"spec.volumeClaimTemplates[{i}].spec")
+        else:
+            _claim_spec(e, f"spec.volumeClaimTemplates[{i}].spec", claim.spec)
+
+
+def _with_claim_volumes(tmpl: PodTemplateSpec | None, claims: list[Any] | None) -> PodTemplateSpec | None:
+    """The template as the pods get it: each volumeClaimTemplates entry is a volume their containers may mount."""
+    names = [c.metadata.name for c in claims or () if c.metadata is not None and c.metadata.name]
+    if tmpl is None or tmpl.spec is None or not names:
+        return tmpl
+    tmpl = tmpl.model_copy(deep=True)
+    have = {v.name for v in tmpl.spec.volumes or ()}
+    tmpl.spec.volumes = list(tmpl.spec.volumes or []) + [
+        Volume(name=n, persistent_volume_claim=PersistentVolumeClaimVolumeSource(claim_name=n)) for n in names
+        if n not in have]
+    return tmpl
+
+
+def _controller_revision(e: Errors, obj: Any) -> None:
+    if obj.data is None:
+        e.required("data", "data is mandatory")
+    e.non_negative("revision", obj.revision)
+
+
 def _rc(e: Errors, obj: Any) -> None:
     spec = obj.spec
     if spec is None:
@@ -1086,14 +1155,17 @@ def _pv(e: Errors, obj: Any) -> None:
 
 
 def _pvc(e: Errors, obj: Any) -> None:
-    spec = obj.spec
-    if spec is None:
+    if obj.spec is None:
         return e.required("spec")
-    _access_modes(e, "spec.accessModes", spec.access_modes)
+    _claim_spec(e, "spec", obj.spec)
+
+
+def _claim_spec(e: Errors, path: str, spec: PersistentVolumeClaimSpec) -> None:
+    _access_modes(e, f"{path}.accessModes", spec.access_modes)
     requests = spec.resources.requests if spec.resources is not None else None
     if not requests or "storage" not in requests:
-        e.required("spec.resources[storage]")
-    e.one_of("spec.volumeMode", spec.volume_mode, ("Block", "Filesystem"))
+        e.required(f"{path}.resources[storage]")
+    e.one_of(f"{path}.volumeMode", spec.volume_mode, ("Block", "Filesystem"))
 
 
 def _event(e: Errors, obj: Any) -> None:
@@ -1176,7 +1248,72 @@ _KIND_CHECKS: dict[str, Callable[[Errors, Any], None]] = {
     "ReplicationController": _rc, "Job": _job, "HorizontalPodAutoscaler": _hpa, "Service": _service,
     "Endpoints": _endpoints, "Node": _node, "Secret": _secret, "ConfigMap": _configmap, "PersistentVolume": _pv,
     "PersistentVolumeClaim": _pvc, "Event": _event, "Lease": _lease, "EndpointSlice": _endpoint_slice,
+    "StatefulSet": _statefulset, "ControllerRevision": _controller_revision,
 }
+
+
+# --- batch/v1 CronJob (pkg/apis/batch/validation: ValidateCronJobCreate) ----------------------------------------------
+
+_CRONJOB_NAME_MAX = 52  # 63 less the 11 characters of the "-<minutes>" suffix its Jobs are named with
+_TIME_ZONE_PART = re.compile(r"[A-Za-z.\-_0-9+]{1,14}")
+
+
+def _cronjob(e: Errors, obj: Any) -> None:
+    name = obj.metadata.name if obj.metadata is not None else None
+    if name and len(name) > _CRONJOB_NAME_MAX:
+        e.invalid("metadata.name", name, f"must be no more than {_CRONJOB_NAME_MAX} characters")
+    spec = obj.spec
+    if spec is None:
+        return e.required("spec")
+    if not spec.schedule:
+        e.required("spec.schedule")
+    else:
+        if (err := cron.validate(spec.schedule)) is not None:
+            e.invalid("spec.schedule", spec.schedule, err)
+        if "TZ" in spec.schedule:
+            e.invalid("spec.schedule", spec.schedule,
+                      "cannot use TZ or CRON_TZ in schedule, use timeZone field instead")
+    e.non_negative("spec.startingDeadlineSeconds", spec.starting_deadline_seconds)
+    _time_zone(e, "spec.timeZone", spec.time_zone)
+    if spec.concurrency_policy == "":
+        e.required("spec.concurrencyPolicy")
+    e.one_of("spec.concurrencyPolicy", spec.concurrency_policy or None, ("Allow", "Forbid", "Replace"))
+    _job_template(e, "spec.jobTemplate", spec.job_template)
+    e.non_negative("spec.successfulJobsHistoryLimit", spec.successful_jobs_history_limit)
+    e.non_negative("spec.failedJobsHistoryLimit", spec.failed_jobs_history_limit)
+
+
+def _time_zone(e: Errors, path: str, tz: str | None) -> None:
+    if tz is None:
+        return
+    if not tz:
+        return e.invalid(path, tz, "timeZone must be nil or non-empty string")
+    for part in tz.split("/"):
+        if part in (".", "..") or part.startswith("-") or not _TIME_ZONE_PART.fullmatch(part):
+            return e.invalid(path, tz, f"unknown time zone {tz}")
+    if tz.lower() == "local":
+        e.invalid(path, tz, "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones")
+    try:
+        cron.load_zone(tz)
+    except ValueError as exc:
+        e.invalid(path, tz, str(exc))
+
+
+def _job_template(e: Errors, path: str, tmpl: Any) -> None:
+    """ValidateJobTemplateSpec: the Job spec (its selector is generated, so none may be given)."""
+    spec = tmpl.spec if tmpl is not None and tmpl.spec is not None else JobSpec()
+    p = f"{path}.spec"
+    for alias, field in _JOB_COUNTS:
+        e.non_negative(f"{p}.{alias}", getattr(spec, field))
+    e.non_negative(f"{p}.activeDeadlineSeconds", spec.active_deadline_seconds)
+    _template(e, f"{p}.template", spec.template, ("OnFailure", "Never"))
+    if spec.selector is not None:
+        e.invalid(f"{p}.selector", to_dict(spec.selector), "`selector` will be auto-generated")
+    if spec.manual_selector:
+        e.unsupported(f"{p}.manualSelector", spec.manual_selector, ("nil", "false"))
+
+
+_KIND_CHECKS["CronJob"] = _cronjob
 
 
 def _overlaps(path: str, reported: list[str]) -> bool:
@@ -1334,12 +1471,28 @@ def _secret_update(e: Errors, old: dict[str, Any], new: Any) -> None:
     _data_update(e, old, new, (("data", "data"),))
 
 
+_STS_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds")
+
+
+def _statefulset_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    """ValidateStatefulSetUpdate: only some spec fields may change."""
+    new_spec = to_dict(new.spec) if new.spec is not None else {}
+    old_spec = dict(old.get("spec") or {})
+    if {k: v for k, v in old_spec.items() if k not in _STS_MUTABLE} != \
+            {k: v for k, v in new_spec.items() if k not in _STS_MUTABLE}:
+        e.forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+                            "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are "
+                            "forbidden")
+
+
 _UPDATE_CHECKS: dict[str, Callable[[Errors, dict[str, Any], Any], None]] = {
     "Pod": _pod_update, "Deployment": _selector_update, "ReplicaSet": _selector_update,
-    "DaemonSet": _selector_update, "Job": _job_update, "Service": _service_update,
+    "DaemonSet": _selector_update, "StatefulSet": _statefulset_update, "Job": _job_update, "Service": _service_update,
     "PersistentVolumeClaim": _pvc_update, "Secret": _secret_update,
     "EndpointSlice": lambda e, old, new: _immutable(e, "addressType", old.get("addressType"), new.address_type),
     "ConfigMap": lambda e, old, new: _data_update(e, old, new, (("data", "data"), ("binaryData", "binary_data"))),
+    "ControllerRevision": lambda e, old, new: _immutable(e, "data", old.get("data"), new.data),
 }
 
 
@@ -1349,6 +1502,8 @@ def validate_update(res: Resource, old: dict[str, Any], new_model: Any) -> list[
     ``old`` is the stored object (a dict); ``new_model`` the decoded new object or its dict form. Never raises.
     """
     e = Errors()
+    if res.custom is not None:  # its metadata's immutable fields come from the stored object (strategy)
+        return e.causes
     try:
         if isinstance(new_model, dict):
             new_model, _ = decode(model_for_kind(res.kind), new_model)
@@ -1622,3 +1777,71 @@ def _csr(e: Errors, obj: Any) -> None:
 
 
 _KIND_CHECKS["CertificateSigningRequest"] = _csr
+
+
+def _crd(e: Errors, obj: Any) -> None:
+    from bus.crd import check_crd
+
+    check_crd(e, obj)
+
+
+def _crd_update(e: Errors, old: dict[str, Any], new: Any) -> None:
+    _immutable(e, "spec.scope", (old.get("spec") or {}).get("scope"), new.spec.scope)
+    stored = ((old.get("status") or {}).get("storedVersions")) or []
+    names = {v.name for v in new.spec.versions or ()}
+    for i, v in enumerate(stored):
+        if v not in names:
+            e.invalid(f"status.storedVersions[{i}]", v, "must appear in spec.versions")
+
+
+_KIND_CHECKS["CustomResourceDefinition"] = _crd
+_UPDATE_CHECKS["CustomResourceDefinition"] = _crd_update
+
+
+# --- policy/v1 (pkg/apis/policy/validation: ValidatePodDisruptionBudget, ...StatusUpdate) -------------------------
+
+def _pdb(e: Errors, obj: Any) -> None:
+    from bus.models.policy import UNHEALTHY_POD_EVICTION_POLICIES
+
+    spec = obj.spec
+    if spec is not None:
+        if spec.min_available is not None and spec.max_unavailable is not None:
+            e.invalid("spec", to_dict(spec), "minAvailable and maxUnavailable cannot be both set")
+        for field, value in (("minAvailable", spec.min_available), ("maxUnavailable", spec.max_unavailable)):
+            n = _int_or_percent(e, f"spec.{field}", value)
+            if isinstance(value, str) and n is not None and n > 100:
+                e.invalid(f"spec.{field}", value, "must not be greater than 100%")
+        if spec.selector is not None:
+            _label_selector(e, "spec.selector", spec.selector)
+        e.one_of("spec.unhealthyPodEvictionPolicy", spec.unhealthy_pod_eviction_policy,
+                 UNHEALTHY_POD_EVICTION_POLICIES)
+    status = obj.status
+    if status is not None:
+        for field in ("disruptions_allowed", "current_healthy", "desired_healthy", "expected_pods"):
+            e.non_negative(f"status.{_alias(type(status), field)}", getattr(status, field))
+
+
+_KIND_CHECKS["PodDisruptionBudget"] = _pdb
+
+
+def validate_custom(res: Resource, data: Any, name_optional: bool = False) -> tuple[dict[str, Any] | None, list[Cause]]:
+    """A custom resource: its metadata as every object's, then its definition's schema for the version the request
+    names (``bus.crdschema``: unknown fields pruned, defaults set, values checked). ``(object, causes)``."""
+    from bus import crdschema
+
+    if not isinstance(data, dict):
+        return None, [Cause("", f"Invalid value: {fmt_value(data)}: must be of type object", "FieldValueTypeInvalid")]
+    raw_meta = data.get("metadata")
+    meta, causes = decode(ObjectMeta, raw_meta if isinstance(raw_meta, dict) else {})
+    if raw_meta is not None and not isinstance(raw_meta, dict):
+        causes.append(Cause("metadata", "Invalid value: must be of type object", "FieldValueTypeInvalid"))
+    e = Errors()
+    _meta(e, meta, res, name_optional)
+    version = res.custom.version(res.version)
+    obj, schema_causes = crdschema.apply(data, version.schema if version is not None else None)
+    if meta is not None:
+        obj["metadata"] = to_dict(meta)
+    return obj, causes + e.causes + schema_causes
+
+
+from bus import quota_validation  # noqa: E402,F401 - registers the ResourceQuota, LimitRange, PriorityClass checks

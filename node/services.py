@@ -1,4 +1,4 @@
-"""Node-addressed calls over NATS (logs, exec, stats) and the metrics publisher.
+"""Node-addressed calls over NATS (logs, exec, portforward, stats) and the metrics publisher.
 
 Protocol (msgpack; subjects from ``bus.subjects``):
 
@@ -13,6 +13,9 @@ Protocol (msgpack; subjects from ``bus.subjects``):
 - ``k8n.node.<node>.exec`` request ``{namespace, pod, container?, command: [...], stdin, tty, session}`` →
   reply ``{code: 200}``; output on the session's ``out`` as ``{stream: "stdout"|"stderr", data}``,
   finally ``{exit: <code>}``; stdin chunks go to the session's ``in`` as ``{data}`` then ``{eof: true}``.
+- ``k8n.node.<node>.portforward`` request ``{namespace, pod, port, session}``: one forwarded connection
+  (``node/portforward.py``) → reply ``{code: 200}`` once connected (or the kubelet's error, ``{code, body}``),
+  then the bytes both ways on the session's subjects as ``bus.relay`` describes.
 - ``k8n.node.<node>.stats`` request ``{}`` → ``{code: 200, body: {node: NodeMetrics, pods: [PodMetrics]}}``.
 - Metrics are published every period on ``k8n.metrics.node.<node>`` (NodeMetrics) and
   ``k8n.metrics.pod.<node>.<namespace>.<pod>`` (PodMetrics), shaped like metrics.k8s.io/v1beta1.
@@ -28,7 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from bus import codec, errors, nodecalls, subjects
-from bus.meta import format_time
+from bus.meta import format_duration, format_time
+from bus.relay import Relay
+from node import portforward
 
 if TYPE_CHECKING:
     from bus.client import ApiClient
@@ -97,7 +102,8 @@ class NodeServices:
         self.latest: dict[str, Any] = {"node": None, "pods": []}
 
     async def start(self) -> None:
-        for call, cb in (("logs", self._on_logs), ("exec", self._on_exec), ("stats", self._on_stats)):
+        for call, cb in (("logs", self._on_logs), ("exec", self._on_exec), ("portforward", self._on_portforward),
+                         ("stats", self._on_stats)):
             self._subs.append(await self.nc.subscribe(subjects.node_call(self.host.name, call), cb=self._spawn(cb)))
 
     def _spawn(self, cb):
@@ -130,7 +136,8 @@ class NodeServices:
                 return w, name, w.current.get(name)
         raise errors.not_found("pods", req.pod)
 
-    def _session(self, req: nodecalls.LogsRequest | nodecalls.ExecRequest) -> tuple[str, str]:
+    def _session(self, req: nodecalls.LogsRequest | nodecalls.ExecRequest | nodecalls.PortForwardRequest
+                 ) -> tuple[str, str]:
         """``(out, in)`` subjects of the streaming session the request names."""
         return (subjects.node_session(self.host.name, req.session, subjects.SESSION_OUT),
                 subjects.node_session(self.host.name, req.session, subjects.SESSION_IN))
@@ -239,6 +246,25 @@ class NodeServices:
                 await sub.unsubscribe()
         await self.nc.publish(out, codec.pack({"exit": code}))
 
+    # ---- port forwarding ---------------------------------------------------------------------
+
+    async def _on_portforward(self, msg) -> None:
+        try:
+            if (req := self._request("portforward", msg)) is None:
+                return
+            sandbox = portforward.find_sandbox(self.host.workers.values(), req.namespace, req.pod)
+            sock = await portforward.connect(sandbox, req.port)
+        except errors.ApiError as e:
+            await self._reply(msg, {"code": e.code, "body": e.status()})
+            return
+        relay = await Relay(self.nc, *self._session(req)).start()
+        try:
+            await self._reply(msg, {"code": 200})
+            await portforward.relay_connection(sock, relay)
+        finally:
+            sock.close()
+            await relay.close()
+
     # ---- metrics -----------------------------------------------------------------------------
 
     async def _on_stats(self, msg) -> None:
@@ -260,14 +286,15 @@ class NodeServices:
         frac = (busy - lb) / (total - lt) if total > lt else 0.0
         self._last_cpu = (busy, total)
         ts = format_time()
-        window = f"{int(self.host.config.metrics_seconds)}s"
+        window = format_duration(self.host.config.metrics_seconds)
         node = {"kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {"name": self.host.name},
                 "timestamp": ts, "window": window,
                 "usage": {"cpu": f"{int(frac * cores * 1e9)}n", "memory": f"{_memory_working_set() // 1024}Ki"}}
         pods = []
+        seen: dict[str, tuple[float, float]] = {}  # this round's cpu totals (containers gone are forgotten)
         for w in list(self.host.workers.values()):
             meta = (w.pod or {}).get("metadata") or {}
-            containers = []
+            containers, complete = [], True
             for name, inst in list(w.current.items()):
                 if inst.state != "running":
                     continue
@@ -277,14 +304,18 @@ class NodeServices:
                     continue
                 cpu_total = float(st.get("cpu_usage_ns") or 0)
                 prev = self._container_cpu.get(inst.id)
-                self._container_cpu[inst.id] = (cpu_total, now_t)
-                rate = (cpu_total - prev[0]) / (now_t - prev[1]) if prev and now_t > prev[1] else 0.0
+                seen[inst.id] = (cpu_total, now_t)
+                if prev is None or now_t <= prev[1]:
+                    complete = False  # no rate before a second sample: the pod is left out, as metrics-server does
+                    continue
+                rate = (cpu_total - prev[0]) / (now_t - prev[1])
                 mem = int(st.get("memory_working_set_bytes") or st.get("memory_usage_bytes") or 0)
                 containers.append({"name": name, "usage": {"cpu": f"{max(0, int(rate))}n", "memory": f"{mem // 1024}Ki"}})
-            if containers:
+            if containers and complete:
                 pods.append({"kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
                              "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
                              "timestamp": ts, "window": window, "containers": containers})
+        self._container_cpu = seen
         self.latest = {"node": node, "pods": pods}
         return self.latest
 

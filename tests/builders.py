@@ -244,6 +244,14 @@ def daemonset(name: str = "ds", ns: str = "default", *, app: dict | None = None,
     return _workload("apps/v1", "DaemonSet", name, ns, None, app, containers, script, grace, pod, template, True, kw)
 
 
+def statefulset(name: str = "web", ns: str = "default", *, replicas: int | None = None, app: dict | None = None,
+                containers: list | None = None, script: str | None = None, grace: int | None = None,
+                pod: dict | None = None, template: dict | None = None, **kw: Any) -> dict:
+    """A StatefulSet, as ``deployment`` (``serviceName``, ``volumeClaimTemplates``... as keywords)."""
+    return _workload("apps/v1", "StatefulSet", name, ns, replicas, app, containers, script, grace, pod, template,
+                     True, kw)
+
+
 def job(name: str = "job", ns: str = "default", *, restart: str = "Never", containers: list | None = None,
         script: str | None = None, grace: int | None = None, pod: dict | None = None, **kw: Any) -> dict:
     """A Job (no selector: the API server generates it) whose pods restart ``restart``."""

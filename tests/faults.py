@@ -364,7 +364,7 @@ REPLICAS = 30
 # node-lifecycle settings, the workers renew their node's Lease every second
 UP_FLAGS = ("--nats-servers", "3", "--replicas", "2", "--no-agent")
 UP_ENV = {"K8N_LEADER_ELECT_LEASE_DURATION": "3", "K8N_NODE_MONITOR_GRACE_PERIOD": "4",
-          "K8N_DEFAULT_TOLERATION_SECONDS": "2", "K8N_PODGC_TERMINATING_UNREACHABLE_SECONDS": "2"}
+          "K8N_DEFAULT_TOLERATION_SECONDS": "2"}
 WORKER_ENV = {"K8N_LEASE_SECONDS": "1", "K8N_BACKOFF_INITIAL": "1", "K8N_BACKOFF_MAX": "4"}
 
 

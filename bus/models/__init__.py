@@ -11,8 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bus.models.apiextensions import *  # noqa: F401,F403
+from bus.models.apiextensions import CustomResourceDefinition
 from bus.models.apps import *  # noqa: F401,F403
-from bus.models.apps import DaemonSet, Deployment, ReplicaSet
+from bus.models.apps import ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet
 from bus.models.autoscaling import *  # noqa: F401,F403
 from bus.models.autoscaling import HorizontalPodAutoscaler, Scale
 from bus.models.authentication import *  # noqa: F401,F403
@@ -23,7 +25,7 @@ from bus.models.authorization import (
 )
 from bus.models.base import K8sModel, k8s_alias  # noqa: F401
 from bus.models.batch import *  # noqa: F401,F403
-from bus.models.batch import Job
+from bus.models.batch import CronJob, Job
 from bus.models.coordination import *  # noqa: F401,F403
 from bus.models.coordination import Lease
 from bus.models.core import *  # noqa: F401,F403
@@ -37,8 +39,13 @@ from bus.models.discovery import *  # noqa: F401,F403
 from bus.models.discovery import EndpointSlice
 from bus.models.meta import *  # noqa: F401,F403
 from bus.models.meta import Status
+from bus.models.metrics import NodeMetrics, PodMetrics
 from bus.models.networking import *  # noqa: F401,F403
+from bus.models.quota import *  # noqa: F401,F403
+from bus.models.quota import LimitRange, PriorityClass, ResourceQuota
 from bus.models.networking import NetworkPolicy
+from bus.models.policy import *  # noqa: F401,F403
+from bus.models.policy import PodDisruptionBudget
 from bus.models.rbac import *  # noqa: F401,F403
 from bus.models.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
@@ -50,6 +57,12 @@ KINDS: dict[str, type[K8sModel]] = {
         HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice, Role, ClusterRole,
         RoleBinding, ClusterRoleBinding, TokenRequest, TokenReview, SubjectAccessReview, LocalSubjectAccessReview,
         SelfSubjectAccessReview, SelfSubjectRulesReview, NetworkPolicy, CertificateSigningRequest,
+        CustomResourceDefinition,
+        StatefulSet, ControllerRevision,
+        CronJob,
+        ResourceQuota, LimitRange, PriorityClass,
+        PodDisruptionBudget,
+        NodeMetrics, PodMetrics,
     )
 }
 

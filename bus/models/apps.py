@@ -1,11 +1,11 @@
-"""apps/v1: Deployment, ReplicaSet, DaemonSet."""
+"""apps/v1: Deployment, ReplicaSet, DaemonSet, StatefulSet, ControllerRevision."""
 
 from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from bus.models.base import Condition, Int, IntOrString, K8sModel, O, Bool
-from bus.models.core import PodTemplateSpec
+from bus.models.base import Condition, Dict, Int, IntOrString, K8sModel, O, Bool
+from bus.models.core import PersistentVolumeClaim, PodTemplateSpec
 from bus.models.meta import LabelSelector, TopLevel
 
 
@@ -121,3 +121,72 @@ class DaemonSet(TopLevel):
     kind: O[str] = "DaemonSet"
     spec: O[DaemonSetSpec] = None
     status: O[DaemonSetStatus] = None
+
+
+class RollingUpdateStatefulSetStrategy(K8sModel):
+    partition: O[Int] = 0
+    max_unavailable: O[IntOrString] = None
+
+
+class StatefulSetUpdateStrategy(K8sModel):
+    type: O[str] = "RollingUpdate"  # or OnDelete
+    rolling_update: O[RollingUpdateStatefulSetStrategy] = None
+
+    @model_validator(mode="after")
+    def _default_rolling(self) -> "StatefulSetUpdateStrategy":
+        if self.type == "RollingUpdate" and self.rolling_update is None:
+            self.rolling_update = RollingUpdateStatefulSetStrategy()
+        return self
+
+
+class StatefulSetPersistentVolumeClaimRetentionPolicy(K8sModel):
+    when_deleted: O[str] = "Retain"  # or Delete
+    when_scaled: O[str] = "Retain"
+
+
+class StatefulSetOrdinals(K8sModel):
+    start: O[Int] = 0
+
+
+class StatefulSetSpec(K8sModel):
+    replicas: O[Int] = 1
+    selector: O[LabelSelector] = None
+    template: O[PodTemplateSpec] = None
+    volume_claim_templates: O[list[PersistentVolumeClaim]] = None
+    service_name: O[str] = None
+    pod_management_policy: O[str] = "OrderedReady"  # or Parallel
+    update_strategy: O[StatefulSetUpdateStrategy] = Field(default_factory=StatefulSetUpdateStrategy)
+    revision_history_limit: O[Int] = 10
+    min_ready_seconds: O[Int] = None
+    persistent_volume_claim_retention_policy: O[StatefulSetPersistentVolumeClaimRetentionPolicy] = Field(
+        default_factory=StatefulSetPersistentVolumeClaimRetentionPolicy)
+    ordinals: O[StatefulSetOrdinals] = None
+
+
+class StatefulSetStatus(K8sModel):
+    observed_generation: O[Int] = None
+    replicas: O[Int] = None
+    ready_replicas: O[Int] = None
+    current_replicas: O[Int] = None
+    updated_replicas: O[Int] = None
+    current_revision: O[str] = None
+    update_revision: O[str] = None
+    collision_count: O[Int] = None
+    conditions: O[list[Condition]] = None
+    available_replicas: O[Int] = None
+
+
+class StatefulSet(TopLevel):
+    api_version: O[str] = "apps/v1"
+    kind: O[str] = "StatefulSet"
+    spec: O[StatefulSetSpec] = None
+    status: O[StatefulSetStatus] = None
+
+
+class ControllerRevision(TopLevel):
+    """A snapshot of a StatefulSet's or DaemonSet's template (``data``: the patch that restores it)."""
+
+    api_version: O[str] = "apps/v1"
+    kind: O[str] = "ControllerRevision"
+    data: O[Dict] = None
+    revision: O[Int] = None

@@ -1,12 +1,12 @@
-"""batch/v1: Job."""
+"""batch/v1: Job and CronJob."""
 
 from __future__ import annotations
 
 from pydantic import model_validator
 
-from bus.models.base import Bool, Condition, Dict, Int, K8sModel, O
+from bus.models.base import Bool, Condition, Dict, Int, K8sModel, O, ObjectReference
 from bus.models.core import PodTemplateSpec
-from bus.models.meta import LabelSelector, TopLevel
+from bus.models.meta import LabelSelector, ObjectMeta, TopLevel
 
 
 class JobSpec(K8sModel):
@@ -55,3 +55,45 @@ class Job(TopLevel):
     kind: O[str] = "Job"
     spec: O[JobSpec] = None
     status: O[JobStatus] = None
+
+
+class JobTemplateJobSpec(JobSpec):
+    """A CronJob's ``jobTemplate.spec``: Kubernetes defaults the Job made from it, not the template (only its pod
+    template gets the pod defaults), so none of JobSpec's defaults apply here."""
+
+    backoff_limit: O[Int] = None
+    completion_mode: O[str] = None
+    suspend: O[Bool] = None
+
+    @model_validator(mode="after")
+    def _default_counts(self) -> "JobTemplateJobSpec":
+        return self
+
+
+class JobTemplateSpec(K8sModel):
+    metadata: O[ObjectMeta] = None
+    spec: O[JobTemplateJobSpec] = None
+
+
+class CronJobSpec(K8sModel):
+    schedule: O[str] = None
+    time_zone: O[str] = None
+    starting_deadline_seconds: O[Int] = None
+    concurrency_policy: O[str] = "Allow"
+    suspend: O[Bool] = False
+    job_template: O[JobTemplateSpec] = None
+    successful_jobs_history_limit: O[Int] = 3
+    failed_jobs_history_limit: O[Int] = 1
+
+
+class CronJobStatus(K8sModel):
+    active: O[list[ObjectReference]] = None
+    last_schedule_time: O[str] = None
+    last_successful_time: O[str] = None
+
+
+class CronJob(TopLevel):
+    api_version: O[str] = "batch/v1"
+    kind: O[str] = "CronJob"
+    spec: O[CronJobSpec] = None
+    status: O[CronJobStatus] = None

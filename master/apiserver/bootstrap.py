@@ -13,7 +13,7 @@ from bus.models import to_dict
 from bus.resources import by_plural
 from bus.store import NatsStore
 from bus.validation import validate_object
-from master.apiserver import rbac_policy, service_alloc, strategy, tokenrequest
+from master.apiserver import priority, rbac_policy, service_alloc, strategy, tokenrequest
 from master.apiserver.admission import SYSTEM_NAMESPACES
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ async def bootstrap(store: NatsStore) -> None:
     await ensure_kubernetes_service(store)
     await ensure_kubernetes_endpoints(store)
     await ensure_rbac(store)
+    await priority.ensure_system_classes(store)
     tokenrequest.authority()  # the signing key pair: loaded, or made on the first start
     await tokenrequest.remove_legacy_signing_key(store)
 

@@ -1,20 +1,37 @@
-"""The ``pods/eviction`` subresource: a policy/v1 ``Eviction`` posted for a pod is a graceful delete of that
-pod honouring the Eviction's ``deleteOptions`` (gracePeriodSeconds, preconditions, propagationPolicy, dryRun),
-as Kubernetes' eviction REST does: the pod first gets the ``DisruptionTarget`` condition, then it is deleted, and
-the reply is ``201`` with a ``Status`` of ``Success``. ``kubectl drain`` evicts through it.
+"""The ``pods/eviction`` subresource, as Kubernetes' eviction REST (pkg/registry/core/pod/storage/eviction.go): a
+policy/v1 ``Eviction`` posted for a pod is a graceful delete of that pod honouring the Eviction's ``deleteOptions``
+(gracePeriodSeconds, preconditions, propagationPolicy, dryRun) — the pod first gets the ``DisruptionTarget``
+condition, then it is deleted, and the reply is ``201`` with a ``Status`` of ``Success``. ``kubectl drain`` evicts
+through it.
 
-PodDisruptionBudgets are not implemented in k8n, so no budget is ever consulted: every eviction is allowed
-(Kubernetes would answer 429 TooManyRequests when a budget forbids the disruption)."""
+PodDisruptionBudgets are consulted first:
+
+- a pod that is Pending, Succeeded, Failed or already being deleted is evicted without looking at any budget;
+- a pod selected by more than one budget is refused (500: the subresource does not support that);
+- a pod that is not Ready goes without touching its budget when the budget's ``unhealthyPodEvictionPolicy`` is
+  ``AlwaysAllow``, or (``IfHealthyBudget``, the default) when the budget is met (currentHealthy >= desiredHealthy >
+  0); the delete then carries the pod's resourceVersion, so a pod that became Ready meanwhile is answered 429;
+- otherwise the budget's ``status.disruptionsAllowed`` is decremented and the pod recorded in
+  ``status.disruptedPods``, compare-and-set on the budget (a conflict re-reads it and decides again), so concurrent
+  evictions never grant more than it allowed. None left: ``429 TooManyRequests`` "Cannot evict pod as it would
+  violate the pod's disruption budget." with a ``DisruptionBudget`` cause; a budget whose status lags its spec
+  (observedGeneration < generation): 429 with ``retryAfterSeconds: 10``."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import random
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from bus import errors
-from bus.meta import deep_copy, now, set_condition
+from bus.meta import TERMINAL_POD_PHASES, deep_copy, now, set_condition
 from bus.models import Eviction, to_dict
 from bus.models.decode import decode
+from bus.models.policy import (
+    ALWAYS_ALLOW, DISRUPTION_BUDGET_CAUSE, budget_condition, budget_selects, pod_healthy,
+)
+from bus.resources import by_plural
 from master.apiserver.request import Reply, Request
 
 if TYPE_CHECKING:
@@ -25,6 +42,12 @@ RETRIES = 8
 DISRUPTION_TARGET = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
                      "message": "Eviction API: evicting"}
 SUCCESS = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+PDBS = by_plural("poddisruptionbudgets")
+PDB_RETRIES = 20  # compare-and-set attempts on a budget (Kubernetes' EvictionsRetry has 20 steps)
+CONFLICT_JITTER = 0.02  # seconds, at most, a writer that lost the budget's compare-and-set waits before re-reading
+MAX_DISRUPTED_PODS = 2000  # evictions granted and not yet seen by the disruption controller, at most
+VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
+MULTIPLE_BUDGETS = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
 
 
 def parse_eviction(req: Request) -> dict:
@@ -82,6 +105,95 @@ async def _mark_disruption_target(store: NatsStore, req: Request, pre: dict) -> 
     raise errors.conflict(res.plural, name, why="too many concurrent writers; try again")
 
 
+# ---- the budget (pure) ---------------------------------------------------------------------------------------
+
+
+def too_many_requests(cause: str, retry_after: int = 0) -> errors.ApiError:
+    """Kubernetes' 429 for an eviction a budget forbids (``retry_after`` seconds suggested when not 0)."""
+    details: dict[str, Any] = {"causes": [{"reason": DISRUPTION_BUDGET_CAUSE, "message": cause}]}
+    if retry_after:
+        details["retryAfterSeconds"] = retry_after
+    return errors.ApiError(429, VIOLATION, "TooManyRequests", details)
+
+
+def still_processing(pdb_name: str) -> errors.ApiError:
+    return too_many_requests(f"The disruption budget {pdb_name} is still being processed by the server.", 10)
+
+
+def can_ignore_budgets(pod: dict) -> bool:
+    """``canIgnorePDB``: a pod that is not running (Pending, terminal) or already being deleted disrupts nothing."""
+    phase = (pod.get("status") or {}).get("phase")
+    return phase in TERMINAL_POD_PHASES or phase == "Pending" or bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def should_enforce_resource_version(pod: dict) -> bool:
+    """A Pending pod deleted without a budget check must still be the one checked (it may turn Ready)."""
+    phase = (pod.get("status") or {}).get("phase")
+    return phase not in TERMINAL_POD_PHASES and not pod["metadata"].get("deletionTimestamp")
+
+
+def budgets_of(pod: dict, pdbs: list[dict]) -> list[dict]:
+    """The budgets that cover the pod."""
+    return [pdb for pdb in pdbs if budget_selects(pdb, pod)]
+
+
+def unhealthy_may_go(pod: dict, pdb: dict) -> bool:
+    """A pod that is not Ready and whose eviction the budget need not pay for (unhealthyPodEvictionPolicy)."""
+    if pod_healthy(pod):
+        return False
+    if (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") == ALWAYS_ALLOW:
+        return True
+    status = pdb.get("status") or {}
+    desired = int(status.get("desiredHealthy") or 0)
+    return int(status.get("currentHealthy") or 0) >= desired > 0
+
+
+def decrement(pdb: dict, pod_name: str, when: str, dry_run: bool = False) -> dict:
+    """``checkAndDecrement``: the budget with one disruption fewer allowed and the pod recorded in
+    ``disruptedPods`` (not on a dry run); a 429 (or a 403) when the budget cannot grant it."""
+    meta, status = pdb["metadata"], pdb.get("status") or {}
+    name = meta["name"]
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        raise still_processing(name)
+    allowed = int(status.get("disruptionsAllowed") or 0)
+    if allowed < 0:
+        raise errors.forbidden("poddisruptionbudget", name, "pdb disruptions allowed is negative", "policy")
+    if len(status.get("disruptedPods") or {}) > MAX_DISRUPTED_PODS:
+        raise errors.forbidden("poddisruptionbudget", name, "DisruptedPods map too big - too many evictions not "
+                                                            "confirmed by PDB controller", "policy")
+    if allowed == 0:
+        raise too_many_requests(f"The disruption budget {name} needs {int(status.get('desiredHealthy') or 0)} "
+                                f"healthy pods and has {int(status.get('currentHealthy') or 0)} currently")
+    new = deep_copy(pdb)
+    st = new.setdefault("status", {})
+    st["disruptionsAllowed"] = allowed - 1
+    if allowed == 1:
+        budget_condition(st, when)
+    if not dry_run:
+        st["disruptedPods"] = {**(st.get("disruptedPods") or {}), pod_name: when}
+    return new
+
+
+# ---- the request ---------------------------------------------------------------------------------------------
+
+
+async def _charge_budget(store: NatsStore, pdb: dict, pod_name: str, dry_run: bool) -> None:
+    """Decrement the budget, compare-and-set; on a conflict re-read it and decide again."""
+    ns, name = pdb["metadata"].get("namespace"), pdb["metadata"]["name"]
+    for _ in range(PDB_RETRIES):
+        new = decrement(pdb, pod_name, now(), dry_run)
+        if dry_run:
+            return
+        try:
+            await store.update(PDBS, ns, name, new, int(pdb["metadata"]["resourceVersion"]))
+            return
+        except errors.Conflict:
+            await asyncio.sleep(random.uniform(0.0, CONFLICT_JITTER))  # spread the writers that lost
+            pdb = await store.get(PDBS, ns, name)
+    raise errors.ApiError(504, f'Timeout: couldn\'t update PodDisruptionBudget "{name}" due to conflicts', "Timeout",
+                          {"retryAfterSeconds": 10})
+
+
 async def evict(req: Request, store: NatsStore, delete: Callable[[Request], Awaitable[Reply]]) -> Reply:
     """POST pods/NAME/eviction (``req.name`` already checked by the caller): ``store`` holds the pod,
     ``delete`` is the API server's delete verb."""
@@ -103,18 +215,53 @@ async def evict(req: Request, store: NatsStore, delete: Callable[[Request], Awai
             "dryRun": ["All"] if dry else None,
         })
 
-    for _ in range(RETRIES):
+    async def condition_and_delete(preconditions: dict) -> None:
         # A dry run of the delete first: bad options, failed preconditions and a missing pod fail before any write.
-        await delete(delete_request(pre, True))
+        await delete(delete_request(preconditions, True))
         if dry_run:
-            return 201, dict(SUCCESS), []
-        delete_pre = dict(pre)
-        rv = await _mark_disruption_target(store, req, pre)
-        if pre.get("resourceVersion"):
+            return
+        delete_pre = dict(preconditions)
+        rv = await _mark_disruption_target(store, req, preconditions)
+        if preconditions.get("resourceVersion"):
             delete_pre["resourceVersion"] = rv  # we changed it ourselves
+        await delete(delete_request(delete_pre, False))
+
+    await delete(delete_request(pre, True))
+    for _ in range(RETRIES):
+        pod = await store.get(req.res, req.namespace, str(req.name))
+        if not can_ignore_budgets(pod):
+            break
+        delete_pre = dict(pre)
+        if should_enforce_resource_version(pod) and retry:
+            delete_pre["resourceVersion"] = pod["metadata"]["resourceVersion"]  # not racing a pod turning Ready
         try:
-            await delete(delete_request(delete_pre, False))
+            await condition_and_delete(delete_pre)
         except errors.Conflict:
+            if retry:
+                continue
+            raise
+        return 201, dict(SUCCESS), []
+    else:
+        raise errors.conflict(req.res.plural, str(req.name), why="too many concurrent writers; try again")
+
+    pdbs = budgets_of(pod, (await store.list(PDBS, req.namespace))[0])
+    if len(pdbs) > 1:
+        raise errors.ApiError(500, MULTIPLE_BUDGETS)
+    enforce_rv = False
+    if pdbs:
+        if unhealthy_may_go(pod, pdbs[0]):
+            enforce_rv = True  # the pod must still be unready when it is deleted
+        else:
+            await _charge_budget(store, pdbs[0], pod["metadata"]["name"], dry_run)
+    delete_pre = dict(pre)
+    if enforce_rv:
+        delete_pre["resourceVersion"] = pod["metadata"]["resourceVersion"]
+    for _ in range(RETRIES):
+        try:
+            await condition_and_delete(delete_pre)
+        except errors.Conflict:
+            if enforce_rv and retry:
+                raise still_processing(pdbs[0]["metadata"]["name"]) from None
             if retry:
                 continue
             raise

@@ -9,21 +9,24 @@ import re
 import time
 from typing import Any
 
-from bus import codec, errors, nodecsr
+from bus import codec, errors, listchunks, nodecsr
+from bus.crd import convert
 from bus.client import selector_matcher
 from bus.meta import deep_copy, format_time, generate_name, now, set_condition
 from bus.models import to_dict, unknown_fields
 from bus.resources import Resource
 from bus.store import NatsStore
-from bus.validation import security_warnings, validate_object, validate_update
+from bus.validation import security_warnings, validate_custom, validate_object, validate_update
 from master.apiserver import strategy
 from master.apiserver.authz import REVIEW_KINDS, Authorization
+from master.apiserver.customresources import CustomResources
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
 from master.apiserver import ssa, tokenrequest
 from master.apiserver.eviction import evict
 from master.apiserver.nodecredentials import NodeCredentialSigner
-from master.apiserver.patch import APPLY, apply_patch, patch_kind
+from master.apiserver.patch import APPLY, STRATEGIC, apply_patch, patch_kind
 from master.apiserver.podsecurity.admission import PodSecurityAdmission
+from master.apiserver.resource_policies import ResourcePolicies
 from master.apiserver.request import Reply, Request
 from master.apiserver.service_alloc import allocated, patch_allocated
 
@@ -60,8 +63,11 @@ def _rv(obj: dict) -> int:
 
 class Handlers:
     def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle, authz: Authorization | None = None,
-                 podsecurity: PodSecurityAdmission | None = None, signer: NodeCredentialSigner | None = None) -> None:
+                 podsecurity: PodSecurityAdmission | None = None, signer: NodeCredentialSigner | None = None,
+                 custom: CustomResources | None = None, policy: ResourcePolicies | None = None) -> None:
         self.store = store
+        self.policy = policy or ResourcePolicies(store)  # Priority, LimitRanger, ResourceQuota
+        self.custom = custom or CustomResources(store)  # CustomResourceDefinitions and the resources they serve
         self.signer = signer  # signs nodes' bus credentials (CSRs of k8n.io/bus-node); revokes them with the Node
         self.namespaces = namespaces
         self.authz = authz  # the escalation check on roles and bindings, and the access reviews
@@ -78,11 +84,19 @@ class Handlers:
         fn = getattr(self, f"do_{req.verb}", None)
         if fn is None:
             raise errors.method_not_allowed(f"verb {req.verb!r} is not supported")
-        return await fn(req)
+        if req.res.custom is None:
+            return await fn(req)
+        code, body, warnings = await fn(req)
+        return code, convert(req.res, body), warnings  # at the version the request named
 
     # ---- validation ------------------------------------------------------------------------
 
     def _validate(self, res: Resource, body: dict, name: str) -> tuple[dict, list[str]]:
+        if res.custom is not None:
+            obj, causes = validate_custom(res, body)
+            if causes:
+                raise errors.invalid(res.kind, name, causes, res.group)
+            return obj, []
         model, causes = validate_object(res, body)
         if causes:
             raise errors.invalid(res.kind, name, causes, res.group)
@@ -124,18 +138,23 @@ class Handlers:
             await self.authz.admit(req, obj, None)
         if res.namespaced:
             await self.namespaces.admit_create(ns)
+        self.custom.check_create(res)
         if res.kind == "Pod":
             await admit_service_account(self.store, obj, ns)
+        await self.policy.admit_create(res, ns, obj)
         if self.podsecurity is not None:
             warnings += await self.podsecurity.admit(res.kind, ns, req.user.name, obj)
         strategy.prepare_create(res, obj, ns)
+        if res.kind == "CustomResourceDefinition":
+            await self.custom.before_create(obj, req.dry_run)
         if res.kind == "CertificateSigningRequest" and not req.dry_run:
             if self.signer is None:
                 NodeCredentialSigner.stamp_requester(obj, req.user)
             else:
                 await self.signer.admit(obj, req.user)
         ssa.track_create(res, obj, req.options)
-        async with allocated(self.store, res, None, obj, req.dry_run):  # ClusterIPs, NodePorts
+        async with allocated(self.store, res, None, obj, req.dry_run), \
+                self.policy.charged(res, ns, obj, dry_run=req.dry_run):  # ClusterIPs, NodePorts; quota
             if req.dry_run:
                 return 201, obj, warnings
             out = await self.store.create(res, ns, name, obj)
@@ -143,6 +162,8 @@ class Handlers:
             await self._supersede(out)
         if res.kind == "Namespace":
             self.namespaces.observe(out)  # this server's next request sees its labels (Pod Security)
+        if res.kind == "CustomResourceDefinition":
+            self.custom.after_write(out)
         return 201, out, warnings
 
     async def _supersede(self, csr: dict) -> None:
@@ -183,11 +204,15 @@ class Handlers:
         obj = await self.store.get(req.res, req.namespace, self._name(req))
         if req.subresource == "scale":
             return 200, strategy.scale_of(req.res, obj), []
-        return 200, obj, []
+        return 200, obj, []  # a custom resource's apiVersion is the request's (handle converts)
 
     async def do_list(self, req: Request) -> Reply:
         res = req.res
         match = selector_matcher(res, req.options.get("labelSelector"), req.options.get("fieldSelector"))
+        limit, token = listchunks.chunking(req.options)
+        if limit or token:  # one chunk, from the first chunk's snapshot
+            return 200, listchunks.chunk_body(res, *await self.store.list_page(
+                res, req.namespace if res.namespaced else None, limit or listchunks.UNLIMITED, token, match)), []
         items, rv = await self.store.list(res, req.namespace if res.namespaced else None)
         items = sorted((o for o in items if match(o)),
                        key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"].get("name", "")))
@@ -223,6 +248,10 @@ class Handlers:
     async def do_patch(self, req: Request) -> Reply:
         self._name(req)
         ptype = patch_kind(req.options.get("patchType"), req.options.get("force"))
+        if req.res.custom is not None and ptype == STRATEGIC:
+            raise errors.ApiError(415, "the body of the request was in an unknown format - accepted media types "
+                                       "include: application/json-patch+json, application/merge-patch+json, "
+                                       "application/apply-patch+yaml", "UnsupportedMediaType")
         patch = req.body
         want_rv = None
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
@@ -278,6 +307,9 @@ class Handlers:
             new_obj, warnings = self._validate(res, new, name)
             if req.subresource != "status":
                 strategy.prepare_update(res, cur, new_obj)
+                self.policy.admit_update(res, cur, new_obj)
+                if res.kind == "CustomResourceDefinition":
+                    self.custom.before_update(new_obj)
                 causes = validate_update(res, cur, new_obj)
                 if causes:
                     raise errors.invalid(res.kind, name, causes, res.group)
@@ -287,6 +319,7 @@ class Handlers:
                     warnings += await self.podsecurity.admit(res.kind, req.namespace, req.user.name, new_obj, cur)
             else:
                 new_obj["metadata"] = cur["metadata"]
+            strategy.complete_status(res, new_obj)
             ssa.track_write(res, cur, new_obj, req.options, req.subresource)
             new_obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
             _check_size(res, name, new_obj if req.verb == "patch" else None, None if req.verb == "patch" else req.size)
@@ -297,13 +330,18 @@ class Handlers:
             meta = new_obj["metadata"]
             removing = meta.get("deletionTimestamp") and not meta.get("finalizers") and self._may_remove(res, new_obj)
             try:
-                async with allocated(self.store, res, cur, None if removing else new_obj):
+                async with allocated(self.store, res, cur, None if removing else new_obj), self.policy.charged(
+                        res, req.namespace, None if removing or req.subresource else new_obj, cur):
                     if removing:
                         out = await self.store.delete(res, req.namespace, name, new_obj, _rv(cur))
                     else:
                         out = await self.store.update(res, req.namespace, name, new_obj, _rv(cur))
                         if res.kind == "Namespace":
                             self.namespaces.observe(out)
+                if res.kind == "CustomResourceDefinition" and removing:
+                    await self.custom.removed(out)
+                elif res.kind == "CustomResourceDefinition":
+                    self.custom.after_write(out)
             except errors.Conflict:
                 if want_rv not in (None, ""):
                     raise
@@ -323,7 +361,7 @@ class Handlers:
                 raise errors.invalid("Scale", name, [errors.Cause(
                     "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")], "autoscaling")
             new = deep_copy(cur)
-            new.setdefault("spec", {})["replicas"] = replicas
+            strategy.set_replicas(res, new, replicas)
             if new == cur:
                 return 200, strategy.scale_of(res, cur), []
             strategy.prepare_update(res, cur, new)
@@ -399,6 +437,7 @@ class Handlers:
             raise errors.bad_request("preconditions must be an object")
         if res.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
             raise errors.forbidden(res.plural, name, "this namespace may not be deleted")
+        self.policy.admit_delete(res, name)
         for _ in range(CAS_RETRIES):
             cur = await self.store.get(res, req.namespace, name)
             meta = cur["metadata"]
@@ -449,6 +488,8 @@ class Handlers:
                     nmeta["deletionGracePeriodSeconds"] = 0
                 async with allocated(self.store, res, cur, None):
                     out = await self.store.delete(res, req.namespace, name, new, _rv(cur))
+                if res.kind == "CustomResourceDefinition":
+                    await self.custom.removed(out)
                 if res.kind == "Node" and self.signer is not None:
                     await self._revoke_node(name)
                 return 200, out, []

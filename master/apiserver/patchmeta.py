@@ -80,8 +80,12 @@ TYPES: dict[str, dict[str, Field]] = {
     "ReplicationControllerSpec": {"template": Field("PodTemplateSpec")},
     "WorkloadSpec": {"template": Field("PodTemplateSpec"), "selector": _ATOMIC},  # apps/v1 and batch/v1 specs
     "WorkloadStatus": {"conditions": _CONDITIONS},
+    "CronJobSpec": {"jobTemplate": Field("JobTemplateSpec")},
+    "JobTemplateSpec": {"metadata": Field("ObjectMeta"), "spec": Field("WorkloadSpec")},
     "HorizontalPodAutoscalerStatus": {"conditions": _CONDITIONS},
     "NetworkPolicySpec": {"podSelector": _ATOMIC},  # its lists are atomic (untagged here)
+    "PodDisruptionBudgetSpec": {"selector": _ATOMIC},  # patchStrategy=replace
+    "PodDisruptionBudgetStatus": {"conditions": _CONDITIONS},
 }
 
 # kind -> struct type of each top-level field (metadata is ObjectMeta everywhere)
@@ -98,8 +102,10 @@ KINDS: dict[str, dict[str, str]] = {
     "DaemonSet": {"spec": "WorkloadSpec", "status": "WorkloadStatus"},
     "StatefulSet": {"spec": "WorkloadSpec", "status": "WorkloadStatus"},
     "Job": {"spec": "WorkloadSpec", "status": "WorkloadStatus"},
+    "CronJob": {"spec": "CronJobSpec"},  # status.active is atomic (+listType=atomic)
     "HorizontalPodAutoscaler": {"status": "HorizontalPodAutoscalerStatus"},
     "NetworkPolicy": {"spec": "NetworkPolicySpec"},
+    "PodDisruptionBudget": {"spec": "PodDisruptionBudgetSpec", "status": "PodDisruptionBudgetStatus"},
 }
 
 _NONE = Field()

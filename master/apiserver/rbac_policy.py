@@ -242,6 +242,9 @@ def cluster_roles() -> list[dict]:
         ], labels=agg("admin")),
         cluster_role("system:aggregate-to-edit", _aggregate_to_edit(), labels=agg("edit")),
         cluster_role("system:aggregate-to-view", _aggregate_to_view(), labels=agg("view")),
+        # metrics-server's (components.yaml): the resource metrics API for every admin, edit and view role
+        cluster_role("system:aggregated-metrics-reader", [rule(READ, (RES_METRICS,), ("pods", "nodes"))],
+                     labels={**agg("admin"), **agg("edit"), **agg("view")}),
         cluster_role("system:node", node_rules()),
         cluster_role("system:node-proxier", [
             rule(["list", "watch"], (LEGACY,), ("services", "endpoints")),
@@ -366,6 +369,14 @@ def controller_roles() -> list[dict]:
             # full permissions on clusterroles, to mutate them in any way
             rule(["escalate", "get", "list", "watch", "update", "patch"], (RBAC_GROUP,), ("clusterroles",)),
         ]),
+        ("cronjob-controller", [
+            rule(["get", "list", "watch", "update"], (BATCH,), ("cronjobs",)),
+            rule(["get", "list", "watch", "create", "update", "delete", "patch"], (BATCH,), ("jobs",)),
+            rule("update", (BATCH,), ("cronjobs/status",)),
+            rule("update", (BATCH,), ("cronjobs/finalizers",)),
+            rule(["list", "delete"], (LEGACY,), ("pods",)),
+            events_rule(),
+        ]),
         ("daemon-set-controller", [
             rule(READ, (EXTENSIONS, APPS), ("daemonsets",)),
             rule("update", (EXTENSIONS, APPS), ("daemonsets/status",)),
@@ -382,6 +393,16 @@ def controller_roles() -> list[dict]:
             rule("update", (EXTENSIONS, APPS), ("deployments/finalizers",)),
             rule(["get", "list", "watch", "create", "update", "patch", "delete"], (APPS, EXTENSIONS), ("replicasets",)),
             rule(["get", "list", "watch", "update"], (LEGACY,), ("pods",)),
+            events_rule(),
+        ]),
+        ("disruption-controller", [
+            rule(["get", "list", "watch"], (EXTENSIONS, APPS), ("deployments",)),
+            rule(["get", "list", "watch"], (APPS, EXTENSIONS), ("replicasets",)),
+            rule(["get", "list", "watch"], (LEGACY,), ("replicationcontrollers",)),
+            rule(["get", "list", "watch"], (POLICY,), ("poddisruptionbudgets",)),
+            rule(["get", "list", "watch"], (APPS,), ("statefulsets",)),
+            rule("update", (POLICY,), ("poddisruptionbudgets/status",)),
+            rule("get", ("*",), ("*/scale",)),
             events_rule(),
         ]),
         ("endpoint-controller", [
@@ -460,12 +481,29 @@ def controller_roles() -> list[dict]:
             rule(["list", "watch", "patch", "create", "delete"], (LEGACY,), ("pods",)),
             events_rule(),
         ]),
+        ("resourcequota-controller", [
+            # quota can count quota on anything for reconciliation, so it needs full viewing powers
+            rule(["list", "watch"], ("*",), ("*",)),
+            rule("update", (LEGACY,), ("resourcequotas/status",)),
+            events_rule(),
+        ]),
         ("root-ca-cert-publisher", [
             rule(["create", "update"], (LEGACY,), ("configmaps",)),
             events_rule(),
         ]),
         ("service-account-controller", [
             rule("create", (LEGACY,), ("serviceaccounts",)),
+            events_rule(),
+        ]),
+        ("statefulset-controller", [
+            rule(["list", "watch"], (LEGACY,), ("pods",)),
+            rule(READ, (APPS,), ("statefulsets",)),
+            rule("update", (APPS,), ("statefulsets/status",)),
+            rule("update", (APPS,), ("statefulsets/finalizers",)),
+            rule(["get", "create", "delete", "update", "patch"], (LEGACY,), ("pods",)),
+            rule(["get", "create", "delete", "update", "patch", "list", "watch"], (APPS,), ("controllerrevisions",)),
+            rule(["get", "create"], (LEGACY,), ("persistentvolumeclaims",)),
+            rule(["update", "delete", "patch", "list", "watch"], (LEGACY,), ("persistentvolumeclaims",)),
             events_rule(),
         ]),
     )]

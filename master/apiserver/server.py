@@ -14,17 +14,19 @@ from nats.aio.msg import Msg
 from bus import codec, errors, roles, subjects
 from bus.authn import UserInfo, user_for_identity
 from bus.client import MUTATING_VERBS
-from bus.resources import by_plural
+from bus.resources import Resource, by_bus_name, by_plural
 from bus.roles import Identity
 from bus.store import NatsStore, connect_store
 from bus.version import version_info
 from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.authz import Authorization
 from master.apiserver.bootstrap import bootstrap
+from master.apiserver.customresources import CustomResources
 from master.apiserver.nodecredentials import CSRS, NodeCredentialSigner
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
 from master.apiserver.jshealth import READ_DEADLINE, JetStreamWatch
 from master.apiserver.podsecurity.admission import PodSecurityAdmission, PodSecurityConfig
+from master.apiserver.resource_policies import ResourcePolicies
 from master.apiserver.replies import Claim, ReplyCache
 from master.apiserver.settings import ApiServerSettings
 
@@ -76,12 +78,13 @@ def user_of(caller: Identity, payload: dict) -> UserInfo:
         raise errors.bad_request(str(e)) from None
 
 
-def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
-    """Decode one request; raises ApiError (400/403/404/413) for what cannot be served."""
+def parse_request(subject: str, data: bytes, res: Resource | None = None) -> tuple[Request, bool]:
+    """Decode one request; raises ApiError (400/403/404/413) for what cannot be served. ``res``: the resource the
+    subject names, when the caller has looked it up (a custom resource); else a built-in one."""
     as_json = codec.is_json(data)
     caller = caller_of(subject)
     _, resource, verb = subjects.parse_api_subject(subject)
-    res = by_plural(resource)
+    res = res or by_bus_name(resource)
     if res is None:
         raise errors.NotFound(404, f'the server doesn\'t have a resource type "{resource}"')
     if len(data) > MAX_REQUEST_BYTES:
@@ -112,6 +115,8 @@ def parse_request(subject: str, data: bytes) -> tuple[Request, bool]:
     rid = payload.get("requestId")
     if rid is not None and not (isinstance(rid, str) and subjects.REQUEST_ID.fullmatch(rid)):
         raise errors.bad_request("requestId must be 8 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+    if res.custom is not None:
+        res = CustomResources.at_version(res, options.get("version"))
     req = Request(res, verb, payload.get("namespace") or None, payload.get("name"),
                   payload.get("subresource") or None, payload.get("body"), options, len(data), rid,
                   user_of(caller, payload))
@@ -158,7 +163,10 @@ class ApiServer:
                                                 self._pods_in)
         self.signer = NodeCredentialSigner(self.store, settings.bus_auth_path(), self._revoke,
                                            lambda user, sub: self.authz.may_create(user, CSRS, sub))
-        self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity, self.signer)
+        self.custom = CustomResources(self.store)
+        self.policy = ResourcePolicies(self.store)  # Priority, LimitRanger, ResourceQuota (and their caches)
+        self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity, self.signer, self.custom,
+                                 self.policy)
         self.replies = ReplyCache(self.store)
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
@@ -199,6 +207,8 @@ class ApiServer:
         await self._store_ready_when_jetstream_answers()
         await self.authz.start()
         await self.namespaces.start()
+        await self.custom.start()
+        await self.policy.start()
         await self.replies.start()
         self.jetstream.start()
         self._sub = await self.nc.subscribe(
@@ -226,7 +236,7 @@ class ApiServer:
             return
         claim: Claim | None = None
         try:
-            req, as_json = parse_request(msg.subject, msg.data)
+            req, as_json = parse_request(msg.subject, msg.data, await self._resource_of(msg.subject))
             if self.authorizes:
                 await self.authz.authorize(req)
             down = self.jetstream.health.refusal()
@@ -266,6 +276,17 @@ class ApiServer:
             log.warning("could not cache the reply to request %s: %s", claim.key, e)
         await self._respond(msg, codec.encode(reply, True) if as_json else packed)
 
+    async def _resource_of(self, subject: str) -> Resource | None:
+        """The resource a request subject names when it is a custom one (looked up if not yet known); None lets
+        :func:`parse_request` answer for the built-in ones and the unknown."""
+        try:
+            token = subjects.parse_api_subject(subject)[1]
+        except ValueError:
+            return None
+        if by_plural(token) is not None or "_" not in token:
+            return None
+        return await self.custom.resolve(token)
+
     async def _handle(self, req: Request, jetstream_down: bool) -> tuple[int, Any, list[str]]:
         """Serve a request; while JetStream is down a read gets :data:`READ_DEADLINE` (a replica that is still up
         answers at once) and a failure says why JetStream is down."""
@@ -295,6 +316,8 @@ class ApiServer:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         await self.replies.stop()
+        await self.custom.stop()
+        await self.policy.stop()
         await self.namespaces.stop()
         await self.authz.stop()
 

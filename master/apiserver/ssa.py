@@ -319,12 +319,21 @@ def apply(res: Resource, live: dict | None, config: Any, manager: str, force: bo
     changed = {p for p, v in merged_l.items() if p not in live_l or not _same(live_l[p], v)}
     changed |= set(live_l) - set(merged_l)
     conflicts = [(e, e.fields & changed) for e in entries if e is not me and e.fields & changed]
+    if conflicts and not force and manager == KUBECTL:
+        # kube-apiserver's upgrade from client-side apply: what the last-applied annotation set, and the object
+        # still holds, is kubectl's own, whoever recorded it (kubectl-client-side-apply, before-first-apply, ...)
+        allowed = _from_last_applied(live, live_l, kind)
+        if not any(c - allowed for _, c in conflicts):
+            force = True
+        else:
+            conflicts = [(e, c - allowed) for e, c in conflicts if c - allowed]
     if conflicts and not force:
         raise conflict_error(conflicts)
     for e, c in conflicts:
         e.fields -= c
     held = _prefixes(f for e in entries if e is not me for f in e.fields)
-    gone = {p for p in before - applied if p not in held}
+    kept = _prefixes(applied)  # e.g. a map applied empty before and with members now
+    gone = {p for p in before - applied if p not in held and p not in kept}
     if gone:
         merged = remove_paths(merged, gone, kind)
         merged_l = leaves(merged, kind)
@@ -332,7 +341,46 @@ def apply(res: Resource, live: dict | None, config: Any, manager: str, force: bo
     me.fields = set(applied)
     if me.fields != before or me.time is None:
         me.time = now()
+    if manager == KUBECTL and _last_applied(live) is not None:
+        merged = _set_last_applied(merged, cfg)
     return _store(merged, entries, _prefixes(merged_l))
+
+
+KUBECTL = "kubectl"  # the manager kube-apiserver upgrades client-side apply for
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied(obj: dict | None) -> str | None:
+    value = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    return value if isinstance(value, str) and value else None
+
+
+def _from_last_applied(live: dict | None, live_l: dict[Path, Any], kind: str) -> set[Path]:
+    """The fields of the last client-side apply whose value the object still holds (lastAppliedManager)."""
+    raw = _last_applied(live)
+    try:
+        last = json.loads(raw) if raw else None
+    except ValueError:
+        return set()
+    if not isinstance(last, dict) or last.get("apiVersion") != (live or {}).get("apiVersion"):
+        return set()
+    return {p for p, v in leaves(last, kind).items() if p in live_l and _same(live_l[p], v)}
+
+
+def _set_last_applied(obj: dict, cfg: dict) -> dict:
+    """kube-apiserver's lastAppliedUpdater: an apply by kubectl keeps the client-side annotation in step, so a
+    later client-side apply still works (the applied configuration, as Go's JSON encoder writes it)."""
+    applied = deep_copy(cfg)
+    notes = (applied.get("metadata") or {}).get("annotations")
+    if isinstance(notes, dict):
+        notes.pop(LAST_APPLIED, None)
+        if not notes:
+            applied["metadata"].pop("annotations")
+    text = json.dumps(applied, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + "\n"
+    meta = obj.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), LAST_APPLIED: text}
+    return obj
 
 
 def conflict_error(conflicts: list[tuple[Entry, set[Path]]]) -> errors.Conflict:

@@ -41,7 +41,39 @@ def qos_class(spec: dict) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+# Status fields Kubernetes' Go types serialise without ``omitempty``: kube-apiserver answers them (zero when unset)
+# from the create on, and typed clients require them (the Python client's V1ReplicationControllerStatus needs
+# ``replicas``, V1DaemonSetStatus its four counts). Structs without omitempty's effect (``loadBalancer``) likewise.
+REQUIRED_STATUS: dict[str, dict] = {
+    "ReplicationController": {"replicas": 0},
+    "ReplicaSet": {"replicas": 0},
+    "StatefulSet": {"replicas": 0, "availableReplicas": 0},
+    "DaemonSet": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                  "numberReady": 0},
+    "HorizontalPodAutoscaler": {"desiredReplicas": 0},  # autoscaling/v2
+    "PodDisruptionBudget": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0},
+    "Service": {"loadBalancer": {}},
+    "Ingress": {"loadBalancer": {}},
+}
+
+
+def complete_status(res: Resource, obj: dict) -> dict:
+    """Give ``obj`` (in place) the status fields Kubernetes always serialises, zero where a writer left them out —
+    every write of a kind with a status goes through here, so no status writer can drop them."""
+    required = REQUIRED_STATUS.get(res.kind)
+    if required and res.has_status:
+        status = obj.get("status")
+        if not isinstance(status, dict):
+            status = obj["status"] = {}
+        for k, v in required.items():
+            if status.get(k) is None:
+                status[k] = deep_copy(v)
+    return obj
+
+
 def initial_status(res: Resource, obj: dict) -> dict | None:
+    if res.custom is not None:  # a create cannot set status where it is a subresource; elsewhere it is data
+        return None if res.has_status else obj.get("status")
     kind = res.kind
     if kind == "Pod":
         return {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
@@ -50,7 +82,7 @@ def initial_status(res: Resource, obj: dict) -> dict | None:
     if kind in ("PersistentVolume", "PersistentVolumeClaim"):
         return {"phase": "Pending"}
     if res.has_status:
-        return {}
+        return deep_copy(REQUIRED_STATUS.get(kind) or {})
     return None
 
 
@@ -66,7 +98,7 @@ def prepare_create(res: Resource, obj: dict, namespace: str | None) -> dict:
     meta["generation"] = 1
     for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
         meta.pop(k, None)
-    obj["apiVersion"] = res.api_version
+    obj["apiVersion"] = res.storage_api_version  # a custom resource's storage version
     obj["kind"] = res.kind
     if res.kind == "Namespace":
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name")
@@ -95,7 +127,7 @@ def prepare_update(res: Resource, old: dict, new: dict) -> dict:
             new_meta[k] = old_meta[k]
         else:
             new_meta.pop(k, None)
-    new["apiVersion"], new["kind"] = res.api_version, res.kind
+    new["apiVersion"], new["kind"] = res.storage_api_version, res.kind
     if res.has_status:
         if "status" in old:
             new["status"] = old["status"]
@@ -138,8 +170,23 @@ def pod_delete_grace(pod: dict, requested: int | None) -> int:
     return 30 if grace is None else max(0, int(grace))
 
 
+def set_replicas(res: Resource, obj: dict, replicas: int) -> None:
+    """What a Scale update writes: ``spec.replicas``, or a custom resource's ``specReplicasPath``."""
+    if res.custom is not None:
+        from bus import crd
+
+        crd.set_path(obj, (crd.scale_paths(res) or {}).get("specReplicasPath") or ".spec.replicas", replicas)
+        return
+    obj.setdefault("spec", {})["replicas"] = replicas
+
+
 def scale_of(res: Resource, obj: dict) -> dict:
-    """The autoscaling/v1 Scale view of a Deployment, ReplicaSet or ReplicationController."""
+    """The autoscaling/v1 Scale view of a Deployment, ReplicaSet or ReplicationController (or a custom resource
+    with a scale subresource: its definition's paths)."""
+    if res.custom is not None:
+        from bus import crd
+
+        return crd.scale_of(res, obj)
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}

@@ -8,6 +8,7 @@ from bus.scheduling import NO_EXECUTE, tolerates
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 
 
 # ---- conditions ----------------------------------------------------------------------------------

@@ -6,24 +6,28 @@ running unless an untolerated NoExecute taint (or a selector change) says otherw
 with a required node affinity naming their node (``matchFields metadata.name In [node]``) so the
 default scheduler places them, as Kubernetes does since 1.12. RollingUpdate deletes old-template pods
 at most ``maxUnavailable`` unavailable at a time and the next pass creates their replacements;
-OnDelete only replaces pods the user deleted."""
+OnDelete only replaces pods the user deleted.
+
+Every template is recorded as a ControllerRevision ``<ds>-<hash>`` (labels: the template's and
+``controller-revision-hash``, the label the pods carry too), renumbered when a rollback returns to it and trimmed to
+``revisionHistoryLimit`` beyond the ones pods still run, as Kubernetes' daemonset controller history does: what
+``kubectl rollout history|undo daemonset`` read and apply."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import orjson
-
+from bus import errors
 from bus.controller import Controller
 from bus.events import WARNING
 from bus.expectations import Expectations
 from bus.informer import Informer, key_of
 from bus.scheduling import NO_EXECUTE, find_untolerated_taint, matches_node, node_taints, required_affinity
 from bus.workqueue import Result
+from master.controllers import _history as history
 from master.controllers._ownedpods import (PodControl, controlled_pods, creation_order, observe_pods, phase,
                                            pod_available, pod_from_template, pod_ready, terminating, wall_clock,
                                            write_status)
@@ -48,16 +52,21 @@ DAEMON_TOLERATIONS = [
 
 def setup(ctx) -> list:
     dsc = DaemonSetController(ctx.client, ctx.informers.informer("daemonsets"), ctx.informers.informer("pods"),
-                              ctx.informers.informer("nodes"), ctx.recorder("daemonset-controller"))
+                              ctx.informers.informer("nodes"), ctx.recorder("daemonset-controller"),
+                              revisions=ctx.informers.informer("controllerrevisions"))
     return [dsc.controller]
 
 
 # ---- pure logic ------------------------------------------------------------------------------
 
 
-def template_hash(template: dict) -> str:
-    """A short, stable hash of the pod template (the ``controller-revision-hash`` label)."""
-    return hashlib.sha256(orjson.dumps(template or {}, option=orjson.OPT_SORT_KEYS)).hexdigest()[:10]
+def template_hash(template: dict, collision_count: int | None = None) -> str:
+    """The hash of the pod template's revision (the ``controller-revision-hash`` label, the revision name's end)."""
+    return history.hash_revision(history.template_patch({"spec": {"template": template or {}}}), collision_count)
+
+
+def collision_count(ds: dict) -> int | None:
+    return (ds.get("status") or {}).get("collisionCount")
 
 
 def with_daemon_tolerations(tolerations: list[dict] | None) -> list[dict]:
@@ -122,7 +131,7 @@ def plan(ds: dict, nodes: list[dict], pods: list[dict], now: float) -> Plan:
     spec = ds.get("spec") or {}
     pod_spec = (spec.get("template") or {}).get("spec") or {}
     min_ready = int(spec.get("minReadySeconds") or 0)
-    current = template_hash(spec.get("template") or {})
+    current = template_hash(spec.get("template") or {}, collision_count(ds))
     by_node: dict[str, list[dict]] = {}
     out = Plan()
     for pod in sorted(pods, key=creation_order):
@@ -215,7 +224,7 @@ def rolling_deletes(nodes: list[str], by_node: dict[str, list[dict]], current: s
 
 def daemon_pod(ds: dict, node: str) -> dict:
     spec = ds["spec"]
-    pod = pod_from_template(ds, {HASH_LABEL: template_hash(spec.get("template") or {}),
+    pod = pod_from_template(ds, {HASH_LABEL: template_hash(spec.get("template") or {}, collision_count(ds)),
                                  GENERATION_LABEL: str(ds["metadata"].get("generation", 1))})
     pod["spec"]["affinity"] = node_affinity_to(pod["spec"].get("affinity"), node)
     pod["spec"]["tolerations"] = with_daemon_tolerations(pod["spec"].get("tolerations"))
@@ -227,7 +236,7 @@ def daemon_pod(ds: dict, node: str) -> dict:
 
 class DaemonSetController:
     def __init__(self, client: Any, daemonsets: Informer, pods: Informer, nodes: Informer, recorder: Any,
-                 clock: Callable[[], float] = wall_clock) -> None:
+                 clock: Callable[[], float] = wall_clock, revisions: Informer | None = None) -> None:
         self.client = client
         self.daemonsets, self.pods, self.nodes = daemonsets, pods, nodes
         self.recorder = recorder
@@ -238,6 +247,9 @@ class DaemonSetController:
         self.controller.watches(daemonsets)
         self.controller.owns(pods, KIND)
         observe_pods(pods, KIND, self.exp)
+        self.revisions = revisions
+        if revisions is not None:
+            self.controller.owns(revisions, KIND)
         self.controller.informers.append(nodes)  # waited for before the workers start
         nodes.add_handler(on_add=self._enqueue_all, on_update=self._node_updated, on_delete=self._enqueue_all)
 
@@ -258,6 +270,9 @@ class DaemonSetController:
         if ds["metadata"].get("deletionTimestamp"):
             return None  # the garbage collector removes the pods
         pods = controlled_pods(self.pods, ds)
+        seen = ds
+        if self.revisions is not None:
+            ds = await self._history(ds, pods)
         p = plan(ds, self.nodes.list(), pods, self.clock())
         if self.exp.satisfied(key):
             for pod in p.delete:
@@ -267,5 +282,31 @@ class DaemonSetController:
                                               f"{pod['spec'].get('nodeName')}, will try to kill it")
             await self.pod_control.delete(ds, p.delete)
             await self.pod_control.create(ds, [daemon_pod(ds, n) for n in p.create_on])
-        await write_status(self.client, ds, p.status)
+        await write_status(self.client, seen, p.status)
         return Result(requeue_after=p.requeue_after) if p.requeue_after else None
+
+    async def _history(self, ds: dict, pods: list[dict]) -> dict:
+        """``constructHistory`` + ``cleanupHistory``: the current template recorded as the newest revision, old
+        ones trimmed. Returns ``ds`` with the collision count that gave its revision a free name."""
+        assert self.revisions is not None
+        revisions = history.by_revision(history.owned_revisions(self.revisions, ds))
+        cc = collision_count(ds)
+        h = template_hash((ds.get("spec") or {}).get("template") or {}, cc)
+        current = [r for r in revisions if (r["metadata"].get("labels") or {}).get(HASH_LABEL) == h]
+        newest = history.next_revision(revisions) - 1
+        if not current:
+            rev = history.new_revision(ds, newest + 1, cc, hash_label=HASH_LABEL)
+            made, new_cc = await history.create_revision(self.client, ds, rev, cc or 0, hash_label=HASH_LABEL)
+            if new_cc != (cc or 0):
+                ds = {**ds, "status": {**(ds.get("status") or {}), "collisionCount": new_cc}}
+            current = [made]
+        elif int(current[-1].get("revision") or 0) < newest:
+            try:
+                current = [await history.renumber(self.client, current[-1], newest + 1)]
+            except errors.NotFound:
+                pass
+        live = {(p["metadata"].get("labels") or {}).get(HASH_LABEL) for p in pods} | {h}
+        live_names = {history.revision_name(ds["metadata"]["name"], x) for x in live if x}
+        limit = int((ds.get("spec") or {}).get("revisionHistoryLimit", 10) or 0)
+        await history.trim(self.client, revisions, live_names | {current[-1]["metadata"]["name"]}, limit)
+        return ds

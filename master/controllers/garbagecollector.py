@@ -15,6 +15,7 @@ that can own or depend; an owner is looked up by kind/name and checked by uid. W
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from bus import errors
 from bus.controller import Controller
 from bus.informer import BY_OWNER, Informer, key_of
 from bus.meta import namespace_of, uid_of
-from bus.resources import RESOURCES, by_kind
+from bus.resources import RESOURCES, Resource, by_kind
 from master.controllers._ownership import deleting, owner_refs, patch_metadata
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,17 @@ _ABSENT_CACHE = 20000
 
 
 def setup(ctx) -> list:
-    informers = {r.plural: ctx.informers.informer(r.plural) for r in RESOURCES
+    informers = {r.bus_name: ctx.informers.informer(r) for r in RESOURCES
                  if r.stored and r.kind not in UNTRACKED_KINDS}
-    return [GarbageCollector(ctx.client, informers, ctx.settings.gc_workers).controller]
+    gc = GarbageCollector(ctx.client, informers, ctx.settings.gc_workers)
+    ctx.crds.listeners.append(gc.track_custom)  # custom resources: owners and dependents too
+    return [gc.controller]
+
+
+def _owner_kind(ref: dict) -> Resource | None:
+    """The resource an owner reference names: by kind and apiVersion (two groups may share a kind), else by kind."""
+    kind = ref.get("kind") or ""
+    return by_kind(kind, ref.get("apiVersion") or None) or by_kind(kind)
 
 
 # ---- pure decisions --------------------------------------------------------------------------
@@ -88,10 +97,23 @@ class GarbageCollector:
         self.client = client
         self.informers = informers
         self.absent: OrderedDict[str, None] = OrderedDict()  # owner uids known to be gone
+        self._starts: set[asyncio.Task] = set()
         self.controller = Controller("garbagecollector", self.reconcile, workers)
         for plural, inf in informers.items():
             inf.add_handler(*self._handlers(plural))
             self.controller.informers.append(inf)
+
+    def track_custom(self, crd: dict, res: Resource | None) -> None:
+        """A CustomResourceDefinition was written: watch its objects from now on (a definition that is gone takes
+        its objects with it; its informer stops when its bucket goes)."""
+        if res is None or res.bus_name in self.informers:
+            return
+        inf = Informer(self.client, res)
+        inf.add_handler(*self._handlers(res.bus_name))
+        self.informers[res.bus_name] = inf
+        task = asyncio.create_task(inf.start(wait=False), name=f"gc-informer-{res.bus_name}")
+        self._starts.add(task)
+        task.add_done_callback(self._starts.discard)
 
     # -- graph reads
 
@@ -101,11 +123,11 @@ class GarbageCollector:
         return [(p, d) for p, inf in self.informers.items() for d in inf.by_index(BY_OWNER, uid)]
 
     def _owner_resource(self, dependent: dict, ref: dict) -> tuple[str | None, str | None]:
-        """(plural, namespace) where ``ref``'s owner lives; plural None for kinds not tracked."""
-        res = by_kind(ref.get("kind") or "")
-        if res is None or res.plural not in self.informers:
+        """(bus name, namespace) where ``ref``'s owner lives; None for kinds not tracked."""
+        res = _owner_kind(ref)
+        if res is None or res.bus_name not in self.informers:
             return None, None
-        return res.plural, namespace_of(dependent) if res.namespaced else None
+        return res.bus_name, namespace_of(dependent) if res.namespaced else None
 
     def _cached_owner(self, dependent: dict, ref: dict) -> tuple[str | None, dict | None]:
         plural, ns = self._owner_resource(dependent, ref)
@@ -124,10 +146,10 @@ class GarbageCollector:
         owner = self.informers[plural].get(ns, ref.get("name") or "")
         if owner is None or uid_of(owner) != uid:
             owner = None
-            owner_namespaced = by_kind(ref["kind"]).namespaced  # type: ignore[union-attr]
-            if not owner_namespaced or namespace_of(dependent):
+            owner_res = self.informers[plural].resource
+            if not owner_res.namespaced or namespace_of(dependent):
                 try:  # the cache may lag behind a new owner: ask the API before calling it gone
-                    owner = await self.client.get(plural, ref.get("name") or "", ns)
+                    owner = await self.client.get(owner_res, ref.get("name") or "", ns)
                 except errors.NotFound:
                     owner = None
             if owner is None or uid_of(owner) != uid:
@@ -184,14 +206,15 @@ class GarbageCollector:
         if not refs:
             return
         states = {r.get("uid"): await self.owner_state(obj, r) for r in refs}
-        action, arg = decide(states, bool(self.dependents(uid_of(obj))), plural == "pods")
+        action, arg = decide(states, bool(self.dependents(uid_of(obj))), plural == "pods")  # "pods": a bus name
         if action == "unlink":
             await self._drop_refs(plural, obj, set(arg))
         elif action == "delete":
             meta = obj["metadata"]
             log.info("deleting %s %s (%s): its owners are gone or going", plural, key, arg)
             try:
-                await self.client.delete(plural, meta["name"], meta.get("namespace"), propagation_policy=arg,
+                await self.client.delete(self.informers[plural].resource, meta["name"], meta.get("namespace"),
+                                         propagation_policy=arg,
                                          preconditions={"uid": meta.get("uid")})
             except (errors.NotFound, errors.Conflict):
                 pass  # already gone, or a new object by that name
@@ -219,7 +242,7 @@ class GarbageCollector:
             if not fields:
                 return
             try:
-                await patch_metadata(self.client, plural, obj, **fields)
+                await patch_metadata(self.client, self.informers[plural].resource, obj, **fields)
                 return
             except errors.NotFound:
                 return
@@ -228,7 +251,7 @@ class GarbageCollector:
                     raise
                 meta = obj["metadata"]
                 try:
-                    obj = await self.client.get(plural, meta["name"], meta.get("namespace"))
+                    obj = await self.client.get(self.informers[plural].resource, meta["name"], meta.get("namespace"))
                 except errors.NotFound:
                     return
                 if uid_of(obj) != uid:

@@ -1,10 +1,11 @@
 """HorizontalPodAutoscaler (autoscaling/v2), computed the way Kubernetes' HPA controller does.
 
 Metrics: the node agents publish PodMetrics on ``k8n.metrics.pod.<node>.<ns>.<pod>``; this
-controller subscribes to the wildcard and keeps the latest sample per pod (cpu in millicores,
-memory in bytes, with its timestamp and window). Every ``hpa-sync-period`` (15 s) per HPA:
+controller keeps the latest ones (``bus.metrics.MetricsCache``, as the gateway's metrics.k8s.io does: a pod's
+sample counts only from the node it is bound to, while fresh) and reads them as cpu in millicores and memory in
+bytes, with their timestamp and window. Every ``hpa-sync-period`` (15 s) per HPA:
 
-1. read the target's scale subresource (Deployment, ReplicaSet, ReplicationController);
+1. read the target's scale subresource (Deployment, ReplicaSet, ReplicationController, StatefulSet);
 2. for each ``Resource`` metric (cpu/memory; ``Utilization`` of requests or ``AverageValue``) run
    the replica calculator over the pods the scale selector picks: pods being deleted or Failed
    are ignored, Pending and (for cpu) not-yet-ready pods are unready, pods without a sample are
@@ -29,13 +30,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bus import codec, errors, subjects
+from bus import errors
 from bus.controller import Controller
 from bus.events import NORMAL, WARNING
 from bus.informer import Informer, deep_copy
 from bus.labels import parse_selector
-from bus.meta import format_time, get_condition, set_condition, timestamp
+from bus.meta import format_time, get_condition, parse_duration, set_condition, timestamp
+from bus.metrics import MetricsCache
 from bus.quantity import cpu_millis, format_quantity, memory_bytes
+from bus.resources import by_kind
 from bus.workqueue import Clock, Result
 
 log = logging.getLogger(__name__)
@@ -43,8 +46,18 @@ log = logging.getLogger(__name__)
 TOLERANCE = 0.1
 CPU_INITIALIZATION_PERIOD = 300.0
 DELAY_OF_INITIAL_READINESS = 30.0
-METRIC_MAX_AGE = 60.0
-TARGETS = {"Deployment": "deployments", "ReplicaSet": "replicasets", "ReplicationController": "replicationcontrollers"}
+TARGETS = {"Deployment": "deployments", "ReplicaSet": "replicasets", "ReplicationController": "replicationcontrollers",
+           "StatefulSet": "statefulsets"}
+
+
+def scale_target(ref: dict) -> Any:
+    """What ``scaleTargetRef`` names: a built-in workload, or any resource with a scale subresource (a custom
+    resource whose definition has one, found by its apiVersion and kind)."""
+    plural = TARGETS.get(ref.get("kind") or "")
+    if plural is not None:
+        return plural
+    res = by_kind(ref.get("kind") or "", ref.get("apiVersion") or None)
+    return res if res is not None and "scale" in res.subresources else None
 
 
 def setup(ctx) -> list:
@@ -82,31 +95,24 @@ def sample_of(pm: dict) -> Sample:
         usage = c.get("usage") or {}
         cpu += cpu_millis(usage.get("cpu") or 0)
         mem += memory_bytes(usage.get("memory") or 0)
-    window = str(pm.get("window") or "0s").rstrip("s") or "0"
-    return Sample(cpu, mem, timestamp(pm.get("timestamp")) or time.time(), float(window))
+    return Sample(cpu, mem, timestamp(pm.get("timestamp")) or time.time(), parse_duration(pm.get("window") or "0s"))
 
 
 class MetricsStore:
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
-        self.latest: dict[tuple[str, str], Sample] = {}
-        self.wall = wall
+    """The pods' fresh samples off the bus."""
 
-    async def on_message(self, msg: Any) -> None:
-        try:
-            pm = codec.unpack(msg.data)
-            meta = pm.get("metadata") or {}
-            self.latest[(meta["namespace"], meta["name"])] = sample_of(pm)
-        except Exception as e:
-            log.debug("bad pod metrics on %s: %s", getattr(msg, "subject", "?"), e)
+    def __init__(self, cache: MetricsCache | None = None) -> None:
+        self.cache = cache or MetricsCache()
 
     def for_pods(self, pods: list[dict]) -> dict[str, Sample]:
-        """Fresh samples of ``pods`` by pod name (forgets samples of pods that are gone)."""
-        now, out = self.wall(), {}
+        """Fresh samples of ``pods`` (from the node each is bound to) by pod name."""
+        out = {}
+        self.cache.prune()  # forgets samples of pods that are gone
         for p in pods:
             m = p["metadata"]
-            s = self.latest.get((m["namespace"], m["name"]))
-            if s is not None and now - s.timestamp <= METRIC_MAX_AGE:
-                out[m["name"]] = s
+            s = self.cache.pod(m["namespace"], m["name"], (p.get("spec") or {}).get("nodeName"))
+            if s is not None:
+                out[m["name"]] = sample_of(s.doc)
         return out
 
 
@@ -338,22 +344,18 @@ class HPAController:
         self.client, self.hpas, self.pods, self.recorder = client, hpas, pods, recorder
         self.sync_period, self.downscale_window = float(sync_period), float(downscale_window)
         self.clock, self.wall = clock or Clock(), wall
-        self.metrics = MetricsStore(wall)
+        self.metrics = MetricsStore()
         self.history: dict[str, History] = {}
         self.controller = Controller("hpa", self.reconcile)
         self.controller.watches(hpas)
         self.controller.informers.append(pods)
-        self._sub = None
 
     async def run(self) -> None:
-        self._sub = await self.client.nc.subscribe(subjects.pod_metrics_wildcard(), cb=self.metrics.on_message)
+        await self.metrics.cache.start(self.client.nc, nodes=False)
         try:
             await self.controller.run()
         finally:
-            try:
-                await self._sub.unsubscribe()
-            except Exception:
-                pass
+            await self.metrics.cache.stop()
 
     def shutdown(self) -> None:
         self.controller.shutdown()
@@ -426,7 +428,7 @@ class HPAController:
                                           "message": msg}, now_s)
 
         new = {**status, "observedGeneration": hpa["metadata"].get("generation")}
-        plural = TARGETS.get(ref.get("kind") or "")
+        plural = scale_target(ref)
         try:
             if plural is None:
                 raise errors.bad_request(f"unsupported scale target kind {ref.get('kind')!r}")

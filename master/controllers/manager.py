@@ -15,6 +15,7 @@ from typing import Any
 from bus import roles
 from bus.roles import Identity
 from bus.client import ApiClient
+from bus.crd import CrdRegistry
 from bus.events import EventRecorder
 from bus.informer import SharedInformerFactory
 from master.controllers.settings import ControllerManagerSettings
@@ -30,6 +31,11 @@ class Context:
     client: ApiClient
     informers: SharedInformerFactory
     settings: ControllerManagerSettings = field(default_factory=ControllerManagerSettings.load)
+    crds: CrdRegistry | None = None  # the CustomResourceDefinitions: which custom resources exist (listeners)
+
+    def __post_init__(self) -> None:
+        if self.crds is None:
+            self.crds = CrdRegistry(self.client)
 
     def recorder(self, component: str) -> EventRecorder:
         return EventRecorder(self.client, component)
@@ -80,6 +86,7 @@ async def _run_controllers(ctx: Context, stop: asyncio.Event) -> None:
         runnables.extend(mod.setup(ctx))
         log.info("controller %s set up", mod.__name__.rsplit(".", 1)[-1])
     await ctx.informers.start()
+    await ctx.crds.start()
     tasks = [asyncio.create_task(r.run(), name=getattr(r, "name", repr(r))) for r in runnables]
     try:
         await stop.wait()
@@ -87,4 +94,5 @@ async def _run_controllers(ctx: Context, stop: asyncio.Event) -> None:
         for r in runnables:
             r.shutdown()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await ctx.crds.stop()
         await ctx.informers.stop()

@@ -11,7 +11,7 @@ import logging
 from bus import errors
 from bus.controller import Controller
 from bus.meta import now, set_condition
-from bus.resources import RESOURCES, Resource
+from bus.resources import RESOURCES, Resource, custom_resources
 from bus.workqueue import Result
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 FINALIZER = "kubernetes"
 RECHECK_SECONDS = 1.0
 # Deleted in this order: controllers before what they make, pods before what pods use, events last.
-_FIRST = ("HorizontalPodAutoscaler", "Deployment", "DaemonSet", "Job", "ReplicaSet", "ReplicationController", "Pod")
+_FIRST = ("HorizontalPodAutoscaler", "Deployment", "DaemonSet", "CronJob", "Job", "ReplicaSet", "ReplicationController",
+          "Pod")
 _LAST = ("ServiceAccount", "Secret", "ConfigMap", "Lease", "Event")
 
 
@@ -77,7 +78,7 @@ class NamespaceController:
     async def delete_content(self, namespace: str) -> dict[str, int]:
         """Ask for the deletion of everything in ``namespace``; returns what is still there."""
         remaining: dict[str, int] = {}
-        for res in deletion_order():
+        for res in deletion_order(RESOURCES + tuple(custom_resources())):  # custom resources too
             items = await self._list(res, namespace)
             for obj in items:
                 meta = obj["metadata"]

@@ -1,15 +1,14 @@
 """Pod garbage collection: every ``podgc-period`` (2 s) over the informer caches, it force-deletes
-(grace 0) two kinds of pods nobody else will ever finish:
+(grace 0) two kinds of pods nobody else will ever finish, as Kubernetes' PodGC does:
 
 - pods bound to a Node that no longer exists (missing from the cache for ``podgc-orphan-quarantine``
-  seconds, 5 s, and confirmed NotFound by a read), as Kubernetes' PodGC does for orphaned pods;
-- terminating pods on a node tainted ``node.kubernetes.io/unreachable`` whose deletion deadline
-  (``deletionTimestamp``, i.e. delete time + grace period) passed more than
-  ``podgc-terminating-unreachable-seconds`` (5 s) ago: their agent cannot confirm the containers
-  stopped, and a pod left Terminating would block replacements that need its name or its slot.
-  Kubernetes only does this for the ``out-of-service`` taint an operator sets; k8n does it for the
-  unreachable taint too, and an agent that comes back removes the containers of pods it no longer
-  finds (``Agent.adopt``).
+  seconds, 5 s, and confirmed NotFound by a read);
+- terminating pods on a node that is not Ready and carries the ``node.kubernetes.io/out-of-service``
+  taint: an operator's word that the node is down for good, so its containers cannot be running.
+
+A terminating pod on a node that is merely unreachable stays (Terminating) until one of those, or a force
+delete (``kubectl delete --grace-period=0 --force``): its containers may still run, and a StatefulSet must not
+start a second pod of the same identity elsewhere. An agent that comes back finishes the deletion itself.
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ from typing import Callable
 from bus import errors
 from bus.controller import Controller
 from bus.informer import Informer, key_of
-from bus.meta import timestamp
 from bus.workqueue import Result
-from master.controllers._lifecycle_util import UNREACHABLE, has_taint
+from master.controllers._lifecycle_util import OUT_OF_SERVICE, ready_status
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +30,21 @@ KEY = "podgc"
 
 def setup(ctx) -> list:
     gc = PodGC(ctx.client, ctx.informers.informer("nodes"), ctx.informers.informer("pods"),
-               period=ctx.settings.podgc_period, quarantine=ctx.settings.podgc_orphan_quarantine,
-               terminating_after=ctx.settings.podgc_terminating_unreachable_seconds)
+               period=ctx.settings.podgc_period, quarantine=ctx.settings.podgc_orphan_quarantine)
     return [gc.controller]
+
+
+def out_of_service(node: dict) -> bool:
+    """Not Ready and tainted ``node.kubernetes.io/out-of-service`` (any effect), as PodGC's gcTerminating asks."""
+    taints = (node.get("spec") or {}).get("taints") or []
+    return ready_status(node) != "True" and any(t.get("key") == OUT_OF_SERVICE for t in taints)
 
 
 class PodGC:
     def __init__(self, client, nodes: Informer, pods: Informer, period: float = 2.0, quarantine: float = 5.0,
-                 terminating_after: float = 5.0, wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time) -> None:
         self.client, self.nodes, self.pods = client, nodes, pods
-        self.period, self.quarantine, self.terminating_after = float(period), float(quarantine), float(terminating_after)
+        self.period, self.quarantine = float(period), float(quarantine)
         self.wall = wall
         self.missing_since: dict[str, float] = {}  # node name -> first time seen missing
         self.controller = Controller("podgc", self.reconcile)
@@ -50,7 +53,7 @@ class PodGC:
         self.controller.queue.add(KEY)
 
     def doomed(self) -> tuple[list[dict], list[dict]]:
-        """(pods on vanished nodes past quarantine, terminating pods on unreachable nodes past due)."""
+        """(pods on vanished nodes past quarantine, terminating pods on out-of-service nodes)."""
         now = self.wall()
         orphans, stuck = [], []
         seen_missing = set()
@@ -64,8 +67,7 @@ class PodGC:
                 if now - self.missing_since.setdefault(node_name, now) >= self.quarantine:
                     orphans.append(pod)
                 continue
-            deadline = timestamp(pod["metadata"].get("deletionTimestamp"))
-            if deadline is not None and has_taint(node, UNREACHABLE) and now - deadline >= self.terminating_after:
+            if pod["metadata"].get("deletionTimestamp") and out_of_service(node):
                 stuck.append(pod)
         for name in set(self.missing_since) - seen_missing:
             del self.missing_since[name]
@@ -85,7 +87,7 @@ class PodGC:
             if gone[node_name]:
                 await self._force_delete(pod, f"node {node_name} no longer exists")
         for pod in stuck:
-            await self._force_delete(pod, f"terminating on unreachable node {pod['spec']['nodeName']}")
+            await self._force_delete(pod, f"terminating on out-of-service node {pod['spec']['nodeName']}")
         return Result(requeue_after=self.period)
 
     async def _force_delete(self, pod: dict, why: str) -> None:

@@ -37,11 +37,12 @@ class ControllerManagerSettings:
     podgc_period: float = setting(2.0, "seconds between the pod garbage collector's passes")
     podgc_orphan_quarantine: float = setting(
         5.0, "seconds a pod's node must be missing before the pod is force-deleted")
-    podgc_terminating_unreachable_seconds: float = setting(
-        5.0, "seconds past its deletion deadline a terminating pod on an unreachable node is force-deleted")
     job_backoff_initial: float = setting(
         10.0, "seconds of the first Job pod-failure backoff (doubles with each failure since the last success)")
     hpa_sync_period: float = setting(15.0, "seconds between two evaluations of a HorizontalPodAutoscaler")
+    resourcequota_sync_period: float = setting(
+        30.0, "seconds between two full recalculations of a ResourceQuota's usage (it is also recalculated when the "
+        "objects it counts change)")
     hpa_downscale_stabilization: float = setting(
         300.0, "seconds of the scale-down stabilization window of an HPA that sets none")
     pv_reclaim_roots: str = setting(

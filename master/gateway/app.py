@@ -14,9 +14,11 @@ from bus.client import ApiClient
 from bus.roles import Identity
 from bus.version import version_info
 from master.gateway import authz as gateway_authz
-from master.gateway import discovery, endpoint, openapi, rest
+from master.gateway import discovery, endpoint, metricsapi, openapi, rest
+from master.gateway import portforward
 from master.gateway.auth import AUTHN, Authenticator, User, middleware as auth_middleware
-from master.gateway.context import CLIENT
+from bus.crd import CrdRegistry
+from master.gateway.context import CLIENT, CRDS
 from master.gateway.paths import parse_path
 from master.gateway.respond import JSON, error_response, json_response
 
@@ -108,6 +110,11 @@ def _pod_stream(fn: str) -> Handler:
     return handler
 
 
+async def _portforward(request: web.Request) -> web.StreamResponse:
+    parse_path(request.path)
+    return await portforward.pod_portforward(request)
+
+
 # ---- errors ---------------------------------------------------------------------------------------
 
 @web.middleware
@@ -141,11 +148,16 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
         app[CLIENT] = c
         app[AUTHN] = Authenticator(c, tokens)
         app[gateway_authz.AUTHZ] = authz = await gateway_authz.start(c)
+        app[metricsapi.CACHE] = metrics = await metricsapi.start(c)
+        app[CRDS] = crds = CrdRegistry(c)
+        await crds.start()
         publisher = asyncio.create_task(endpoint.keep(c, *advertise)) if advertise else None
         yield
         if publisher is not None:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
+        await metrics.stop()
+        await crds.stop()
         await authz.factory.stop()
         if own:
             await c.close()
@@ -167,6 +179,9 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
     r.add_get(POD + "/log", _pod_stream("pod_log"))
     r.add_route("GET", POD + "/exec", _pod_stream("pod_exec"))
     r.add_route("POST", POD + "/exec", _pod_stream("pod_exec"))
+    r.add_route("GET", POD + "/portforward", _portforward)
+    r.add_route("POST", POD + "/portforward", _portforward)
+    metricsapi.add_routes(app)
     r.add_route("*", "/api/v1/{tail:.+}", rest.handle)
     r.add_route("*", "/apis/{group}/{version}/{tail:.+}", rest.handle)
     return app

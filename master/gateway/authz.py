@@ -49,7 +49,7 @@ async def start(client) -> ClusterAuthorizer:
 
 
 def _resource_verb(method: str, t: Target, watch_query: bool) -> str:
-    if t.subresource == "exec":  # a WebSocket upgrade is a GET; Kubernetes authorizes exec as create
+    if t.subresource in ("exec", "portforward"):  # a WebSocket upgrade is a GET; Kubernetes authorizes as create
         return "create"
     if method in ("GET", "HEAD"):
         if t.watch or (watch_query and t.name is None):

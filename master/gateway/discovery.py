@@ -4,15 +4,15 @@ APIResourceList)."""
 
 from __future__ import annotations
 
-from bus.resources import RESOURCES, Resource
+from bus.resources import METRICS_RESOURCES, RESOURCES, Resource, custom_resources
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
 DISCOVERY_VERSIONS = ("v2", "v2beta1")
 
-# Groups served with no resources of their own: policy/v1 (kubectl drain looks for it, then uses
-# the pods/eviction subresource).
-EXTRA_GROUPS: dict[str, list[str]] = {"policy": ["v1"]}
+# Groups served with no resources of their own (none now: policy/v1, which kubectl drain looks for before it uses
+# the pods/eviction subresource, serves PodDisruptionBudgets).
+EXTRA_GROUPS: dict[str, list[str]] = {}
 
 # subresource -> (responseKind group, version, kind or None for the parent's kind, verbs)
 _SUBRESOURCES: dict[str, tuple[str | None, str | None, str | None, list[str]]] = {
@@ -22,20 +22,47 @@ _SUBRESOURCES: dict[str, tuple[str | None, str | None, str | None, list[str]]] =
     "eviction": ("policy", "v1", "Eviction", ["create"]),
     "log": ("", "v1", "Pod", ["get"]),
     "exec": ("", "v1", "PodExecOptions", ["create", "get"]),
+    "portforward": ("", "v1", "PodPortForwardOptions", ["create", "get"]),
     "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
 }
 CREATE_ONLY = ["create"]
+READ_ONLY = ["get", "list"]  # metrics.k8s.io (master/gateway/metricsapi.py)
 
 
 def verbs_of(r: Resource) -> list[str]:
-    """What a resource serves: everything, or only create for one that is never stored (reviews)."""
+    """What a resource serves: everything, get and list for the metrics, or only create for one that is never stored
+    (reviews)."""
+    if r in METRICS_RESOURCES:
+        return READ_ONLY
     return VERBS if r.stored else CREATE_ONLY
+
+
+def _all() -> list[Resource]:
+    """Every resource served now: the built-in ones, metrics.k8s.io's, and each custom resource at each version
+    its definition serves (in Kubernetes' version priority, so the first is the preferred one)."""
+    out = list(RESOURCES + METRICS_RESOURCES)
+    for r in custom_resources():
+        served = [v.name for v in r.custom.versions if v.served]
+        out.extend(r.custom.at_version(r, v) for v in sorted(served, key=version_priority))
+    return out
+
+
+def version_priority(v: str) -> tuple:
+    """Kubernetes' version order (apimachinery's CompareKubeAwareVersionStrings): GA before beta before alpha,
+    higher numbers first, anything else last, alphabetically."""
+    import re
+
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", v)
+    if m is None:
+        return (3, 0, 0, v)
+    major, stage, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
+    return ({None: 0, "beta": 1, "alpha": 2}[stage], -major, -minor, v)
 
 
 def groups() -> dict[str, list[str]]:
     """group name -> versions served ('' is the core group), in a stable order."""
     out: dict[str, list[str]] = {}
-    for r in RESOURCES:
+    for r in _all():
         vs = out.setdefault(r.group, [])
         if r.version not in vs:
             vs.append(r.version)
@@ -45,7 +72,7 @@ def groups() -> dict[str, list[str]]:
 
 
 def resources_of(group: str, version: str) -> list[Resource]:
-    return [r for r in RESOURCES if r.group == group and r.version == version]
+    return [r for r in _all() if r.group == group and r.version == version]
 
 
 def _sub_kind(r: Resource, sub: str) -> tuple[str, str, str, list[str]]:

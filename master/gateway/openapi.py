@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import orjson
 
-from bus.resources import Resource
+from bus.resources import Resource, custom_resources
 from master.gateway import discovery
 
 PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
@@ -91,8 +91,15 @@ def gv_document(group: str, version: str) -> dict | None:
             "paths": paths, "components": {"schemas": {}}}
 
 
-@lru_cache(maxsize=None)
 def gv_document_bytes(group: str, version: str) -> bytes | None:
+    if any(r.group == group for r in custom_resources()):  # definitions come and go: never cached
+        doc = gv_document(group, version)
+        return None if doc is None else orjson.dumps(doc)
+    return _built_in_bytes(group, version)
+
+
+@lru_cache(maxsize=None)
+def _built_in_bytes(group: str, version: str) -> bytes | None:
     doc = gv_document(group, version)
     return None if doc is None else orjson.dumps(doc)
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from bus import errors
 from bus.labels import is_dns1123_label
-from bus.resources import RESOURCES, Resource
+from bus.resources import METRICS_RESOURCES, RESOURCES, Resource, by_group_plural
 
-_BY_GV_PLURAL: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
+_BY_GV_PLURAL: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r
+                                                        for r in RESOURCES + METRICS_RESOURCES}
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,30 @@ def _not_found(path: str) -> errors.NotFound:
 
 def _lookup(group: str, version: str, plural: str, path: str) -> Resource:
     res = _BY_GV_PLURAL.get((group, version, plural))
-    if res is None:
-        raise _not_found(path)
-    return res
+    if res is not None:
+        return res
+    custom = by_group_plural(group, plural) if group else None
+    if custom is not None and custom.custom is not None:
+        v = custom.custom.version(version)
+        if v is not None and v.served:
+            return custom.custom.at_version(custom, version)
+    raise _not_found(path)
+
+
+def custom_candidate(path: str) -> str | None:
+    """The bus name of the custom resource a path would address (``/apis/stable.example.com/v1/crontabs`` ->
+    ``crontabs_stable_example_com``), so a definition the watch has not delivered yet can be looked up."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 4 or parts[0] != "apis" or "." not in parts[1]:
+        return None
+    rest = parts[3:]
+    if rest[:1] == ["watch"]:
+        rest = rest[1:]
+    if rest[:1] == ["namespaces"] and len(rest) >= 3:
+        rest = rest[2:]
+    if not rest:
+        return None
+    return f"{rest[0]}.{parts[1]}".replace(".", "_")
 
 
 # kube's path.IsValidPathSegmentName refuses these; a NATS subject token also may not hold a wildcard or blank

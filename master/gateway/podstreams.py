@@ -54,6 +54,16 @@ def decode_frame(frame: bytes) -> tuple[int, bytes]:
     return frame[0], bytes(frame[1:])
 
 
+def frame_bytes(kind: WSMsgType, data: Any) -> bytes:
+    """The bytes of a client's data frame: BINARY as sent, TEXT as its UTF-8 (the channel is its first character, as
+    the Python client's ``write_stdin(str)`` sends it; kube-apiserver reads both kinds alike); b"" for anything else."""
+    if kind == WSMsgType.BINARY:
+        return bytes(data or b"")
+    if kind == WSMsgType.TEXT:
+        return (data or "").encode()
+    return b""
+
+
 def closed_channel(frame: bytes) -> int | None:
     """The channel a v5 close frame ``[255, ch]`` closes, else None."""
     if len(frame) >= 2 and frame[0] == CLOSE:
@@ -331,12 +341,13 @@ async def _read_client(ws: web.WebSocketResponse, session: nodeclient.ExecSessio
     close, stdin is closed too (so a command reading it ends)."""
     stdin_open = stdin
     async for msg in ws:
-        if msg.type != WSMsgType.BINARY or not msg.data:
+        frame = frame_bytes(msg.type, msg.data)
+        if not frame:
             continue
-        channel, payload = decode_frame(msg.data)
+        channel, payload = decode_frame(frame)
         if channel == STDIN and stdin_open and payload:
             await session.write(payload)
-        elif closed_channel(msg.data) == STDIN and stdin_open:
+        elif closed_channel(frame) == STDIN and stdin_open:
             stdin_open = False
             await session.close_stdin()
     if stdin_open:

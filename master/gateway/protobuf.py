@@ -2,7 +2,9 @@
 
 A body is ``k8s\\0`` followed by a ``runtime.Unknown`` message (1: TypeMeta{1: apiVersion, 2: kind},
 2: raw — the object's own message). kubectl's typed client sends protobuf for ``create namespace``,
-``create serviceaccount|configmap|secret|deployment|job|service`` and ``drain`` (an Eviction with DeleteOptions);
+``create serviceaccount|configmap|secret|deployment|job|service|role|rolebinding|clusterrole|clusterrolebinding|
+cronjob|quota|priorityclass|poddisruptionbudget|ingress|token``, ``create job --from=cronjob/X`` and ``drain`` (an
+Eviction with DeleteOptions);
 those kinds are decoded into the JSON shape, others are refused (415: send JSON — ``create -f`` and
 ``apply`` do). Decoding is strict: a set field this module does not know is a 415 too, never dropped.
 Zero scalars are left out, as JSON's ``omitempty`` leaves them out (Kubernetes' protobuf writes
@@ -27,7 +29,10 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "TypeMeta": {1: ("apiVersion", "str"), 2: ("kind", "str")},
     "ObjectMeta": {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str"), 5: ("uid", "str"),
                    6: ("resourceVersion", "str"), 7: ("generation", "int"), 8: ("creationTimestamp", "ignore"),
-                   11: ("labels", "map"), 12: ("annotations", "map"), 14: ("finalizers", "[str]")},
+                   11: ("labels", "map"), 12: ("annotations", "map"), 13: ("ownerReferences", "[OwnerReference]"),
+                   14: ("finalizers", "[str]")},
+    "OwnerReference": {1: ("kind", "str"), 3: ("name", "str"), 4: ("uid", "str"), 5: ("apiVersion", "str"),
+                       6: ("controller", "bool"), 7: ("blockOwnerDeletion", "bool")},
     "Preconditions": {1: ("uid", "str"), 2: ("resourceVersion", "str")},
     "DeleteOptions": {1: ("gracePeriodSeconds", "int"), 2: ("preconditions", "Preconditions"),
                       3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "str"), 5: ("dryRun", "[str]")},
@@ -48,16 +53,22 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "ContainerPort": {1: ("name", "str"), 2: ("hostPort", "int"), 3: ("containerPort", "int"),
                       4: ("protocol", "str"), 5: ("hostIP", "str")},
     "EnvVar": {1: ("name", "str"), 2: ("value", "str")},
-    "ResourceRequirements": {},
+    "ResourceRequirements": {1: ("limits", "quantitymap"), 2: ("requests", "quantitymap")},
+    "VolumeMount": {1: ("name", "str"), 2: ("readOnly", "bool"), 3: ("mountPath", "str"), 4: ("subPath", "str")},
+    "PodSecurityContext": {},  # empty as kubectl's generators send it; anything set is refused, never dropped
     "Container": {1: ("name", "str"), 2: ("image", "str"), 3: ("command", "[str]"), 4: ("args", "[str]"),
                   5: ("workingDir", "str"), 6: ("ports", "[ContainerPort]"), 7: ("env", "[EnvVar]"),
-                  8: ("resources", "ResourceRequirements"), 13: ("terminationMessagePath", "str"),
+                  8: ("resources", "ResourceRequirements"), 9: ("volumeMounts", "[VolumeMount]"),
+                  13: ("terminationMessagePath", "str"),
                   14: ("imagePullPolicy", "str"), 16: ("stdin", "bool"), 17: ("stdinOnce", "bool"),
                   18: ("tty", "bool"), 20: ("terminationMessagePolicy", "str")},
     "PodSpec": {2: ("containers", "[Container]"), 3: ("restartPolicy", "str"),
-                4: ("terminationGracePeriodSeconds", "int"), 6: ("dnsPolicy", "str"), 7: ("nodeSelector", "map"),
-                8: ("serviceAccountName", "str"), 10: ("nodeName", "str"), 19: ("schedulerName", "str"),
-                20: ("initContainers", "[Container]")},
+                4: ("terminationGracePeriodSeconds", "int"), 5: ("activeDeadlineSeconds", "int"),
+                6: ("dnsPolicy", "str"), 7: ("nodeSelector", "map"), 8: ("serviceAccountName", "str"),
+                10: ("nodeName", "str"), 11: ("hostNetwork", "bool"), 14: ("securityContext", "PodSecurityContext"),
+                16: ("hostname", "str"), 17: ("subdomain", "str"), 19: ("schedulerName", "str"),
+                20: ("initContainers", "[Container]"), 21: ("automountServiceAccountToken", "bool"),
+                24: ("priorityClassName", "str"), 30: ("enableServiceLinks", "bool")},
     "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
     "DeploymentStrategy": {1: ("type", "str")},
     "DeploymentSpec": {1: ("replicas", "int"), 2: ("selector", "LabelSelector"), 3: ("template", "PodTemplateSpec"),
@@ -67,8 +78,42 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "Deployment": {1: ("metadata", "ObjectMeta"), 2: ("spec", "DeploymentSpec"), 3: ("status", "ignore")},
     "JobSpec": {1: ("parallelism", "int"), 2: ("completions", "int"), 3: ("activeDeadlineSeconds", "int"),
                 4: ("selector", "LabelSelector"), 5: ("manualSelector", "bool"), 6: ("template", "PodTemplateSpec"),
-                7: ("backoffLimit", "int"), 8: ("ttlSecondsAfterFinished", "int")},
+                7: ("backoffLimit", "int"), 8: ("ttlSecondsAfterFinished", "int"), 9: ("completionMode", "str"),
+                10: ("suspend", "bool"), 14: ("podReplacementPolicy", "str"), 15: ("managedBy", "str")},
     "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec"), 3: ("status", "ignore")},
+    # batch/v1 CronJob (kubectl create cronjob)
+    "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+    "CronJobSpec": {1: ("schedule", "str"), 2: ("startingDeadlineSeconds", "int"), 3: ("concurrencyPolicy", "str"),
+                    4: ("suspend", "bool"), 5: ("jobTemplate", "JobTemplateSpec"),
+                    6: ("successfulJobsHistoryLimit", "int"), 7: ("failedJobsHistoryLimit", "int"),
+                    8: ("timeZone", "str")},
+    "CronJob": {1: ("metadata", "ObjectMeta"), 2: ("spec", "CronJobSpec"), 3: ("status", "ignore")},
+    # core/v1 ResourceQuota (kubectl create quota)
+    "ScopedResourceSelectorRequirement": {1: ("scopeName", "str"), 2: ("operator", "str"), 3: ("values", "[str]")},
+    "ScopeSelector": {1: ("matchExpressions", "[ScopedResourceSelectorRequirement]")},
+    "ResourceQuotaSpec": {1: ("hard", "quantitymap"), 2: ("scopes", "[str]"), 3: ("scopeSelector", "ScopeSelector")},
+    "ResourceQuota": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ResourceQuotaSpec"), 3: ("status", "ignore")},
+    # scheduling.k8s.io/v1 PriorityClass (kubectl create priorityclass): value is not omitempty
+    "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", "int0"), 3: ("globalDefault", "bool"),
+                      4: ("description", "str"), 5: ("preemptionPolicy", "str")},
+    # policy/v1 PodDisruptionBudget (kubectl create poddisruptionbudget)
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", "intorstr"), 2: ("selector", "LabelSelector"),
+                                3: ("maxUnavailable", "intorstr"), 4: ("unhealthyPodEvictionPolicy", "str")},
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodDisruptionBudgetSpec"),
+                            3: ("status", "ignore")},
+    # networking.k8s.io/v1 Ingress (kubectl create ingress); IngressRule inlines its IngressRuleValue
+    "TypedLocalObjectReference": {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")},
+    "ServiceBackendPort": {1: ("name", "str"), 2: ("number", "int")},
+    "IngressServiceBackend": {1: ("name", "str"), 2: ("port", "ServiceBackendPort")},
+    "IngressBackend": {3: ("resource", "TypedLocalObjectReference"), 4: ("service", "IngressServiceBackend")},
+    "IngressTLS": {1: ("hosts", "[str]"), 2: ("secretName", "str")},
+    "HTTPIngressPath": {1: ("path", "str"), 2: ("backend", "IngressBackend"), 3: ("pathType", "str")},
+    "HTTPIngressRuleValue": {1: ("paths", "[HTTPIngressPath]")},
+    "IngressRuleValue": {1: ("http", "HTTPIngressRuleValue")},
+    "IngressRule": {1: ("host", "str"), 2: ("", "inline:IngressRuleValue")},
+    "IngressSpec": {1: ("defaultBackend", "IngressBackend"), 2: ("tls", "[IngressTLS]"), 3: ("rules", "[IngressRule]"),
+                    4: ("ingressClassName", "str")},
+    "Ingress": {1: ("metadata", "ObjectMeta"), 2: ("spec", "IngressSpec"), 3: ("status", "ignore")},
     "ServicePort": {1: ("name", "str"), 2: ("protocol", "str"), 3: ("port", "int"), 4: ("targetPort", "intorstr"),
                     5: ("nodePort", "int")},
     "ServiceSpec": {1: ("ports", "[ServicePort]"), 2: ("selector", "map"), 3: ("clusterIP", "str"), 4: ("type", "str"),
@@ -104,7 +149,8 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
 }
 KINDS = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Job", "Service", "Eviction",
          "DeleteOptions", "TokenRequest", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "Role", "ClusterRole",
-         "RoleBinding", "ClusterRoleBinding")
+         "RoleBinding", "ClusterRoleBinding", "CronJob", "ResourceQuota", "PriorityClass", "PodDisruptionBudget",
+         "Ingress")
 
 
 class Unsupported(ValueError):
@@ -154,6 +200,8 @@ def _value(typ: str, raw: int | bytes) -> Any:
         if not isinstance(raw, int):
             raise ValueError("expected a varint")
         return raw - (1 << 64) if raw >= 1 << 63 else raw
+    if typ == "int0":
+        return _value("int", raw)
     if typ == "bool":
         return bool(raw)
     if not isinstance(raw, bytes):
@@ -183,13 +231,19 @@ def decode_message(schema: str, buf: bytes) -> dict:
         name, typ = fields[num]
         if typ == "ignore":
             continue
-        if typ in ("map", "bytesmap"):
+        if typ in ("map", "bytesmap", "quantitymap"):
             if not isinstance(raw, bytes):
                 raise ValueError("expected a map entry")
             entry = {n: v for n, v in _fields(raw) if isinstance(v, bytes)}
             value = entry.get(2, b"")
+            if typ == "quantitymap":  # resource.Quantity{1: string}
+                value = dict(_fields(value)).get(1, b"")
             out.setdefault(name, {})[entry.get(1, b"").decode()] = (
-                value.decode() if typ == "map" else base64.b64encode(value).decode())
+                base64.b64encode(value).decode() if typ == "bytesmap" else value.decode())
+        elif typ.startswith("inline:"):  # an embedded struct whose fields JSON puts in the parent
+            if not isinstance(raw, bytes):
+                raise ValueError("expected a length-delimited field")
+            out.update(decode_message(typ[len("inline:"):], raw))
         elif typ.startswith("["):
             out.setdefault(name, []).append(_value(typ[1:-1], raw))
         elif typ in ("str", "int", "bool") and _empty(raw):

@@ -23,9 +23,23 @@ def warning_header(text: str) -> str:
     return f'299 - "{clean}"'
 
 
+_GO_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
+               ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+def encode_json(body: Any) -> bytes:
+    """JSON as kube-apiserver's serializer writes it (Go's ``json.Encoder``): compact, ``<``, ``>``, ``&``, U+2028
+    and U+2029 escaped inside strings (they never occur outside one), and a trailing newline."""
+    out = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in out:
+            out = out.replace(raw, escaped)
+    return out
+
+
 def json_response(body: Any, status: int = 200, warnings: list[str] | None = None,
                   content_type: str = JSON) -> web.Response:
-    resp = web.Response(body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status=status)
+    resp = web.Response(body=encode_json(body), status=status)
     resp.headers["Content-Type"] = content_type
     for w in warnings or ():
         resp.headers.add("Warning", warning_header(w))
@@ -33,7 +47,11 @@ def json_response(body: Any, status: int = 200, warnings: list[str] | None = Non
 
 
 def error_response(err: errors.ApiError, warnings: list[str] | None = None) -> web.Response:
-    return json_response(err.status(), err.code, warnings)
+    resp = json_response(err.status(), err.code, warnings)
+    retry_after = (err.details or {}).get("retryAfterSeconds") if isinstance(err.details, dict) else None
+    if isinstance(retry_after, int) and retry_after > 0:  # as kube-apiserver's ErrorNegotiated
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
 
 
 def media_type(request: web.Request) -> str:

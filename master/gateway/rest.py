@@ -8,12 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
-from bus import errors
+from bus import crd, errors, listchunks
 from bus.client import ApiClient
 from master.gateway import busreq, tables, watch
 from master.gateway.auth import USER_KEY
-from master.gateway.context import CLIENT
-from master.gateway.paths import Target, parse_path
+from master.gateway.context import CLIENT, CRDS
+from master.gateway.paths import Target, custom_candidate, parse_path
 from master.gateway.respond import JSON, TABLE_MEDIA, error_response, json_response, media_type, read_body
 
 PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
@@ -93,8 +93,12 @@ def _delete_options(request: web.Request, body: Any) -> dict:
 
 def _list_body(target: Target, items: list[dict], rv: int) -> dict:
     r = target.res
-    return {"kind": f"{r.kind}List", "apiVersion": r.api_version, "metadata": {"resourceVersion": str(rv)},
+    body = {"kind": f"{r.kind}List", "apiVersion": r.api_version, "metadata": {"resourceVersion": str(rv)},
             "items": items}
+    if r.custom is not None:  # stored at the storage version: items at the version the path names
+        body["kind"] = r.custom.list_kind
+        crd.convert(r, body)
+    return body
 
 
 class Rest:
@@ -113,8 +117,18 @@ class Rest:
     def reply(self, body: Any, code: int = 200) -> web.Response:
         return json_response(body, code, self.warnings)
 
+    async def _target(self) -> Target:
+        """What the path addresses; a custom resource whose definition this gateway has not seen yet is looked up."""
+        try:
+            return parse_path(self.request.path)
+        except errors.NotFound:
+            token = custom_candidate(self.request.path)
+            if token is None or await self.request.app[CRDS].lookup(token) is None:
+                raise
+            return parse_path(self.request.path)
+
     async def dispatch(self) -> web.StreamResponse:
-        t = parse_path(self.request.path)
+        t = await self._target()
         m = self.request.method
         if not t.res.stored and not (m == "POST" and t.collection):
             raise errors.method_not_allowed(f"{m} is not supported on {t.res.qualified}: it can only be created")
@@ -154,11 +168,20 @@ class Rest:
 
     async def list(self, t: Target) -> web.Response:
         q = self.request.query
-        items, rv = await self.client.list(t.res, t.namespace, q.get("labelSelector") or None,
-                                           q.get("fieldSelector") or None)
-        if wants_table(self.request):
-            return self._table_reply(t, items, str(rv))
-        return self.reply(_list_body(t, items, rv))
+        limit, token = listchunks.chunking(dict(q))
+        more = None
+        if limit or token:  # one chunk, from the first chunk's snapshot
+            page = await self.client.list_chunk(t.res, t.namespace, limit, token, q.get("labelSelector") or None,
+                                                q.get("fieldSelector") or None)
+            items, rv, more = page["items"], page["metadata"]["resourceVersion"], page["metadata"].get("continue")
+        else:
+            items, rv = await self.client.list(t.res, t.namespace, q.get("labelSelector") or None,
+                                               q.get("fieldSelector") or None)
+        body = tables.table(t.res, items, str(rv), self._include) if wants_table(self.request) \
+            else _list_body(t, items, rv)
+        if more:
+            body["metadata"]["continue"] = more
+        return json_response(body, 200, self.warnings, TABLE_MEDIA if wants_table(self.request) else JSON)
 
     async def watch(self, t: Target) -> web.StreamResponse:
         table = wants_table(self.request)

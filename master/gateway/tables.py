@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from bus import crd
 from bus.resources import Resource
 from bus.tables import kind_columns
 
@@ -44,7 +45,10 @@ def row(kind: str, obj: dict, include: str = "Metadata", now: datetime | None = 
     now = now or datetime.now(timezone.utc)
     base, wide = kind_columns(kind)
     cells = [fn(obj, now) for _h, fn in base + wide]
-    r: dict = {"cells": cells}
+    return _with_object({"cells": cells}, obj, include)
+
+
+def _with_object(r: dict, obj: dict, include: str) -> dict:
     if include == "Object":
         r["object"] = obj
     elif include != "None":
@@ -59,6 +63,10 @@ def table(res: Resource, objs: list[dict], resource_version: str | None = None, 
     t: dict = {"kind": "Table", "apiVersion": TABLE_API_VERSION, "metadata": {}}
     if resource_version:
         t["metadata"]["resourceVersion"] = resource_version
+    if res.custom is not None:  # the definition's additionalPrinterColumns
+        t["columnDefinitions"] = crd.column_definitions(res) if with_columns else None
+        t["rows"] = [_with_object({"cells": crd.cells(res, o, now)}, crd.convert(res, o), include) for o in objs]
+        return t
     t["columnDefinitions"] = column_definitions(res.kind) if with_columns else None
     t["rows"] = [row(res.kind, o, include, now) for o in objs]
     return t

@@ -32,6 +32,8 @@ class _Encoder:
         self.columns_sent = False
 
     def event(self, etype: str, obj: dict) -> bytes:
+        if self.res.custom is not None and obj.get("kind") == self.res.kind:  # at the version the path names
+            obj = {**obj, "apiVersion": self.res.api_version}
         if self.table:
             obj = tables.table(self.res, [obj], include=self.include, with_columns=not self.columns_sent)
             self.columns_sent = True

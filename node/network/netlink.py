@@ -15,7 +15,7 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 __all__ = ["AsyncIPRoute", "NetlinkError", "short_hash", "ignoring", "listed", "link_index", "delete_link",
-           "netns_iproute"]
+           "netns_iproute", "socket_in"]
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -59,11 +59,11 @@ async def delete_link(ipr: AsyncIPRoute, ifname: str) -> bool:
         raise
 
 
-def _netlink_fd_in(netns_path: str) -> int:
-    """A NETLINK_ROUTE socket created inside the namespace at ``netns_path``, as a raw fd.
+def socket_in(netns_path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the network namespace at ``netns_path`` (it stays there whichever thread uses it).
 
-    A netlink socket belongs to the namespace it was created in, so a throw-away thread enters the
-    namespace (setns affects only the calling thread), creates the socket and exits. This is what
+    A socket belongs to the namespace it was created in, so a throw-away thread enters the namespace (setns
+    affects only the calling thread), creates the socket and exits. For netlink this is what
     ``AsyncIPRoute(netns=...)`` does in a forked child, at a fifth of the cost (~2 ms instead of ~13 ms).
     """
     result: dict[str, object] = {}
@@ -77,7 +77,7 @@ def _netlink_fd_in(netns_path: str) -> int:
                     raise OSError(code, f"setns: {os.strerror(code)}", netns_path)
             finally:
                 os.close(fd)
-            result["fd"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE).detach()
+            result["sock"] = socket.socket(family, kind, proto)
         except BaseException as e:  # handed to the caller's thread
             result["error"] = e
 
@@ -86,7 +86,12 @@ def _netlink_fd_in(netns_path: str) -> int:
     thread.join()
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
-    return result["fd"]  # type: ignore[return-value]
+    return result["sock"]  # type: ignore[return-value]
+
+
+def _netlink_fd_in(netns_path: str) -> int:
+    """A NETLINK_ROUTE socket created inside the namespace at ``netns_path``, as a raw fd."""
+    return socket_in(netns_path, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE).detach()
 
 
 def netns_iproute(netns_path: str) -> AsyncIPRoute:

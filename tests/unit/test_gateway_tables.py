@@ -97,7 +97,7 @@ def test_aggregated_core_discovery_shape():
     assert pods["singularResource"] == "pod" and "watch" in pods["verbs"]
     subs = {s["subresource"]: s for s in pods["subresources"]}
     assert subs["eviction"]["responseKind"] == {"group": "policy", "version": "v1", "kind": "Eviction"}
-    assert set(subs) == {"status", "binding", "log", "exec", "eviction"}
+    assert set(subs) == {"status", "binding", "log", "exec", "eviction", "portforward"}
     nodes = _aggregated_resources(True, "", "v1")["nodes"]
     assert nodes["scope"] == "Cluster" and "categories" not in nodes
 

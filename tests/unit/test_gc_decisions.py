@@ -62,8 +62,9 @@ class FakeApi:
         self.objects = {(o["kind"], o["metadata"]["name"]): o for o in objects}
         self.gets = 0
 
-    async def get(self, plural, name, namespace=None):
+    async def get(self, ref, name, namespace=None):  # as ApiClient.get: a Resource or a name
         self.gets += 1
+        plural = getattr(ref, "plural", ref)
         kind = {"configmaps": "ConfigMap", "nodes": "Node"}[plural]
         if (kind, name) not in self.objects:
             raise errors.NotFound(404, f"{plural} {name} not found")
