@@ -29,6 +29,7 @@ CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
 COLUMN_TYPES = ("integer", "number", "string", "boolean", "date")
 SCOPES = ("Cluster", "Namespaced")
+MAX_NAME = 240  # a definition's name is its bucket's, in JetStream's stream name ``KV_k8n-<name>``
 DEFAULT_COLUMNS = ({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},)
 
 
@@ -151,6 +152,8 @@ def check_crd(e: Any, crd: Any) -> None:
         _name_errors(e, "spec.names.plural", plural)
     if meta.name and plural and group and meta.name != f"{plural}.{group}":
         e.invalid("metadata.name", meta.name, 'must be spec.names.plural+"."+spec.group')
+    elif meta.name and len(meta.name) > MAX_NAME:  # k8n: the name becomes a JetStream stream's (255 at most)
+        e.too_long("metadata.name", MAX_NAME)
     if names is not None:
         if names.singular:
             _name_errors(e, "spec.names.singular", names.singular)
@@ -402,11 +405,17 @@ class CrdRegistry:
 
         self.source = client_or_store
         self.informer = Informer(client_or_store, CRDS)
-        self.informer.add_handler(on_add=self._set, on_update=lambda old, new: self._set(new), on_delete=unregister)
-        self.listeners: list[Any] = []  # called with (crd, resource or None) after every change
+        self.informer.add_handler(on_add=self._set, on_update=lambda old, new: self._set(new), on_delete=self._gone)
+        self.listeners: list[Any] = []  # called with (crd, resource or None when it is gone) after every change
 
     def _set(self, crd: dict) -> None:
-        res = register(crd)
+        self._tell(crd, register(crd))
+
+    def _gone(self, crd: dict) -> None:
+        unregister(crd)
+        self._tell(crd, None)
+
+    def _tell(self, crd: dict, res: Resource | None) -> None:
         for fn in self.listeners:
             try:
                 fn(crd, res)

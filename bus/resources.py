@@ -104,6 +104,10 @@ RESOURCES: tuple[Resource, ...] = (
              ("status",)),  # no approval subresource: k8n approves only what it signs itself
     Resource("CustomResourceDefinition", "customresourcedefinitions", "apiextensions.k8s.io", "v1", False,
              ("crd", "crds"), ("status",), ("api-extensions",)),
+    Resource("ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "admissionregistration.k8s.io",
+             "v1", False, (), (), ("api-extensions",)),
+    Resource("MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "admissionregistration.k8s.io",
+             "v1", False, (), (), ("api-extensions",)),
     Resource("TokenReview", "tokenreviews", "authentication.k8s.io", "v1", False, (), (), stored=False),
     Resource("SubjectAccessReview", "subjectaccessreviews", "authorization.k8s.io", "v1", False, (), (), stored=False),
     Resource("LocalSubjectAccessReview", "localsubjectaccessreviews", "authorization.k8s.io", "v1", True, (), (),

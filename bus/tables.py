@@ -573,8 +573,11 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                        ("GLOBAL-DEFAULT", lambda o, _n: str(bool(o.get("globalDefault"))).lower()), AGE,
                        ("PREEMPTIONPOLICY", _field("preemptionPolicy", "<unset>"))], []),
     "ClusterRole": ([NAME, ("CREATED AT", _created_at)], []),
+    "ValidatingWebhookConfiguration": ([NAME, ("WEBHOOKS", _data_count("webhooks")), AGE], []),
+    "MutatingWebhookConfiguration": ([NAME, ("WEBHOOKS", _data_count("webhooks")), AGE], []),
     "RoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),
     "ClusterRoleBinding": ([NAME, ("ROLE", _role_ref), AGE], _BINDING_WIDE),
+    "CustomResourceDefinition": ([NAME, ("CREATED AT", _created_at)], []),
 }
 
 
@@ -583,6 +586,24 @@ def kind_columns(kind: str) -> tuple[list[Column], list[Column]]:
     return COLUMNS.get(kind, ([NAME, AGE], []))
 
 
-def columns(kind: str, wide: bool = False) -> list[Column]:
-    base, more = kind_columns(kind)
+def resource_columns(res: Any) -> tuple[list[Column], list[Column]]:
+    """:func:`kind_columns`, or a custom resource's: its definition's additionalPrinterColumns (``bus.crd``)."""
+    if getattr(res, "custom", None) is None:
+        return kind_columns(res.kind)
+    from bus import crd
+
+    defs = crd.column_definitions(res)
+
+    def cell(i: int) -> Callable[[dict, datetime], str]:
+        def fn(obj: dict, now: datetime) -> str:
+            v = crd.cells(res, obj, now)[i]
+            return "<none>" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+        return fn
+
+    cols = [(d["name"].upper(), NAME[1] if i == 0 else cell(i), d["priority"]) for i, d in enumerate(defs)]
+    return [(h, fn) for h, fn, p in cols if not p], [(h, fn) for h, fn, p in cols if p]
+
+
+def columns(kind: str, wide: bool = False, res: Any = None) -> list[Column]:
+    base, more = resource_columns(res) if res is not None else kind_columns(kind)
     return base + more if wide else list(base)

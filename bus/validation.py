@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
 from typing import Any, Callable, Iterable
 
@@ -1116,6 +1117,43 @@ def _secret(e: Errors, obj: Any) -> None:
     size = _config_keys(e, "data", obj.data, True) + _config_keys(e, "stringData", obj.string_data, False)
     if size > _MAX_SECRET:
         e.too_long("data", _MAX_SECRET)
+    if key := _DOCKER_CONFIG_KEYS.get(obj.type or ""):
+        _docker_config(e, key, obj)
+
+
+_DOCKER_CONFIG_KEYS = {"kubernetes.io/dockerconfigjson": ".dockerconfigjson", "kubernetes.io/dockercfg": ".dockercfg"}
+# Python's JSON error openings as Go's encoding/json words them ("invalid character 'x' <these>")
+_GO_JSON_SYNTAX = (("Expecting value", "looking for beginning of value"),
+                   ("Extra data", "after top-level value"),
+                   ("Expecting property name", "looking for beginning of object key string"),
+                   ("Expecting ':'", "after object key"), ("Expecting ','", "after object key:value pair"))
+
+
+def _docker_config(e: Errors, key: str, obj: Any) -> None:
+    """ValidateSecret for the two pull-secret types: the key is required and must hold a JSON object."""
+    path = f"data[{key}]"
+    if key in (obj.string_data or {}):  # the API merges stringData over data
+        raw = str(obj.string_data[key]).encode()
+    elif key in (obj.data or {}):
+        try:
+            raw = base64.b64decode(obj.data[key])
+        except (binascii.Error, ValueError):
+            return  # said by _config_keys
+    else:
+        return e.required(path)
+    try:
+        parsed = json.loads(raw)
+    except ValueError as err:
+        pos = getattr(err, "pos", len(raw))
+        text = raw.decode("utf-8", "replace")
+        if pos >= len(text.rstrip()):
+            return e.invalid(path, "<secret contents redacted>", "unexpected end of JSON input")
+        words = next((go for py, go in _GO_JSON_SYNTAX if str(err).startswith(py)), "looking for beginning of value")
+        return e.invalid(path, "<secret contents redacted>", f"invalid character '{text[pos]}' {words}")
+    if parsed is not None and not isinstance(parsed, dict):
+        go_type = {list: "array", str: "string", bool: "bool"}.get(type(parsed), "number")
+        e.invalid(path, "<secret contents redacted>",
+                  f"json: cannot unmarshal {go_type} into Go value of type map[string]interface {{}}")
 
 
 def _configmap(e: Errors, obj: Any) -> None:
@@ -1845,3 +1883,4 @@ def validate_custom(res: Resource, data: Any, name_optional: bool = False) -> tu
 
 
 from bus import quota_validation  # noqa: E402,F401 - registers the ResourceQuota, LimitRange, PriorityClass checks
+from bus import webhook_validation  # noqa: E402,F401 - registers the webhook configurations' checks

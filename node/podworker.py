@@ -16,6 +16,7 @@ from bus.meta import TERMINAL_POD_PHASES, format_time, timestamp
 from node.env import ConfigError, build_env
 from node.network.hostports import host_ports
 from node.probes import LIVENESS, READINESS, STARTUP, ProbeWorker
+from node.runtime import pullsecrets
 from node.runtime.security import SYSCTL_FORBIDDEN, forbidden_sysctl
 from node.status import RUNNING, TERMINATED, ContainerView, pod_status
 from node.volumes import VolumeError
@@ -343,7 +344,9 @@ class PodWorker:
             present = await self.host.image_present(image)
             if not present or policy == "Always":
                 await self.event(NORMAL, "Pulling", f'Pulling image "{image}"', name)
-            await rt.ensure_image(image, policy)
+            auths = await self.pull_credentials(image) if policy == "Always" or not (present or policy == "Never") \
+                else []
+            await (rt.ensure_image(image, policy, auths) if auths else rt.ensure_image(image, policy))
             if present:
                 await self.event(NORMAL, "Pulled", f'Container image "{image}" already present on machine', name)
             else:
@@ -353,8 +356,8 @@ class PodWorker:
             first = self.waiting.get(name, ("",))[0] not in ("ErrImagePull", "ImagePullBackOff")
             self.waiting[name] = (reason if first else "ImagePullBackOff",
                                   str(e) if first else f'Back-off pulling image "{image}"')
-            await self.event(WARNING, "Failed", f'Failed to pull image "{image}": {e}' if first
-                             else f'Back-off pulling image "{image}"', name)
+            failed = str(e) if str(e).startswith("Failed to pull image") else f'Failed to pull image "{image}": {e}'
+            await self.event(WARNING, "Failed", failed if first else f'Back-off pulling image "{image}"', name)
             if reason == "ErrImagePull":
                 delay = self.backoff.get(name, (0.0, 0.0))[1]
                 delay = self.host.config.backoff_initial if delay == 0 else min(self.host.config.backoff_max, delay * 2)
@@ -410,6 +413,24 @@ class PodWorker:
         inst.state, inst.started_at = "running", format_time()
         if not init:
             self.start_probes(c, inst)
+
+    async def pull_credentials(self, image: str) -> list[dict]:
+        """The credentials of the pod's imagePullSecrets that match ``image``'s registry, most specific first (the
+        kubelet's getPullSecretsForPod and keyring). A Secret that cannot be read is a warning, not a failure."""
+        found, missing = [], []
+        namespace = (self.pod or {}).get("metadata", {}).get("namespace") or "default"
+        for ref in self.spec.get("imagePullSecrets") or []:
+            if name := (ref or {}).get("name"):
+                try:
+                    found.append(await self.host.get_object("secrets", name, namespace))
+                except Exception as e:  # noqa: BLE001 - any failure: pull without it, as the kubelet
+                    log.info("pod %s: pull secret %s: %s", self.name, name, e)
+                    missing.append(name)
+        if missing:
+            await self.event(WARNING, "FailedToRetrieveImagePullSecret",
+                             f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to pull "
+                             "the image may not succeed.")
+        return [auth.docker() for auth in pullsecrets.keyring(found).lookup(image)]
 
     async def _record(self, name: str, inst: Instance) -> None:
         """Make ``inst`` the current instance; the current one becomes the previous, and the one before that

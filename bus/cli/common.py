@@ -116,6 +116,10 @@ def run(server: str | None, data_dir: str | None, body: Callable[[ApiClient], Aw
     async def main() -> int:
         client = await connect(server, data_dir)
         try:
+            try:  # the custom resources the cluster serves, so that their names resolve like built-in ones
+                await client.load_definitions()
+            except Exception:  # noqa: BLE001 - an identity that may not read them: built-in kinds only
+                pass
             return int(await body(client) or 0)
         finally:
             await client.close()

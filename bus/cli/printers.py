@@ -23,7 +23,7 @@ def table(res: Resource, objs: list[dict], *, wide: bool = False, all_namespaces
     """(headers, rows) for ``objs`` of one resource. ``show_kind`` prefixes names with
     ``deployment.apps/`` as kubectl does when several kinds are printed."""
     now = now or datetime.now(timezone.utc)
-    cols = columns(res.kind, wide)
+    cols = columns(res.kind, wide, res)
     headers = [h for h, _ in cols]
     if all_namespaces and res.namespaced:
         headers.insert(0, "NAMESPACE")

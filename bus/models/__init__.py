@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bus.models.admissionregistration import *  # noqa: F401,F403
+from bus.models.admissionregistration import MutatingWebhookConfiguration, ValidatingWebhookConfiguration
 from bus.models.apiextensions import *  # noqa: F401,F403
 from bus.models.apiextensions import CustomResourceDefinition
 from bus.models.apps import *  # noqa: F401,F403
@@ -62,6 +64,7 @@ KINDS: dict[str, type[K8sModel]] = {
         CronJob,
         ResourceQuota, LimitRange, PriorityClass,
         PodDisruptionBudget,
+        ValidatingWebhookConfiguration, MutatingWebhookConfiguration,
         NodeMetrics, PodMetrics,
     )
 }

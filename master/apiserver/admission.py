@@ -123,17 +123,19 @@ def _containers(spec: dict) -> list[dict]:
 
 
 async def admit_service_account(store: NatsStore, pod: dict, namespace: str) -> None:
-    """Default ``spec.serviceAccountName`` to ``default`` and mount the account's token at
-    ``SA_MOUNT_PATH`` in every container, unless automountServiceAccountToken (the pod's, else
-    the account's) is false or a container already mounts something there."""
+    """Default ``spec.serviceAccountName`` to ``default``, give a pod without ``imagePullSecrets`` the account's,
+    and mount the account's token at ``SA_MOUNT_PATH`` in every container, unless automountServiceAccountToken
+    (the pod's, else the account's) is false or a container already mounts something there."""
     spec = pod.setdefault("spec", {})
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = account
     automount = spec.get("automountServiceAccountToken")
-    if automount is None:
+    if automount is None or not spec.get("imagePullSecrets"):
         try:
             sa = await store.get(by_plural("serviceaccounts"), namespace, account)
-            automount = sa.get("automountServiceAccountToken")
+            automount = sa.get("automountServiceAccountToken") if automount is None else automount
+            if not spec.get("imagePullSecrets") and sa.get("imagePullSecrets"):
+                spec["imagePullSecrets"] = [{"name": (r or {}).get("name") or ""} for r in sa["imagePullSecrets"]]
         except errors.NotFound:
             pass  # made by the controller shortly; the agent waits for its token
     containers = _containers(spec)

@@ -29,6 +29,7 @@ from master.apiserver.podsecurity.admission import PodSecurityAdmission
 from master.apiserver.resource_policies import ResourcePolicies
 from master.apiserver.request import Reply, Request
 from master.apiserver.service_alloc import allocated, patch_allocated
+from master.apiserver.webhooks import CREATE, DELETE, UPDATE, Webhooks, attributes
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,10 @@ def _rv(obj: dict) -> int:
 class Handlers:
     def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle, authz: Authorization | None = None,
                  podsecurity: PodSecurityAdmission | None = None, signer: NodeCredentialSigner | None = None,
-                 custom: CustomResources | None = None, policy: ResourcePolicies | None = None) -> None:
+                 custom: CustomResources | None = None, policy: ResourcePolicies | None = None,
+                 webhooks: Webhooks | None = None) -> None:
         self.store = store
+        self.webhooks = webhooks or Webhooks(store, namespaces.labels_of)  # admission webhooks (started by the server)
         self.policy = policy or ResourcePolicies(store)  # Priority, LimitRanger, ResourceQuota
         self.custom = custom or CustomResources(store)  # CustomResourceDefinitions and the resources they serve
         self.signer = signer  # signs nodes' bus credentials (CSRs of k8n.io/bus-node); revokes them with the Node
@@ -142,9 +145,12 @@ class Handlers:
         if res.kind == "Pod":
             await admit_service_account(self.store, obj, ns)
         await self.policy.admit_create(res, ns, obj)
+        obj, more = await self._mutated(req, CREATE, name, obj)
+        warnings += more
         if self.podsecurity is not None:
             warnings += await self.podsecurity.admit(res.kind, ns, req.user.name, obj)
         strategy.prepare_create(res, obj, ns)
+        warnings += await self.webhooks.validate(attributes(req, CREATE, name, obj))
         if res.kind == "CustomResourceDefinition":
             await self.custom.before_create(obj, req.dry_run)
         if res.kind == "CertificateSigningRequest" and not req.dry_run:
@@ -165,6 +171,12 @@ class Handlers:
         if res.kind == "CustomResourceDefinition":
             self.custom.after_write(out)
         return 201, out, warnings
+
+    async def _mutated(self, req: Request, operation: str, name: str, obj: dict | None,
+                       old: dict | None = None) -> tuple[dict | None, list[str]]:
+        """The mutating admission webhooks' version of ``obj`` (validated again if one changed it)."""
+        return await self.webhooks.mutate(attributes(req, operation, name, obj, old),
+                                          lambda o: self._validate(req.res, o, name)[0])
 
     async def _supersede(self, csr: dict) -> None:
         """A node's newly signed bus credentials revoke those signed for it before."""
@@ -308,6 +320,8 @@ class Handlers:
             if req.subresource != "status":
                 strategy.prepare_update(res, cur, new_obj)
                 self.policy.admit_update(res, cur, new_obj)
+                new_obj, more = await self._mutated(req, UPDATE, name, new_obj, cur)
+                warnings += more
                 if res.kind == "CustomResourceDefinition":
                     self.custom.before_update(new_obj)
                 causes = validate_update(res, cur, new_obj)
@@ -318,7 +332,10 @@ class Handlers:
                 if self.podsecurity is not None:
                     warnings += await self.podsecurity.admit(res.kind, req.namespace, req.user.name, new_obj, cur)
             else:
+                new_obj, more = await self._mutated(req, UPDATE, name, new_obj, cur)
+                warnings += more
                 new_obj["metadata"] = cur["metadata"]
+            warnings += await self.webhooks.validate(attributes(req, UPDATE, name, new_obj, cur))
             strategy.complete_status(res, new_obj)
             ssa.track_write(res, cur, new_obj, req.options, req.subresource)
             new_obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
@@ -448,6 +465,8 @@ class Handlers:
                 raise errors.conflict(res.plural, name, res.group,
                                       f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                                       f"ResourceVersion in object meta: {meta.get('resourceVersion')}")
+            await self._mutated(req, DELETE, name, None, cur)
+            await self.webhooks.validate(attributes(req, DELETE, name, None, cur))
             new = deep_copy(cur)
             nmeta = new["metadata"]
             finalizers = list(nmeta.get("finalizers") or [])

@@ -86,6 +86,8 @@ TYPES: dict[str, dict[str, Field]] = {
     "NetworkPolicySpec": {"podSelector": _ATOMIC},  # its lists are atomic (untagged here)
     "PodDisruptionBudgetSpec": {"selector": _ATOMIC},  # patchStrategy=replace
     "PodDisruptionBudgetStatus": {"conditions": _CONDITIONS},
+    "ValidatingWebhookConfiguration": {"webhooks": _keyed("name")},  # top-level lists (admissionregistration/v1)
+    "MutatingWebhookConfiguration": {"webhooks": _keyed("name")},
 }
 
 # kind -> struct type of each top-level field (metadata is ObjectMeta everywhere)

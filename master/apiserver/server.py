@@ -22,6 +22,7 @@ from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.authz import Authorization
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.customresources import CustomResources
+from master.apiserver.webhooks import Webhooks
 from master.apiserver.nodecredentials import CSRS, NodeCredentialSigner
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
 from master.apiserver.jshealth import READ_DEADLINE, JetStreamWatch
@@ -165,8 +166,9 @@ class ApiServer:
                                            lambda user, sub: self.authz.may_create(user, CSRS, sub))
         self.custom = CustomResources(self.store)
         self.policy = ResourcePolicies(self.store)  # Priority, LimitRanger, ResourceQuota (and their caches)
+        self.webhooks = Webhooks(self.store, self.namespaces.labels_of)  # admission webhooks
         self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity, self.signer, self.custom,
-                                 self.policy)
+                                 self.policy, self.webhooks)
         self.replies = ReplyCache(self.store)
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
@@ -209,6 +211,7 @@ class ApiServer:
         await self.namespaces.start()
         await self.custom.start()
         await self.policy.start()
+        await self.webhooks.start()
         await self.replies.start()
         self.jetstream.start()
         self._sub = await self.nc.subscribe(
@@ -318,6 +321,7 @@ class ApiServer:
         await self.replies.stop()
         await self.custom.stop()
         await self.policy.stop()
+        await self.webhooks.stop()
         await self.namespaces.stop()
         await self.authz.stop()
 

@@ -106,12 +106,19 @@ class GarbageCollector:
     def track_custom(self, crd: dict, res: Resource | None) -> None:
         """A CustomResourceDefinition was written: watch its objects from now on (a definition that is gone takes
         its objects with it; its informer stops when its bucket goes)."""
-        if res is None or res.bus_name in self.informers:
+        if res is None:  # the definition is gone, and its bucket with it: stop watching
+            gone = self.informers.pop(str((crd.get("metadata") or {}).get("name") or "").replace(".", "_"), None)
+            if gone is not None:
+                self._track(asyncio.create_task(gone.stop()))
+            return
+        if res.bus_name in self.informers:
             return
         inf = Informer(self.client, res)
         inf.add_handler(*self._handlers(res.bus_name))
         self.informers[res.bus_name] = inf
-        task = asyncio.create_task(inf.start(wait=False), name=f"gc-informer-{res.bus_name}")
+        self._track(asyncio.create_task(inf.start(wait=False), name=f"gc-informer-{res.bus_name}"))
+
+    def _track(self, task: asyncio.Task) -> None:
         self._starts.add(task)
         task.add_done_callback(self._starts.discard)
 

@@ -22,7 +22,8 @@ from bus.informer import SharedInformerFactory
 from bus.nodeauthz import ClusterAuthorizer
 from bus.rbac import Attributes, forbidden_error
 from master.gateway.auth import OPEN_PATHS, USER_KEY
-from master.gateway.paths import Target, parse_path
+from master.gateway.context import CRDS
+from master.gateway.paths import Target, custom_candidate, parse_path
 
 AUTHZ = web.AppKey("authz", ClusterAuthorizer)
 ENABLED = web.AppKey("authorization", bool)  # False only with --authorization-mode AlwaysAllow (a benchmark)
@@ -148,6 +149,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     user = impersonated(request, user, authz)
     request[USER_KEY] = user
     attrs = request_attributes(request, user)
+    token = custom_candidate(request.path) if attrs is None else None
+    if token is not None and await request.app[CRDS].lookup(token) is not None:
+        attrs = request_attributes(request, user)  # a custom resource this gateway had not seen yet
     if attrs is not None:
         d = await authz.authorize_async(attrs)
         if not d.allowed:

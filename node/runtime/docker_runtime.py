@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,8 @@ from .streams import ExecSession, thread_stream
 T = TypeVar("T")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _GONE_STATES = ("dead", "removing")
+# a registry that answered and refused the credentials (dockerd's words for a 401/403)
+_DENIED = re.compile(r"unauthorized|no basic auth credentials|authentication required", re.IGNORECASE)
 
 
 def _explain(e: BaseException) -> str:
@@ -106,9 +109,9 @@ class DockerRuntime:
     async def _local_image(self, ref: str) -> str | None:
         return await self._call(self._image_id_blocking, ref)
 
-    def _pull_blocking(self, ref: str) -> None:
+    def _pull_blocking(self, ref: str, auth: dict | None = None) -> None:
         repo, _, tag = ref.partition("@") if "@" in ref else ref.rpartition(":")
-        for msg in self.api.pull(repo, tag=tag, stream=True, decode=True):
+        for msg in self.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth):
             if "error" in msg:  # errors after the stream started come in the body
                 raise docker.errors.APIError(msg["error"], explanation=msg["error"])
 
@@ -120,12 +123,16 @@ class DockerRuntime:
     async def image_present(self, image: str) -> bool:
         return await self._local_image(normalize_image(image)) is not None
 
-    async def ensure_image(self, image: str, pull_policy: str | None = None) -> str:
+    async def ensure_image(self, image: str, pull_policy: str | None = None,
+                           auths: list[dict] | None = None) -> str:
         """Make ``image`` present as ``pull_policy`` says and return its id; ``ImagePullError`` otherwise.
+        ``auths``: the registry credentials matching the image (``pullsecrets``), tried in turn as the kubelet
+        does (none: Docker's own configuration).
 
         Never/IfNotPresent follow Kubernetes. Always pulls, but when the pull fails and the image is present
         locally the local image is used without complaint (k8n runs where registries are often unreachable;
-        Kubernetes would report ErrImagePull)."""
+        Kubernetes would report ErrImagePull) — unless the registry refused the credentials: then the pod may
+        not use the image, as on Kubernetes."""
         ref = normalize_image(image)
         policy = pull_policy or default_pull_policy(ref)
         if policy not in PULL_POLICIES:
@@ -135,12 +142,19 @@ class DockerRuntime:
         if policy == "Never":
             raise ImagePullError("ErrImageNeverPull",
                                  f'Container image "{image}" is not present with pull policy of Never')
-        try:
-            await asyncio.wait_for(self._call(self._pull_blocking, ref), self.pull_timeout)
-        except (RuntimeErr, TimeoutError) as e:
-            if policy == "Always" and (image_id := await self._local_image(ref)):
+        failures: list[str] = []
+        for auth in auths or [None]:
+            try:
+                await asyncio.wait_for(self._call(self._pull_blocking, ref, auth), self.pull_timeout)
+                break
+            except (RuntimeErr, TimeoutError) as e:
+                detail = f"pull timed out after {self.pull_timeout:g}s" if isinstance(e, TimeoutError) else str(e)
+                failures.append(detail)
+        else:
+            denied = any(_DENIED.search(f) for f in failures)
+            if policy == "Always" and not denied and (image_id := await self._local_image(ref)):
                 return image_id
-            detail = f"pull timed out after {self.pull_timeout:g}s" if isinstance(e, TimeoutError) else str(e)
+            detail = failures[0] if len(set(failures)) == 1 else "[" + ", ".join(dict.fromkeys(failures)) + "]"
             raise ImagePullError("ErrImagePull", f'Failed to pull image "{image}": {detail}') from None
         if image_id := await self._local_image(ref):
             return image_id

@@ -89,6 +89,22 @@ def test_schema_errors_come_back_with_the_field_path(k):
     assert "spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0" in r.stderr
 
 
+def test_rbac_governs_custom_resources_like_any_other(k):
+    k.kubectl("create", "serviceaccount", "reader", "-n", NS)
+    token = k.kubectl("create", "token", "reader", "-n", NS).stdout.strip()
+    r = k.kubectl("get", "crontabs", "-n", NS, f"--token={token}", check=False)
+    assert r.returncode != 0
+    assert ('crontabs.stable.example.com is forbidden: User "system:serviceaccount:crd-e2e:reader" cannot list '
+            'resource "crontabs" in API group "stable.example.com" in the namespace "crd-e2e"') in r.stderr
+    k.kubectl("create", "role", "crontab-reader", "-n", NS, "--verb=get,list", f"--resource=crontabs.{GROUP}")
+    k.kubectl("create", "rolebinding", "crontab-reader", "-n", NS, "--role=crontab-reader",
+              f"--serviceaccount={NS}:reader")
+    eventually_sync(lambda: k.kubectl("get", "crontabs", "-n", NS, f"--token={token}", check=False).returncode == 0,
+                    10, "the Role to grant reading crontabs")
+    r = k.kubectl("delete", "crontab", "my-new-cron-object", "-n", NS, f"--token={token}", check=False)
+    assert r.returncode != 0 and "cannot delete resource" in r.stderr, "reading is all the Role grants"
+
+
 def test_kubectl_scale_and_an_hpa_use_the_scale_subresource(k):
     apply(k, crontab("scaled", selector="app=scaled"))
     k.kubectl("scale", "crontab/scaled", "-n", NS, "--replicas=3")
