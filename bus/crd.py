@@ -199,8 +199,6 @@ def _check_versions(e: Any, spec: Any) -> None:
     if len(storage) != 1:
         e.invalid("spec.versions", [v.name for v in versions], "must have exactly one version marked as storage "
                                                                "version")
-    if not any(v.served for v in versions):
-        e.invalid("spec.versions", [v.name for v in versions], "must have at least one served version")
     seen: set = set()
     for i, v in enumerate(versions):
         p = f"spec.versions[{i}]"

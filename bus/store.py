@@ -65,7 +65,7 @@ class Watch(Protocol):
 
 class Store(Protocol):
     async def create(self, res: Resource, namespace: str | None, name: str, obj: dict) -> dict: ...
-    async def get(self, res: Resource, namespace: str | None, name: str) -> dict: ...
+    async def get(self, res: Resource, namespace: str | None, name: str, consistent: bool = False) -> dict: ...
     async def update(self, res: Resource, namespace: str | None, name: str, obj: dict, revision: int) -> dict: ...
     async def delete(self, res: Resource, namespace: str | None, name: str, final: dict, revision: int) -> dict: ...
     async def list(self, res: Resource, namespace: str | None = None) -> tuple[list[dict], int]: ...
@@ -185,13 +185,15 @@ class NatsStore:
             raise nats.js.errors.APIError.from_error(ack["error"])
         return int(ack["seq"])
 
-    async def _last(self, res: Resource, key: str) -> Msg | None:
-        """The last message stored for a key (value or delete marker), or None."""
+    async def _last(self, res: Resource, key: str, direct: bool = True) -> Msg | None:
+        """The last message stored for a key (value or delete marker), or None. ``direct`` (a direct get) may be
+        answered by any replica of the bucket, one that may lag behind; else the stream's leader answers, with what
+        it has acknowledged."""
         try:
             return await self.js.get_msg(
                 subjects.stream(res.bus_name),
                 subject=subjects.kv_key_subject(res.bus_name, key),
-                direct=True,
+                direct=direct,
             )
         except nats.js.errors.NotFoundError:
             return None
@@ -282,15 +284,17 @@ class NatsStore:
         return last.data, last.seq
 
     async def _raise_missing_or_conflict(self, res: Resource, namespace: str | None, name: str) -> None:
-        last = await self._last(res, subjects.object_key(namespace, name))
+        last = await self._last(res, subjects.object_key(namespace, name), direct=False)  # not a lagging replica
         if last is None or _is_delete(last):
             raise errors.not_found(res.plural, name, res.group) from None
         raise errors.conflict(res.plural, name, res.group) from None
 
     # ---- reads -------------------------------------------------------------------------------
 
-    async def get(self, res: Resource, namespace: str | None, name: str) -> dict:
-        last = await self._last(res, subjects.object_key(namespace, name))
+    async def get(self, res: Resource, namespace: str | None, name: str, consistent: bool = False) -> dict:
+        """One object. ``consistent``: read from the bucket's leader, not from a replica that may lag (what a
+        compare-and-set retries with after a conflict: a lagging replica would answer the same stale revision)."""
+        last = await self._last(res, subjects.object_key(namespace, name), direct=not consistent)
         if last is None or _is_delete(last):
             raise errors.not_found(res.plural, name, res.group)
         return with_revision(codec.unpack(last.data), last.seq)

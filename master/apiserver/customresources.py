@@ -29,8 +29,6 @@ def prepare_crd(obj: dict) -> dict:
     names.setdefault("singular", kind.lower())
     names.setdefault("listKind", f"{kind}List")
     spec.setdefault("conversion", {"strategy": "None"})
-    for v in spec.get("versions") or []:
-        v.setdefault("served", True) if isinstance(v, dict) else None
     return obj
 
 

@@ -303,8 +303,8 @@ class Handlers:
         """Read, mutate, validate, compare-and-set; retried on conflict unless the caller
         named a resourceVersion (then a stale one is a 409)."""
         res, name = req.res, self._name(req)
-        for _ in range(CAS_RETRIES):
-            cur = await self.store.get(res, req.namespace, name)
+        for attempt in range(CAS_RETRIES):
+            cur = await self.store.get(res, req.namespace, name, consistent=attempt > 0)
             if want_rv not in (None, "") and str(want_rv) != cur["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.plural, name, res.group)
             new = mutate(deep_copy(cur))
@@ -368,8 +368,8 @@ class Handlers:
 
     async def _write_scale(self, req: Request, mutate: Any, want_rv: Any) -> Reply:
         res, name = req.res, self._name(req)
-        for _ in range(CAS_RETRIES):
-            cur = await self.store.get(res, req.namespace, name)
+        for attempt in range(CAS_RETRIES):
+            cur = await self.store.get(res, req.namespace, name, consistent=attempt > 0)
             if want_rv not in (None, "") and str(want_rv) != cur["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.plural, name, res.group)
             scale = mutate(strategy.scale_of(res, cur))
@@ -415,8 +415,8 @@ class Handlers:
             raise errors.invalid("Binding", name, [errors.Cause("target.name", "Required value", "FieldValueRequired")])
         uid = (body.get("metadata") or {}).get("uid") if isinstance(body.get("metadata"), dict) else None
         res = req.res
-        for _ in range(CAS_RETRIES):
-            pod = await self.store.get(res, req.namespace, name)
+        for attempt in range(CAS_RETRIES):
+            pod = await self.store.get(res, req.namespace, name, consistent=attempt > 0)
             meta, spec = pod["metadata"], pod.setdefault("spec", {})
             if uid and meta.get("uid") != uid:
                 raise errors.conflict(res.plural, name, why=f"the pod's UID is {meta.get('uid')}, not {uid}")
@@ -455,8 +455,8 @@ class Handlers:
         if res.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
             raise errors.forbidden(res.plural, name, "this namespace may not be deleted")
         self.policy.admit_delete(res, name)
-        for _ in range(CAS_RETRIES):
-            cur = await self.store.get(res, req.namespace, name)
+        for attempt in range(CAS_RETRIES):
+            cur = await self.store.get(res, req.namespace, name, consistent=attempt > 0)
             meta = cur["metadata"]
             if pre.get("uid") and pre["uid"] != meta.get("uid"):
                 raise errors.conflict(res.plural, name, res.group,
