@@ -54,8 +54,8 @@ def join(c: UpCluster, tmp, server: str, token: str, ca_hash: str, name: str) ->
 
 
 def test_up_prints_a_join_command_that_enrols_a_node_once(cluster, address, tmp_path):
-    printed = JOIN.search(cluster.log())
-    assert printed, cluster.log()
+    # printed just after the files k8n up writes when it is up: a moment later on a busy machine
+    printed = eventually_sync(lambda: JOIN.search(cluster.log()), 30, lambda: f"the join line:\n{cluster.log()}")
     server, token, ca_hash = printed.groups()
     assert server.startswith(f"{address}:") and re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token)
     # the CA hash is kubeadm's: sha256 of the CA certificate's public key (DER), as openssl computes it
