@@ -12,11 +12,10 @@ import pytest
 
 from bus import codec, errors, roles, subjects
 from bus.client import ApiClient
-from bus.proc import stop_process
 from bus.roles import Identity
 from tests.builders import configmap, owner_ref
-from tests.conftest import connect_as, wait_for_api
-from tests.harness import Cluster
+from tests.integration.test_gc import api  # noqa: F401 - the fixture: API server and controllers as processes
+from tests.conftest import connect_as
 from tests.unit.test_crdschema import SCHEMA
 from tests.waiting import eventually
 
@@ -40,17 +39,6 @@ def definition(group: str = GROUP, plural: str = "crontabs", kind: str = "CronTa
 def crontab(name: str, version: str = "v1", group: str = GROUP, kind: str = "CronTab", **spec) -> dict:
     return {"apiVersion": f"{group}/{version}", "kind": kind, "metadata": {"name": name, "namespace": "default"},
             "spec": {"cronSpec": "* * * * */5", **spec}}
-
-
-@pytest.fixture
-async def api(nats_server, tmp_path):
-    c = Cluster(nats_server, tmp_path, "none", "10.244.0.0/24")
-    c.start_control("apiserver,controllers")
-    await wait_for_api(nats_server.url)
-    client = await ApiClient.connect(nats_server.url)
-    yield client
-    await client.close()
-    stop_process(c.control)
 
 
 async def test_a_definition_is_established_and_its_first_object_accepted_at_once(api, nats_server):
