@@ -66,6 +66,7 @@ def inbox_prefix(caller: str) -> str:
 
 # ---- request ids and the apiservers' reply cache --------------------------------------------
 
+SAFE_TOKEN = re.compile(r"[A-Za-z0-9][-A-Za-z0-9.]{0,252}")  # names and namespaces that can be KV keys
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")  # a request id the apiserver accepts (uuid4 hex is one)
 APISERVER_PREFIX = "k8n.apiserver"
 

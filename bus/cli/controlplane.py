@@ -203,7 +203,7 @@ def run_member(ddir: Path, node: str, address: str, token: str, info: clusterinf
     url = ",".join(urls)
     pki.ensure(ddir / "pki", (address, runner.KUBERNETES_SERVICE_IP))
     token_file = ddir / runner.TOKEN_FILE
-    children = [runner.Child("control plane", runner.control_plane_argv(url, creds_dir), logs / "control-plane.log"),
+    children = [*runner.single_control_plane(url, creds_dir, logs),
                 runner.Child("gateway", runner.gateway_argv(url, address, HTTP_PORT, token_file, ddir / "pki",
                                                             creds_dir, address), logs / "gateway.log"),
                 runner.Child("node agent", runner.agent_argv(url, [

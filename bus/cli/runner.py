@@ -260,12 +260,20 @@ def control_plane_argv(server: str, creds_dir: Path | None = None, components: s
             *(["--components", components] if components else [])]
 
 
+def single_control_plane(server: str, creds_dir: Path | None, logs: Path) -> list[Child]:
+    """One machine's control plane as two processes, so that requests and reconciling use a core each: the API
+    server, and the controllers, scheduler and node view together."""
+    return [Child("apiserver", control_plane_argv(server, creds_dir, "apiserver"), logs / "apiserver.log"),
+            Child("control plane", control_plane_argv(server, creds_dir, "controllers,scheduler,nodeview"),
+                  logs / "control-plane.log")]
+
+
 def control_plane_children(server: str, creds_dir: Path, logs: Path, replicas: int) -> list[Child]:
-    """One process with every control-plane component, or with ``replicas`` > 1 each component in its own
+    """:func:`single_control_plane`, or with ``replicas`` > 1 each component in its own
     processes: ``replicas`` API servers (one queue group), controller managers, schedulers and node views (one
     leads, the others stand by: their Leases)."""
     if replicas <= 1:
-        return [Child("control plane", control_plane_argv(server, creds_dir), logs / "control-plane.log")]
+        return single_control_plane(server, creds_dir, logs)
     out = []
     for i in range(1, replicas + 1):
         for name, components in (("apiserver", "apiserver"), ("controller-manager", "controllers"),

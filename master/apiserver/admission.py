@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from bus import errors
 from bus.meta import generate_name
@@ -118,26 +119,34 @@ def token_volume(name: str) -> dict:
                                     "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}
 
 
+async def _account(store: NatsStore, accounts: Any, namespace: str, name: str) -> dict | None:
+    if accounts is not None:
+        return await accounts.get(name, namespace)
+    try:
+        return await store.get(by_plural("serviceaccounts"), namespace, name)
+    except errors.NotFound:
+        return None
+
+
 def _containers(spec: dict) -> list[dict]:
     return [c for k in ("initContainers", "containers") for c in spec.get(k) or [] if isinstance(c, dict)]
 
 
-async def admit_service_account(store: NatsStore, pod: dict, namespace: str) -> None:
+async def admit_service_account(store: NatsStore, pod: dict, namespace: str, accounts: Any = None) -> None:
     """Default ``spec.serviceAccountName`` to ``default``, give a pod without ``imagePullSecrets`` the account's,
     and mount the account's token at ``SA_MOUNT_PATH`` in every container, unless automountServiceAccountToken
-    (the pod's, else the account's) is false or a container already mounts something there."""
+    (the pod's, else the account's) is false or a container already mounts something there. The account is read
+    from ``accounts`` (a :class:`master.apiserver.listers.CachedLister`: cached, else live) when given."""
     spec = pod.setdefault("spec", {})
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = account
     automount = spec.get("automountServiceAccountToken")
     if automount is None or not spec.get("imagePullSecrets"):
-        try:
-            sa = await store.get(by_plural("serviceaccounts"), namespace, account)
+        sa = await _account(store, accounts, namespace, account)
+        if sa is not None:  # else made by the controller shortly; the agent waits for its token
             automount = sa.get("automountServiceAccountToken") if automount is None else automount
             if not spec.get("imagePullSecrets") and sa.get("imagePullSecrets"):
                 spec["imagePullSecrets"] = [{"name": (r or {}).get("name") or ""} for r in sa["imagePullSecrets"]]
-        except errors.NotFound:
-            pass  # made by the controller shortly; the agent waits for its token
     containers = _containers(spec)
     if automount is False or any(m.get("mountPath") == SA_MOUNT_PATH
                                  for c in containers for m in c.get("volumeMounts") or []):

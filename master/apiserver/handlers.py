@@ -5,11 +5,10 @@ or raises :class:`bus.errors.ApiError`."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
-from bus import codec, errors, listchunks, nodecsr
+from bus import codec, errors, listchunks, nodecsr, subjects
 from bus.crd import convert
 from bus.client import selector_matcher
 from bus.meta import deep_copy, format_time, generate_name, now, set_condition
@@ -20,6 +19,7 @@ from bus.validation import security_warnings, validate_custom, validate_object, 
 from master.apiserver import strategy
 from master.apiserver.authz import REVIEW_KINDS, Authorization
 from master.apiserver.customresources import CustomResources
+from master.apiserver.listers import CachedLister
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
 from master.apiserver import ssa, tokenrequest
 from master.apiserver.eviction import evict
@@ -39,7 +39,7 @@ PROPAGATION = ("Orphan", "Background", "Foreground")
 ORPHAN_FINALIZER = "orphan"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 POLICY_ANNOTATION = "k8n.io/propagation-policy"
-SAFE_TOKEN = re.compile(r"[A-Za-z0-9][-A-Za-z0-9.]{0,252}")  # names and namespaces that can be KV keys
+SAFE_TOKEN = subjects.SAFE_TOKEN  # names and namespaces that can be KV keys
 
 
 def _warn_unknown(model: Any) -> list[str]:
@@ -66,8 +66,9 @@ class Handlers:
     def __init__(self, store: NatsStore, namespaces: NamespaceLifecycle, authz: Authorization | None = None,
                  podsecurity: PodSecurityAdmission | None = None, signer: NodeCredentialSigner | None = None,
                  custom: CustomResources | None = None, policy: ResourcePolicies | None = None,
-                 webhooks: Webhooks | None = None) -> None:
+                 webhooks: Webhooks | None = None, accounts: CachedLister | None = None) -> None:
         self.store = store
+        self.accounts = accounts  # ServiceAccounts for pod admission (cached, else read live); None: read live
         self.webhooks = webhooks or Webhooks(store, namespaces.labels_of)  # admission webhooks (started by the server)
         self.policy = policy or ResourcePolicies(store)  # Priority, LimitRanger, ResourceQuota
         self.custom = custom or CustomResources(store)  # CustomResourceDefinitions and the resources they serve
@@ -143,7 +144,7 @@ class Handlers:
             await self.namespaces.admit_create(ns)
         self.custom.check_create(res)
         if res.kind == "Pod":
-            await admit_service_account(self.store, obj, ns)
+            await admit_service_account(self.store, obj, ns, self.accounts)
         await self.policy.admit_create(res, ns, obj)
         obj, more = await self._mutated(req, CREATE, name, obj)
         warnings += more

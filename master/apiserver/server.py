@@ -27,6 +27,7 @@ from master.apiserver.nodecredentials import CSRS, NodeCredentialSigner
 from master.apiserver.handlers import SAFE_TOKEN, Handlers, Request
 from master.apiserver.jshealth import READ_DEADLINE, JetStreamWatch
 from master.apiserver.podsecurity.admission import PodSecurityAdmission, PodSecurityConfig
+from master.apiserver.listers import CachedLister
 from master.apiserver.resource_policies import ResourcePolicies
 from master.apiserver.replies import Claim, ReplyCache
 from master.apiserver.settings import ApiServerSettings
@@ -167,8 +168,9 @@ class ApiServer:
         self.custom = CustomResources(self.store)
         self.policy = ResourcePolicies(self.store)  # Priority, LimitRanger, ResourceQuota (and their caches)
         self.webhooks = Webhooks(self.store, self.namespaces.labels_of)  # admission webhooks
+        self.accounts = CachedLister(self.store, "serviceaccounts")  # what pod admission reads (a get per pod before)
         self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity, self.signer, self.custom,
-                                 self.policy, self.webhooks)
+                                 self.policy, self.webhooks, self.accounts)
         self.replies = ReplyCache(self.store)
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
@@ -211,6 +213,7 @@ class ApiServer:
         await self.namespaces.start()
         await self.custom.start()
         await self.policy.start()
+        await self.accounts.start()
         await self.webhooks.start()
         await self.replies.start()
         self.jetstream.start()
@@ -321,6 +324,7 @@ class ApiServer:
         await self.replies.stop()
         await self.custom.stop()
         await self.policy.stop()
+        await self.accounts.stop()
         await self.webhooks.stop()
         await self.namespaces.stop()
         await self.authz.stop()

@@ -24,11 +24,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import re
 import time
 from typing import Any
 
-from bus import bootstraptoken, errors, tokens
+from bus import bootstraptoken, errors, subjects, tokens
 from bus.authn import UserInfo, node_of_user, service_account_user
 from bus.errors import Cause
 from bus.meta import deep_copy, format_time, timestamp
@@ -52,7 +51,7 @@ EXTRA_POD_UID = "authentication.kubernetes.io/pod-uid"
 EXTRA_NODE_NAME = "authentication.kubernetes.io/node-name"
 EXTRA_NODE_UID = "authentication.kubernetes.io/node-uid"
 EXTRA_CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
-_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9.]{0,252}")  # what can be an object's name (handlers.SAFE_TOKEN)
+_NAME = subjects.SAFE_TOKEN  # what can be an object's name
 
 
 # ---- the key pair ------------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ async def test_create_get_conflict_and_table(http):
     assert r.status == 201
     created = await r.json()
     assert created["metadata"]["resourceVersion"]
+    r = await http.get(f"{base}/a", headers=AUTH)  # read straight off KV: what the create answered
+    assert r.status == 200 and await r.json() == created
     r = await post(http, base, cm("a"))
     assert r.status == 409 and (await r.json())["reason"] == "AlreadyExists"
     r = await http.get(f"{base}/a", headers={**AUTH, "Accept": TABLE})
