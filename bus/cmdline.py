@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -96,6 +97,18 @@ def settings(parser: argparse.ArgumentParser | None, build: Callable[[], T]) -> 
         raise  # not reached
 
 
+#: the cyclic collector's thresholds (gen0 allocations, gen1 and gen2 collections; CPython's default: 700, 10, 10)
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Informer caches hold hundreds of thousands of small dicts with no cycles among them: with CPython's default
+    thresholds the collector rescans them every few hundred allocations, which costs more CPU than the work (and
+    tail latency). Collect young objects ~70x less often, and never rescan what was imported before the start."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
+
+
 def run(main: Coroutine[Any, Any, Any], uvloop: bool = True) -> None:
     """Run an entry point's main coroutine to its end; Ctrl-C ends it quietly. ``uvloop=False``: the
     standard loop (the node agent's netlink sockets need datagram endpoints uvloop lacks). Missing or refused bus
@@ -104,6 +117,7 @@ def run(main: Coroutine[Any, Any, Any], uvloop: bool = True) -> None:
     from bus.natsauth import AuthError
 
     connect.STOP_WHEN_REVOKED = True
+    tune_gc()
     try:
         if uvloop:
             aio.run(main)
