@@ -65,6 +65,8 @@ def log_level(flag: str | None) -> str:
 
 
 def configure_logging(level: str) -> None:
+    # the format names no thread or process: each record skips looking them up (a share of the CPU of busy loops)
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.basicConfig(level=level, format=LOG_FORMAT)
 
 

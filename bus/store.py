@@ -314,10 +314,15 @@ class NatsStore:
 
         async def on_msg(msg: Msg) -> None:
             nonlocal top, consumed
-            if _is_status(msg):
+            if _is_status(msg):  # flow control: the server sends more once this is answered
+                reply = msg.reply or (msg.headers or {}).get("Nats-Consumer-Stalled")
+                if reply:
+                    await self.nc.publish(reply, b"")
                 return
-            meta = msg.metadata
-            seq = meta.sequence.stream
+            seqs = delivery_sequences(msg.reply)
+            if seqs is None:
+                return
+            seq, _, pending = seqs
             consumed += 1
             key = subjects.key_from_kv_subject(res.bus_name, msg.subject)
             if _is_delete(msg):
@@ -328,7 +333,7 @@ class NatsStore:
                 except Exception:  # a foreign writer put garbage in our bucket: skip it
                     log.warning("undecodable value at %s rev %d", msg.subject, seq)
             top = max(top, seq)
-            if meta.num_pending == 0 and not done.done():
+            if pending == 0 and not done.done():
                 done.set_result(None)
 
         inbox = self.nc.new_inbox()
@@ -341,6 +346,10 @@ class NatsStore:
                 filter_subject=subjects.kv_subject(res.bus_name, namespace),
                 ack_policy=api.AckPolicy.NONE,
                 max_deliver=1,
+                # paced by the reader: pushed unpaced, a list bigger than the server's per-client buffer
+                # (64 MB: 30,000 pods) got the connection cut as a slow consumer, and the relist failed for good
+                flow_control=True,
+                idle_heartbeat=2.0,
                 mem_storage=True,
                 num_replicas=1,
                 inactive_threshold=30.0 if self.deletes_consumers else self.LIST_INACTIVE,
@@ -596,6 +605,23 @@ def _is_delete(msg: Msg) -> bool:
     return msg.headers.get("Nats-Marker-Reason") is not None
 
 
+def delivery_sequences(reply: str | None) -> tuple[int, int, int] | None:
+    """``(stream sequence, consumer sequence, pending)`` of a pushed JetStream message, read off its ack subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``, or the 12-token form with a domain and
+    an account hash first); None for anything else. nats.py's ``Msg.metadata`` builds the same with a datetime and
+    dataclasses, a cost every watched write paid in every informer."""
+    if not reply:
+        return None
+    t = reply.split(".")
+    if len(t) < 9 or t[0] != "$JS" or t[1] != "ACK":
+        return None
+    i = 5 if len(t) == 9 else 7
+    try:
+        return int(t[i]), int(t[i + 1]), int(t[i + 3])
+    except (ValueError, IndexError):
+        return None
+
+
 class _KVWatch:
     """An ordered push consumer from a start revision, re-created on gaps, stalls and reconnects."""
 
@@ -696,15 +722,14 @@ class _KVWatch:
             if last_c is not None and int(last_c) != self._cseq:
                 asyncio.ensure_future(self.restart())
             return
-        try:
-            meta = msg.metadata
-        except Exception:
+        seqs = delivery_sequences(msg.reply)
+        if seqs is None:
             return
-        if meta.sequence.consumer != self._cseq + 1:
+        seq, cseq, _ = seqs
+        if cseq != self._cseq + 1:
             asyncio.ensure_future(self.restart())  # gap (slow consumer) or stale consumer
             return
-        self._cseq = meta.sequence.consumer
-        seq = meta.sequence.stream
+        self._cseq = cseq
         if seq <= self._last:
             return
         self._last = seq
