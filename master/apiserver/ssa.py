@@ -250,11 +250,15 @@ def decode_managed(raw: Any) -> list[Entry]:
     return out
 
 
-def _store(obj: dict, entries: list[Entry], present: set[Path]) -> dict:
-    """Write ``entries`` (pruned to paths that exist, empty ones dropped) into ``obj``'s metadata."""
+def _store(obj: dict, entries: list[Entry], present: set[Path], only_under: str | None = None) -> dict:
+    """Write ``entries`` (pruned to paths that exist, empty ones dropped) into ``obj``'s metadata; ``only_under``:
+    ``present`` covers that top-level field alone, and only paths under it are pruned."""
     encoded = []
     for e in entries:
-        e.fields &= present
+        if only_under is None:
+            e.fields &= present
+        else:
+            e.fields = {p for p in e.fields if p[0] != only_under or p in present}
         if not e.fields:
             continue
         d = {"manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
@@ -610,7 +614,11 @@ def track_write(res: Resource, old: dict, new: dict, options: dict, subresource:
         return
     else:
         entries = decode_managed(old_meta.get("managedFields"))
-    old_l, new_l = leaves(old, res.kind), leaves(new, res.kind)
+    # a status write that changed nothing else walks the two statuses only: the rest of the object is the one the
+    # entries were last pruned against, so only their status paths can have gone
+    only_status = subresource == "status" and _all_but_status(old) == _all_but_status(new)
+    walk = _status_leaves if only_status else leaves
+    old_l, new_l = walk(old, res.kind), walk(new, res.kind)
     changed = {p for p, v in new_l.items() if _in_scope(p, res, subresource)
                and (p not in old_l or not _same(old_l[p], v))}
     if not changed and not entries:
@@ -624,7 +632,19 @@ def track_write(res: Resource, old: dict, new: dict, options: dict, subresource:
     me.fields |= changed
     if me.fields != before or me.time is None:
         me.time = now()
-    _store(new, entries, _prefixes(new_l))
+    _store(new, entries, _prefixes(new_l), "f:status" if only_status else None)
+
+
+def _all_but_status(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if k != "status"}
+
+
+def _status_leaves(obj: dict, kind: str) -> dict[Path, Any]:
+    """:func:`leaves` of ``obj``'s status alone."""
+    out: dict[Path, Any] = {}
+    if obj.get("status") is not None:
+        _walk_value(obj["status"], ("f:status",), lookup(root_type(kind), "status"), out)
+    return out
 
 
 APPLY_PATCH_TYPES = ("apply", "application/apply-patch+yaml", "application/apply-patch+json")
