@@ -140,6 +140,7 @@ async def admit_service_account(store: NatsStore, pod: dict, namespace: str, acc
     spec = pod.setdefault("spec", {})
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = account
+    spec["serviceAccount"] = account  # the deprecated alias, as Kubernetes' v1 conversion writes it
     automount = spec.get("automountServiceAccountToken")
     if automount is None or not spec.get("imagePullSecrets"):
         sa = await _account(store, accounts, namespace, account)
