@@ -182,7 +182,9 @@ class ApiClient:
         apiserver applies it once and answers a repeat as it answered the first attempt. Raises
         :class:`bus.errors.TooLarge` for a request over the bus's size limit and :class:`bus.errors.NoReply` when
         ``retries`` are spent."""
-        rid = new_request_id() if verb in MUTATING_VERBS else None
+        # an id only where a retry may repeat the write: a client that never retries (retries=0, the scheduler's
+        # binds) costs the API servers no reply-cache entry
+        rid = new_request_id() if verb in MUTATING_VERBS and self.retries > 0 else None
         data = codec.pack(request_payload(res, namespace, name, body, subresource, options, rid, user))
         subject = subjects.api_subject(self.identity.token, res.bus_name, verb)
         attempt = 0

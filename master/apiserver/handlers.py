@@ -12,7 +12,8 @@ from bus import codec, errors, listchunks, nodecsr, subjects
 from bus.crd import convert
 from bus.client import selector_matcher
 from bus.meta import deep_copy, format_time, generate_name, now, set_condition
-from bus.models import to_dict, unknown_fields
+from bus.models import model_for_kind, to_dict, unknown_fields
+from bus.models.decode import decode
 from bus.resources import Resource
 from bus.store import NatsStore
 from bus.validation import security_warnings, validate_custom, validate_object, validate_update
@@ -105,6 +106,23 @@ class Handlers:
         if causes:
             raise errors.invalid(res.kind, name, causes, res.group)
         return to_dict(model), _warn_unknown(model) + security_warnings(model)
+
+    def _validate_status(self, res: Resource, new: dict, cur: dict, name: str) -> tuple[dict, list[str]]:
+        """A status write: the rest of the object is the stored one (``prepare_status_update``), validated when it
+        was stored, so only the status is decoded and normalized; the rest is kept as stored."""
+        if res.custom is not None or not strategy.same_but_status(new, cur):
+            return self._validate(res, new, name)
+        partial = {"apiVersion": res.api_version, "kind": res.kind, "metadata": cur.get("metadata") or {}}
+        if "status" in new:
+            partial["status"] = new["status"]
+        model, causes = decode(model_for_kind(res.kind), partial)
+        if causes or model is None:
+            raise errors.invalid(res.kind, name, causes, res.group)
+        out = {k: v for k, v in new.items() if k != "status"}
+        status = to_dict(model).get("status")
+        if status is not None:
+            out["status"] = status
+        return out, _warn_unknown(model)
 
     # ---- create ----------------------------------------------------------------------------
 
@@ -317,7 +335,9 @@ class Handlers:
             patch_allocated(res, cur, new)
             if req.subresource == "status":
                 new = strategy.prepare_status_update(res, cur, new)
-            new_obj, warnings = self._validate(res, new, name)
+                new_obj, warnings = self._validate_status(res, new, cur, name)
+            else:
+                new_obj, warnings = self._validate(res, new, name)
             if req.subresource != "status":
                 strategy.prepare_update(res, cur, new_obj)
                 self.policy.admit_update(res, cur, new_obj)

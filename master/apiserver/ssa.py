@@ -24,6 +24,7 @@ from bus import errors
 from bus.meta import deep_copy, now
 from bus.resources import Resource
 from master.apiserver.patchmeta import Field, lookup, root_type
+from master.apiserver.strategy import same_but_status
 
 Path = tuple[str, ...]
 APPLY, UPDATE = "Apply", "Update"
@@ -616,7 +617,7 @@ def track_write(res: Resource, old: dict, new: dict, options: dict, subresource:
         entries = decode_managed(old_meta.get("managedFields"))
     # a status write that changed nothing else walks the two statuses only: the rest of the object is the one the
     # entries were last pruned against, so only their status paths can have gone
-    only_status = subresource == "status" and _all_but_status(old) == _all_but_status(new)
+    only_status = subresource == "status" and same_but_status(old, new)
     walk = _status_leaves if only_status else leaves
     old_l, new_l = walk(old, res.kind), walk(new, res.kind)
     changed = {p for p, v in new_l.items() if _in_scope(p, res, subresource)
@@ -633,10 +634,6 @@ def track_write(res: Resource, old: dict, new: dict, options: dict, subresource:
     if me.fields != before or me.time is None:
         me.time = now()
     _store(new, entries, _prefixes(new_l), "f:status" if only_status else None)
-
-
-def _all_but_status(obj: dict) -> dict:
-    return {k: v for k, v in obj.items() if k != "status"}
 
 
 def _status_leaves(obj: dict, kind: str) -> dict[Path, Any]:

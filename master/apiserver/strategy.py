@@ -148,6 +148,11 @@ def prepare_status_update(res: Resource, old: dict, new: dict) -> dict:
     return out
 
 
+def same_but_status(a: dict, b: dict) -> bool:
+    """Whether two versions of an object differ at most in their status."""
+    return {k: v for k, v in a.items() if k != "status"} == {k: v for k, v in b.items() if k != "status"}
+
+
 def strip_for_compare(obj: dict) -> dict:
     meta = dict(obj.get("metadata") or {})
     meta.pop("resourceVersion", None)

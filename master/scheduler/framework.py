@@ -35,6 +35,19 @@ if TYPE_CHECKING:
     from master.scheduler.podinfo import PodInfo
 
 MAX_NODE_SCORE = 100.0
+MIN_FEASIBLE_NODES_TO_FIND = 100  # kube-scheduler's minFeasibleNodesToFind
+MIN_FEASIBLE_NODES_PERCENTAGE = 5  # minFeasibleNodesPercentageToFind
+
+
+def num_feasible_nodes_to_find(num_nodes: int, percentage: int = 0) -> int:
+    """How many feasible nodes a cycle looks for before it stops and scores them (kube-scheduler's
+    ``numFeasibleNodesToFind``): all of them below 100 nodes; else ``percentage`` of the nodes (0: adaptive,
+    50 % minus 1 % per 125 nodes, at least 5 %), never fewer than 100."""
+    if num_nodes < MIN_FEASIBLE_NODES_TO_FIND:
+        return num_nodes
+    if percentage <= 0:
+        percentage = max(MIN_FEASIBLE_NODES_PERCENTAGE, 50 - num_nodes // 125)
+    return max(MIN_FEASIBLE_NODES_TO_FIND, num_nodes * min(percentage, 100) // 100)
 
 
 class Code(IntEnum):
@@ -223,7 +236,7 @@ class Framework:
 
     def __init__(self, filters: tuple[str, ...], scores: dict[str, float], binders: tuple[str, ...],
                  reserves: tuple[str, ...] = (), handle: Any = None, args: dict[str, dict] | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, percentage_of_nodes_to_score: int = 0) -> None:
         args = args or {}
         built: dict[str, Any] = {}
 
@@ -240,19 +253,35 @@ class Framework:
         self.reserves = [check_plugin(plugin(n), "Reserve") for n in reserves]
         self.binders = [check_plugin(plugin(n), "Bind") for n in binders]
         self._random = random.Random(seed)
+        self.percentage_of_nodes_to_score = percentage_of_nodes_to_score  # 0: adaptive (kube-scheduler's default)
+        self.next_start_slot = 0  # where the next cycle starts looking (nextStartNodeIndex)
 
     def find_feasible(self, state: CycleState, pod: "PodInfo", nodes: "NodeTable") -> np.ndarray:
         """Slots of the nodes the pod fits; raises :class:`FitError` saying why when there are none.
-        The fast pass only narrows the mask; reasons are counted per node only when nothing fits."""
+        The fast pass only narrows the mask; reasons are counted per node only when nothing fits.
+        As kube-scheduler, a cycle keeps only the first :func:`num_feasible_nodes_to_find` feasible nodes in
+        node order from where the previous cycle stopped (``next_start_slot``), so that each is scored in turn."""
         valid = nodes.view("valid")
-        filters = self._active_filters(state, pod, nodes, int(np.count_nonzero(valid)))
+        total = int(np.count_nonzero(valid))
+        filters = self._active_filters(state, pod, nodes, total)
         alive = valid.copy()
         for p in filters:
             for _, mask in p.filter(state, pod, nodes, alive):
                 alive &= ~mask
-            if not alive.any():
-                raise FitError(int(np.count_nonzero(valid)), self._diagnose(state, pod, nodes, filters))
-        return np.flatnonzero(alive)
+            if not np.count_nonzero(alive):  # (ndarray.any() costs several times more)
+                raise FitError(total, self._diagnose(state, pod, nodes, filters))
+        return self._sample(alive.nonzero()[0], num_feasible_nodes_to_find(total, self.percentage_of_nodes_to_score),
+                            len(valid))
+
+    def _sample(self, feasible: np.ndarray, want: int, slots: int) -> np.ndarray:
+        """The first ``want`` of ``feasible`` (ascending slots) at or after ``next_start_slot``, wrapping around;
+        the next cycle starts just after the last node this one examined."""
+        if len(feasible) <= want:
+            return feasible  # every node examined: the next cycle starts where this one did
+        first = int(np.searchsorted(feasible, self.next_start_slot))
+        picked = feasible.take(np.arange(first, first + want), mode="wrap")
+        self.next_start_slot = (int(picked[-1]) + 1) % slots
+        return picked
 
     def _active_filters(self, state: CycleState, pod: "PodInfo", nodes: "NodeTable", total: int) -> list:
         if total == 0:
@@ -301,7 +330,7 @@ class Framework:
         if len(idx) == 1:
             return nodes.names[int(idx[0])]
         total = self.score(state, pod, nodes, idx)
-        best = np.flatnonzero(total >= total.max() - 1e-9)
+        best = (total >= total.max() - 1e-9).nonzero()[0]
         pick = best[0] if len(best) == 1 else best[self._random.randrange(len(best))]
         return nodes.names[int(idx[pick])]
 

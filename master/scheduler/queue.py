@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from bus.workqueue import Clock
@@ -52,7 +53,8 @@ class SchedulingQueue:
         self._pods: dict[str, QueuedPod] = {}
         self._active: list[tuple[int, float, int, str]] = []
         self._backoff: list[tuple[float, int, str]] = []
-        self._unschedulable: dict[str, QueuedPod] = {}  # in the order they were parked
+        # in the order they were parked (``since`` ascending): the oldest is first, found and removed in O(1)
+        self._unschedulable: OrderedDict[str, QueuedPod] = OrderedDict()
         self._seq = itertools.count()
         self._waiters: list[asyncio.Future] = []
         self._closed = False
@@ -129,6 +131,7 @@ class SchedulingQueue:
         else:
             q.where, q.since = UNSCHEDULABLE, q.timestamp
             self._unschedulable[q.key] = q
+            self._unschedulable.move_to_end(q.key)
 
     def add_backoff(self, q: QueuedPod) -> None:
         """An error (bind failed, …): retry after the pod's backoff."""
@@ -149,7 +152,9 @@ class SchedulingQueue:
             q = self._pods.get(key)
             if q is not None and q.where == BACKOFF and q.seq == seq:
                 self._push_active(q)
-        for q in list(self._unschedulable.values()):
+        parked = self._unschedulable
+        while parked:
+            q = parked[next(iter(parked))]
             if now - q.since < self.max_unschedulable:
                 break
             self._requeue(q)
@@ -199,7 +204,7 @@ class SchedulingQueue:
         now = self.clock.now()
         t = [self._backoff[0][0] - now] if self._backoff else []
         if self._unschedulable:
-            t.append(next(iter(self._unschedulable.values())).since + self.max_unschedulable - now)
+            t.append(self._unschedulable[next(iter(self._unschedulable))].since + self.max_unschedulable - now)
         return max(0.0, min(t)) if t else None
 
     def _wake(self) -> None:

@@ -5,6 +5,7 @@ a bounded set of concurrent tasks, then takes the next pod (kube-scheduler binds
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default-scheduler"
+PODS_PER_YIELD = 16  # pods scheduled back to back before the loop lets other tasks run (assumed pods keep the
+# cache right meanwhile; informer events wait at most that long: ~1 ms)
 
 
 def scheduler_name(pod: dict) -> str:
@@ -92,11 +95,23 @@ class _SideEffects:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
 
+def single_attempt(client: Any) -> Any:
+    """``client`` sharing its connection, but whose requests are sent once and wait the whole timeout: a bind
+    that an overloaded API server answers late is not sent again and again (each repeat costs the server a
+    request to answer "in progress"); one that fails goes back to the scheduling queue, as kube-scheduler's."""
+    if not hasattr(client, "retries"):
+        return client
+    out = copy.copy(client)
+    out.retries = 0
+    return out
+
+
 class Scheduler:
     def __init__(self, client: Any, name: str = DEFAULT_NAME, clock: Clock | None = None,
                  initial_backoff: float = 1.0, max_backoff: float = 10.0, bind_concurrency: int = 256,
                  assume_ttl: float = 30.0, framework: Framework | None = None, seed: int | None = None) -> None:
         self.client = client
+        self.bind_client = single_attempt(client)
         self.name = name
         self.clock = clock or Clock()
         self.cache = SchedulerCache(assume_ttl)
@@ -192,6 +207,7 @@ class Scheduler:
     # ---- the scheduling loop ---------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        done = 0
         while True:
             q = await self.queue.pop()
             if q is None:
@@ -203,7 +219,11 @@ class Scheduler:
             except Exception:
                 log.exception("%s: scheduling %s failed", self.name, q.key)
                 self.queue.add_backoff(q)
-            await asyncio.sleep(0)  # let informers and binds run between pods
+            done += 1
+            if done % PODS_PER_YIELD == 0:
+                # let informers and binds run: the binds of these pods start together, and their requests
+                # leave in one write to the bus instead of one each
+                await asyncio.sleep(0)
 
     def _current(self, q: QueuedPod) -> PodInfo | None:
         """The pod as the cache shows it now, if it is still ours to schedule."""

@@ -29,6 +29,7 @@ from bus.natsserver import DURABLE_SYNC, NatsServer
 from tests import builders
 from tests.builders import container, requests
 from tests.conftest import start_apiserver_process, wait_for_api
+from tests.perf.conditions import fsync_line
 
 
 def pod(name: str, ns: str = "default") -> dict:
@@ -151,6 +152,7 @@ async def main(quick: bool) -> None:
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log", sync_interval=SYNC)
     use_server(srv)
     srv.start()
+    print(fsync_line(tmp / "js"))
     proc = start_apiserver_process(srv.url, tmp / "api.log")
     try:
         await wait_for_api(srv.url)

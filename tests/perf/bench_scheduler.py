@@ -8,7 +8,8 @@ apiserver``), the scheduler in its own process (``python -m master.scheduler``) 
 in their own process (``python -m node.hollow``); the pod creators (``--concurrency`` requests in
 flight) and the watch run in this process. create → bound is measured from the moment a create is
 sent to the moment the watch delivers the pod with ``spec.nodeName`` set. Prints figures with their
-conditions; not a pass/fail test.
+conditions, CPU µs per bound pod of each process (from /proc: a figure that holds on a busy machine) and writes per
+bound pod in each KV bucket (the growth of its stream's last sequence); not a pass/fail test.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
-from bus import aio
+from bus import aio, subjects
 from bus.client import ApiClient
 from tests.perf.busauth import use_server
 from bus.natsserver import NatsServer
+from bus.resources import BUCKETS
 from bus.proc import die_with_parent, stop_process
 from tests import builders
 from tests.builders import container, owner_ref, requests
 from tests.conftest import wait_for_api
+from tests.perf.conditions import cpu_seconds, fsync_line  # noqa: F401 (cpu_seconds: bench_deployment's)
 
 
 def pod(i: int) -> dict:
@@ -50,12 +54,15 @@ def spawn(argv: list[str], log: Path, profile: bool = False) -> subprocess.Popen
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def stream_writes(client: ApiClient) -> dict[str, int]:
+    """Writes so far per KV bucket (a stream's last sequence counts its puts and deletes)."""
+    out = {}
+    for res in BUCKETS:
+        try:
+            out[res.bus_name] = (await client.store.js.stream_info(subjects.stream(res.bus_name))).state.last_seq
+        except Exception:  # no such bucket
+            pass
+    return out
 
 
 async def wait_nodes(client: ApiClient, n: int, timeout: float = 300.0) -> float:
@@ -132,11 +139,62 @@ async def measure(client: ApiClient, n_pods: int, concurrency: int) -> dict:
             "p99": lat[int(0.99 * (len(lat) - 1))] if lat else float("nan")}
 
 
-async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: bool, profile: tuple = ()) -> None:
+async def create_all(client: ApiClient, n_pods: int, concurrency: int) -> None:
+    next_i = 0
+
+    async def creator() -> None:
+        nonlocal next_i
+        while next_i < n_pods:
+            i = next_i
+            next_i += 1
+            await client.create(pod(i))
+
+    await asyncio.gather(*(creator() for _ in range(concurrency)))
+
+
+async def measure_backlog(client: ApiClient, n_pods: int, start: Callable[[], None],
+                          on_first: Callable[[], None]) -> dict:
+    """``--backlog``: the pods exist before the scheduler starts (``start``); the scheduler's own throughput from
+    the first bound pod to the last (``on_first`` runs when the first is seen), as scheduler_perf measures it."""
+    _, rv = await client.list("pods", "default")
+    watch = await client.watch("pods", "default", since=rv)
+    bound: dict[str, float] = {}
+    t0 = time.monotonic()
+    start()
+
+    async def watcher() -> None:
+        async for ev in watch:
+            name = ev.object["metadata"]["name"]
+            if name not in bound and (ev.object.get("spec") or {}).get("nodeName"):
+                if not bound:
+                    on_first()
+                bound[name] = time.monotonic()
+                if len(bound) >= n_pods:
+                    return
+
+    try:
+        await asyncio.wait_for(watcher(), timeout=max(120.0, n_pods / 50))
+    except asyncio.TimeoutError:
+        pass
+    await watch.stop()
+    times = sorted(bound.values()) or [t0]
+    seconds = int(times[-1] - times[0])
+    per_second = [0] * (seconds + 1)
+    for t in times:
+        per_second[int(t - times[0])] += 1
+    full = per_second[:seconds] or per_second
+    return {"bound": len(bound), "elapsed": times[-1] - times[0], "startup": times[0] - t0,
+            "rate": (len(times) - 1) / max(1e-9, times[-1] - times[0]), "slowest_second": min(full),
+            "fastest_second": max(full)}
+
+
+async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: bool, profile: tuple = (),
+                     backlog: bool = False) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="k8n-bench-sched-"))
     srv = NatsServer(tmp / "js", port=0, log_file=tmp / "nats.log")
     use_server(srv)
     srv.start()
+    print(fsync_line(tmp / "js"))
     procs: list[subprocess.Popen] = []
     try:
         procs.append(spawn(["-m", "master", "--server", srv.url, "--components", "apiserver", "--log-level",
@@ -147,8 +205,15 @@ async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: boo
         procs.append(spawn(["-m", "node.hollow", "--server", srv.url, "--count", str(n_nodes), "--log-level",
                             "WARNING"], tmp / "hollow.log", profile="hollow" in profile))
         reg = await wait_nodes(client, n_nodes)
-        procs.append(spawn(["-m", "master.scheduler", "--server", srv.url, "--log-level", "INFO"],
-                           tmp / "scheduler.log", profile="scheduler" in profile))
+
+        def start_scheduler() -> None:
+            procs.append(spawn(["-m", "master.scheduler", "--server", srv.url, "--log-level", "INFO"],
+                               tmp / "scheduler.log", profile="scheduler" in profile))
+
+        if backlog:
+            await backlog_config(client, srv, procs, n_nodes, n_pods, concurrency, reg, start_scheduler)
+            return
+        start_scheduler()
         probe = pod(n_pods + 1)
         probe["metadata"]["name"] = "probe"
         await client.create(probe)
@@ -156,8 +221,10 @@ async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: boo
         named = {"nats-server": srv.proc.pid, "apiserver": procs[0].pid, "hollow": procs[1].pid,
                  "scheduler": procs[2].pid, "load+watch": os.getpid()}
         cpu0 = {k: cpu_seconds(v) for k, v in named.items()}
+        w0 = await stream_writes(client)
         r = await measure(client, n_pods, concurrency)
         cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in named.items()}
+        w = {k: v - w0.get(k, 0) for k, v in (await stream_writes(client)).items()}
         items, _ = await client.list("pods", "default")
         running = sum(1 for p in items if (p.get("status") or {}).get("phase") == "Running")
         nodes_used = len({p["spec"].get("nodeName") for p in items if p["spec"].get("nodeName")})
@@ -172,14 +239,52 @@ async def run_config(n_nodes: int, n_pods: int, concurrency: int, keep_logs: boo
         print(f"  create throughput meanwhile {r['create_rate']:.0f} creates/s; create->bound latency "
               f"p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms")
         print("  CPU seconds used during the measurement: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+        print("  CPU µs per bound pod: "
+              + ", ".join(f"{k} {v * 1e6 / max(1, r['bound']):.0f}" for k, v in cpu.items()))
+        print("  writes per bound pod: " + ", ".join(f"{k} {v / max(1, r['bound']):.2f}"
+                                                     for k, v in sorted(w.items(), key=lambda kv: -kv[1]) if v)
+              + f"; all {sum(w.values()) / max(1, r['bound']):.2f}")
         print(f"  pods on {nodes_used} distinct nodes; {running} Running (hollow) when measured")
     finally:
         for p in reversed(procs):
             stop_process(p)
         srv.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
         if keep_logs:
             print(f"  logs: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def backlog_config(client: ApiClient, srv: NatsServer, procs: list, n_nodes: int, n_pods: int,
+                         concurrency: int, reg: float, start_scheduler: Callable[[], None]) -> None:
+    t0 = time.monotonic()
+    await create_all(client, n_pods, concurrency)
+    created = time.monotonic() - t0
+    named = {"nats-server": srv.proc.pid, "apiserver": procs[0].pid, "hollow": procs[1].pid}
+    cpu0: dict[str, float] = {}
+    w0: dict[str, int] = {}
+
+    def first_bound() -> None:
+        named["scheduler"] = procs[2].pid
+        cpu0.update({k: cpu_seconds(v) for k, v in named.items()})
+        asyncio.ensure_future(stream_writes(client)).add_done_callback(lambda f: w0.update(f.result()))
+
+    r = await measure_backlog(client, n_pods, start_scheduler, first_bound)
+    cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in named.items() if k in cpu0}
+    w = {k: v - w0.get(k, 0) for k, v in (await stream_writes(client)).items()}
+    await client.close()
+    n = max(1, r["bound"] - 1)
+    print(f"\n== {n_nodes} hollow nodes, {n_pods} pods created first ({created:.1f}s), then the scheduler ==")
+    print(f"  conditions: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}; "
+          f"processes: nats-server, apiserver, scheduler, hollow nodes ({n_nodes} in 1 process, registered in "
+          f"{reg:.1f}s), watch")
+    print(f"  bound {r['bound']}/{n_pods}: first {r['startup']:.1f}s after the scheduler started (its start-up: "
+          f"list and watch), then {r['elapsed']:.1f}s -> {r['rate']:.0f} pods/s; slowest second "
+          f"{r['slowest_second']} pods, fastest {r['fastest_second']}")
+    print("  CPU µs per bound pod (first bound -> last): "
+          + ", ".join(f"{k} {v * 1e6 / n:.0f}" for k, v in cpu.items()))
+    print("  writes per bound pod: " + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(w.items(), key=lambda kv: -kv[1])
+                                                 if v) + f"; all {sum(w.values()) / n:.2f}")
 
 
 def main() -> None:
@@ -189,12 +294,14 @@ def main() -> None:
     ap.add_argument("--pods", type=int, default=10000)
     ap.add_argument("--concurrency", type=int, default=256, help="creates in flight")
     ap.add_argument("--keep-logs", action="store_true")
+    ap.add_argument("--backlog", action="store_true", help="create the pods first, then start the scheduler: its own "
+                                                           "throughput, first bound pod to last")
     ap.add_argument("--profile", default="", help="comma-separated processes to run under cProfile "
                                                  "(scheduler, apiserver, hollow); implies --keep-logs")
     args = ap.parse_args()
     profile = tuple(x for x in args.profile.split(",") if x)
     for n in ([args.nodes] if args.nodes else [100, 1000]):
-        aio.run(run_config(n, args.pods, args.concurrency, args.keep_logs or bool(profile), profile))
+        aio.run(run_config(n, args.pods, args.concurrency, args.keep_logs or bool(profile), profile, args.backlog))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import pytest
 
-from master.scheduler.framework import CycleState, Diagnosis, FitError, Framework, Status, Code
+from master.scheduler.framework import (CycleState, Diagnosis, FitError, Framework, Status, Code,
+                                        num_feasible_nodes_to_find)
 from master.scheduler.plugins import DEFAULT_FILTERS, DEFAULT_SCORES
 from master.scheduler.podinfo import PodInfo
 from master.scheduler.testing import make_node, make_pod, table
@@ -60,3 +61,24 @@ def test_status():
     assert Status().ok and not Status.unschedulable("x").ok
     assert Status.unschedulable("a", "b", unresolvable=True).code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE
     assert Status.error("boom").message == "boom"
+
+
+@pytest.mark.parametrize("nodes, percentage, want", [
+    (50, 0, 50), (99, 0, 99), (100, 0, 100), (500, 0, 230), (1000, 0, 420), (5000, 0, 500), (6000, 0, 300),
+    (10000, 0, 500), (1000, 10, 100), (1000, 100, 1000), (300, 10, 100),
+])
+def test_num_feasible_nodes_to_find_as_kube_scheduler(nodes, percentage, want):
+    assert num_feasible_nodes_to_find(nodes, percentage) == want
+
+
+def test_large_clusters_score_a_window_of_feasible_nodes_that_moves_round():
+    t = table([make_node(f"n{i:03d}", cpu="1" if i % 2 else "4") for i in range(300)])  # odd nodes are too small
+    fw = Framework(DEFAULT_FILTERS, DEFAULT_SCORES, (), seed=1, percentage_of_nodes_to_score=10)
+    pod = PodInfo.of(make_pod("p", cpu="2"))
+    windows = [fw.find_feasible(CycleState(), pod, t) for _ in range(3)]
+    assert [len(w) for w in windows] == [100, 100, 100]  # 10 % of 300 nodes is under the minimum of 100
+    assert all(int(s) % 2 == 0 for w in windows for s in w)
+    seen = [int(s) for w in windows for s in w]
+    assert seen == list(range(0, 300, 2)) * 2  # round robin over the 150 feasible nodes, wrapping
+    small = table([make_node(f"n{i}") for i in range(99)])
+    assert len(fw.find_feasible(CycleState(), pod, small)) == 99

@@ -126,3 +126,22 @@ async def test_done_forgets_and_close_ends_pop():
     await asyncio.sleep(0)
     q.close()
     assert await asyncio.wait_for(task, 0.5) is None
+
+
+async def test_flush_retries_only_the_long_unschedulable_oldest_first_and_keeps_the_rest_in_order():
+    clock = FakeClock()
+    q = SchedulingQueue(clock, max_unschedulable=60)
+    for name in ("a", "b", "c", "d"):
+        q.add(pod(name))
+    for _ in range(4):
+        q.add_unschedulable(await pop_now(q))  # parked 10 s apart: a, b, c, d
+        clock.advance(10)
+    q.add(pod("b", priority=0))  # a newer version of a parked pod keeps its place
+    clock.advance(30)  # parked for 70 s (a), 60 s (b), 50 s (c), 40 s (d)
+    q.flush()
+    assert [q.where(f"default.{n}") for n in "abcd"] == [ACTIVE, ACTIVE, UNSCHEDULABLE, UNSCHEDULABLE]
+    assert [(await pop_now(q)).pod.name for _ in range(2)] == ["a", "b"]
+    q.delete("default.c")
+    clock.advance(20)
+    q.flush()
+    assert q.where("default.d") == ACTIVE and "default.c" not in q

@@ -16,7 +16,7 @@ class DefaultBinder:
 
     @classmethod
     def create(cls, args: dict, handle: Any) -> "DefaultBinder":
-        return cls(getattr(handle, "client", None))
+        return cls(getattr(handle, "bind_client", None) or getattr(handle, "client", None))
 
     async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
         try:
