@@ -111,10 +111,12 @@ NODEVIEW_READS = ("pods", "networkpolicies", "namespaces")
 def _read_buckets(deny: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Publish allow/deny that let a reader list and watch every bucket except ``deny`` (new buckets included)."""
     allow = (subjects.js_stream_info("*"), subjects.js_consumer_create("*", ">"), subjects.js_direct_get("*", ">"),
-             subjects.js_direct_get_batch("*"))  # batched gets: a chunk of a list at its snapshot (bus.store)
+             subjects.js_direct_get_batch("*"),  # batched gets: a chunk of a list at its snapshot (bus.store)
+             subjects.js_flow_control("*"))
     denied = tuple(x for b in deny for x in (subjects.js_consumer_create(subjects.stream(b), ">"),
                                              subjects.js_direct_get(subjects.stream(b), ">"),
-                                             subjects.js_direct_get_batch(subjects.stream(b))))
+                                             subjects.js_direct_get_batch(subjects.stream(b)),
+                                             subjects.js_flow_control(subjects.stream(b))))
     return allow, denied
 
 
@@ -123,6 +125,8 @@ def _read_only(resources: tuple[str, ...], extra_filters: tuple[tuple[str, str],
     out = [subjects.js_stream_info("*")]
     out += [subjects.js_consumer_create(subjects.stream(r), subjects.kv_subject(r)) for r in resources]
     out += [subjects.js_consumer_create(subjects.stream(r), f) for r, f in extra_filters]
+    paced = dict.fromkeys(resources + tuple(r for r, _ in extra_filters))
+    out += [subjects.js_flow_control(subjects.stream(r)) for r in paced]
     return tuple(out)
 
 
@@ -133,7 +137,8 @@ def permissions_for(identity: Identity) -> Permissions:
     role = identity.role
     if role == APISERVER:
         return Permissions(
-            pub_allow=(subjects.KV_SUBJECT_PREFIX + ">", "$JS.API.>", subjects.apiserver_alive("*")),
+            pub_allow=(subjects.KV_SUBJECT_PREFIX + ">", "$JS.API.>", subjects.js_flow_control("*"),
+                       subjects.apiserver_alive("*")),
             sub_allow=inbox + (subjects.api_wildcard(), subjects.apiserver_alive("*")),
             responses=1)
     if role == NODEVIEW:

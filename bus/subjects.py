@@ -247,6 +247,12 @@ def js_direct_get_batch(stream_name: str) -> str:
     return f"{JS_API}.DIRECT.GET.{stream_name}"
 
 
+def js_flow_control(stream_name: str) -> str:
+    """Where a reader answers the flow-control requests of its consumers on a stream (a list paced by the reader,
+    ``bus.store``: unpaced, a big one overflows the server's per-client buffer)."""
+    return f"$JS.FC.{stream_name}.>"
+
+
 # ---- nats-server's system account (used only by the API side's revocation, bus.natsrevoke) ----------------
 
 #: request subject of a signed account JWT update, answered by every server with the ``full`` account resolver

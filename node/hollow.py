@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import itertools
 import logging
 from typing import Any, Awaitable, Callable, Iterable
 
 from bus import aio, cmdline, errors
 from bus.client import ApiClient
-from bus.informer import Informer
+from bus.informer import Informer, revision_of
 from bus.meta import format_time
 from bus.workqueue import WorkQueue, run_workers
 
@@ -45,6 +46,10 @@ async def _bounded(items: Iterable[Any], fn: Callable[[Any], Awaitable[Any]], li
     await asyncio.gather(*(one(x) for x in items))
 
 
+def _ready(status: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
+
+
 class HollowNode:
     def __init__(self, name: str, index: int, cpu: str, memory: str, pods: int) -> None:
         self.name = name
@@ -53,6 +58,7 @@ class HollowNode:
         self._next_ip = 2
         self.cpu, self.memory, self.pods = cpu, memory, pods
         self.lease: dict | None = None
+        self.renewing = False
 
     def node(self) -> dict:
         res = {"cpu": self.cpu, "memory": self.memory, "pods": str(self.pods)}
@@ -98,30 +104,34 @@ class HollowNode:
 
 class HollowNodes:
     def __init__(self, client: ApiClient, count: int, prefix: str = "hollow-", cpu: str = "4", memory: str = "16Gi",
-                 pods: int = 110, lease_period: float = 10.0, workers: int = 16) -> None:
+                 pods: int = 110, lease_period: float = 10.0, workers: int = 256) -> None:
         self.client = client
         self.nodes = {f"{prefix}{i}": HollowNode(f"{prefix}{i}", i, cpu, memory, pods) for i in range(count)}
         self.lease_period = lease_period
-        self.workers = workers
+        self.workers = workers  # status writes in flight: a thousand kubelets would have as many and more
         self.pods = Informer(client, "pods")
+        self.node_objects = Informer(client, "nodes")
         self.queue = WorkQueue("hollow-pods")
+        self._written: dict[str, int] = {}  # pod uid -> resourceVersion of the status this process wrote
+        self._slots: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         await _bounded(self.nodes.values(), self._register)
         await self._renew_leases()
-        self.pods.add_handler(self._enqueue, lambda old, new: self._enqueue(new))
-        await self.pods.start()
+        self.pods.add_handler(self._enqueue, lambda old, new: self._enqueue(new),
+                              lambda pod: self._written.pop(pod["metadata"].get("uid"), None))
+        await asyncio.gather(self.pods.start(), self.node_objects.start())
         self._tasks = [asyncio.create_task(run_workers(self.queue, self._reconcile, self.workers)),
                        asyncio.create_task(self._lease_loop())]
         log.info("hollow: %d nodes registered", len(self.nodes))
 
     async def stop(self) -> None:
         self.queue.shutdown()
-        for t in self._tasks:
+        for t in (*self._tasks, *self._slots):
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.pods.stop()
+        await asyncio.gather(*self._tasks, *self._slots, return_exceptions=True)
+        await asyncio.gather(self.pods.stop(), self.node_objects.stop())
 
     async def _register(self, h: HollowNode) -> None:
         body = h.node()
@@ -137,15 +147,47 @@ class HollowNodes:
 
     # ---- leases
 
+    LEASE_SLOTS = 10
+
     async def _lease_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_period)
-            await self._renew_leases()
+        """Each node renews every ``lease_period``, the nodes spread over ``LEASE_SLOTS`` slots (as
+        independent kubelets would be) and a slot's renewals all at once: a slow API server delays
+        a renewal by its latency, not by the renewals queued before it. A node whose renewal is
+        still out skips its turn."""
+        nodes = list(self.nodes.values())
+        for turn in itertools.count(1):
+            await asyncio.sleep(self.lease_period / self.LEASE_SLOTS)
+            due = [h for h in nodes[turn % self.LEASE_SLOTS::self.LEASE_SLOTS] if not h.renewing]
+            for h in due:
+                h.renewing = True
+            t = asyncio.create_task(_bounded(due, self._renew, limit=max(1, len(due))))
+            self._slots.add(t)
+            t.add_done_callback(self._slots.discard)
 
     async def _renew_leases(self) -> None:
         await _bounded(self.nodes.values(), self._renew)
 
     async def _renew(self, h: HollowNode) -> None:
+        try:
+            await self._renew_lease(h)
+            await self._post_ready(h)
+        finally:
+            h.renewing = False
+
+    async def _post_ready(self, h: HollowNode) -> None:
+        """Post Ready=True again when the node controller marked the node otherwise (a late renewal):
+        what a kubelet's next node status update does."""
+        node = self.node_objects.get(None, h.name)
+        ready = next((c for c in ((node or {}).get("status") or {}).get("conditions") or ()
+                      if c.get("type") == "Ready"), None)
+        if node is None or ready is None or ready.get("status") == "True":
+            return
+        try:
+            await self.client.update_status({**node, "status": {**node["status"], **h.node()["status"]}})
+        except errors.Conflict:
+            pass  # the next renewal looks again
+
+    async def _renew_lease(self, h: HollowNode) -> None:
         now = format_time(micro=True)
         if h.lease is None:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -184,9 +226,13 @@ class HollowNodes:
             except errors.NotFound:
                 pass
             return
-        if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed"):
-            return
-        await self.client.update_status({**pod, "status": h.running_status(pod)})
+        uid, status = meta.get("uid"), pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed") or revision_of(pod) <= self._written.get(uid, 0):
+            return  # finished, or the cache has not caught up with the status written: no write that changes nothing
+        if status.get("phase") == "Running" and _ready(status):
+            return  # one status write per pod start; again only if the node controller marked it not ready
+        done = await self.client.update_status({**pod, "status": h.running_status(pod)})
+        self._written[uid] = revision_of(done)
 
 
 async def run_hollow(server_url: str, count: int, stop: asyncio.Event, **kw: Any) -> None:

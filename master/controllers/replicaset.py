@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
 
 from bus import errors, subjects
 from bus.controller import Controller
@@ -29,6 +29,9 @@ from master.controllers._ownership import controller_ref, deleting, owner_ref_to
 log = logging.getLogger(__name__)
 
 BURST_REPLICAS = 500  # most pods created or deleted in one sync, as Kubernetes' burstReplicas
+IN_FLIGHT = 100  # most pod creates and deletes awaiting the API at once, all owners together: what a
+# controller manager's client rate limit does in Kubernetes, so node leases and status writes never wait
+# behind thousands of queued creates
 KINDS = {"ReplicaSet": ("replicasets", "replicaset-controller"),
          "ReplicationController": ("replicationcontrollers", "replication-controller")}
 _ORPHANS = "replication_orphans_by_namespace"  # pods without a controller, by namespace
@@ -57,20 +60,32 @@ def is_active(pod: dict) -> bool:
     return not deleting(pod) and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES
 
 
+def _ready_condition(pod: dict) -> dict | None:
+    """The pod's Ready condition when it is True, else None."""
+    for c in (pod.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Ready":
+            return c if c.get("status") == "True" else None
+    return None
+
+
 def ready_since(pod: dict) -> float | None:
     """When the pod became Ready (epoch seconds), or None when it is not Ready."""
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return timestamp(c.get("lastTransitionTime"), 0.0) if c.get("status") == "True" else None
-    return None
+    c = _ready_condition(pod)
+    return None if c is None else timestamp(c.get("lastTransitionTime"), 0.0)
 
 
 def available_in(pod: dict, min_ready_seconds: int, now: float) -> float | None:
     """Seconds until the pod counts as available (0: it is), None when it is not Ready."""
-    since = ready_since(pod)
-    if since is None:
-        return None
-    return max(0.0, since + min_ready_seconds - now) if min_ready_seconds > 0 else 0.0
+    c = _ready_condition(pod)
+    return None if c is None else _available_after(c, min_ready_seconds, now)
+
+
+def _available_after(ready: dict, min_ready_seconds: int, now: float) -> float:
+    """Seconds until a pod Ready since ``ready``'s transition counts as available (no time parsed without
+    minReadySeconds)."""
+    if min_ready_seconds <= 0:
+        return 0.0
+    return max(0.0, timestamp(ready.get("lastTransitionTime"), 0.0) + min_ready_seconds - now)
 
 
 def _restarts(pod: dict) -> int:
@@ -131,24 +146,45 @@ async def slow_start(count: int, fn: Callable[[], Awaitable[Any]], initial: int 
     return ok, None
 
 
+class PodFacts(NamedTuple):
+    """What a reconcile needs of one pod, for one owner (kept while the cached pod is the same object)."""
+
+    controller_uid: str | None  # the uid of the pod's controller, if any
+    matches: bool  # the owner's selector selects the pod
+    active: bool  # is_active
+    fully_labeled: bool  # carries every label of the owner's template
+    ready: dict | None  # the Ready condition when it is True
+
+
+def pod_facts(pod: dict, selector: Selector, template_labels: dict) -> PodFacts:
+    labels = labels_of(pod)
+    return PodFacts((controller_ref(pod) or {}).get("uid"), selector.matches(labels), is_active(pod),
+                    template_labels.items() <= labels.items(), _ready_condition(pod))
+
+
 def compute_status(owner: dict, pods: list[dict], now: float,
                    failure: tuple[str, str] | None = None) -> tuple[dict, float | None]:
     """The owner's status from its active pods, and when to look again for a pod that will become
     available (minReadySeconds). ``failure`` (reason, message) sets the ReplicaFailure condition;
     without it the condition is removed."""
+    wanted = labels_of((owner.get("spec") or {}).get("template") or {}).items()
+    return status_of(owner, [(wanted <= labels_of(p).items(), _ready_condition(p)) for p in pods], now, failure)
+
+
+def status_of(owner: dict, pods: list[tuple[bool, dict | None]], now: float,
+              failure: tuple[str, str] | None = None) -> tuple[dict, float | None]:
+    """:func:`compute_status` from each active pod's (fully labelled, True Ready condition or None)."""
     spec = owner.get("spec") or {}
     old = owner.get("status") or {}
-    template_labels = labels_of(spec.get("template") or {})
     min_ready = int(spec.get("minReadySeconds") or 0)
     fully = ready = available = 0
     recheck: float | None = None
-    for p in pods:
-        labels = labels_of(p)
-        fully += all(labels.get(k) == v for k, v in template_labels.items())
-        left = available_in(p, min_ready, now)
-        if left is None:
+    for full, cond in pods:
+        fully += full
+        if cond is None:
             continue
         ready += 1
+        left = _available_after(cond, min_ready, now)
         if left <= 0:
             available += 1
         else:
@@ -179,6 +215,28 @@ def pod_from_template(owner: dict) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pmeta, "spec": template.get("spec") or {}}
 
 
+class EventQueue:
+    """Records events without holding up the work that caused them: Kubernetes' recorder hands
+    events to a broadcaster and drops them when ``limit`` are already waiting, so a burst of pod
+    creations is never paced by event writes."""
+
+    def __init__(self, recorder: Any, limit: int = 1000) -> None:
+        self.recorder = recorder
+        self.limit = limit
+        self.dropped = 0
+        self._pending: set[asyncio.Future] = set()
+
+    def event(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        if len(self._pending) >= self.limit:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.info("events: %d waiting, %d dropped so far (%s)", len(self._pending), self.dropped, reason)
+            return
+        fut = asyncio.ensure_future(self.recorder.event(obj, type_, reason, message))
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+
+
 def _orphan_index(pod: dict) -> list[str]:
     ns = namespace_of(pod)
     return [ns] if ns and controller_ref(pod) is None else []
@@ -191,6 +249,10 @@ class ReplicaManager:
     def __init__(self, client: Any, kind: str, owners: Informer, pods: Informer, recorder: Any,
                  workers: int = 5, expectations: Expectations | None = None) -> None:
         self.client, self.kind, self.owners, self.pods, self.recorder = client, kind, owners, pods, recorder
+        self.events = EventQueue(recorder)
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
+        # owner key -> (uid, generation, {id(pod): (pod, facts)}): what the last reconcile learnt of each pod
+        self._facts: dict[str, tuple[str, int, dict[int, tuple[dict, PodFacts]]]] = {}
         self.plural = KINDS[kind][0]
         self.expectations = expectations or Expectations()
         self.controller = Controller(kind.lower(), self.reconcile, workers)
@@ -258,35 +320,57 @@ class ReplicaManager:
         owner = self.owners.get_by_key(key)
         if owner is None:
             self.expectations.delete(key)
+            self._facts.pop(key, None)
             return None
         try:
             selector = selector_of(owner)
         except ValueError as e:
             raise TerminalError(f"{self.kind} {key}: invalid selector: {e}") from None
-        pods = [p for p in await self._claim(owner, selector) if is_active(p)]
+        active = [(p, f) for p, f in await self._claim(owner, key, selector) if f.active]
+        pods = [p for p, _ in active]
         failure, error = None, None
         if not deleting(owner) and self.expectations.satisfied(key):
             failure, error = await self._manage(owner, key, pods)
-        status, recheck = compute_status(owner, pods, time.time(), failure)
+        status, recheck = status_of(owner, [(f.fully_labeled, f.ready) for _, f in active], time.time(), failure)
         await self._write_status(owner, status)
         if error is not None:
             raise error
         return Result(requeue_after=recheck + 0.05) if recheck else None
 
-    async def _claim(self, owner: dict, selector: Selector) -> list[dict]:
-        """The owner's pods after adopting matching orphans and releasing owned pods that no
-        longer match (Kubernetes' PodControllerRefManager)."""
+    def _owned(self, owner: dict, key: str, selector: Selector) -> list[tuple[dict, PodFacts]]:
+        """The cached pods with ``owner`` as their controller, with their facts (recomputed only
+        for pods that changed since the last reconcile: most of a big owner's pods did not)."""
+        meta = owner["metadata"]
+        uid, generation = meta.get("uid"), int(meta.get("generation") or 0)
+        last = self._facts.get(key)
+        known = last[2] if last is not None and last[0] == uid and last[1] == generation else {}
+        template_labels = labels_of((owner.get("spec") or {}).get("template") or {})
+        facts: dict[int, tuple[dict, PodFacts]] = {}
+        out = []
+        for pod in self.pods.by_index(BY_OWNER, uid, ordered=False):
+            seen = known.get(id(pod))
+            f = seen[1] if seen is not None and seen[0] is pod else pod_facts(pod, selector, template_labels)
+            facts[id(pod)] = (pod, f)
+            if f.controller_uid == uid:
+                out.append((pod, f))
+        self._facts[key] = (uid, generation, facts)
+        return out
+
+    async def _claim(self, owner: dict, key: str, selector: Selector) -> list[tuple[dict, PodFacts]]:
+        """The owner's pods (with their facts) after adopting matching orphans and releasing owned
+        pods that no longer match (Kubernetes' PodControllerRefManager)."""
         ns, uid = owner["metadata"].get("namespace"), uid_of(owner)
-        owned = [p for p in self.pods.by_index(BY_OWNER, uid) if (controller_ref(p) or {}).get("uid") == uid]
+        owned = self._owned(owner, key, selector)
         orphans = [p for p in self.pods.by_index(_ORPHANS, ns) if not deleting(p) and selector.matches(labels_of(p))]
         claimed, fresh_checked = [], False
-        for pod in owned:
-            if selector.matches(labels_of(pod)):
-                claimed.append(pod)
+        for pod, f in owned:
+            if f.matches:
+                claimed.append((pod, f))
             elif not deleting(owner):
                 await self._set_refs(pod, [r for r in pod["metadata"]["ownerReferences"] if r.get("uid") != uid])
         if deleting(owner):
             return claimed
+        template_labels = labels_of((owner.get("spec") or {}).get("template") or {})
         for pod in orphans:
             if not fresh_checked:
                 await self._check_owner_fresh(owner)
@@ -294,7 +378,7 @@ class ReplicaManager:
             adopted = await self._set_refs(pod, list(pod["metadata"].get("ownerReferences") or [])
                                            + [owner_ref_to(owner)])
             if adopted is not None:
-                claimed.append(adopted)
+                claimed.append((adopted, pod_facts(adopted, selector, template_labels)))
         return claimed
 
     async def _check_owner_fresh(self, owner: dict) -> None:
@@ -330,32 +414,32 @@ class ReplicaManager:
 
     async def _create_pod(self, owner: dict) -> None:
         try:
-            pod = await self.client.create(pod_from_template(owner))
+            async with self._in_flight:
+                pod = await self.client.create(pod_from_template(owner))
         except errors.ApiError as e:
-            await self.recorder.event(owner, WARNING, "FailedCreate", f"Error creating: {e}")
+            self.events.event(owner, WARNING, "FailedCreate", f"Error creating: {e}")
             raise
-        await self.recorder.event(owner, NORMAL, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
+        self.events.event(owner, NORMAL, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
 
     async def _delete_pod(self, owner: dict, key: str, pod: dict) -> None:
         meta = pod["metadata"]
         try:
-            await self.client.delete("pods", meta["name"], meta.get("namespace"), propagation_policy="Background",
-                                     preconditions={"uid": meta.get("uid")})
+            async with self._in_flight:
+                await self.client.delete("pods", meta["name"], meta.get("namespace"), propagation_policy="Background",
+                                         preconditions={"uid": meta.get("uid")})
         except (errors.NotFound, errors.Conflict):
             self.expectations.deletion_observed(key, meta.get("uid"))
             return
         except errors.ApiError as e:
             self.expectations.deletion_observed(key, meta.get("uid"))
-            await self.recorder.event(owner, WARNING, "FailedDelete", f"Error deleting: {e}")
+            self.events.event(owner, WARNING, "FailedDelete", f"Error deleting: {e}")
             raise
-        await self.recorder.event(owner, NORMAL, "SuccessfulDelete", f"Deleted pod: {meta['name']}")
+        self.events.event(owner, NORMAL, "SuccessfulDelete", f"Deleted pod: {meta['name']}")
 
     async def _write_status(self, owner: dict, status: dict) -> None:
         if (owner.get("status") or {}) == status:
             return
-        new = deep_copy(owner)
-        new["status"] = status
         try:
-            await self.client.update_status(new)
+            await self.client.update_status({**owner, "status": status})
         except errors.NotFound:
             pass

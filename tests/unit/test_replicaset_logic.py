@@ -3,6 +3,7 @@ and the reconcile against a fake client with a lagging cache (expectations: no d
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -247,3 +248,45 @@ async def test_create_errors_set_replica_failure_and_requeue():
         "slow start stops after the first failing batch"
     assert client.statuses[-1]["conditions"][0]["reason"] == "FailedCreate"
     assert m.expectations.satisfied("default.web"), "failed creates are not waited for"
+
+
+async def test_a_changed_pod_is_seen_afresh_and_an_unchanged_one_reuses_what_was_learnt():
+    ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "rs-uid", "controller": True}
+    labels = {"app": "web", "tier": "front"}
+    pods = [pod(f"p{i}", owner=ref, labels=labels, ready=False) for i in range(3)]
+    m, client, _, pod_inf = manager(rs(replicas=3), pods)
+    await m.reconcile("default.web")
+    assert client.statuses[-1]["readyReplicas"] == 0
+    learnt = dict(m._facts["default.web"][2])
+    ready = pod("p1", owner=ref, labels=labels, ready=True)
+    ready["metadata"]["resourceVersion"] = "2"
+    pod_inf._replace([pods[0], ready, pods[2]], 2)  # p1 became ready: a new object in the cache
+    m.owners._replace([{**rs(replicas=3), "status": client.statuses[-1]}], 2)
+    await m.reconcile("default.web")
+    assert client.statuses[-1]["readyReplicas"] == 1 and client.statuses[-1]["availableReplicas"] == 1
+    now = m._facts["default.web"][2]
+    assert now[id(pods[0])][1] is learnt[id(pods[0])][1], "an unchanged pod's facts are reused"
+    assert id(pods[1]) not in now, "what was learnt of the replaced object is forgotten"
+
+
+async def test_events_never_hold_up_pod_creation_and_are_dropped_past_the_limit():
+    from master.controllers.replicaset import EventQueue
+
+    release = asyncio.Event()
+
+    class Slow:
+        def __init__(self):
+            self.events = []
+
+        async def event(self, obj, type_, reason, message, field_path=None):
+            await release.wait()
+            self.events.append(reason)
+
+    q = EventQueue(Slow(), limit=2)
+    for _ in range(3):
+        q.event({}, "Normal", "SuccessfulCreate", "Created pod")
+    assert q.dropped == 1, "a third event while two wait is dropped (Kubernetes' broadcaster drops when full)"
+    release.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert q.recorder.events == ["SuccessfulCreate"] * 2 and not q._pending
