@@ -159,6 +159,18 @@ class NodeLifecycle:
         self.evictor.watches(pods)
         nodes.add_handler(on_add=self._node_pods, on_update=lambda old, new: self._node_pods(new))
         self.evictor.informers.append(nodes)
+        self._not_ready: set[str] = set()  # kept by the informer's events: no scan of every node per reconcile
+        nodes.add_handler(on_add=self._count, on_update=lambda old, new: self._count(new), on_delete=self._uncount)
+
+    def _count(self, node: dict) -> None:
+        name = node["metadata"]["name"]
+        if ready_status(node) != "True":
+            self._not_ready.add(name)
+        else:
+            self._not_ready.discard(name)
+
+    def _uncount(self, node: dict) -> None:
+        self._not_ready.discard(node["metadata"]["name"])
 
     def _node_pods(self, node: dict) -> None:
         if node.get("spec", {}).get("taints") or self.state == FULL:
@@ -168,11 +180,10 @@ class NodeLifecycle:
     # ---- disruption ----------------------------------------------------------------------------
 
     def update_state(self) -> str:
-        nodes = self.nodes.list()
-        unhealthy = sum(1 for n in nodes if ready_status(n) != "True")
-        state = disruption_state(len(nodes), unhealthy, self.threshold)
+        total, unhealthy = len(self.nodes), len(self._not_ready)
+        state = disruption_state(total, unhealthy, self.threshold)
         if state != self.state:
-            log.warning("node health: %d of %d nodes unhealthy: %s -> %s", unhealthy, len(nodes), self.state, state)
+            log.warning("node health: %d of %d nodes unhealthy: %s -> %s", unhealthy, total, self.state, state)
             if self.state == FULL:
                 self.resumed_at = self.wall()
                 now = self.clock.now()
