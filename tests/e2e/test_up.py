@@ -195,12 +195,15 @@ def web_uid(data: Path) -> str:
 
 # ---- the tests ----------------------------------------------------------------------------------
 
+API, CONTROLLERS = "--components apiserver", "--components controllers"  # k8n up's two control-plane processes
+
+
 def test_up_apply_sigterm_and_restart_keep_objects(start_up, tmp_path):
     data = tmp_path / "data"
     up = start_up(data).wait_up()
     info = json.loads((data / "cluster.json").read_text())
     assert info["server"].startswith("nats://127.0.0.1:") and info["pid"] == up.proc.pid
-    assert up.child("nats-server") and up.child("-m master --server")
+    assert up.child("nats-server") and up.child(API) and up.child(CONTROLLERS)  # the control plane: two processes
 
     assert SYSTEM_NAMESPACES <= namespaces(data)
     out = ok(k8n(data, "apply", "-f", str(EXAMPLES))).splitlines()
@@ -306,13 +309,12 @@ def test_control_plane_is_restarted_after_kill_9(start_up, tmp_path):
     ok(k8n(data, "apply", "-f", str(EXAMPLES)))
     uid = web_uid(data)
     nats_pid = up.child("nats-server")
-    master = up.child("-m master --server")
+    master = up.child(API)
 
     os.kill(master, signal.SIGKILL)
     killed = time.monotonic()
-    eventually_sync(lambda: not alive(master), 5, "the killed control plane to exit", interval=0.05)
-    eventually_sync(lambda: [p for p in up.record_children() if "-m master --server" in cmdline(p)], 15,
-                    "a new control plane")
+    eventually_sync(lambda: not alive(master), 5, "the killed API server to exit", interval=0.05)
+    eventually_sync(lambda: [p for p in up.record_children() if API in cmdline(p)], 15, "a new API server")
 
     def answers() -> bool:
         r = k8n(data, "get", "ns", timeout=30)
@@ -322,8 +324,8 @@ def test_control_plane_is_restarted_after_kill_9(start_up, tmp_path):
     assert time.monotonic() - killed < 20
     assert web_uid(data) == uid
     assert up.proc.poll() is None and alive(nats_pid)
-    assert up.child("-m master --server") != master
-    assert "k8n: control plane was killed by SIGKILL; restarting in" in up.output()
+    assert up.child(API) != master
+    assert "k8n: apiserver was killed by SIGKILL; restarting in" in up.output()
 
     code, _ = up.stop()
     assert code == 0, up.output()
@@ -340,7 +342,7 @@ def test_the_embedded_nats_server_is_restarted_after_kill_9_and_nothing_acknowle
                         "data: {k: v}\n")
     ok(k8n(data, "apply", "-f", str(manifest)))  # acknowledged just before the kill
     nats = up.child("nats-server")
-    master = up.child("-m master --server")
+    master = up.child(API)
 
     os.kill(nats, signal.SIGKILL)
     killed = time.monotonic()
