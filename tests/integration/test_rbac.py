@@ -104,7 +104,7 @@ async def test_a_role_binding_grants_reading_pods_in_its_namespace_only(http, cl
 
     from tests.waiting import eventually
     assert await eventually(listed, 10, "the binding to take effect") == ["web"]
-    r = await http.get(f"/api/v1/namespaces/{NS}/pods/web", headers=bearer(token))  # off KV, once the gateway authorized it
+    r = await http.get(f"/api/v1/namespaces/{NS}/pods/web", headers=bearer(token))  # off KV, authorized
     assert r.status == 200
     r = await http.get(f"/api/v1/namespaces/{NS}/pods?watch=true&timeoutSeconds=1", headers=bearer(token))
     assert r.status == 200
