@@ -6,6 +6,9 @@ import json
 import os
 from pathlib import Path
 
+#: the image of the container that holds each pod's network namespace (built locally by deploy/images/build.sh)
+PAUSE_IMAGE = "k8n/pause:3.9"
+
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
 CLUSTER_FILE = "cluster.json"
 

@@ -33,7 +33,7 @@ class Controller:
         self.name = name
         self.reconcile = reconcile
         self.workers = workers
-        self.queue = queue or WorkQueue(name)
+        self.queue = queue if queue is not None else WorkQueue(name)
         self.informers: list[Informer] = []
 
     def watches(self, informer: Informer, key_fn: Callable[[dict], str | None] = key_of) -> None:

@@ -7,7 +7,11 @@
   node's agent publish (``bus.roles``): a node's sample must name that node, a pod's that pod, and pod samples are
   kept per publishing node, so another node's claim can neither replace nor hide the samples of the node a pod is
   bound to (:meth:`MetricsCache.pod` takes that node).
-- A sample is fresh for ``max(3 windows, 30 s)`` after it arrived (the receiver's clock, not the agent's).
+- A sample is fresh for ``max(3 windows, min_freshness)`` after it arrived (the receiver's clock, not the agent's):
+  30 s for ``kubectl top``; the HPA takes 0, so at a 1 s period a pod whose samples stopped is missing after 3 s
+  instead of being averaged in with an old value.
+- ``on_pod(node, namespace, pod)``, when set, is called for every pod sample kept, after it is kept (the HPA
+  evaluates the autoscalers that select the pod as the sample arrives).
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ class Sample:
     received: float  # monotonic seconds
     window: float  # seconds
 
-    def fresh(self, now: float) -> bool:
-        return now - self.received <= max(FRESH_WINDOWS * self.window, MIN_FRESHNESS)
+    def fresh(self, now: float, minimum: float = MIN_FRESHNESS) -> bool:
+        return now - self.received <= max(FRESH_WINDOWS * self.window, minimum)
 
 
 def _window(doc: dict) -> float:
@@ -54,8 +58,11 @@ def _usage_ok(usage: Any) -> bool:
 class MetricsCache:
     """The latest NodeMetrics per node and PodMetrics per pod off the bus."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, min_freshness: float = MIN_FRESHNESS,
+                 on_pod: Callable[[str, str, str], Any] | None = None) -> None:
         self.clock = clock
+        self.min_freshness = min_freshness
+        self.on_pod = on_pod
         self.nodes: dict[str, Sample] = {}
         self.pods: dict[tuple[str, str, str], Sample] = {}  # (node, namespace, name): a node fills only its own
         self._subs: list[Any] = []
@@ -104,13 +111,18 @@ class MetricsCache:
         sample = Sample(doc, node, self.clock(), window)
         if namespace:
             self.pods[(node, namespace, pod)] = sample
+            if self.on_pod is not None:
+                try:
+                    self.on_pod(node, namespace, pod)
+                except Exception:  # a subscriber's bug must not stop the samples
+                    log.exception("pod metrics handler failed")
         else:
             self.nodes[node] = sample
         return True
 
     def node(self, name: str) -> Sample | None:
         s = self.nodes.get(name)
-        if s is not None and not s.fresh(self.clock()):
+        if s is not None and not s.fresh(self.clock(), self.min_freshness):
             del self.nodes[name]
             return None
         return s
@@ -119,7 +131,7 @@ class MetricsCache:
         """The pod's fresh sample from the node it is bound to."""
         key = (node or "", namespace, name)
         s = self.pods.get(key)
-        if s is not None and not s.fresh(self.clock()):
+        if s is not None and not s.fresh(self.clock(), self.min_freshness):
             del self.pods[key]
             return None
         return s
@@ -127,5 +139,5 @@ class MetricsCache:
     def prune(self) -> None:
         now = self.clock()
         for table in (self.nodes, self.pods):
-            for key in [k for k, s in table.items() if not s.fresh(now)]:
+            for key in [k for k, s in table.items() if not s.fresh(now, self.min_freshness)]:
                 del table[key]

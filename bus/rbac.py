@@ -31,6 +31,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
 from bus.authn import SERVICEACCOUNT_USER_PREFIX, SYSTEM_MASTERS, UserInfo
 from bus.errors import ApiError
+from bus.history import HISTORY
 from bus.labels import selector_from_label_selector
 
 GROUP = "rbac.authorization.k8s.io"
@@ -74,6 +75,8 @@ class Attributes:
         group."""
         plural = getattr(resource, "plural", resource)
         group = getattr(resource, "group", "")
+        if subresource == HISTORY:  # an object's history (bus.history) is read with the right to read the object
+            subresource = ""
         return cls(user, verb, namespace or "", group, plural, subresource or "", name or "", True, "")
 
     @classmethod

@@ -12,6 +12,8 @@ Principles (../shared/DESIGN.md, "Trust"):
   let it read everyone's replies, Secrets included).
 - A node's agent serves only ``k8n.node.<its node>.>``, reads only its own pods (``k8n-nodepods.<node>.>``) and the
   kinds a kubelet and a service proxy need, publishes metrics only for its node.
+- Each component publishes its Prometheus telemetry only on its own subject (``k8n.telemetry.<role>``, an agent on
+  ``k8n.telemetry.node.<its node>``); the gateway, the admin and subscribers read them.
 - The subscriber role (outside event clients) reads object changes and metrics, never Secrets, and sends no API
   requests.
 """
@@ -108,15 +110,17 @@ NODE_READS = ("services", "endpoints", "endpointslices", "nodes", "namespaces")
 NODEVIEW_READS = ("pods", "networkpolicies", "namespaces")
 
 
-def _read_buckets(deny: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Publish allow/deny that let a reader list and watch every bucket except ``deny`` (new buckets included)."""
+def _read_buckets(deny: tuple[str, ...], audit: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Publish allow/deny that let a reader list and watch every bucket except ``deny`` (new buckets included) and
+    their object histories, and (``audit``) read the audit stream."""
     allow = (subjects.js_stream_info("*"), subjects.js_consumer_create("*", ">"), subjects.js_direct_get("*", ">"),
              subjects.js_direct_get_batch("*"),  # batched gets: a chunk of a list at its snapshot (bus.store)
              subjects.js_flow_control("*"))
-    denied = tuple(x for b in deny for x in (subjects.js_consumer_create(subjects.stream(b), ">"),
-                                             subjects.js_direct_get(subjects.stream(b), ">"),
-                                             subjects.js_direct_get_batch(subjects.stream(b)),
-                                             subjects.js_flow_control(subjects.stream(b))))
+    streams = tuple(s for b in deny for s in (subjects.stream(b),)
+                    + (() if b in API_ONLY_BUCKETS else (subjects.history_stream(b),)))
+    streams += () if audit else (subjects.AUDIT_STREAM,)
+    denied = tuple(x for s in streams for x in (subjects.js_consumer_create(s, ">"), subjects.js_direct_get(s, ">"),
+                                                subjects.js_direct_get_batch(s), subjects.js_flow_control(s)))
     return allow, denied
 
 
@@ -138,7 +142,7 @@ def permissions_for(identity: Identity) -> Permissions:
     if role == APISERVER:
         return Permissions(
             pub_allow=(subjects.KV_SUBJECT_PREFIX + ">", "$JS.API.>", subjects.js_flow_control("*"),
-                       subjects.apiserver_alive("*")),
+                       subjects.apiserver_alive("*"), subjects.telemetry(APISERVER), subjects.audit_subject()),
             sub_allow=inbox + (subjects.api_wildcard(), subjects.apiserver_alive("*")),
             responses=1)
     if role == NODEVIEW:
@@ -149,16 +153,20 @@ def permissions_for(identity: Identity) -> Permissions:
             sub_allow=inbox)
     if role in (CONTROLLER_MANAGER, GATEWAY, ADMIN, SCHEDULER):
         deny = API_ONLY_BUCKETS + (SECRET_BUCKETS if role == SCHEDULER else ())
-        allow, denied = _read_buckets(deny)
-        pub = api + allow
+        allow, denied = _read_buckets(deny, audit=role == ADMIN)  # the audit records: admins only
+        pub = api + allow + ((subjects.telemetry(role),) if role != ADMIN else ())
         sub = inbox
         if role in (GATEWAY, ADMIN):  # they forward logs/exec/portforward/stats to nodes (after authorizing them)
             pub += (subjects.node_call("*", ">"),)
             sub += (subjects.node_session("*", "*", subjects.SESSION_OUT),)
         if role in (CONTROLLER_MANAGER, GATEWAY, ADMIN):
             sub += (subjects.METRICS_PREFIX + ".>",)
+        if role in (GATEWAY, ADMIN):  # the gateway serves every component's telemetry at /metrics
+            sub += (subjects.telemetry_wildcard(),)
+        if role == GATEWAY:  # it audits what its authorizer refuses (the rest is the API servers')
+            pub += (subjects.audit_subject(),)
         if role == ADMIN:
-            sub += (subjects.KV_SUBJECT_PREFIX + ">",)
+            sub += (subjects.KV_SUBJECT_PREFIX + ">", subjects.audit_subject())
         return Permissions(pub_allow=pub, pub_deny=denied, sub_allow=sub,
                            sub_deny=tuple(subjects.kv_subject(b) for b in API_ONLY_BUCKETS))
     if role == NODE:
@@ -166,7 +174,7 @@ def permissions_for(identity: Identity) -> Permissions:
         own_pods = subjects.kv_subject("nodepods", node)
         return Permissions(
             pub_allow=api + _read_only(NODE_READS, (("nodepods", own_pods),)) + (
-                subjects.node_metrics(node), subjects.pod_metrics_of_node(node),
+                subjects.node_metrics(node), subjects.pod_metrics_of_node(node), subjects.telemetry(NODE, node),
                 subjects.node_session(node, "*", subjects.SESSION_OUT)),
             sub_allow=inbox + (subjects.node_call(node, ">"),),
             responses=1)  # one reply per call: streams go on the node's session subjects
@@ -175,7 +183,8 @@ def permissions_for(identity: Identity) -> Permissions:
         allow, denied = _read_buckets(hidden)
         return Permissions(
             pub_allow=allow, pub_deny=denied,
-            sub_allow=inbox + (subjects.KV_SUBJECT_PREFIX + ">", subjects.METRICS_PREFIX + ".>"),
+            sub_allow=inbox + (subjects.KV_SUBJECT_PREFIX + ">", subjects.METRICS_PREFIX + ".>",
+                               subjects.telemetry_wildcard()),
             sub_deny=tuple(subjects.kv_subject(b) for b in hidden))
     raise ValueError(f"no permissions for role {role!r}")
 

@@ -27,7 +27,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from bus import codec, errors, listchunks, subjects
+from bus import codec, errors, history, listchunks, subjects
 from bus.resources import BUCKETS, Resource
 from bus.roles import Identity
 from bus.settings import load as load_settings
@@ -144,6 +144,7 @@ class NatsStore:
                 await self.js.stream_info(subjects.stream(res.bus_name))
             except nats.js.errors.NotFoundError:
                 await self.js.create_key_value(cfg)
+        await history.ensure_streams(self.js, resources, replicas, audit=resources == BUCKETS)
 
     async def delete_bucket(self, res: Resource) -> None:
         """Delete a resource's bucket and everything in it (a custom resource whose definition is gone);
@@ -152,6 +153,7 @@ class NatsStore:
             await self.js.delete_key_value(subjects.bucket(res.bus_name))
         except nats.js.errors.NotFoundError:
             pass
+        await history.delete_stream(self.js, res)
 
     def auto_replicas(self) -> int:
         """3 when the NATS cluster has three or more servers (those configured and those the servers announced),
@@ -171,7 +173,11 @@ class NatsStore:
     # ---- writes ------------------------------------------------------------------------------
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
-        """Publish into the bucket's stream and wait for JetStream's ack; the stream sequence."""
+        """Publish into the bucket's stream and wait for JetStream's ack; the stream sequence. A write made while
+        serving a request carries who made it (``bus.history.WRITER``): its history keeps that."""
+        writer = history.WRITER.get()
+        if writer:
+            headers = {**headers, **writer}
         try:
             msg = await self._acks.request(subject, payload, headers, self.timeout)
         except nats.errors.MaxPayloadError:

@@ -18,6 +18,7 @@ Layout
 - Node-addressed calls and metrics name the node (and pod): see the functions below. A streaming call (logs,
   exec) names a session: the agent sends on ``k8n.node.<node>.session.<id>.out`` and reads the caller's stdin and
   control messages on ``k8n.node.<node>.session.<id>.in`` (:func:`node_session`).
+- Prometheus metric families of each component: ``k8n.telemetry.<component>[.<node>]`` (:func:`telemetry`).
 - JetStream API subjects that permissions name (``$JS.API.…``) are built here too.
 """
 
@@ -92,6 +93,32 @@ def bucket(resource: str) -> str:
 def stream(resource: str) -> str:
     """The JetStream stream behind a resource's bucket."""
     return f"KV_{bucket(resource)}"
+
+
+# ---- object history and the audit stream (bus.history) ------------------------------------------------------
+# Each kind's history is a stream of its own, ``HIST_k8n-<resource>``, that sources the kind's bucket: the server
+# copies every change with its headers (who made it) to ``k8n.history.<resource>.<key>``. The API server publishes
+# the records of mutating requests on ``k8n.audit.records``, kept by the stream ``K8N_AUDIT``.
+HISTORY_PREFIX = "k8n.history"
+AUDIT_PREFIX = "k8n.audit"
+AUDIT_STREAM = "K8N_AUDIT"
+
+
+def history_stream(resource: str) -> str:
+    return f"HIST_{bucket(resource)}"
+
+
+def history_subject(resource: str, namespace: str | None = None, name: str | None = None) -> str:
+    """One object's history, one namespace's (``ns.>``) or the whole kind's (``>``), as :func:`kv_subject`."""
+    base = f"{HISTORY_PREFIX}.{resource}."
+    if name is not None:
+        return base + object_key(namespace, name)
+    return base + (f"{namespace}.>" if namespace else ">")
+
+
+def audit_subject() -> str:
+    """Where API servers publish audit records (newline-separated JSON, a batch per message)."""
+    return f"{AUDIT_PREFIX}.records"
 
 
 def encode_name(name: str) -> str:
@@ -219,12 +246,38 @@ def parse_metrics_subject(subject: str) -> tuple[str, str, str]:
     raise ValueError(f"not a metrics subject: {subject!r}")
 
 
+# ---- Prometheus telemetry (bus.telemetry): one subject per component, and per node for agents -------------------
+
+TELEMETRY_PREFIX = "k8n.telemetry"
+
+
+def telemetry(component: str, node: str = "") -> str:
+    """Where one component publishes its Prometheus metric families: ``k8n.telemetry.<component>`` (a bus role:
+    ``apiserver``, ``scheduler``, …), an agent ``k8n.telemetry.node.<node>``."""
+    return f"{TELEMETRY_PREFIX}.{component}" + (f".{encode_name(node) if node != '*' else node}" if node else "")
+
+
+def telemetry_wildcard() -> str:
+    return f"{TELEMETRY_PREFIX}.>"
+
+
+def parse_telemetry_subject(subject: str) -> tuple[str, str]:
+    """Inverse of :func:`telemetry`: ``(component, node)`` — who published, as NATS vouches for it (a payload's own
+    claims are not trusted); ValueError for anything else."""
+    parts = subject.split(".")
+    if parts[:2] != TELEMETRY_PREFIX.split(".") or len(parts) not in (3, 4) or not all(parts[2:]):
+        raise ValueError(f"not a telemetry subject: {subject!r}")
+    return parts[2], decode_name(parts[3]) if len(parts) == 4 else ""
+
+
 # ---- JetStream API subjects (what permissions name) -----------------------------------------------
 
 JS_API = "$JS.API"
 #: JetStream's account info: answered by the meta leader, or at once with "temporarily unavailable" by any server
 #: of a cluster that has none (the API server's health probe, master/apiserver/jshealth.py)
 JS_API_INFO = f"{JS_API}.INFO"
+#: a page of every stream's configuration and state (the API server's JetStream figures, ``bus.telemetry``)
+JS_API_STREAM_LIST = f"{JS_API}.STREAM.LIST"
 
 
 def js_stream_info(stream_name: str) -> str:

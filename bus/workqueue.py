@@ -8,6 +8,11 @@
   1000 s) and a global token bucket (10 qps, burst 100) — client-go's default controller limiter.
 
 Time comes from a :class:`Clock`; tests pass a :class:`FakeClock` and call ``advance()``.
+
+Metrics (client-go's, per queue ``name``, in the registry of the component that made the queue, ``bus.telemetry``):
+``workqueue_depth``, ``workqueue_adds_total``, ``workqueue_queue_duration_seconds``,
+``workqueue_work_duration_seconds``, ``workqueue_retries_total``. The depth is read when metrics are collected; an
+add that reaches the queue costs a counter increment and a timestamp, a collapsed add nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +22,15 @@ import heapq
 import inspect
 import itertools
 import logging
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Hashable
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily
+
+from bus import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +153,48 @@ def default_rate_limiter(clock: Clock | None = None, base: float = 0.005, max_de
     return MaxOfRateLimiter(ExponentialBackoff(base, max_delay), TokenBucket(qps, burst, clock))
 
 
+# ---- metrics ---------------------------------------------------------------------------------
+
+#: client-go's workqueue buckets: 1 ns to 10 s by powers of ten
+DURATION_BUCKETS = tuple(1e-9 * 10**i for i in range(11))
+
+
+class QueueMetrics:
+    """One component's work-queue metrics (``bus.telemetry``), labelled by queue name."""
+
+    def __init__(self, registry: Any) -> None:
+        kw = {"labelnames": ("name",), "registry": registry}
+        self.adds = Counter("workqueue_adds_total", "Total number of adds handled by workqueue", **kw)
+        self.retries = Counter("workqueue_retries_total", "Total number of retries handled by workqueue", **kw)
+        self.queue_duration = Histogram("workqueue_queue_duration_seconds", "How long in seconds an item stays in "
+                                        "workqueue before being requested.", buckets=DURATION_BUCKETS, **kw)
+        self.work_duration = Histogram("workqueue_work_duration_seconds", "How long in seconds processing an item "
+                                       "from workqueue takes.", buckets=DURATION_BUCKETS, **kw)
+        self.queues: weakref.WeakSet = weakref.WeakSet()
+        registry.register(self)
+
+    def collect(self):  # the depth of every live queue, read now
+        depth = GaugeMetricFamily("workqueue_depth", "Current depth of workqueue", labels=("name",))
+        by_name: dict[str, int] = {}
+        for q in list(self.queues):
+            by_name[q.name] = by_name.get(q.name, 0) + len(q._queue)
+        for name, n in sorted(by_name.items()):
+            depth.add_metric((name,), n)
+        return [depth]
+
+
+class _QueueCounters:
+    """One queue's children of :class:`QueueMetrics` (label lookups done once)."""
+
+    __slots__ = ("adds", "retries", "queue_duration", "work_duration")
+
+    def __init__(self, m: QueueMetrics, name: str) -> None:
+        self.adds = m.adds.labels(name)
+        self.retries = m.retries.labels(name)
+        self.queue_duration = m.queue_duration.labels(name)
+        self.work_duration = m.work_duration.labels(name)
+
+
 # ---- the queue -------------------------------------------------------------------------------
 
 
@@ -162,6 +215,12 @@ class WorkQueue:
         self._seq = itertools.count()
         self._getters: list[asyncio.Future] = []
         self._shutting_down = False
+        m = telemetry.metrics(QueueMetrics)
+        self._metrics: _QueueCounters | None = None
+        self._added: deque[float] = deque()  # when each key of _queue got there (with metrics only)
+        if m is not None:
+            m.queues.add(self)
+            self._metrics = _QueueCounters(m, name)
 
     # -- adding
 
@@ -169,9 +228,11 @@ class WorkQueue:
         if self._shutting_down or key in self._dirty:
             return
         self._dirty.add(key)
+        if self._metrics is not None:
+            self._metrics.adds.inc()
         if key in self._processing:
             return  # queued again by done()
-        self._queue.append(key)
+        self._enqueue(key)
         self._wake()
 
     def add_after(self, key: Hashable, seconds: float) -> None:
@@ -188,6 +249,8 @@ class WorkQueue:
         self._wake()  # getters recompute how long to sleep
 
     def add_rate_limited(self, key: Hashable) -> None:
+        if self._metrics is not None:
+            self._metrics.retries.inc()
         self.add_after(key, self.rate_limiter.when(key))
 
     def forget(self, key: Hashable) -> None:
@@ -204,6 +267,8 @@ class WorkQueue:
             self._promote_due()
             if self._queue:
                 key = self._queue.popleft()
+                if self._metrics is not None:
+                    self._metrics.queue_duration.observe(self.clock.now() - self._added.popleft())
                 self._processing.add(key)
                 self._dirty.discard(key)
                 return key
@@ -221,7 +286,7 @@ class WorkQueue:
     def done(self, key: Hashable) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._queue.append(key)
+            self._enqueue(key)
             self._wake()
 
     # -- lifecycle and introspection
@@ -252,6 +317,11 @@ class WorkQueue:
         return set(self._processing)
 
     # -- internals
+
+    def _enqueue(self, key: Hashable) -> None:
+        self._queue.append(key)
+        if self._metrics is not None:
+            self._added.append(self.clock.now())
 
     def _promote_due(self) -> None:
         now = self.clock.now()
@@ -289,6 +359,8 @@ Reconcile = Callable[[Any], "Awaitable[Result | None] | Result | None"]
 
 async def process_one(queue: WorkQueue, reconcile: Reconcile, key: Hashable) -> None:
     """Run ``reconcile(key)`` and requeue/forget by its outcome (the caller calls done())."""
+    m = queue._metrics
+    start = queue.clock.now() if m is not None else 0.0
     try:
         res = reconcile(key)
         if inspect.isawaitable(res):
@@ -304,6 +376,9 @@ async def process_one(queue: WorkQueue, reconcile: Reconcile, key: Hashable) -> 
                     queue.num_requeues(key) + 1, e, exc_info=log.isEnabledFor(logging.DEBUG))
         queue.add_rate_limited(key)
         return
+    finally:
+        if m is not None:
+            m.work_duration.observe(queue.clock.now() - start)
     if isinstance(res, Result) and res.requeue_after > 0:
         queue.forget(key)
         queue.add_after(key, res.requeue_after)

@@ -25,3 +25,7 @@ extras="${1:-}"
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".${extras:+[$extras]}"
 mkdir -p "$BIN"
 ln -sf "$VENV/bin/k8n" "$BIN/k8n"
+# the web view's tests (tests/e2e/test_ui.py) drive Debian's headless chromium through its chromedriver
+if [[ ",$extras," == *",test,"* ]] && ! command -v chromedriver >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bus import settings as _s
+from bus.history import HistorySettings
 from bus.store import StoreSettings
+from bus.telemetry import TelemetrySettings
 from master.apiserver.settings import ApiServerSettings
 from master.controllers.settings import ControllerManagerSettings
 from master.leaderelection import ElectionConfig
@@ -20,7 +22,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 #: README block → the settings classes its table shows, in order
 BLOCKS: dict[str, tuple[type, ...]] = {
     "controller-manager": (ControllerManagerSettings, ElectionConfig),
-    "apiserver": (ApiServerSettings, StoreSettings),
+    "apiserver": (ApiServerSettings, StoreSettings, HistorySettings),
+    "telemetry": (TelemetrySettings,),
 }
 
 

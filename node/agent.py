@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bus.roles import Identity
-from bus import errors, subjects
+from bus import errors, roles, subjects, telemetry
 from bus.client import ApiClient
-from bus.config import data_dir
+from bus.config import PAUSE_IMAGE, data_dir
 from bus.events import EventRecorder
 from bus.informer import Informer, revision_of
 from bus.meta import micro_now
@@ -29,6 +29,7 @@ from node.podworker import Instance, PodWorker
 from node.volumes import Volumes
 
 log = logging.getLogger(__name__)
+MIN_METRICS_SECONDS = 1.0  # the shortest metrics period (a sample's CPU rate is over one period)
 
 
 @dataclass
@@ -52,12 +53,13 @@ class AgentConfig:
                                            "`vxlan`; pods' MTU is the node's link's less 50 unless `host-gw`")
     lease_seconds: float = setting(2.0, "seconds between renewals of the node's Lease in `kube-node-lease`")
     status_seconds: float = setting(10.0, "seconds between Node status reports")
-    metrics_seconds: float = setting(10.0, "seconds between node and pod metrics on the bus")
+    metrics_seconds: float = setting(10.0, "seconds between node and pod metrics on the bus (1 or more; the HPA "
+                                           "acts on each pod sample)")
     backoff_initial: float = setting(10.0, "seconds of the first CrashLoopBackOff delay (doubles per restart)")
     backoff_max: float = setting(300.0, "seconds CrashLoopBackOff delays stop growing at")
     resync_seconds: float = 10.0
     relist_seconds: float = 1.0
-    pause_image: str = setting("k8n/pause:3.9", "the image of the container that holds each pod's network "
+    pause_image: str = setting(PAUSE_IMAGE, "the image of the container that holds each pod's network "
                                                 "namespace")
     drain_on_exit: bool = setting(False, "on a clean stop, remove this node's pod containers, networking and "
                                          "proxy table (`k8n up` sets it)")
@@ -68,6 +70,9 @@ class AgentConfig:
     def __post_init__(self) -> None:
         from node.network.overlay import BACKENDS
 
+        if not self.metrics_seconds >= MIN_METRICS_SECONDS:
+            raise SettingsError(f"--metrics-seconds (K8N_METRICS_SECONDS) {self.metrics_seconds}: expected "
+                                f"{MIN_METRICS_SECONDS:g} or more")
         if self.network_backend not in BACKENDS:
             raise SettingsError(f"--network-backend (K8N_NETWORK_BACKEND) {self.network_backend!r}: expected one "
                                 f"of {', '.join(BACKENDS)}")
@@ -481,8 +486,11 @@ async def _bounded(what: str, aw: Any, seconds: float = 5.0) -> None:
 
 
 async def run(config: AgentConfig, stop: asyncio.Event) -> None:
+    tel = telemetry.enter(roles.NODE, config.name)  # before anything that counts (kubelet, proxy, DNS) is made
     client = await ApiClient.connect(config.server, Identity.node(config.name))
     agent = Agent(config, client)
+    if tel is not None:
+        tel.start(client.nc)
     try:
         while not stop.is_set():
             try:
@@ -494,6 +502,8 @@ async def run(config: AgentConfig, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await agent.stop()
+        if tel is not None:
+            await tel.stop()
         await client.close()
 
 

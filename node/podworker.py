@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bus import errors
+from bus import errors, telemetry
 from bus.events import NORMAL, WARNING
 from bus.meta import TERMINAL_POD_PHASES, format_time, timestamp
 from node.env import ConfigError, build_env
@@ -19,6 +19,7 @@ from node.probes import LIVENESS, READINESS, STARTUP, ProbeWorker
 from node.runtime import pullsecrets
 from node.runtime.security import SYSCTL_FORBIDDEN, forbidden_sysctl
 from node.status import RUNNING, TERMINATED, ContainerView, pod_status
+from node.telemetry import KubeletMetrics
 from node.volumes import VolumeError
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.done = False
+        # kubelet_pod_start_duration_seconds: from now to the first Running status (not for a pod running already)
+        running = ((pod.get("status") or {}).get("phase") == "Running")
+        self._metrics = None if running else telemetry.metrics(KubeletMetrics)
+        self._seen = time.monotonic()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -600,6 +605,9 @@ class PodWorker:
             await self.host.client.patch("pods", meta["name"], [{"op": "add", "path": "/status", "value": status}],
                                           meta.get("namespace"), patch_type="json", subresource="status")
             self.last_status = status
+            if self._metrics is not None and status.get("phase") == "Running":
+                self._metrics.pod_start.observe(time.monotonic() - self._seen)
+                self._metrics = None
         except errors.NotFound:
             self.deleted = True
             self.trigger()

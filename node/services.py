@@ -51,10 +51,13 @@ def _cpu_seconds() -> tuple[float, float]:
 
 
 def _memory_working_set() -> int:
+    """MemTotal − MemAvailable of the host (the first lines of /proc/meminfo; the rest is not parsed)."""
     info = {}
     for line in Path("/proc/meminfo").read_text().splitlines():
         k, _, v = line.partition(":")
         info[k] = int(v.split()[0]) * 1024
+        if "MemTotal" in info and "MemAvailable" in info:
+            break
     return info.get("MemTotal", 0) - info.get("MemAvailable", 0)
 
 
@@ -320,6 +323,10 @@ class NodeServices:
         return self.latest
 
     async def metrics_loop(self) -> None:
+        """Collect and publish every ``metrics_seconds``, on a fixed beat (the time a round takes is not added to
+        the period; a round that overruns starts the next at once)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             try:
                 data = await self.collect()
@@ -330,4 +337,6 @@ class NodeServices:
                                           codec.pack(p))
             except Exception as e:
                 log.warning("metrics collection failed: %s", e)
-            await asyncio.sleep(self.host.config.metrics_seconds)
+            period = self.host.config.metrics_seconds
+            due = max(due + period, loop.time())
+            await asyncio.sleep(due - loop.time())

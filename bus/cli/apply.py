@@ -14,8 +14,10 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Optional
 
+import typer
+
 from bus import errors
-from bus.cli.common import (CliError, DataDirOpt, FilenameOpt, NamespaceOpt, ServerOpt, each_object,
+from bus.cli.common import (CliError, DataDirOpt, FilenameOpt, NamespaceOpt, ServerOpt, each_object, fail,
                             manifests_or_exit, namespace_of, object_ref, resource_for_object, run)
 from bus.cli.main import app
 
@@ -146,9 +148,38 @@ def _manifest_verb(verb: str, action: Any, files: list[str] | None, namespace: s
 
 @app.command()
 def apply(filename: Optional[list[str]] = FilenameOpt, namespace: Optional[str] = NamespaceOpt,
+          wait: bool = typer.Option(False, "--wait", help="wait until the applied objects are ready: rollouts "
+                                    "done, Jobs complete, Pods Ready, Services with a ready endpoint, PVCs Bound, "
+                                    "CRDs Established"),
+          timeout: str = typer.Option("5m", "--timeout", help="with --wait: how long to wait (e.g. 60s, 5m); "
+                                      "0 waits forever"),
           server: Optional[str] = ServerOpt, data_dir: Optional[str] = DataDirOpt) -> None:
-    """Create or update objects from manifests (client-side apply)."""
-    _manifest_verb("apply", apply_object, filename, namespace, server, data_dir)
+    """Create or update objects from manifests (client-side apply); with --wait, wait until they are ready."""
+    if not wait:
+        _manifest_verb("apply", apply_object, filename, namespace, server, data_dir)
+        return
+    from bus.cli.rollout import _duration
+    from bus.cli.waiter import Target, wait as wait_for
+
+    try:
+        limit = _duration(timeout)
+    except CliError as e:
+        fail(e)
+    objs = manifests_or_exit(filename, "apply")
+
+    async def body(client: ApiClient) -> int:
+        applied: list[Target] = []
+
+        async def act(obj: dict, warnings: list[str]) -> str:
+            line = await apply_object(client, obj, namespace, warnings)
+            prepared, name, ns = _prepare(obj, namespace)
+            applied.append(Target(resource_for_object(prepared), name, ns, object_ref(prepared), prepared))
+            return line
+
+        code = await each_object(objs, act)
+        return max(code, await wait_for(client, applied, limit))
+
+    run(server, data_dir, body)
 
 
 @app.command()

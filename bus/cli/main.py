@@ -34,10 +34,13 @@ def up(
                                      "follow --nats-port"),
     replicas: int = typer.Option(1, "--replicas", min=1, max=5, help="API servers, controller managers and "
                                  "schedulers to run, each in its own process (one leader, the others standing by)"),
+    node_name: Optional[str] = typer.Option(None, "--node-name", help="the name of this machine's node "
+                                            "(default: its host name)"),
 ) -> None:
-    """Run an all-in-one cluster in the foreground (embedded NATS, control plane, HTTP API, a node agent)."""
+    """Run an all-in-one cluster in the foreground (embedded NATS, control plane, HTTP API, a node agent); each
+    start step prints its time, and it is up once its node is Ready."""
     raise typer.Exit(runner.up(data_dir, nats_port, host=listen, with_agent=not no_agent, http_port=http_port,
-                               nats_servers=nats_servers, replicas=replicas))
+                               nats_servers=nats_servers, replicas=replicas, node_name=node_name))
 
 
 @app.command()

@@ -173,26 +173,19 @@ class Supervisor:
 
 async def _wait_api(url: str, creds_dir: Path, timeout: float, tick: Callable[[], bool]) -> bool:
     """Wait until the API server answers (True), or ``tick()`` — which also supervises the
-    children — says we are stopping (False)."""
-    import asyncio
-
+    children — says we are stopping (False); RuntimeError past ``timeout``."""
+    from bus.cli.startup import Stopping, until
     from bus.client import ApiClient
     from bus.connect import creds_path
     from bus.roles import ADMIN, Identity
 
-    deadline = time.monotonic() + timeout
     client = await ApiClient.connect(url, creds=str(creds_path(Identity(ADMIN), creds_dir)))
     client.retries = 0
     client.timeout = 1.0
     try:
-        while not tick():
-            try:
-                await client.get("namespaces", "default")
-                return True
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the API server did not come up in time") from None
-                await asyncio.sleep(0.2)
+        await until(lambda: client.get("namespaces", "default"), timeout, tick, [], "the API server did not answer")
+        return True
+    except Stopping:
         return False
     finally:
         await client.close()
@@ -419,27 +412,6 @@ def write_kubeconfig(ddir: Path, url: str, token: str, ca_file: Path) -> Path:
     return path
 
 
-def _wait_http(url: str, timeout: float, tick: Callable[[], bool]) -> bool:
-    """Wait until ``url`` answers 200 (True), or ``tick()`` says we are stopping (False). (Our own
-    child on loopback: its certificate is checked by the clients, not here.)"""
-    import ssl
-    import urllib.request
-
-    ctx = ssl._create_unverified_context()
-    deadline = time.monotonic() + timeout
-    while not tick():
-        try:
-            with urllib.request.urlopen(url, timeout=1, context=ctx) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the HTTP gateway did not answer at {url} in time")
-        time.sleep(0.2)
-    return False
-
-
 def agent_argv(server: str, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "node", "--server", server, *extra]
 
@@ -472,10 +444,14 @@ def listen_refusal(host: str) -> str | None:
 
 
 def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent: bool = True,
-       http_port: int | None = None, nats_servers: int = 1, replicas: int = 1) -> int:
+       http_port: int | None = None, nats_servers: int = 1, replicas: int = 1, node_name: str | None = None) -> int:
+    """Run an all-in-one cluster until SIGINT/SIGTERM. Each start step prints its line with its time
+    (:mod:`bus.cli.startup`); "k8n is up" comes once the node (with an agent) is Ready. A step that fails says
+    which and why, stops what was started and answers 1."""
     import asyncio
 
-    from bus.natsserver import NatsServer
+    from bus.cli.progress import Steps
+    from bus.labels import is_dns1123_subdomain
 
     ddir = config.data_dir(data_dir)
     ddir.mkdir(parents=True, exist_ok=True)
@@ -490,6 +466,10 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 1
+    if node_name is not None and not is_dns1123_subdomain(node_name):
+        print(f"error: --node-name {node_name!r}: a node's name must be a lowercase RFC 1123 subdomain",
+              file=sys.stderr)
+        return 1
     if nats_port and not _port_free(host, nats_port):
         print(f"error: {_port_in_use(host, nats_port)}", file=sys.stderr)
         return 1
@@ -498,35 +478,23 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         print(f"error: port {http_port} on {host} is already in use; choose another with --http-port "
               "(0 picks a free one)", file=sys.stderr)
         return 1
+    started = time.monotonic()
     sup = Supervisor()
-    nats_log = ddir / "nats-server.log"
-    node = default_node_name() if with_agent else None
+    node = (node_name or default_node_name()) if with_agent else None
     auth, creds_dir = mint_credentials(ddir, node)
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
-    servers: list[Child]
-    if nats_servers > 1:
-        try:
-            plan = nats_cluster_servers(host, nats_port, nats_servers)
-            servers = start_nats_cluster(ddir, plan, logs)
-        except RuntimeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        url = ",".join(srv.client_url for srv in plan)
-        routes = tuple(srv.route_url for srv in plan)
-    else:
-        nats_srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log, auth=auth,
-                              monitor_port=_free_port("127.0.0.1"),  # JetStream's health (ServerChild.check)
-                              creds_dir=creds_dir)
-        try:
-            nats_srv.start()
-        except RuntimeError as e:
-            nats_srv.stop()
-            busy = nats_port and _nats_log_says_port_busy(nats_log)
-            print(f"error: {_port_in_use(host, nats_port) if busy else e} (see {nats_log})", file=sys.stderr)
-            return 1
-        servers = [ServerChild(nats_srv)]
-        url, routes = nats_srv.url, ()
+    print(f"k8n: starting in {ddir} (logs in {logs})", flush=True)
+    steps = Steps()
+    steps.begin("NATS")
+    try:
+        servers, url, routes = _start_nats(ddir, host, nats_port, nats_servers, auth, creds_dir, logs)
+    except RuntimeError as e:
+        steps.failed(str(e))
+        print(f"error: {e}", file=sys.stderr)
+        lock.close()
+        return 1
+    steps.done(url)
     sup.servers = servers
     token_file, token = admin_token(ddir)
     os.environ["K8N_DATA_DIR"] = str(ddir)  # the children's data dir (the API server keeps its token key there)
@@ -538,29 +506,25 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     # loopback, else the default route's
     advertise = host if not is_loopback(host) else config.default_route_address()
     pki.ensure(ddir / "pki", tuple(h for h in (host, KUBERNETES_SERVICE_IP, advertise) if h))
-    children = [*control_plane_children(url, creds_dir, logs, replicas),
-                Child("gateway", gateway_argv(url, host, gw_port, token_file, ddir / "pki", creds_dir, advertise),
-                      logs / "gateway.log")]
-    if node:
-        children.append(Child("node agent", agent_argv(url, [
-            "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit",
-            *_creds_flag(creds_dir)]), logs / "agent.log"))
-
-    tick = sup.tick
+    control = control_plane_children(url, creds_dir, logs, replicas)
+    gateway = Child("gateway", gateway_argv(url, host, gw_port, token_file, ddir / "pki", creds_dir, advertise),
+                    logs / "gateway.log")
+    agent = Child("node agent", agent_argv(url, [
+        "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit", *_creds_flag(creds_dir)]),
+        logs / "agent.log") if node else None
+    http_url = f"https://{host}:{gw_port}"
     code = 0
     try:
-        sup.start(children)
-        if not asyncio.run(_wait_api(url, creds_dir, 60, tick)):
-            return code
-        http_url = f"https://{host}:{gw_port}"
-        if not _wait_http(f"{http_url}/readyz", 60, tick):
+        sup.start([*control, gateway])
+        if not _await_start(url, creds_dir, steps, sup, control, gateway, agent, node, http_url):
             return code
         kubeconfig = write_kubeconfig(ddir, http_url, token, ddir / "pki" / "ca.crt")
         config.write_cluster_info(ddir, url, pid=os.getpid(), dataDir=str(ddir), gateway=http_url,
                                   kubeconfig=str(kubeconfig))
         join_command = None if is_loopback(host) else asyncio.run(
             _publish_join(url, creds_dir, http_url, ddir / "pki" / "ca.crt", routes))
-        print(f"k8n is up: NATS at {url}, Kubernetes API at {http_url}, data in {ddir} (logs in {logs})")
+        print(f"k8n is up after {time.monotonic() - started:.1f}s: NATS at {url}, Kubernetes API at {http_url}"
+              + (f", node {node} Ready" if node else "") + f", data in {ddir}")
         if join_command:
             print(f"  join another machine (as root there; the token is good for 24h, once; `k8n token create` "
                   f"makes more):\n        {join_command}")
@@ -568,7 +532,7 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         print(f"        KUBECONFIG={kubeconfig} kubectl get nodes")
         print("  stop: Ctrl-C", flush=True)
         sup.run()
-    except RuntimeError as e:
+    except RuntimeError as e:  # a failed step (already on its line), or a failure after the start
         print(f"error: {e}", file=sys.stderr)
         code = 1
     finally:
@@ -577,6 +541,76 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         config.clear_cluster_info(ddir)
         lock.close()
     return code
+
+
+def _start_nats(ddir: Path, host: str, nats_port: int, count: int, auth: "ClusterAuth", creds_dir: Path,
+                logs: Path) -> tuple[list[Child], str, tuple[str, ...]]:
+    """The embedded NATS server (or ``count`` of them as one cluster), listening: (children, URL, routes);
+    RuntimeError saying why not."""
+    from bus.natsserver import NatsServer
+
+    if count > 1:
+        plan = nats_cluster_servers(host, nats_port, count)
+        return start_nats_cluster(ddir, plan, logs), ",".join(s.client_url for s in plan), \
+            tuple(s.route_url for s in plan)
+    nats_log = ddir / "nats-server.log"
+    srv = NatsServer(ddir / "jetstream", port=nats_port, host=host, log_file=nats_log, auth=auth,
+                     monitor_port=_free_port("127.0.0.1"),  # JetStream's health (ServerChild.check)
+                     creds_dir=creds_dir)
+    try:
+        srv.start()
+    except RuntimeError as e:
+        srv.stop()
+        busy = nats_port and _nats_log_says_port_busy(nats_log)
+        raise RuntimeError(f"{_port_in_use(host, nats_port) if busy else e} (see {nats_log})") from None
+    return [ServerChild(srv)], srv.url, ()
+
+
+def _await_start(url: str, creds_dir: Path, steps, sup: Supervisor, control: list[Child], gateway: Child,
+                 agent: Child | None, node: str | None, http_url: str) -> bool:
+    """The start steps after NATS (:mod:`bus.cli.startup`): the pause image and the agent's start (with an
+    agent), the API server, the control plane's leaders, the gateway, the node Ready. False when a signal came
+    first; RuntimeError (StepFailed) when a step failed."""
+    import asyncio
+
+    from bus.cli import startup
+
+    launched, wall = time.monotonic(), time.time()
+    agent_launched = launched
+    if agent is not None:
+        steps.begin("images")
+        try:
+            steps.done(startup.ensure_pause_image())
+        except startup.StepFailed as e:
+            steps.failed(str(e))
+            raise startup.StepFailed(f"images: {e}") from None
+        agent_launched = time.monotonic()
+        sup.start([agent])
+
+    async def run() -> None:
+        from bus.client import ApiClient
+        from bus.connect import creds_path
+        from bus.roles import ADMIN, Identity
+
+        client = await ApiClient.connect(url, creds=str(creds_path(Identity(ADMIN), creds_dir)))
+        client.retries, client.timeout = 0, 1.0
+        try:
+            s = startup.Startup(client, steps, sup.tick, launched, wall)
+            apiservers = [c for c in control if c.name.startswith("apiserver")]
+            s.api_server(apiservers)
+            s.control_plane([c for c in control if c not in apiservers])
+            s.gateway([gateway], http_url)
+            if agent is not None and node:
+                s.node([agent], node, agent_launched)
+            await s.run()
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(run())
+    except startup.Stopping:
+        return False
+    return True
 
 
 def server(server_url: str, creds_dir: str | None = None) -> int:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 import bus
-from bus.cli import apply, delete, describe, get, join, nodecmds, rollout  # noqa: F401  (register their commands)
+from bus.cli import apply, delete, describe, get, history, join, nodecmds, rollout  # noqa: F401  (their commands)
 from bus.cli.common import DataDirOpt, ServerOpt, run
 from bus.cli.main import app
 

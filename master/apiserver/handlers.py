@@ -8,7 +8,9 @@ import logging
 import time
 from typing import Any
 
-from bus import codec, errors, listchunks, nodecsr, subjects
+import nats.errors
+
+from bus import codec, errors, history, listchunks, nodecsr, subjects
 from bus.crd import convert
 from bus.client import selector_matcher
 from bus.meta import deep_copy, format_time, generate_name, now, set_condition
@@ -22,6 +24,7 @@ from master.apiserver.authz import REVIEW_KINDS, Authorization
 from master.apiserver.customresources import CustomResources
 from master.apiserver.listers import CachedLister
 from master.apiserver.admission import IMMORTAL_NAMESPACES, NamespaceLifecycle, admit_service_account
+from master.apiserver import history as object_history
 from master.apiserver import ssa, tokenrequest
 from master.apiserver.eviction import evict
 from master.apiserver.nodecredentials import NodeCredentialSigner
@@ -77,13 +80,39 @@ class Handlers:
         self.namespaces = namespaces
         self.authz = authz  # the escalation check on roles and bindings, and the access reviews
         self.podsecurity = podsecurity  # Pod Security admission (pods, pod templates, namespace labels)
+        self.audit = object_history.Auditor(getattr(store, "nc", None))  # every mutating request (K8N_AUDIT)
 
     async def handle(self, req: Request) -> Reply:
+        """Serve one request; a mutating one's writes carry who made it (its object history) and its outcome is
+        audited."""
+        writer = object_history.writer(req)
+        if writer is None:
+            return await self._serve(req)
+        received = time.time()
+        token = history.WRITER.set(writer)
+        try:
+            reply = await self._serve(req)
+        except errors.ApiError as e:
+            await self.audit.record(req, received, e.code, reason=e.reason)
+            raise
+        except Exception as e:  # the server answers a failing store with a 503, anything else with a 500
+            unavailable = isinstance(e, nats.errors.Error)
+            await self.audit.record(req, received, 503 if unavailable else 500,
+                                    reason="ServiceUnavailable" if unavailable else "InternalError")
+            raise
+        finally:
+            history.WRITER.reset(token)
+        await self.audit.record(req, received, reply[0], reply[1])
+        return reply
+
+    async def _serve(self, req: Request) -> Reply:
         if req.res.namespaced and not req.namespace and req.verb not in ("list",):
             raise errors.bad_request("a namespace is required for namespaced resources")
         if not req.res.stored and req.verb != "create":  # tokenreviews: create-only, nothing to read back
             raise errors.method_not_allowed("the server does not allow this method on the requested resource")
         sub = req.subresource
+        if sub == history.HISTORY and req.verb in ("get", "list"):
+            return await object_history.serve(self.store.nc, req)
         if sub and sub not in req.res.subresources:
             raise errors.NotFound(404, f'the server could not find the requested resource ({req.res.plural}/{sub})')
         fn = getattr(self, f"do_{req.verb}", None)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import nats
 import nats.js.errors
 from nats.aio.msg import Msg
 
-from bus import codec, errors, roles, subjects
+from bus import codec, errors, roles, subjects, telemetry
 from bus.authn import UserInfo, user_for_identity
 from bus.client import MUTATING_VERBS
 from bus.resources import Resource, by_bus_name, by_plural
@@ -31,6 +32,7 @@ from master.apiserver.listers import CachedLister
 from master.apiserver.resource_policies import ResourcePolicies
 from master.apiserver.replies import Claim, ReplyCache
 from master.apiserver.settings import ApiServerSettings
+from master.apiserver.telemetry import ApiMetrics
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ class ApiServer:
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.jetstream = JetStreamWatch(nc)  # writes refused at once while JetStream cannot take them
+        self.metrics = telemetry.metrics(ApiMetrics)  # None: metrics off (bus.telemetry)
 
     async def _store_ready_when_jetstream_answers(self) -> None:
         """Make the buckets and what exists from the first start, waiting while JetStream cannot answer or take
@@ -240,18 +243,22 @@ class ApiServer:
             if msg.reply:
                 await msg.respond(codec.encode({"code": 200, "body": version_info()}, as_json))
             return
+        start = time.perf_counter()
         claim: Claim | None = None
+        req: Request | None = None
         try:
             req, as_json = parse_request(msg.subject, msg.data, await self._resource_of(msg.subject))
             if self.authorizes:
-                await self.authz.authorize(req)
+                await self._authorize(req)
             down = self.jetstream.health.refusal()
             if down is not None and req.verb in MUTATING_VERBS and not req.dry_run:
                 raise down
             if req.request_id is not None and req.verb in MUTATING_VERBS and not req.dry_run:
                 got = await self.replies.claim(req.request_id, msg.subject, msg.data)
                 if not isinstance(got, Claim):  # a repeat: the first attempt's reply, byte for byte
-                    await self._respond(msg, codec.encode(codec.unpack(got), True) if as_json else got)
+                    reply = codec.unpack(got)
+                    await self._respond(msg, codec.encode(reply, True) if as_json else got)
+                    self._count(req, reply.get("code", 200), start)
                     return
                 claim = got
             code, body, warnings = await self._handle(req, down is not None)
@@ -268,12 +275,14 @@ class ApiServer:
                 err = errors.internal(f"{type(e).__name__}: {e}")
             code, body = err.code, err.status()
         if not msg.reply and claim is None:
+            self._count(req, code, start)
             return
         reply = {"code": code, "body": body}
         if warnings:
             reply["warnings"] = warnings
         if claim is None:
             await self._respond(msg, codec.encode(reply, as_json))
+            self._count(req, code, start)
             return
         packed = codec.pack(reply)
         try:
@@ -281,6 +290,20 @@ class ApiServer:
         except Exception as e:  # a repeat of this id will be told "in progress" until the entry expires
             log.warning("could not cache the reply to request %s: %s", claim.key, e)
         await self._respond(msg, codec.encode(reply, True) if as_json else packed)
+        self._count(req, code, start)
+
+    async def _authorize(self, req: Request) -> None:
+        """RBAC (or the node authorizer); a refused mutating request is audited too, as Kubernetes' audit log has it."""
+        try:
+            await self.authz.authorize(req)
+        except errors.ApiError as e:
+            if req.verb in MUTATING_VERBS:
+                await self.handlers.audit.record(req, time.time(), e.code, reason=e.reason)
+            raise
+
+    def _count(self, req: Request | None, code: int, start: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(req, code, time.perf_counter() - start)
 
     async def _resource_of(self, subject: str) -> Resource | None:
         """The resource a request subject names when it is a custom one (looked up if not yet known); None lets
@@ -333,10 +356,13 @@ class ApiServer:
 async def run(server_url: str, stop: asyncio.Event) -> None:
     """Run one apiserver until ``stop`` is set."""
     store = await connect_store(server_url, Identity(roles.APISERVER))
-    api = ApiServer(store.nc, store)
-    await api.start()
-    try:
-        await stop.wait()
-    finally:
-        await api.stop()
-        await store.nc.drain()
+    async with telemetry.publishing(store.nc, roles.APISERVER) as tel:
+        api = ApiServer(store.nc, store)
+        if tel is not None and api.metrics is not None:
+            tel.on_publish(lambda: api.metrics.jetstream.refresh(store.nc))
+        await api.start()
+        try:
+            await stop.wait()
+        finally:
+            await api.stop()
+    await store.nc.drain()

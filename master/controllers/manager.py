@@ -12,7 +12,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus import roles
+from bus import roles, telemetry
 from bus.roles import Identity
 from bus.client import ApiClient
 from bus.crd import CrdRegistry
@@ -72,10 +72,11 @@ async def run(server_url: str, stop: asyncio.Event, settings: ControllerManagerS
     election = election or ElectionConfig.from_options()
     client = await ApiClient.connect(server_url, Identity(roles.CONTROLLER_MANAGER))
     try:
-        await _wait_api(client, stop)
-        ctx = Context(client, SharedInformerFactory(client), settings)
-        await run_leader_elected(client, LEASE_NAME, stop, lambda lead_stop: _run_controllers(ctx, lead_stop),
-                                 config=election)
+        async with telemetry.publishing(client.nc, roles.CONTROLLER_MANAGER):  # the work queues' metrics
+            await _wait_api(client, stop)
+            ctx = Context(client, SharedInformerFactory(client), settings)
+            await run_leader_elected(client, LEASE_NAME, stop, lambda lead_stop: _run_controllers(ctx, lead_stop),
+                                     config=election)
     finally:
         await client.close()
 

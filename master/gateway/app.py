@@ -11,11 +11,13 @@ from aiohttp import web
 
 from bus import errors, roles
 from bus.client import ApiClient
+from bus.history import Auditor
 from bus.roles import Identity
 from bus.version import version_info
 from master.gateway import authz as gateway_authz
-from master.gateway import discovery, endpoint, metricsapi, openapi, rest
-from master.gateway import portforward
+from master.gateway import discovery, endpoint, history, metricsapi, openapi, rest
+from master.gateway import portforward, ui
+from master.gateway import promscrape
 from master.gateway.auth import AUTHN, Authenticator, User, middleware as auth_middleware
 from bus.crd import CrdRegistry
 from master.gateway.context import CLIENT, CRDS
@@ -148,17 +150,21 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
         app[CLIENT] = c
         app[AUTHN] = Authenticator(c, tokens)
         app[gateway_authz.AUTHZ] = authz = await gateway_authz.start(c)
+        app[gateway_authz.AUDIT] = auditor = Auditor(c.nc)
         app[metricsapi.CACHE] = metrics = await metricsapi.start(c)
         app[CRDS] = crds = CrdRegistry(c)
         await crds.start()
+        scrapes = await promscrape.start(app, c.nc)
         publisher = asyncio.create_task(endpoint.keep(c, *advertise)) if advertise else None
         yield
         if publisher is not None:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
         await metrics.stop()
+        await promscrape.stop(scrapes)
         await crds.stop()
         await authz.factory.stop()
+        auditor.flush()
         if own:
             await c.close()
 
@@ -182,6 +188,9 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
     r.add_route("GET", POD + "/portforward", _portforward)
     r.add_route("POST", POD + "/portforward", _portforward)
     metricsapi.add_routes(app)
+    history.add_routes(app)  # <object>/history, before the resource routes
+    promscrape.add_routes(app)  # /metrics: every component's Prometheus metrics
+    ui.add_routes(app)  # the web view at /ui/
     r.add_route("*", "/api/v1/{tail:.+}", rest.handle)
     r.add_route("*", "/apis/{group}/{version}/{tail:.+}", rest.handle)
     return app

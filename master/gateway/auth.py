@@ -11,6 +11,12 @@
 
 - Bootstrap tokens (``<id>.<secret>``, ``bus.bootstraptoken``) of machines that join: TokenReview too, never cached.
 
+- The web view (``master/gateway/ui``): its login turns a token it has checked here into an HttpOnly, Secure,
+  SameSite=Strict cookie (:data:`SESSION_COOKIE`) holding that token. The cookie authenticates an API request only
+  when the request also carries the :data:`UI_HEADER` the page sends (a custom header another site's page cannot
+  send without a CORS preflight, which the gateway never grants): a cross-site form or link gets 401. The token in
+  the cookie is checked as a bearer token is, on every request, so RBAC applies to the page as to its user.
+
 Users are :class:`bus.authn.UserInfo` (``User`` is kept as its alias). ``/version``, ``/healthz``, ``/readyz``
 and ``/livez`` stay open, as in Kubernetes; ``GET`` of ``kube-public/cluster-info`` without a token is made as
 ``system:anonymous`` (RBAC lets it read that ConfigMap only).
@@ -38,6 +44,9 @@ from bus.client import ApiClient, resource_of
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/version", "/healthz", "/readyz", "/livez")
+UI_PATH = "/ui"  # the web view: its handlers authenticate its pages themselves (master/gateway/ui)
+SESSION_COOKIE = "__Host-k8n-session"  # the web view's session: the token its user logged in with
+UI_HEADER = "X-K8n-UI"  # sent by the web view on every API call; without it the session cookie is ignored
 SA_CACHE_SECONDS = 10.0  # how long a token the API server accepted is taken without asking again
 NEGATIVE_CACHE_SECONDS = 1.0  # how long a refused token is refused without asking again
 CACHE_LIMIT = 10000  # entries kept (expired ones are dropped first when it is reached)
@@ -128,10 +137,11 @@ class Authenticator:
         return await asyncio.shield(task)  # a caller that goes away does not cancel the others' review
 
     async def authenticate(self, request: web.Request) -> UserInfo | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        return await self.authenticate_token(request_token(request))
+
+    async def authenticate_token(self, token: str | None) -> UserInfo | None:
+        """The user a bearer token stands for; None for no token or one that is not accepted."""
+        if not token:
             return None
         user = self.tokens.get(token)
         if user is not None:
@@ -139,6 +149,19 @@ class Authenticator:
         if token.count(".") == 2 or bootstraptoken.TOKEN_RE.match(token):
             return await self._service_account(token)  # a ServiceAccount JWT or a bootstrap token: TokenReview
         return None
+
+
+def request_token(request: web.Request) -> str | None:
+    """The bearer token of a request: its ``Authorization: Bearer`` header, else the web view's session cookie
+    when the request carries the web view's header too."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        return token if scheme.lower() == "bearer" and token else None
+    if UI_HEADER in request.headers:
+        return request.cookies.get(SESSION_COOKIE) or None
+    return None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -155,6 +178,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
 
     if request.path in OPEN_PATHS or request.path.startswith(_OPEN_PREFIXES):
         return await handler(request)
+    if request.path == UI_PATH or request.path.startswith(UI_PATH + "/"):
+        return await handler(request)  # the web view's pages: its login page is open, the rest check the cookie
     if request.path == clusterinfo.PATH and request.method == "GET" and "Authorization" not in request.headers:
         request[USER_KEY] = ANONYMOUS  # machines that join read it before they hold any credential (RBAC decides)
         return await handler(request)

@@ -11,13 +11,15 @@ the impersonated user.
 
 from __future__ import annotations
 
+import time
 from typing import Awaitable, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from bus import errors
+from bus import errors, history, resources
 from bus.authn import ANONYMOUS, AUTHENTICATED, SERVICEACCOUNT_USER_PREFIX, UserInfo, service_account_user
+from bus.client import MUTATING_VERBS
 from bus.informer import SharedInformerFactory
 from bus.nodeauthz import ClusterAuthorizer
 from bus.rbac import Attributes, forbidden_error
@@ -26,6 +28,7 @@ from master.gateway.context import CRDS
 from master.gateway.paths import Target, custom_candidate, parse_path
 
 AUTHZ = web.AppKey("authz", ClusterAuthorizer)
+AUDIT = web.AppKey("audit", history.Auditor)  # what is refused here never reaches an API server's audit
 ENABLED = web.AppKey("authorization", bool)  # False only with --authorization-mode AlwaysAllow (a benchmark)
 SYNC_TIMEOUT = 30.0
 IMPERSONATE_USER, IMPERSONATE_UID, IMPERSONATE_GROUP = "Impersonate-User", "Impersonate-Uid", "Impersonate-Group"
@@ -155,5 +158,17 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     if attrs is not None:
         d = await authz.authorize_async(attrs)
         if not d.allowed:
+            _audit_refusal(request, attrs)
             raise forbidden_error(attrs, d.reason)
     return await handler(request)
+
+
+def _audit_refusal(request: web.Request, attrs: Attributes) -> None:
+    """A refused mutating request is audited (403), as the API server audits what it refuses."""
+    auditor = request.app.get(AUDIT)
+    if auditor is None or not attrs.resource_request or attrs.verb not in MUTATING_VERBS:
+        return
+    res = resources.by_group_plural(attrs.api_group, attrs.resource)
+    if res is not None:
+        auditor.add(None, attrs.user, attrs.verb, res, attrs.namespace or None, attrs.name or None,
+                    attrs.subresource or None, 403, time.time(), reason="Forbidden")

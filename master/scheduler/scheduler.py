@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from bus import roles
+from bus import roles, telemetry
 from bus.roles import Identity
 from bus import errors, subjects
 from bus.events import NORMAL, WARNING, EventRecorder
@@ -17,6 +18,7 @@ from bus.informer import SharedInformerFactory
 from bus.meta import TERMINAL_POD_PHASES, get_condition, now
 from bus.workqueue import Clock
 from master.scheduler.cache import SchedulerCache
+from master.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
 from master.scheduler.framework import CycleState, FitError, Framework, SchedulingError
 from master.scheduler.plugins import DEFAULT_BINDERS, DEFAULT_FILTERS, DEFAULT_SCORES
 from master.scheduler.podinfo import PodInfo
@@ -128,6 +130,7 @@ class Scheduler:
         self._bind_slots: asyncio.Semaphore | None = None
         self._effects: _SideEffects | None = None
         self._tasks: list[asyncio.Task] = []
+        self.metrics = telemetry.metrics(SchedulerMetrics)  # None: metrics off
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -241,28 +244,29 @@ class Scheduler:
         if pod is None:
             self.queue.done(q.key)
             return
+        start = time.perf_counter()
         state = CycleState()
         try:
             node = self.framework.select_host(state, pod, self.cache.nodes)
         except FitError as e:
-            self._failed(q, pod, e.message(), unschedulable=True)
+            self._failed(q, pod, e.message(), unschedulable=True, start=start)
             return
         except SchedulingError as e:
-            self._failed(q, pod, str(e), unschedulable=False)
+            self._failed(q, pod, str(e), unschedulable=False, start=start)
             return
         self.cache.assume(pod, node)
         st = self.framework.reserve(state, pod, node)
         if not st.ok:
             self.cache.forget(pod.key)
-            self._failed(q, pod, st.message, unschedulable=False)
+            self._failed(q, pod, st.message, unschedulable=False, start=start)
             return
         assert self._bind_slots is not None
         await self._bind_slots.acquire()
-        task = asyncio.create_task(self._bind(q, pod, node, state))
+        task = asyncio.create_task(self._bind(q, pod, node, state, start))
         self._binding.add(task)
         task.add_done_callback(self._binding.discard)
 
-    async def _bind(self, q: QueuedPod, pod: PodInfo, node: str, state: CycleState) -> None:
+    async def _bind(self, q: QueuedPod, pod: PodInfo, node: str, state: CycleState, start: float = 0.0) -> None:
         try:
             st = await self.framework.bind(state, pod, node)
         except Exception as e:  # a plugin bug must not leak the assumed pod
@@ -276,14 +280,21 @@ class Scheduler:
             self.cache.finish_binding(pod.key, self.clock.now())
             self.queue.done(pod.key)
             self.scheduled += 1
+            self._observe(SCHEDULED, start)
             self._event(pod.obj, NORMAL, "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
             return
         self.cache.forget(pod.key)
         self.framework.unreserve(state, pod, node)
-        self._failed(q, pod, st.message if st is not None else err, unschedulable=False)
+        self._failed(q, pod, st.message if st is not None else err, unschedulable=False, start=start)
 
-    def _failed(self, q: QueuedPod, pod: PodInfo, message: str, unschedulable: bool) -> None:
+    def _observe(self, result: str, start: float | None) -> None:
+        if self.metrics is not None and start:
+            self.metrics.observe(result, self.name, time.perf_counter() - start)
+
+    def _failed(self, q: QueuedPod, pod: PodInfo, message: str, unschedulable: bool,
+                start: float | None = None) -> None:
         log.info("%s: unable to schedule %s: %s", self.name, pod.key, message)
+        self._observe(UNSCHEDULABLE if unschedulable else ERROR, start)
         if unschedulable:
             self.queue.add_unschedulable(q)
         else:
@@ -353,6 +364,7 @@ async def run(server_url: str, stop: asyncio.Event, name: str = DEFAULT_NAME, el
             await sched.stop()
 
     try:
-        await run_leader_elected(client, lease_name(name), stop, lead, config=election)
+        async with telemetry.publishing(client.nc, roles.SCHEDULER):
+            await run_leader_elected(client, lease_name(name), stop, lead, config=election)
     finally:
         await client.close()

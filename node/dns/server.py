@@ -7,6 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import dns.rcode
+
+from bus import telemetry
+from node.telemetry import DnsMetrics
+
 from .resolver import Resolver
 
 log = logging.getLogger(__name__)
@@ -14,9 +19,19 @@ TCP_IDLE_SECONDS = 10.0
 TCP_MAX_CONNECTIONS = 256
 
 
+def count(metrics: DnsMetrics | None, proto: str, reply: bytes | None) -> None:
+    """One query (and its reply's rcode, read off the header) in the DNS metrics."""
+    if metrics is None:
+        return
+    metrics.requests.labels(proto).inc()
+    if reply is not None and len(reply) >= 4:
+        metrics.responses.labels(dns.rcode.to_text(reply[3] & 0x0F)).inc()
+
+
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, metrics: DnsMetrics | None = None) -> None:
         self.resolver = resolver
+        self.metrics = metrics
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -28,6 +43,7 @@ class _Udp(asyncio.DatagramProtocol):
         except Exception:  # noqa: BLE001 - a bug answering one query must not stop the server
             log.exception("dns: answering a query from %s failed", addr[0])
             return
+        count(self.metrics, "udp", reply)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
@@ -43,11 +59,12 @@ class DnsServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._conns: set[asyncio.Task] = set()
+        self.metrics = telemetry.metrics(DnsMetrics)  # None: metrics off
 
     async def start(self) -> None:
         """Bind both transports; raises OSError (address not available, port taken, no permission)."""
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.resolver),
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.resolver, self.metrics),
                                                            local_addr=(self.host, self.port))
         self.port = self._udp.get_extra_info("sockname")[1]
         try:
@@ -81,6 +98,7 @@ class DnsServer:
                 size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS), "big")
                 data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE_SECONDS)
                 reply = self.resolver.respond(data, max_size=None)
+                count(self.metrics, "tcp", reply)
                 if reply is None:
                     break
                 writer.write(len(reply).to_bytes(2, "big") + reply)

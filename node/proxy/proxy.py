@@ -14,8 +14,10 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-from bus import aio
+from bus import aio, telemetry
 from bus.informer import Informer
+
+from node.telemetry import ProxyMetrics
 
 from . import model, nft
 
@@ -101,6 +103,8 @@ class ServiceProxy:
         self.syncs += 1
         self.last_commands = len(tx)
         self.last_sync_seconds = time.perf_counter() - t0
+        if (m := telemetry.metrics(ProxyMetrics)) is not None:
+            m.sync.observe(self.last_sync_seconds)
         if len(tx):
             log.debug("service proxy: %d nft commands in %.1f ms", len(tx), self.last_sync_seconds * 1000)
         return len(tx)

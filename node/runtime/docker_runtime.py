@@ -29,6 +29,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from bus.config import PAUSE_IMAGE
+
 from . import cgroups, podfiles, security
 from .errors import ContainerNotFound, ImagePullError, RuntimeErr
 from .model import (LABEL_NODE, LABEL_POD_UID, SANDBOX_NAME, ContainerInfo, ContainerStatus, Mount, Sandbox,
@@ -74,7 +76,7 @@ def default_pull_policy(image: str) -> str:
 
 
 class DockerRuntime:
-    def __init__(self, node_name: str, pause_image: str = "k8n/pause:3.9",
+    def __init__(self, node_name: str, pause_image: str = PAUSE_IMAGE,
                  client: docker.DockerClient | None = None, *, pull_timeout: float = 300.0,
                  workers: int = 32, state_dir: str | os.PathLike = "/var/lib/k8n/runtime") -> None:
         self.node_name = node_name

@@ -1,7 +1,8 @@
 """Real agents on Docker: losing a node (kill -9 of its agent) taints it, evicts its pods and the
 ReplicaSet replaces them on the other node; the node coming back is Ready again and its old
-containers are stopped. The HPA scales a ReplicaSet up under a CPU-burning container and down
-once the burn stops and the (shortened) stabilization window has passed."""
+containers are stopped. The HPA scales a Deployment up when its pod starts burning CPU (a file made by exec) and
+down once the burn stops and the (shortened) stabilization window has passed, acting on the pods' metrics samples
+as they arrive (its periodic sync set far off); it reports pods without requests."""
 
 from __future__ import annotations
 
@@ -115,60 +116,100 @@ async def _replaced(c, old, node):
 
 # ---- HPA ------------------------------------------------------------------------------------------
 
-BURN = "end=$(($(date +%s)+{secs})); while [ $(date +%s) -lt $end ]; do :; done; exec sleep 3600"
+# burns a CPU while /tmp/burn exists (made and removed by exec)
+BURNER = "while :; do while [ -f /tmp/burn ]; do :; done; sleep 0.2; done"
+SYNC_PERIOD = 60  # the HPA's periodic sync, far off: what it does within a test is its reaction to samples
+
+
+def burner(name: str, cpu: str = "100m") -> dict:
+    """A Deployment of one pod requesting ``cpu`` that burns a CPU while its /tmp/burn exists."""
+    return builders.deployment(name, replicas=1, grace=1,
+                               containers=[container("main", BURNER, resources=requests(cpu))])
+
+
+def cpu_hpa(name: str, kind: str = "Deployment", target: int = 50, max_replicas: int = 3,
+            down_window: int | None = 3) -> dict:
+    spec = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": name},
+            "minReplicas": 1, "maxReplicas": max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization",
+                                                                                  "averageUtilization": target}}}]}
+    if down_window is not None:
+        spec["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": down_window}}
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+async def burn(client, pod: str, on: bool) -> None:
+    """Start (``on``) or stop the burn in ``pod``, through exec as a user would."""
+    from bus import nodeclient
+
+    session = await nodeclient.exec_(client, "default", pod, ["sh", "-c", "touch /tmp/burn" if on
+                                                              else "rm -f /tmp/burn"])
+    [_ async for _ in session]
+    assert session.exit_code == 0
+
+
+async def hpa_ready(client, name: str) -> dict | None:
+    """The HPA once it computes from the pods' metrics (ScalingActive=True)."""
+    hpa = await client.get("horizontalpodautoscalers", name, "default")
+    conds = {x["type"]: x for x in (hpa.get("status") or {}).get("conditions") or []}
+    return hpa if (conds.get("ScalingActive") or {}).get("status") == "True" else None
+
+
+async def remove_workload(client, plural: str, name: str) -> None:
+    try:
+        await client.delete("horizontalpodautoscalers", name, "default")
+    except errors.NotFound:
+        pass
+    try:
+        await client.scale(plural, name, 0, "default")
+    except errors.NotFound:
+        return
+    await eventually(lambda: _no_pods(client, name), 30, f"{name}'s pods gone")
+    await client.delete(plural, name, "default")
 
 
 @pytest.fixture
 async def hpa_cluster(nats_server, tmp_path):
-    c = await start_cluster(nats_server, tmp_path, env={"K8N_HPA_SYNC_PERIOD": "2"})
+    c = await start_cluster(nats_server, tmp_path, env={"K8N_HPA_SYNC_PERIOD": str(SYNC_PERIOD)})
     yield c
-    for name in ("burn",):
-        try:
-            await c.client.delete("horizontalpodautoscalers", name, "default")
-        except errors.NotFound:
-            pass
-    await remove_replicaset(c.client, "burn")
+    await remove_workload(c.client, "deployments", "burn")
+    await remove_workload(c.client, "replicasets", "burn")
     await stop_cluster(c)
 
 
-async def test_hpa_scales_up_under_cpu_burn_and_down_after_the_window(hpa_cluster):
+async def test_hpa_scales_a_deployment_up_as_its_pod_burns_cpu_and_down_when_it_stops(hpa_cluster):
     c = hpa_cluster.client
-    await c.create(replicaset("burn", 1, BURN.format(secs=30), cpu="100m"))
-    await c.create({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "burn", "namespace": "default"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "burn"},
-                 "minReplicas": 1, "maxReplicas": 3,
-                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                                                               "target": {"type": "Utilization", "averageUtilization": 50}}}],
-                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 5}}}})
+    await c.create(burner("burn"))
+    await c.create(cpu_hpa("burn"))
+    (pod,) = await eventually(lambda: running_on(c, "burn"), 60, "the burn pod Running")
+    await eventually(lambda: hpa_ready(c, "burn"), 30, "the HPA to compute from the pod's metrics")
 
     async def replicas():
-        return (await c.get_scale("replicasets", "burn", "default"))["spec"]["replicas"]
-
-    async def hpa_reporting(desired):  # the HPA scales first, then writes its status
-        hpa = await c.get("horizontalpodautoscalers", "burn", "default")
-        return hpa if (hpa.get("status") or {}).get("desiredReplicas") == desired else None
+        return (await c.get_scale("deployments", "burn", "default"))["spec"]["replicas"]
 
     async def rescaled_to(size):
-        return any(f"New size: {size}" in e["message"] for e in await events(c, "SuccessfulRescale"))
+        return [e for e in await events(c, "SuccessfulRescale") if f"New size: {size};" in e["message"]]
 
-    await eventually(lambda: _eq(replicas(), 3), 40, "the HPA to scale up to maxReplicas 3")
-    hpa = await eventually(lambda: hpa_reporting(3), 10, "the HPA status to report 3")
-    await eventually(lambda: rescaled_to(3), 10, "the rescale event")
-    st = hpa["status"]
-    conds = {x["type"]: x for x in st["conditions"]}
+    started = time.monotonic()
+    await burn(c, pod, True)
+    await eventually(lambda: _eq(replicas(), 3), 30, "the HPA to scale up to maxReplicas 3 under the burn")
+    reaction = time.monotonic() - started
+    assert reaction < 15, reaction  # from a sample, not the 60 s sync (nor Kubernetes' 15 s one)
+    hpa = await c.get("horizontalpodautoscalers", "burn", "default")  # written with the scale, in the same pass
+    st, conds = hpa["status"], {x["type"]: x for x in hpa["status"]["conditions"]}
     assert st["desiredReplicas"] == 3 and st.get("lastScaleTime")
     assert conds["ScalingActive"]["status"] == "True" and conds["AbleToScale"]["status"] == "True"
+    assert conds["ScalingLimited"]["reason"] == "TooManyReplicas"  # 1 core of a 100m request wants more than 3
     assert st["currentMetrics"][0]["resource"]["current"]["averageUtilization"] > 50
-    assert any("New size: 3" in e["message"] for e in await events(c, "SuccessfulRescale"))
+    assert await eventually(lambda: rescaled_to(3), 10, "the rescale event")
 
-    await eventually(lambda: _eq(replicas(), 1), 90, "the HPA to scale back down once the burn stops")
-    hpa = await eventually(lambda: hpa_reporting(1), 10, "the HPA status to report 1")
-    await eventually(lambda: rescaled_to(1), 10, "the rescale event")
+    await burn(c, pod, False)
+    await eventually(lambda: _eq(replicas(), 1), 30, "the HPA to scale back down once the burn stops")
+    (down,) = await eventually(lambda: rescaled_to(1), 10, "the rescale event")
+    assert down["message"] == "New size: 1; reason: All metrics below target"
+    hpa = await c.get("horizontalpodautoscalers", "burn", "default")
     assert hpa["status"]["desiredReplicas"] == 1
-    assert any("New size: 1; reason: All metrics below target" in e["message"]
-               for e in await events(c, "SuccessfulRescale"))
 
 
 async def test_hpa_reports_pods_without_requests(hpa_cluster):

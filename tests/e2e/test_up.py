@@ -16,7 +16,8 @@ import pytest
 
 from bus.natsauth import ClusterAuth
 from bus.roles import ADMIN, Identity
-from tests.e2e.upcluster import K8N, UP_TIMEOUT, launch_up, wait_up
+from tests.e2e.upcluster import K8N, KUBECTL, UP_TIMEOUT, launch_up, wait_up
+from tests.harness import unique_node
 from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.slow
@@ -365,3 +366,78 @@ def test_the_embedded_nats_server_is_restarted_after_kill_9_and_nothing_acknowle
     code, _ = up.stop()
     assert code == 0, up.output()
     up.assert_all_gone()
+
+
+# ---- the start steps and the node ---------------------------------------------------------------------------------
+
+STEP_TIME = r"(?:\d+(?:\.\d)?s|\d+m\d\ds)"
+
+
+def step_lines(out: str) -> dict[str, str]:
+    """``  NAME   TIME  DETAIL`` lines of k8n up's output: name → the rest."""
+    import re
+
+    found = {}
+    for line in out.splitlines():
+        m = re.match(rf"  (\S+(?: \S+)?)\s+({STEP_TIME})(?:\s+(.*))?$", line)
+        if m:
+            found[m.group(1)] = m.group(3) or ""
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for Docker and netlink")
+def test_up_prints_each_step_with_its_time_and_is_up_only_once_its_node_is_ready(tmp_path):
+    node, cidr = unique_node()
+    data = tmp_path / "data"
+    log_path = tmp_path / "up.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([K8N, "up", "--data-dir", str(data), "--nats-port", "0", "--http-port", "0",
+                                 "--node-name", node], stdout=log, stderr=subprocess.STDOUT,
+                                env=k8n_env(data, K8N_POD_CIDR=cidr), start_new_session=True)
+    try:
+        def output() -> str:
+            return log_path.read_text(errors="replace")
+
+        def is_up() -> bool:
+            assert proc.poll() is None, f"k8n up exited with {proc.returncode}:\n{output()}"
+            return "k8n is up" in output()
+
+        eventually_sync(is_up, UP_TIMEOUT, lambda: f"k8n up to say it is up:\n{output()}", interval=0.1)
+        r = subprocess.run([KUBECTL, "--kubeconfig", str(data / "kubeconfig"), "get", "nodes", "--no-headers"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stdout.split()[:2] == [node, "Ready"], (r.stdout, r.stderr, output())
+        out = output()
+        steps = step_lines(out)
+        assert list(steps) == ["NATS", "images", "API server", "control plane", "gateway", f"node {node}"], out
+        assert steps["NATS"].startswith("nats://127.0.0.1:") and steps["gateway"].startswith("https://127.0.0.1:")
+        assert steps[f"node {node}"] == "Ready" and steps["images"].startswith("k8n/pause:3.9 ")
+        assert out.index(f"node {node}") < out.index("k8n is up after ")
+        assert "\x1b" not in out and "Traceback" not in out  # not a terminal: plain lines
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            code = proc.wait(30)
+        except (OSError, subprocess.TimeoutExpired):
+            code = None
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert code == 0, output()
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.k8n.node={node}"], capture_output=True,
+                          text=True).stdout.split()
+    assert not left, f"containers left: {left}"
+
+
+def test_a_failing_step_says_which_and_why_and_exits_non_zero(tmp_path):
+    data = tmp_path / "data"
+    r = subprocess.run([K8N, "up", "--data-dir", str(data), "--nats-port", "0", "--http-port", "0", "--node-name",
+                        unique_node()[0]], capture_output=True, text=True, timeout=60, start_new_session=True,
+                       env=k8n_env(data, DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock"))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "NATS" in step_lines(r.stdout), r.stdout
+    failed = [ln for ln in r.stdout.splitlines() if "FAILED" in ln]
+    assert len(failed) == 1 and failed[0].split()[0] == "images", r.stdout
+    assert "cannot reach Docker" in failed[0] and "--no-agent" in failed[0], failed
+    assert "error: images: cannot reach Docker" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "k8n is up" not in r.stdout
+    assert not (data / "cluster.json").exists()
+    assert not pgrep_f(str(data)), [cmdline(p) for p in pgrep_f(str(data))]

@@ -89,6 +89,12 @@ def test_missing_metrics_count_as_zero_when_scaling_up():
     assert calc(4, [pod(i) for i in range(4)], [1000, 1000], 30)[0] == 7  # ceil(4 * 50/30)
 
 
+def test_missing_metrics_exactly_on_target_are_left_out():
+    # one of 2 pods at exactly the 50 % target, the other without a sample: Kubernetes fills missing pods in only
+    # when the ratio is above or below 1, so the count stays (filled with 0 it would halve)
+    assert calc(2, [pod(0), pod(1)], [500], 50)[0] == 2
+
+
 def test_documented_formula_doubles_and_halves():
     # desiredReplicas = ceil(currentReplicas * currentMetricValue / desiredMetricValue)
     assert calc(2, [pod(0, request="100m"), pod(1, request="100m")], [200, 200], 100)[0] == 4

@@ -76,11 +76,13 @@ def test_every_setting_is_documented_once_under_a_distinct_name():
 def test_write_rewrites_only_the_marked_block(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n\n<!-- settings:{README_BLOCK} -->\nstale\n<!-- /settings -->\n\nmiddle\n\n"
-                      "<!-- settings:apiserver -->\n<!-- /settings -->\nafter\n")
+                      "<!-- settings:apiserver -->\n<!-- /settings -->\nafter\n"
+                      "<!-- settings:telemetry -->\n<!-- /settings -->\n")
     main(["--write", str(readme)])
     assert readme.read_text() == (f"# x\n\nbefore\n\n<!-- settings:{README_BLOCK} -->\n{readme_table(README_BLOCK)}"
                                   "<!-- /settings -->\n\nmiddle\n\n<!-- settings:apiserver -->\n"
-                                  f"{readme_table('apiserver')}<!-- /settings -->\nafter\n")
+                                  f"{readme_table('apiserver')}<!-- /settings -->\nafter\n"
+                                  f"<!-- settings:telemetry -->\n{readme_table('telemetry')}<!-- /settings -->\n")
     (tmp_path / "other.md").write_text("no markers\n")
     with pytest.raises(SystemExit) as exc:
         main(["--write", str(tmp_path / "other.md")])
