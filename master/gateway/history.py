@@ -1,5 +1,7 @@
 """An object's history over HTTP (``bus.history``): ``GET <object path>/history`` answers the API server's
-``ObjectHistory`` for the user the request authenticated (authorized as reading the object, ``bus.rbac``)."""
+``ObjectHistory`` for the user the request authenticated (authorized as reading the object, ``bus.rbac``);
+``GET <collection path>/-/history`` the final states of the kind's deleted objects there (``-`` is no valid name;
+the API server authorizes it as listing the kind)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from master.gateway.auth import USER_KEY
 from master.gateway.context import CLIENT, CRDS
 from master.gateway.paths import Target, custom_candidate, parse_path
 from master.gateway.respond import json_response
+
+DELETED = "-"  # in place of a name: the deleted objects of the collection
 
 PATHS = ("/api/v1/namespaces/{namespace}/{resource}/{name}/" + HISTORY,
          "/api/v1/{resource}/{name}/" + HISTORY,
@@ -33,7 +37,8 @@ async def object_history(request: web.Request) -> web.Response:
     t = await _target(request)
     if t.subresource != HISTORY or t.name is None or t.watch:
         raise errors.NotFound(404, "the server could not find the requested resource")
-    _, body, warnings = await busreq.call(request.app[CLIENT], t.res, "get", t.namespace, t.name,
+    verb, name = ("list", None) if t.name == DELETED else ("get", t.name)
+    _, body, warnings = await busreq.call(request.app[CLIENT], t.res, verb, t.namespace, name,
                                           subresource=HISTORY, user=request.get(USER_KEY))
     return json_response(body, 200, warnings)
 

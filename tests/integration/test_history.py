@@ -142,6 +142,8 @@ async def test_deleted_objects_keep_their_final_state(http, client, alice_may_ed
     assert items[0]["object"]["data"] == {"v": "gone"}
     code, body = await _history(http, f"{CM}/gone")
     assert code == 200 and [i["type"] for i in body["items"]] == ["ADDED", "DELETED"]
+    code, body = await _history(http, f"{CM}/-", ALICE)  # the same list at the gateway
+    assert code == 200 and [i["object"]["metadata"]["name"] for i in body["items"]] == ["gone"]
 
 
 async def test_reading_history_needs_the_right_to_read_the_object(http, client, alice_may_edit_configmaps):
@@ -150,6 +152,8 @@ async def test_reading_history_needs_the_right_to_read_the_object(http, client, 
     code, body = await _history(http, path, ALICE)
     assert code == 403 and body["kind"] == "Status" and body["reason"] == "Forbidden"
     assert body["message"].startswith('secrets "db" is forbidden: User "alice" cannot get resource "secrets"')
+    code, body = await _history(http, f"/api/v1/namespaces/{NS}/secrets/-", ALICE)  # deleted Secrets: refused too
+    assert code == 403 and body["reason"] == "Forbidden"
 
     async def admin_sees() -> dict:
         c, b = await _history(http, path)
