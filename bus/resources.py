@@ -98,6 +98,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("Lease", "leases", "coordination.k8s.io", "v1", True, (), (), (), history=2),
     Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, (), ()),
     Resource("NetworkPolicy", "networkpolicies", "networking.k8s.io", "v1", True, ("netpol",), ()),
+    Resource("Ingress", "ingresses", "networking.k8s.io", "v1", True, ("ing",), ("status",)),
+    Resource("IngressClass", "ingressclasses", "networking.k8s.io", "v1", False, (), ()),
     Resource("PodDisruptionBudget", "poddisruptionbudgets", "policy", "v1", True, ("pdb",), ("status",)),
     Resource("PriorityClass", "priorityclasses", "scheduling.k8s.io", "v1", False, ("pc",), ()),
     Resource("CertificateSigningRequest", "certificatesigningrequests", "certificates.k8s.io", "v1", False, ("csr",),

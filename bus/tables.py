@@ -497,6 +497,37 @@ _BINDING_WIDE: list[Column] = [("USERS", _subjects("User")), ("GROUPS", _subject
                                ("SERVICEACCOUNTS", _subjects("ServiceAccount"))]
 
 
+def _ingress_hosts(ing: dict, _now: datetime, limit: int = 3) -> str:
+    """printers.go's formatHosts: the rules' hosts up to three (``+ N more...`` when a rule follows the third,
+    N counting rules), ``*`` when no rule names one."""
+    rules = [r for r in spec(ing).get("rules") or [] if isinstance(r, dict)]
+    hosts: list[str] = []
+    more = False
+    for r in rules:
+        more = more or len(hosts) == limit
+        if not more and r.get("host"):
+            hosts.append(r["host"])
+    if not hosts:
+        return "*"
+    return ",".join(hosts) + (f" + {len(rules) - limit} more..." if more else "")
+
+
+def _ingress_address(ing: dict, _now: datetime) -> str:
+    """ingressLoadBalancerStatusStringer as the API server calls it (wide: not clipped): each IP, else hostname,
+    sorted and unique."""
+    lb = (status(ing).get("loadBalancer") or {}).get("ingress") or []
+    return ",".join(sorted({i.get("ip") or i.get("hostname") for i in lb
+                            if isinstance(i, dict) and (i.get("ip") or i.get("hostname"))}))
+
+
+def _ingress_class_parameters(ic: dict, _now: datetime) -> str:
+    p = spec(ic).get("parameters")
+    if not p:
+        return NONE
+    group = f".{p['apiGroup']}" if p.get("apiGroup") is not None else ""
+    return f"{p.get('kind', '')}{group}/{p.get('name', '')}"
+
+
 # ---- the column table ---------------------------------------------------------------------------
 
 NAME: Column = ("NAME", name)
@@ -560,6 +591,11 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                                  ("REPLICAS", _field("status.currentReplicas")), AGE], []),
     "Lease": ([NAME, ("HOLDER", _field("spec.holderIdentity", "")), AGE], []),
     "NetworkPolicy": ([NAME, ("POD-SELECTOR", _pod_selector), AGE], []),
+    "Ingress": ([NAME, ("CLASS", _field("spec.ingressClassName", NONE)), ("HOSTS", _ingress_hosts),
+                 ("ADDRESS", _ingress_address), ("PORTS", lambda o, _n: "80, 443" if spec(o).get("tls") else "80"),
+                 AGE], []),
+    "IngressClass": ([NAME, ("CONTROLLER", _field("spec.controller", "")),
+                      ("PARAMETERS", _ingress_class_parameters), AGE], []),
     "PodDisruptionBudget": ([NAME, ("MIN AVAILABLE", _field("spec.minAvailable", "N/A")),
                              ("MAX UNAVAILABLE", _field("spec.maxUnavailable", "N/A")),
                              ("ALLOWED DISRUPTIONS", _field("status.disruptionsAllowed")), AGE], []),

@@ -1884,3 +1884,4 @@ def validate_custom(res: Resource, data: Any, name_optional: bool = False) -> tu
 
 from bus import quota_validation  # noqa: E402,F401 - registers the ResourceQuota, LimitRange, PriorityClass checks
 from bus import webhook_validation  # noqa: E402,F401 - registers the webhook configurations' checks
+from bus import ingress_validation  # noqa: E402,F401 - registers the Ingress and IngressClass checks

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What a k8n node needs on a Debian machine (idempotent, as root): Docker's engine, busybox-static
-# for the local test images, iptables/nftables and iproute2; starts dockerd when it is not running
+# for the local test images, iptables/nftables, iproute2 and haproxy (ingress); starts dockerd when it is not running
 # and builds the local images (deploy/images/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v iptables >/dev/null || need+=(iptables)
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
+command -v haproxy >/dev/null || need+=(haproxy)  # the ingress data path (node/ingress)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -45,7 +45,7 @@ from bus.models.metrics import NodeMetrics, PodMetrics
 from bus.models.networking import *  # noqa: F401,F403
 from bus.models.quota import *  # noqa: F401,F403
 from bus.models.quota import LimitRange, PriorityClass, ResourceQuota
-from bus.models.networking import NetworkPolicy
+from bus.models.networking import Ingress, IngressClass, NetworkPolicy
 from bus.models.policy import *  # noqa: F401,F403
 from bus.models.policy import PodDisruptionBudget
 from bus.models.rbac import *  # noqa: F401,F403
@@ -59,7 +59,7 @@ KINDS: dict[str, type[K8sModel]] = {
         HorizontalPodAutoscaler, Lease, Scale, Binding, Status, Eviction, EndpointSlice, Role, ClusterRole,
         RoleBinding, ClusterRoleBinding, TokenRequest, TokenReview, SubjectAccessReview, LocalSubjectAccessReview,
         SelfSubjectAccessReview, SelfSubjectRulesReview, NetworkPolicy, CertificateSigningRequest,
-        CustomResourceDefinition,
+        CustomResourceDefinition, Ingress, IngressClass,
         StatefulSet, ControllerRevision,
         CronJob,
         ResourceQuota, LimitRange, PriorityClass,

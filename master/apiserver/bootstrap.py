@@ -2,7 +2,8 @@
 ``default`` (the first address of the service CIDR, port 443 ``https`` → 6443, no selector) and the
 ServiceAccount token key pair on this API server's disk (``master/apiserver/tokenrequest.py``); the Secret
 earlier versions kept an HMAC signing key in (``kube-system/k8n-signing-key``) is deleted; and the bootstrap RBAC
-policy (``master/apiserver/rbac_policy.py``: ClusterRoles and ClusterRoleBindings, created when missing)."""
+policy (``master/apiserver/rbac_policy.py``: ClusterRoles and ClusterRoleBindings, created when missing); the
+IngressClasses ``k8n`` (the default) and ``nginx`` (``master/apiserver/ingressclass.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bus.models import to_dict
 from bus.resources import by_plural
 from bus.store import NatsStore
 from bus.validation import validate_object
-from master.apiserver import priority, rbac_policy, service_alloc, strategy, tokenrequest
+from master.apiserver import ingressclass, priority, rbac_policy, service_alloc, strategy, tokenrequest
 from master.apiserver.admission import SYSTEM_NAMESPACES
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ async def bootstrap(store: NatsStore) -> None:
     await ensure_kubernetes_endpoints(store)
     await ensure_rbac(store)
     await priority.ensure_system_classes(store)
+    await ingressclass.ensure_built_in_classes(store)
     tokenrequest.authority()  # the signing key pair: loaded, or made on the first start
     await tokenrequest.remove_legacy_signing_key(store)
 

@@ -1,5 +1,5 @@
-"""The namespace and scheduling policy admission the verbs run, in Kubernetes' order: Priority and LimitRanger
-(mutating, then LimitRanger's checks) on a new object, ResourceQuota last, charged just before the write
+"""The namespace and scheduling policy admission the verbs run, in Kubernetes' order: Priority, DefaultIngressClass
+and LimitRanger (mutating, then LimitRanger's checks) on a new object, ResourceQuota last, charged just before the write
 (``charged``). Each plugin keeps its own cache of the objects it reads (``master/apiserver/listers.py``)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from bus.resources import Resource
 from bus.store import NatsStore
 from master.apiserver import priority
 from master.apiserver.limitranger import LimitRanger
+from master.apiserver.ingressclass import DefaultIngressClass
 from master.apiserver.priority import PriorityAdmission
 from master.apiserver.quota import QuotaAdmission
 
@@ -18,15 +19,16 @@ from master.apiserver.quota import QuotaAdmission
 class ResourcePolicies:
     def __init__(self, store: NatsStore) -> None:
         self.priority = PriorityAdmission(store)
+        self.ingress_class = DefaultIngressClass(store)
         self.limits = LimitRanger(store)
         self.quota = QuotaAdmission(store)
 
     async def start(self) -> None:
-        for plugin in (self.priority, self.limits, self.quota):
+        for plugin in (self.priority, self.ingress_class, self.limits, self.quota):
             await plugin.start()
 
     async def stop(self) -> None:
-        for plugin in (self.priority, self.limits, self.quota):
+        for plugin in (self.priority, self.ingress_class, self.limits, self.quota):
             await plugin.stop()
 
     async def admit_create(self, res: Resource, namespace: str | None, obj: dict) -> None:
@@ -35,6 +37,8 @@ class ResourcePolicies:
             await self.priority.admit_pod(obj)
         elif res.kind == "PriorityClass":
             self.priority.admit_class(obj, None)
+        elif res.kind == "Ingress":
+            self.ingress_class.admit_ingress(obj)
         if namespace and res.kind in ("Pod", "PersistentVolumeClaim"):
             await self.limits.admit(res.kind, namespace, obj)
 

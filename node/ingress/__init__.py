@@ -1,0 +1,2 @@
+"""The ingress data path: Kubernetes Ingress objects → an HAProxy configuration (config.py) and the
+running haproxy it programs (haproxy.py)."""
