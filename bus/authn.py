@@ -27,6 +27,7 @@ CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
 APISERVER_USER = "system:apiserver"
 GATEWAY_USER = "system:k8n-gateway"
+INGRESS_USER = "system:k8n-ingress"
 ADMIN_USER = "kubernetes-admin"
 
 
@@ -103,7 +104,7 @@ def user_for_identity(identity: "Identity") -> UserInfo:
     if role == roles.NODE:
         return node_user(subjects.decode_name(identity.name))
     names = {roles.CONTROLLER_MANAGER: CONTROLLER_MANAGER_USER, roles.SCHEDULER: SCHEDULER_USER,
-             roles.GATEWAY: GATEWAY_USER}
+             roles.GATEWAY: GATEWAY_USER, roles.INGRESS: INGRESS_USER}
     if role in names:
         return UserInfo(names[role], "", (AUTHENTICATED,))
     return UserInfo(f"system:k8n-{identity.token}", "", (AUTHENTICATED,))

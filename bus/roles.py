@@ -14,6 +14,8 @@ Principles (../shared/DESIGN.md, "Trust"):
   kinds a kubelet and a service proxy need, publishes metrics only for its node.
 - Each component publishes its Prometheus telemetry only on its own subject (``k8n.telemetry.<role>``, an agent on
   ``k8n.telemetry.node.<its node>``); the gateway, the admin and subscribers read them.
+- The ingress controller reads only what routing needs (Ingresses, IngressClasses, Services, EndpointSlices,
+  Secrets for TLS) and writes Ingress status and events through the API.
 - The subscriber role (outside event clients) reads object changes and metrics, never Secrets, and sends no API
   requests.
 """
@@ -32,9 +34,10 @@ CONTROLLER_MANAGER = "controller-manager"
 SCHEDULER = "scheduler"
 GATEWAY = "gateway"
 NODE = "node"
+INGRESS = "ingress"
 ADMIN = "admin"
 SUBSCRIBER = "subscriber"
-ROLES = (APISERVER, NODEVIEW, CONTROLLER_MANAGER, SCHEDULER, GATEWAY, NODE, ADMIN, SUBSCRIBER)
+ROLES = (APISERVER, NODEVIEW, CONTROLLER_MANAGER, SCHEDULER, GATEWAY, NODE, INGRESS, ADMIN, SUBSCRIBER)
 NAMED_ROLES = (NODE, SUBSCRIBER)  # roles with one identity per instance: ``<role>:<name>``
 NAME_OPTIONAL = (APISERVER,)  # an API server replica may carry its instance's name
 
@@ -108,6 +111,9 @@ SECRET_BUCKETS = ("secrets",)
 NODE_READS = ("services", "endpoints", "endpointslices", "nodes", "namespaces")
 # What the node view reads besides pods: NetworkPolicies and the namespaces their namespaceSelectors match
 NODEVIEW_READS = ("pods", "networkpolicies", "namespaces")
+# What the ingress controller reads: its routes, their Services and endpoints, and TLS Secrets (a bucket cannot be
+# filtered by Secret type, so it reads every Secret's bytes, as ingress-nginx's cluster-wide Secret watch does)
+INGRESS_READS = ("ingresses", "ingressclasses", "services", "endpointslices", "secrets")
 
 
 def _read_buckets(deny: tuple[str, ...], audit: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -178,6 +184,9 @@ def permissions_for(identity: Identity) -> Permissions:
                 subjects.node_session(node, "*", subjects.SESSION_OUT)),
             sub_allow=inbox + (subjects.node_call(node, ">"),),
             responses=1)  # one reply per call: streams go on the node's session subjects
+    if role == INGRESS:  # API requests: status.loadBalancer of Ingresses and events (RBAC system:k8n-ingress)
+        return Permissions(pub_allow=api + _read_only(INGRESS_READS) + (subjects.telemetry(INGRESS, "*"),),
+                           sub_allow=inbox)
     if role == SUBSCRIBER:
         hidden = API_ONLY_BUCKETS + SECRET_BUCKETS
         allow, denied = _read_buckets(hidden)

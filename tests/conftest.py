@@ -21,7 +21,7 @@ from tests.waiting import eventually
 
 
 STANDARD_IDENTITIES = (roles.ADMIN, roles.APISERVER, roles.NODEVIEW, roles.CONTROLLER_MANAGER, roles.SCHEDULER,
-                        roles.GATEWAY)
+                        roles.GATEWAY, roles.INGRESS)
 
 
 @pytest.fixture

@@ -36,11 +36,17 @@ def up(
                                  "schedulers to run, each in its own process (one leader, the others standing by)"),
     node_name: Optional[str] = typer.Option(None, "--node-name", help="the name of this machine's node "
                                             "(default: its host name)"),
+    no_ingress: bool = typer.Option(False, "--no-ingress", help="run no ingress controller on the node"),
+    ingress_http_port: int = typer.Option(80, "--ingress-http-port", min=1, max=65535,
+                                          help="host port the ingress serves HTTP on (all addresses)"),
+    ingress_https_port: int = typer.Option(443, "--ingress-https-port", min=1, max=65535,
+                                           help="host port the ingress serves HTTPS on (all addresses)"),
 ) -> None:
-    """Run an all-in-one cluster in the foreground (embedded NATS, control plane, HTTP API, a node agent); each
-    start step prints its time, and it is up once its node is Ready."""
+    """Run an all-in-one cluster in the foreground (embedded NATS, control plane, HTTP API, a node agent and its
+    ingress controller); each start step prints its time, and it is up once its node is Ready."""
     raise typer.Exit(runner.up(data_dir, nats_port, host=listen, with_agent=not no_agent, http_port=http_port,
-                               nats_servers=nats_servers, replicas=replicas, node_name=node_name))
+                               nats_servers=nats_servers, replicas=replicas, node_name=node_name,
+                               ingress_ports=None if no_ingress else (ingress_http_port, ingress_https_port)))
 
 
 @app.command()
@@ -77,7 +83,7 @@ def controller_manager(server_url: Optional[str] = ServerOpt, data_dir: Optional
 @app.command()
 def credentials(
     role: str = typer.Argument(..., help="admin, apiserver, nodeview, controller-manager, scheduler, gateway, node, "
-                                         "subscriber"),
+                                         "ingress, subscriber"),
     name: Optional[str] = typer.Argument(None, help="the node's name (node), a subscriber's or an API server's name"),
     data_dir: Optional[str] = DataDirOpt,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="file to write (default: <data dir>/creds/"

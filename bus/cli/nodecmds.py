@@ -191,3 +191,18 @@ def agent(ctx: typer.Context, server: Optional[str] = ServerOpt, data_dir: Optio
         os.environ["K8N_DATA_DIR"] = data_dir
     argv = agent_argv(config.server_url(server, data_dir), list(ctx.args))
     os.execv(argv[0], argv)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ingress(ctx: typer.Context, server: Optional[str] = ServerOpt, data_dir: Optional[str] = DataDirOpt) -> None:
+    """Run the ingress controller (haproxy on ports 80/443) on this node: k8n ingress [--name NODE]
+    [--ingress-http-port 80] [--ingress-https-port 443] ... (every option of ``python -m node.ingress --help``)."""
+    import os
+
+    from bus import config
+    from bus.cli.runner import ingress_argv
+
+    if data_dir:
+        os.environ["K8N_DATA_DIR"] = data_dir
+    argv = ingress_argv(config.server_url(server, data_dir), list(ctx.args))
+    os.execv(argv[0], argv)

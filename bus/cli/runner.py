@@ -343,13 +343,14 @@ def mint_credentials(ddir: Path, node: str | None) -> tuple["ClusterAuth", Path]
     """The cluster's bus keys (made on the first ``k8n up``) and fresh credentials for every component this
     ``k8n up`` runs, the admin (the CLI's) and a read-only subscriber, in ``<data dir>/creds`` (0600 in 0700)."""
     from bus.natsauth import ClusterAuth
-    from bus.roles import SUBSCRIBER, Identity
+    from bus.roles import INGRESS, SUBSCRIBER, Identity
 
     auth = ClusterAuth.load_or_create(ddir / "nats-auth")
     creds = ddir / "creds"
     for role in CONTROL_PLANE_IDENTITIES:
         auth.write_creds(Identity(role), creds)
     auth.write_creds(Identity(SUBSCRIBER, "events"), creds)
+    auth.write_creds(Identity(INGRESS), creds)  # `k8n ingress` on this machine (and `k8n up`'s own)
     if node:
         auth.write_creds(Identity.node(node), creds)
     return auth, creds
@@ -416,6 +417,10 @@ def agent_argv(server: str, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "node", "--server", server, *extra]
 
 
+def ingress_argv(server: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "node.ingress", "--server", server, *extra]
+
+
 def default_node_name() -> str:
     """This host's name as a DNS-1123 subdomain (the all-in-one node's name)."""
     import re
@@ -444,7 +449,8 @@ def listen_refusal(host: str) -> str | None:
 
 
 def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent: bool = True,
-       http_port: int | None = None, nats_servers: int = 1, replicas: int = 1, node_name: str | None = None) -> int:
+       http_port: int | None = None, nats_servers: int = 1, replicas: int = 1, node_name: str | None = None,
+       ingress_ports: tuple[int, int] | None = (80, 443)) -> int:
     """Run an all-in-one cluster until SIGINT/SIGTERM. Each start step prints its line with its time
     (:mod:`bus.cli.startup`); "k8n is up" comes once the node (with an agent) is Ready. A step that fails says
     which and why, stops what was started and answers 1."""
@@ -512,12 +518,15 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     agent = Child("node agent", agent_argv(url, [
         "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit", *_creds_flag(creds_dir)]),
         logs / "agent.log") if node else None
+    ingress = ingress_child(url, node, ingress_ports, ddir, creds_dir, advertise, logs) if node else None
     http_url = f"https://{host}:{gw_port}"
     code = 0
     try:
         sup.start([*control, gateway])
         if not _await_start(url, creds_dir, steps, sup, control, gateway, agent, node, http_url):
             return code
+        if ingress is not None:  # after the node is Ready (it serves that node's pods)
+            sup.start([ingress])
         kubeconfig = write_kubeconfig(ddir, http_url, token, ddir / "pki" / "ca.crt")
         config.write_cluster_info(ddir, url, pid=os.getpid(), dataDir=str(ddir), gateway=http_url,
                                   kubeconfig=str(kubeconfig))
@@ -525,6 +534,9 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
             _publish_join(url, creds_dir, http_url, ddir / "pki" / "ca.crt", routes))
         print(f"k8n is up after {time.monotonic() - started:.1f}s: NATS at {url}, Kubernetes API at {http_url}"
               + (f", node {node} Ready" if node else "") + f", data in {ddir}")
+        if ingress is not None and ingress_ports:
+            print(f"  ingress (haproxy) on ports {ingress_ports[0]} and {ingress_ports[1]} of every address "
+                  f"(log: {ingress.log_path})")
         if join_command:
             print(f"  join another machine (as root there; the token is good for 24h, once; `k8n token create` "
                   f"makes more):\n        {join_command}")
@@ -541,6 +553,23 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
         config.clear_cluster_info(ddir)
         lock.close()
     return code
+
+
+def ingress_child(server: str, node: str, ports: tuple[int, int] | None, ddir: Path, creds_dir: Path,
+                  advertise: str, logs: Path) -> Child | None:
+    """The node's ingress controller (``python -m node.ingress``), or None: turned off, or a port it needs is taken
+    (said on stderr: the cluster runs without it)."""
+    if not ports:
+        return None
+    busy = [p for p in ports if not _port_free("0.0.0.0", p)]
+    if busy:
+        print(f"k8n: the ingress controller is not started: port {', '.join(map(str, busy))} is in use (choose "
+              "others with --ingress-http-port/--ingress-https-port, or --no-ingress)", file=sys.stderr, flush=True)
+        return None
+    return Child("ingress", ingress_argv(server, [
+        "--name", node, "--state-dir", str(ddir / "ingress" / node), "--ingress-http-port", str(ports[0]),
+        "--ingress-https-port", str(ports[1]), "--ingress-addresses", advertise, *_creds_flag(creds_dir)]),
+        logs / "ingress.log")
 
 
 def _start_nats(ddir: Path, host: str, nats_port: int, count: int, auth: "ClusterAuth", creds_dir: Path,

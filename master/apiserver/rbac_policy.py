@@ -25,7 +25,7 @@ import copy
 
 from bus import clusterinfo
 from bus.authn import (
-    ANONYMOUS, AUTHENTICATED, CONTROLLER_MANAGER_USER, GATEWAY_USER, NODES_GROUP, SCHEDULER_USER,
+    ANONYMOUS, AUTHENTICATED, CONTROLLER_MANAGER_USER, GATEWAY_USER, INGRESS_USER, NODES_GROUP, SCHEDULER_USER,
     SERVICEACCOUNTS_GROUP, SYSTEM_MASTERS, UNAUTHENTICATED,
 )
 from bus.bootstraptoken import CONTROL_PLANE_GROUP as CONTROL_PLANE_TOKEN_GROUP
@@ -283,6 +283,14 @@ def cluster_roles() -> list[dict]:
             rule("create", (AUTHENTICATION,), ("tokenreviews",)),
             rule("create", (AUTHORIZATION,), ("subjectaccessreviews",)),
         ]),
+        # k8n's ingress controller (as ingress-nginx's ClusterRole): what routing reads, Ingress status, its events
+        cluster_role("system:k8n-ingress", [
+            rule(READ, (LEGACY,), ("services", "secrets")),
+            rule(READ, (DISCOVERY,), ("endpointslices",)),
+            rule(READ, (NETWORKING,), ("ingresses", "ingressclasses")),
+            rule(["get", "update", "patch"], (NETWORKING,), ("ingresses/status",)),
+            events_rule(),
+        ]),
         cluster_role("system:kube-scheduler", _scheduler_rules()),
         cluster_role("system:volume-scheduler", [
             rule(READ_UPDATE, (LEGACY,), ("persistentvolumes",)),
@@ -313,6 +321,7 @@ def cluster_role_bindings() -> list[dict]:
         cluster_role_binding("system:kube-dns", [_subject("ServiceAccount", "kube-dns", "kube-system")]),
         cluster_role_binding("system:kube-scheduler", users(SCHEDULER_USER)),
         cluster_role_binding("system:k8n-gateway", users(GATEWAY_USER)),
+        cluster_role_binding("system:k8n-ingress", users(INGRESS_USER)),
         cluster_role_binding("system:volume-scheduler", users(SCHEDULER_USER)),
         # deprecated since the Node authorizer: kept without subjects, as upstream
         cluster_role_binding("system:node", []),

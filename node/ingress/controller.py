@@ -14,15 +14,11 @@ changes never wait for ``haproxy -c``), else a validated hitless reload. Then it
   controller (``{"ip": …}`` or ``{"hostname": …}``) with a merge patch of the status subresource, only when
   it differs.
 
-Permissions it needs (not wired yet; the lead decides the identity). On the bus: list/watch of the buckets
-``ingresses``, ``ingressclasses``, ``services``, ``endpointslices`` and ``secrets`` (the node role reads the
-middle two only, and no Secrets at all; a bus bucket cannot be filtered by Secret type, so whoever runs this
-holds every Secret's bytes on the wire, like ingress-nginx's cluster-wide Secret watch), plus API calls. In
-RBAC: list/watch ``networking.k8s.io`` ingresses and ingressclasses, core services and secrets,
-``discovery.k8s.io`` endpointslices; patch ``ingresses/status``; create/patch events. A new bus role
-``ingress`` (``_read_only(("ingresses", "ingressclasses", "services", "endpointslices", "secrets"))`` + api) and
-a ClusterRole ``system:k8n-ingress`` bound to its user would give exactly that; the integration test runs it
-as the admin identity meanwhile."""
+It runs as the bus identity ``ingress`` (``bus.roles``: list/watch of the buckets ``ingresses``,
+``ingressclasses``, ``services``, ``endpointslices`` and ``secrets`` — a bucket cannot be filtered by Secret type, so
+it holds every Secret's bytes on the wire, like ingress-nginx's cluster-wide Secret watch — plus API calls) and the
+RBAC user ``system:k8n-ingress`` (ClusterRole of that name: read those, update ``ingresses/status``, write events).
+``python -m node.ingress`` (``k8n ingress``) runs it; ``k8n up`` starts that on its node."""
 
 from __future__ import annotations
 

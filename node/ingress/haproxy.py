@@ -49,6 +49,13 @@ def _ask(path: str | Path, command: str, timeout: float = 5.0) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 class HAProxy:
     def __init__(self, base_dir: str | Path, binary: str = BINARY):
         self.base = Path(base_dir)
@@ -101,7 +108,35 @@ class HAProxy:
         return gen
 
     # --- process -----------------------------------------------------------------------------------
+    @property
+    def pid_file(self) -> Path:
+        return self.base / "haproxy.pid"
+
+    def stop_stale(self, timeout: float = 10.0) -> bool:
+        """Stop a haproxy a previous controller started from this directory and left running (it was killed):
+        it holds the ports. True when there was one."""
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        if not cmdline or Path(cmdline[0].decode(errors="replace")).name != Path(self.binary).name \
+                or str(self.master_socket).encode() not in b" ".join(cmdline):
+            return False  # the pid was reused by something else
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return True
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if _gone(pid):
+                    return True
+                time.sleep(0.05)
+        return True
+
     def start(self, cfg: str, maps: dict[str, str], certs: dict[str, bytes], timeout: float = 10.0) -> None:
+        self.stop_stale()
         self._switch(self._stage(cfg, maps, certs))
         log = open(self.base / "haproxy.log", "ab")
         self.proc = subprocess.Popen(
@@ -109,6 +144,7 @@ class HAProxy:
              "-f", str(self.base / "current" / "haproxy.cfg")],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        self.pid_file.write_text(f"{self.proc.pid}\n")
         deadline = time.monotonic() + timeout
         while not (self.worker_pid() and self.admin_socket.exists()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -185,3 +221,4 @@ class HAProxy:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+        self.pid_file.unlink(missing_ok=True)

@@ -3,7 +3,7 @@ on), in-process, driving a real haproxy on 127.0.0.1 high ports; backends are ti
 standing in for pods, their addresses written into EndpointSlices the test creates. A user's view: Ingress → a
 request through haproxy reaches the backend; a path change takes effect; a canary weight moves without a reload
 (same haproxy worker); a broken Ingress gets a Warning event and the others keep working; status.loadBalancer is
-set (once). Prints Ingress change → effective p50/p99."""
+set (once). The controller runs as the bus identity ``ingress`` (RBAC ``system:k8n-ingress``). Prints Ingress change → effective p50/p99."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import aiohttp
 import pytest
 
 from bus import ingress as I
+from bus import roles
+from bus.client import ApiClient
+from bus.roles import Identity
 from node.ingress.controller import EVENT_REASON, IngressController
 from tests.integration.test_haproxy import backends, cpu_seconds, free_port  # noqa: F401 (backends: a fixture)
 from tests.waiting import eventually
@@ -67,7 +70,7 @@ async def until(session, port, host, path, want: str, timeout: float = 10.0) -> 
         await asyncio.sleep(0.003)
 
 
-async def test_ingress_controller_end_to_end(client, backends, tmp_path):
+async def test_ingress_controller_end_to_end(nats_server, client, backends, tmp_path):
     await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     for name in ("a", "b", "c"):
         await client.create(service(name))
@@ -76,7 +79,9 @@ async def test_ingress_controller_end_to_end(client, backends, tmp_path):
     await client.create(ingress("api", "web.test", "/api", "c"))
 
     http, https = free_port(), free_port()
-    ctl = IngressController(client, tmp_path / "ingress", [LB[0]["ip"]], bind_address="127.0.0.1",
+    # as the controller runs in a cluster: its own bus identity and RBAC user (system:k8n-ingress), nothing more
+    own = await ApiClient.connect(nats_server.url, Identity(roles.INGRESS))
+    ctl = IngressController(own, tmp_path / "ingress", [LB[0]["ip"]], bind_address="127.0.0.1",
                             http_port=http, https_port=https, node_name="node-1")
     await ctl.start()
     try:
@@ -167,4 +172,5 @@ async def test_ingress_controller_end_to_end(client, backends, tmp_path):
     finally:
         hap = ctl.haproxy
         await ctl.stop()
+        await own.close()
         assert hap.proc is None

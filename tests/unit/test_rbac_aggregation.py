@@ -188,6 +188,12 @@ def test_bootstrap_grants():
     assert authz.authorize(Attributes.for_resource(kcm, "list", by_plural("secrets"))).allowed
     sa = service_account_user("kube-system", "job-controller")
     assert authz.authorize(Attributes.for_resource(sa, "update", by_plural("jobs"), "d", "j", "status")).allowed
+    ing = UserInfo("system:k8n-ingress", groups=("system:authenticated",))  # bus identity `ingress`
+    assert authz.authorize(Attributes.for_resource(ing, "patch", by_plural("ingresses"), "d", "i", "status")).allowed
+    assert authz.authorize(Attributes.for_resource(ing, "watch", by_plural("secrets"))).allowed
+    assert authz.authorize(Attributes.for_resource(ing, "create", by_plural("events"), "d")).allowed
+    assert not authz.authorize(Attributes.for_resource(ing, "update", by_plural("ingresses"), "d", "i")).allowed
+    assert not authz.authorize(Attributes.for_resource(ing, "list", by_plural("pods"))).allowed
 
 
 def test_reconcile_adds_what_is_missing_and_respects_autoupdate_false():

@@ -12,7 +12,8 @@ from bus.roles import Identity, permissions_for
 
 ALL = [Identity(roles.APISERVER), Identity(roles.APISERVER, "cp-1"), Identity(roles.NODEVIEW),
        Identity(roles.CONTROLLER_MANAGER), Identity(roles.SCHEDULER), Identity(roles.GATEWAY),
-       Identity.node("w1"), Identity.node("web.example"), Identity(roles.ADMIN), Identity(roles.SUBSCRIBER, "ev")]
+       Identity.node("w1"), Identity.node("web.example"), Identity(roles.INGRESS), Identity(roles.ADMIN),
+       Identity(roles.SUBSCRIBER, "ev")]
 
 
 def test_identity_tokens_round_trip_and_name_their_files():
@@ -58,6 +59,16 @@ def test_a_node_is_confined_to_its_own_subjects():
     assert creates == ["$JS.API.CONSUMER.CREATE.KV_k8n-nodepods.*.$KV.k8n-nodepods.w1.>"]
     assert not any("KV_k8n-pods" in s or "KV_k8n-secrets" in s for s in p.pub_allow)
     assert "k8n.metrics.node.w1" in p.pub_allow and "k8n.metrics.pod.w1.>" in p.pub_allow
+
+
+def test_the_ingress_controller_reads_only_what_routing_needs():
+    p = permissions_for(Identity(roles.INGRESS))
+    creates = {s.split(".")[4] for s in p.pub_allow if s.startswith("$JS.API.CONSUMER.CREATE.")}
+    assert creates == {"KV_k8n-ingresses", "KV_k8n-ingressclasses", "KV_k8n-services", "KV_k8n-endpointslices",
+                       "KV_k8n-secrets"}
+    assert not any("KV_k8n-pods" in s or "KV_k8n-replies" in s or "HIST_" in s for s in p.pub_allow)
+    assert not any(s.startswith(("$JS.API.DIRECT.GET", "k8n.node.")) for s in p.pub_allow)
+    assert p.responses == 0 and p.sub_allow == ("_INBOX.ingress.>",)
 
 
 def test_the_subscriber_never_sees_secrets_or_replies():

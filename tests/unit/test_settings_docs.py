@@ -24,10 +24,11 @@ REGENERATE = "python -m master.settings --write"
 README_BLOCK = "controller-manager"
 
 
-@pytest.mark.parametrize("block", sorted(BLOCKS) + [agent_settings.BLOCK])
+@pytest.mark.parametrize("block", sorted(BLOCKS) + [agent_settings.BLOCK, agent_settings.INGRESS_BLOCK])
 def test_readme_table_is_generated_from_the_settings(block):
-    if block == agent_settings.BLOCK:
-        expected, regenerate = agent_settings.readme_table(), "python -m node.settings --write"
+    if block in (agent_settings.BLOCK, agent_settings.INGRESS_BLOCK):
+        expected = agent_settings.readme_table() if block == agent_settings.BLOCK else agent_settings.ingress_table()
+        regenerate = "python -m node.settings --write"
     else:
         expected, regenerate = readme_table(block), REGENERATE
     text = settings.marked_block(README.read_text(), block)
