@@ -114,6 +114,7 @@ NODEVIEW_READS = ("pods", "networkpolicies", "namespaces")
 # What the ingress controller reads: its routes, their Services and endpoints, and TLS Secrets (a bucket cannot be
 # filtered by Secret type, so it reads every Secret's bytes, as ingress-nginx's cluster-wide Secret watch does)
 INGRESS_READS = ("ingresses", "ingressclasses", "services", "endpointslices", "secrets")
+INGRESS_LEASES = "kube-system"  # the namespace of the ingress controllers' Leases (node/ingress/presence.py)
 
 
 def _read_buckets(deny: tuple[str, ...], audit: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -185,7 +186,8 @@ def permissions_for(identity: Identity) -> Permissions:
             sub_allow=inbox + (subjects.node_call(node, ">"),),
             responses=1)  # one reply per call: streams go on the node's session subjects
     if role == INGRESS:  # API requests: status.loadBalancer of Ingresses and events (RBAC system:k8n-ingress)
-        return Permissions(pub_allow=api + _read_only(INGRESS_READS) + (subjects.telemetry(INGRESS, "*"),),
+        presence = (("leases", subjects.kv_subject("leases", INGRESS_LEASES)),)  # the controllers' Leases
+        return Permissions(pub_allow=api + _read_only(INGRESS_READS, presence) + (subjects.telemetry(INGRESS, "*"),),
                            sub_allow=inbox)
     if role == SUBSCRIBER:
         hidden = API_ONLY_BUCKETS + SECRET_BUCKETS

@@ -344,8 +344,8 @@ NODEVIEW_USER = "system:k8n-nodeview"  # the node view's user (bus.authn.user_fo
 def public_info_objects() -> list[dict]:
     """kube-public's Role and RoleBinding letting anyone (``system:anonymous``) read ``cluster-info``, the document
     a joining machine starts from (kubeadm's ``kubeadm:bootstrap-signer-clusterinfo``); kube-system's letting a
-    control-plane join token read the sealed control-plane keys (kubeadm's ``kubeadm:kubeadm-certs``), and the node
-    view use its leader-election Lease."""
+    control-plane join token read the sealed control-plane keys (kubeadm's ``kubeadm:kubeadm-certs``), the node
+    view use its leader-election Lease, and the ingress controllers keep their presence Leases."""
     meta = {**_meta(CLUSTER_INFO_ROLE), "namespace": clusterinfo.NAMESPACE}
     role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": meta,
             "rules": [rule("get", (LEGACY,), ("configmaps",), (clusterinfo.NAME,))]}
@@ -365,7 +365,14 @@ def public_info_objects() -> list[dict]:
     nv_binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": copy.deepcopy(nv_meta),
                   "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": NODEVIEW_USER},
                   "subjects": users(NODEVIEW_USER)}
-    return [role, binding, cp_role, cp_binding, nv_role, nv_binding]
+    # the ingress controllers' presence Leases (node/ingress/presence.py), as ingress-nginx's namespaced Role
+    ing_meta = {**_meta(INGRESS_USER), "namespace": "kube-system"}
+    ing_role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": ing_meta,
+                "rules": [rule(["get", "list", "watch", "create", "update", "delete"], (COORDINATION,), ("leases",))]}
+    ing_binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": copy.deepcopy(ing_meta),
+                   "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": INGRESS_USER},
+                   "subjects": users(INGRESS_USER)}
+    return [role, binding, cp_role, cp_binding, nv_role, nv_binding, ing_role, ing_binding]
 
 
 # ---- controller_policy.go (the controllers k8n runs) ------------------------------------------------------------

@@ -34,6 +34,7 @@ from bus.events import WARNING, EventRecorder
 from bus.informer import Informer
 from bus.workqueue import WorkQueue, run_workers
 from node.ingress import config as C
+from node.ingress import presence
 from node.ingress.haproxy import HAProxy, InvalidConfig, RuntimeAPIError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class IngressController:
         self.debounce = debounce
         self.haproxy = haproxy or HAProxy(self.state_dir)
         self.default_cert = default_cert or C.self_signed_pem()
+        self.node_name = node_name or "default"
         self.recorder = EventRecorder(client, COMPONENT, node_name or None)
         self.plan: C.Plan | None = None  # what haproxy runs (None: not started)
         self.reported: dict[str, tuple[str, ...]] = {}  # Ingress key → the error messages last reported
@@ -80,6 +82,8 @@ class IngressController:
         self._task: asyncio.Task | None = None
         self._persister: asyncio.Task | None = None
         self._pending: tuple | None = None
+        self._lease: dict | None = None  # this controller's presence Lease as last written
+        self._renewer: asyncio.Task | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------
     async def start(self, timeout: float = 30.0) -> None:
@@ -89,24 +93,36 @@ class IngressController:
             inf = Informer(self.client, res, field_selector=TLS_SECRETS if res == "secrets" else None)
             inf.add_handler(on_add=self.changed, on_update=self.changed, on_delete=self.changed)
             self.informers[res] = inf
+        leases = Informer(self.client, "leases", namespace=presence.NAMESPACE, label_selector=presence.SELECTOR)
+        leases.add_handler(on_add=self.changed, on_update=self.changed, on_delete=self.changed)
+        self.informers["leases"] = leases
         synced = await asyncio.gather(*(i.start(timeout=timeout) for i in self.informers.values()))
         if not all(synced):
             await self.stop()
             raise TimeoutError("ingress controller: caches did not sync")
         try:
+            await self._renew()  # present before the first status is written
             await self.sync(KEY)  # the first configuration, before serving
         except BaseException:
             await self.stop()
             raise
         self._task = asyncio.create_task(run_workers(self.queue, self.sync), name="ingress-controller")
+        self._renewer = asyncio.create_task(self._renew_loop(), name="ingress-presence")
 
     async def stop(self, stop_haproxy: bool = True) -> None:
         if self.queue is not None:
             self.queue.shutdown()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._renewer):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._renewer = None
+        if stop_haproxy and self._lease is not None:  # its address leaves every status at once
+            try:
+                await self.client.delete("leases", self._lease["metadata"]["name"], presence.NAMESPACE)
+            except Exception as e:  # noqa: BLE001 - it expires anyway
+                log.warning("ingress: could not delete its Lease (it expires in %ds): %s", presence.LEASE_SECONDS, e)
+            self._lease = None
         for inf in self.informers.values():
             await inf.stop()
         await self._persisted()
@@ -117,6 +133,34 @@ class IngressController:
     def changed(self, *_: Any) -> None:
         if self.queue is not None:
             self.queue.add_after(KEY, self.debounce)
+
+    # --- presence (node/ingress/presence.py) ----------------------------------------------------------
+    async def _renew(self) -> None:
+        """Create or renew this controller's Lease."""
+        want = presence.lease(self.node_name, self.addresses, self.classes)
+        cur = self._lease
+        try:
+            if cur is None:
+                try:
+                    cur = await self.client.get("leases", want["metadata"]["name"], presence.NAMESPACE)
+                except errors.NotFound:
+                    self._lease = await self.client.create(want)
+                    return
+            cur = {**cur, "metadata": {**cur["metadata"], "labels": want["metadata"]["labels"],
+                                       "annotations": want["metadata"]["annotations"]}, "spec": want["spec"]}
+            self._lease = await self.client.update(cur)
+        except (errors.Conflict, errors.NotFound):
+            self._lease = None  # read it again next time
+            raise
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(presence.RENEW_SECONDS)
+            try:
+                await self._renew()
+            except Exception as e:  # noqa: BLE001 - try again next period (the Lease outlives two misses)
+                log.warning("ingress: renewing its Lease failed: %s", e)
+            self.changed()  # another controller's Lease may have expired meanwhile
 
     # --- one sync -----------------------------------------------------------------------------------
     def inputs(self) -> C.Inputs:
@@ -212,11 +256,15 @@ class IngressController:
             await self.recorder.event(ref, WARNING, EVENT_REASON, "; ".join(msgs))
 
     async def _write_status(self, inputs: C.Inputs) -> None:
-        want = load_balancer(self.addresses)
+        """status.loadBalancer of each Ingress of a served class: the addresses of every live controller serving
+        its class (their Leases), this one's always among them."""
+        by_class = presence.addresses_by_class(self.informers["leases"].list())
         failed = None
         for ing in inputs.ingresses:
-            if C.ingress_class(ing, inputs.ingress_classes) not in self.classes:
+            cls = C.ingress_class(ing, inputs.ingress_classes)
+            if cls not in self.classes:
                 continue
+            want = load_balancer(sorted(set(by_class.get(cls, ())) | set(self.addresses)))
             meta = ing.get("metadata") or {}
             have = ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
             if have == want:

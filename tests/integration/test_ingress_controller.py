@@ -174,3 +174,47 @@ async def test_ingress_controller_end_to_end(nats_server, client, backends, tmp_
         await ctl.stop()
         await own.close()
         assert hap.proc is None
+
+
+async def test_two_controllers_list_both_addresses_and_a_stopped_one_leaves(nats_server, client, backends, tmp_path):
+    """Two ingress controllers (two nodes) serving the same classes: every Ingress's status lists both nodes'
+    addresses (written once, not fought over); when one stops, its address leaves the status."""
+    await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    await client.create(service("a"))
+    await client.create(endpoint_slice("a", backends["a"]))
+    await client.create(ingress("web", "web.test", "/", "a"))
+    ctls = []
+    for node, ip in (("node-1", "192.0.2.10"), ("node-2", "192.0.2.11")):
+        own = await ApiClient.connect(nats_server.url, Identity(roles.INGRESS))
+        ctl = IngressController(own, tmp_path / node, [ip], bind_address="127.0.0.1", http_port=free_port(),
+                                https_port=free_port(), node_name=node)
+        await ctl.start()
+        ctls.append((ctl, own))
+    try:
+        async def status():
+            ing = await client.get("ingresses", "web", NS)
+            return ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress"), ing
+
+        both = [{"ip": "192.0.2.10"}, {"ip": "192.0.2.11"}]
+        _, ing = await eventually(lambda: _when(status(), both), what="both addresses in the status")
+        rv = ing["metadata"]["resourceVersion"]
+        for ctl, _own in ctls:  # a resync of each changes nothing: they agree
+            await ctl.sync()
+        assert (await client.get("ingresses", "web", NS))["metadata"]["resourceVersion"] == rv
+
+        ctl, own = ctls.pop()
+        await ctl.stop()
+        await own.close()
+        await eventually(lambda: _when(status(), [{"ip": "192.0.2.10"}]), what="the stopped node's address gone")
+        leases, _ = await client.list("leases", "kube-system")
+        assert [x["metadata"]["name"] for x in leases if x["metadata"]["name"].startswith("k8n-ingress-")] == [
+            "k8n-ingress-node-1"]
+    finally:
+        for ctl, own in ctls:
+            await ctl.stop()
+            await own.close()
+
+
+async def _when(got, want):
+    lb, ing = await got
+    return (lb, ing) if lb == want else None

@@ -99,7 +99,8 @@ def test_bootstrap_objects_validate_and_carry_the_bootstrap_marks():
     assert {(o["metadata"].get("namespace"), o["metadata"]["name"]) for r, o in objs if r.namespaced} == {
         ("kube-public", "k8n:bootstrap-signer-clusterinfo"),  # anyone reads cluster-info, nothing else
         ("kube-system", "k8n:control-plane-certs"),  # a control-plane token reads the sealed keys, nothing else
-        ("kube-system", "system:k8n-nodeview")}  # the node view's Lease
+        ("kube-system", "system:k8n-nodeview"),  # the node view's Lease
+        ("kube-system", "system:k8n-ingress")}  # the ingress controllers' presence Leases
     for res, obj in objs:
         _model, causes = validate_object(res, obj)
         assert causes == [], (obj["metadata"]["name"], causes)
@@ -133,7 +134,11 @@ def test_bootstrap_bindings():
 
 def _authorizer():
     roles, bindings = _by_name()
-    return RBACAuthorizer(StaticRuleSource(cluster_roles=roles.values(), cluster_role_bindings=bindings.values()))
+    objs = rbac_policy.bootstrap_objects()
+    ns_roles = [o for r, o in objs if r.plural == "roles"]
+    ns_bindings = [o for r, o in objs if r.plural == "rolebindings"]
+    return RBACAuthorizer(StaticRuleSource(roles=ns_roles, cluster_roles=roles.values(), role_bindings=ns_bindings,
+                                           cluster_role_bindings=bindings.values()))
 
 
 def test_admin_edit_view_are_aggregated_as_kubernetes_ships_them():
@@ -194,6 +199,9 @@ def test_bootstrap_grants():
     assert authz.authorize(Attributes.for_resource(ing, "create", by_plural("events"), "d")).allowed
     assert not authz.authorize(Attributes.for_resource(ing, "update", by_plural("ingresses"), "d", "i")).allowed
     assert not authz.authorize(Attributes.for_resource(ing, "list", by_plural("pods"))).allowed
+    assert authz.authorize(Attributes.for_resource(ing, "update", by_plural("leases"), "kube-system", "x")).allowed
+    assert not authz.authorize(Attributes.for_resource(ing, "update", by_plural("leases"), "kube-node-lease",
+                                                       "n1")).allowed  # never a node's heartbeat
 
 
 def test_reconcile_adds_what_is_missing_and_respects_autoupdate_false():

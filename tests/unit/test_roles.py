@@ -65,7 +65,9 @@ def test_the_ingress_controller_reads_only_what_routing_needs():
     p = permissions_for(Identity(roles.INGRESS))
     creates = {s.split(".")[4] for s in p.pub_allow if s.startswith("$JS.API.CONSUMER.CREATE.")}
     assert creates == {"KV_k8n-ingresses", "KV_k8n-ingressclasses", "KV_k8n-services", "KV_k8n-endpointslices",
-                       "KV_k8n-secrets"}
+                       "KV_k8n-secrets", "KV_k8n-leases"}
+    leases = [s for s in p.pub_allow if s.startswith("$JS.API.CONSUMER.CREATE.KV_k8n-leases")]
+    assert leases == ["$JS.API.CONSUMER.CREATE.KV_k8n-leases.*.$KV.k8n-leases.kube-system.>"]  # presence only
     assert not any("KV_k8n-pods" in s or "KV_k8n-replies" in s or "HIST_" in s for s in p.pub_allow)
     assert not any(s.startswith(("$JS.API.DIRECT.GET", "k8n.node.")) for s in p.pub_allow)
     assert p.responses == 0 and p.sub_allow == ("_INBOX.ingress.>",)
