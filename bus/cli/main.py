@@ -152,3 +152,4 @@ def main() -> None:
 
 # client verbs (apply, get, ...) register on `app` when imported
 from bus.cli import verbs  # noqa: E402,F401
+from bus.cli import canary  # noqa: E402,F401
