@@ -4,7 +4,15 @@
 endpoints, certificates, errors for the objects it refused); ``render_plan(plan)`` turns a plan into
 ``(haproxy_cfg, maps, certs)``; ``render(inputs)`` does both. ``runtime_commands(old, new)`` lists the
 runtime-API commands that move a running haproxy from ``old`` to ``new`` without a reload, or None
-when only a reload can (new backends, more endpoints than server slots, certificates, ports).
+when only a reload can (the backend pool grows, more endpoints than server slots, canary rules, certificates,
+ports).
+
+Backends are a pool of generic haproxy backends ``b1..bN``, each holding one Service port's endpoints
+(``Backend.service``, e.g. ``default_web_80``) or spare. A Service keeps its pool backend from plan to plan; a
+Service an Ingress starts using takes a spare, and a path that moves to another Service only changes
+``backends.map`` (route → backend): all through the runtime API, with no reload, so no idle keep-alive connection
+is closed by a worker handover. The pool grows (a reload) only when no spare fits, and then keeps as many spares
+as backends in use (at least :data:`MIN_SPARES`).
 
 Routing (Kubernetes Ingress semantics): the request key is ``host + path`` (host lowercased, port
 stripped); it is looked up in ``exact.map`` (Exact paths, and Prefix paths' own value) and then in
@@ -32,6 +40,7 @@ from node.proxy.model import Endpoint  # (ip, port) of a ready pod, as the servi
 SERVED_CLASSES = frozenset(name for name, _, _ in BUILT_IN_CLASSES)  # the IngressClasses k8n starts with
 WEIGHT_SCALE = 1_000_000  # rand(WEIGHT_SCALE) < weight * WEIGHT_SCALE / total → canary
 MIN_SLOTS = 4  # server slots per backend, so endpoint changes fit without a reload
+MIN_SPARES = 8  # spare pool backends after a growth, so new Services need no reload
 
 _HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PATH = re.compile(r"^/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*$")  # RFC 3986 pchar and '/': no space, quote, #, ?
@@ -76,9 +85,10 @@ def _canary_errors(c: Canary) -> list[str]:
 # --- model --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Backend:
-    name: str  # haproxy backend name: ns_service_port (Kubernetes names have no '_')
+    name: str  # haproxy backend name in the pool: b1, b2, …
     endpoints: tuple[Endpoint | None, ...]  # by server slot; None (or past the end): a disabled slot
     slots: int  # server slots s1..sN
+    service: str = ""  # the Service port it serves: ns_service_port (Kubernetes names have no '_'); "": spare
 
     @property
     def ready(self) -> list[Endpoint]:
@@ -120,6 +130,10 @@ class Plan:
     redirect_hosts: set[str] = field(default_factory=set)
     certs: dict[str, bytes] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (kind/ns/name, message)
+
+    def backend_of(self, service: str) -> Backend | None:
+        """The pool backend serving ``ns_service_port``."""
+        return next((b for b in self.backends.values() if b.service == service), None)
 
 
 def _meta(o: dict) -> dict:
@@ -179,8 +193,7 @@ class _Resolver:
             svc = (_meta(s).get("labels") or {}).get("kubernetes.io/service-name")
             if svc:
                 self.slices.setdefault(f"{_meta(s).get('namespace', 'default')}/{svc}", []).append(s)
-        self.previous = previous
-        self.backends: dict[str, Backend] = {}
+        self.wanted: dict[str, tuple[Endpoint, ...]] = {}  # ns_service_port → its ready endpoints
 
     def backend(self, ns: str, backend: dict | None) -> tuple[str, str]:
         """(backend name, error) for an IngressBackend in namespace ``ns``."""
@@ -202,14 +215,47 @@ class _Resolver:
         if not isinstance(sp.get("port"), int) or not 0 < sp["port"] < 65536:
             return "", f"service {ns}/{name}: invalid port"
         bname = f"{ns}_{name}_{sp.get('port')}"
-        if bname not in self.backends:
-            eps = _ready_endpoints(self.slices.get(f"{ns}/{name}", []), sp.get("name") or "")
-            old = self.previous.backends.get(bname) if self.previous else None
-            slots = old.slots if old and len(eps) <= old.slots else _slots(len(eps))
-            if old and len(eps) <= old.slots:  # keep endpoints in their slots: runtime updates stay small
-                eps = _sticky(old.endpoints, eps)
-            self.backends[bname] = Backend(bname, eps, slots)
+        if bname not in self.wanted:
+            self.wanted[bname] = _ready_endpoints(self.slices.get(f"{ns}/{name}", []), sp.get("name") or "")
         return bname, ""
+
+
+def _pool(wanted: dict[str, tuple[Endpoint, ...]], previous: Plan | None) -> dict[str, Backend]:
+    """Pool backends for the wanted Service ports: each keeps its previous backend while its endpoints fit (in
+    their slots: runtime updates stay small), newcomers take a fitting spare, else the pool grows and tops up
+    its spares. Unused backends stay as spares (all slots disabled)."""
+    prev = previous.backends if previous else {}
+    by_service = {b.service: b for b in prev.values() if b.service}
+    out: dict[str, Backend] = {}
+    pending = []
+    for svc, eps in sorted(wanted.items()):
+        ob = by_service.get(svc)
+        if ob is not None and len(eps) <= ob.slots:
+            out[ob.name] = Backend(ob.name, _sticky(ob.endpoints, eps), ob.slots, svc)
+        else:
+            pending.append((svc, eps))
+    # spares first, then backends released now (a path switching back and forth never reuses what it just left)
+    free = sorted((b for name, b in prev.items() if name not in out), key=lambda b: bool(b.service))
+    numbers = [int(n[1:]) for n in prev if n[1:].isdigit()]
+    counter = max(numbers, default=0)
+    grew = False
+    for svc, eps in pending:
+        fit = next((b for b in free if b.slots >= len(eps)), None)
+        if fit is not None:
+            free.remove(fit)
+            out[fit.name] = Backend(fit.name, _sticky(fit.endpoints, eps), fit.slots, svc)
+            continue
+        counter += 1
+        grew = True
+        out[f"b{counter}"] = Backend(f"b{counter}", eps, _slots(len(eps)), svc)
+    for b in free:
+        out[b.name] = Backend(b.name, (), b.slots)
+    if grew or not prev:
+        used = sum(1 for b in out.values() if b.service)
+        for _ in range(max(MIN_SPARES, used) - (len(out) - used)):
+            counter += 1
+            out[f"b{counter}"] = Backend(f"b{counter}", (), MIN_SLOTS)
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0][1:])))
 
 
 def _sticky(old: tuple[Endpoint | None, ...], new: tuple[Endpoint, ...]) -> tuple[Endpoint | None, ...]:
@@ -305,12 +351,22 @@ def build(inputs: Inputs, previous: Plan | None = None) -> Plan:
                 for mk in keys:
                     canary_for.setdefault(mk, (bname, c))
 
+    plan.backends = _pool(res.wanted, previous)
+    pooled = {b.service: b.name for b in plan.backends.values() if b.service}
+    # a route keeps its previous id (so canary rules, which name it, stay as they are; weights are a map)
+    old_ids = {(r.main, r.canary, _acl_sig(r.policy)): r.id for r in (previous.routes.values() if previous else ())}
+    next_id = max((int(r[1:]) for r in (previous.routes if previous else {})), default=0)
     routes: dict[tuple, str] = {}
 
     def route(main: str, canary: tuple[str, Canary] | None) -> str:
+        nonlocal next_id
+        main, canary = pooled[main], (pooled[canary[0]], canary[1]) if canary else None
         sig = (main, canary)
         if sig not in routes:
-            rid = f"r{len(routes) + 1}"
+            rid = old_ids.get((main, canary[0] if canary else "", _acl_sig(canary[1] if canary else None)))
+            if rid is None or rid in plan.routes:
+                next_id += 1
+                rid = f"r{next_id}"
             routes[sig] = rid
             plan.routes[rid] = Route(rid, main, *(canary or ("", None)))
         return routes[sig]
@@ -319,7 +375,6 @@ def build(inputs: Inputs, previous: Plan | None = None) -> Plan:
         (plan.exact if m == "exact" else plan.prefix)[k] = route(bname, canary_for.get((m, k)))
     if plan.default_route:
         plan.default_route = route(plan.default_route, None)
-    plan.backends = dict(sorted(res.backends.items()))
     return plan
 
 
@@ -402,7 +457,7 @@ def maps_of(plan: Plan) -> dict[str, str]:
     return {"exact.map": text(plan.exact), "prefix.map": text(plan.prefix),
             "weights.map": text({r.id: weight_value(r.policy) for r in plan.routes.values() if r.canary}),
             "redirect.map": text({h: "1" for h in plan.redirect_hosts}),
-            "backends.map": text({r.id: r.main for r in plan.routes.values()})}
+            "backends.map": text(_mains(plan))}
 
 
 def render_plan(plan: Plan) -> tuple[str, dict[str, str], dict[str, bytes]]:
@@ -473,7 +528,7 @@ def render_plan(plan: Plan) -> tuple[str, dict[str, str], dict[str, bytes]]:
     # named inside a log-format is not looked up relative to this file)
     for b in plan.backends.values():
         # no ready endpoint: every server slot is disabled and haproxy answers 503 itself
-        lines += ["", f"backend {b.name}", "    balance roundrobin", *_servers(b)]
+        lines += ["", f"backend {b.name}", f"    # {b.service or 'spare'}", "    balance roundrobin", *_servers(b)]
     return "\n".join(lines) + "\n", maps, certs
 
 
@@ -489,11 +544,10 @@ def runtime_commands(old: Plan, new: Plan) -> list[str] | None:
     if ((oi.bind_address, oi.http_port, oi.https_port, oi.state_dir, oi.default_cert)
             != (ni.bind_address, ni.http_port, ni.https_port, ni.state_dir, ni.default_cert)
             or old.certs != new.certs or old.tls_hosts != new.tls_hosts or old.default_route != new.default_route
-            or old.backends.keys() != new.backends.keys()
-            or {k: (r.main, r.canary, _acl_sig(r.policy)) for k, r in old.routes.items()}
-            != {k: (r.main, r.canary, _acl_sig(r.policy)) for k, r in new.routes.items()}):
+            or old.backends.keys() != new.backends.keys() or _canary_routes(old) != _canary_routes(new)):
         return None
     cmds: list[str] = []
+    last: list[str] = []  # servers leaving: after the maps stop sending requests there (no 503 in between)
     for name, nb in new.backends.items():
         ob = old.backends[name]
         if ob.slots != nb.slots:
@@ -505,24 +559,41 @@ def runtime_commands(old: Plan, new: Plan) -> list[str] | None:
                 continue
             srv = f"{name}/s{s + 1}"
             if ne is None:
-                cmds.append(f"set server {srv} state maint")
+                last.append(f"set server {srv} state maint")
                 continue
             cmds.append(f"set server {srv} addr {ne.ip} port {ne.port}")
             if oe is None:
                 cmds.append(f"set server {srv} state ready")
-    for fname, od, nd in (("exact.map", old.exact, new.exact), ("prefix.map", old.prefix, new.prefix),
-                          ("redirect.map", {h: "1" for h in old.redirect_hosts}, {h: "1" for h in new.redirect_hosts})):
-        for k in sorted(od.keys() - nd.keys()):
-            cmds.append(f"del map {fname} {k}")
-        for k in sorted(nd.keys()):
-            if k not in od:
-                cmds.append(f"add map {fname} {k} {nd[k]}")
-            elif od[k] != nd[k]:
-                cmds.append(f"set map {fname} {k} {nd[k]}")
+    # a route exists (its backend, its weight) before a map entry names it, and goes after none does
+    om, nm = _mains(old), _mains(new)
+    cmds += _map_changes("backends.map", {k: v for k, v in om.items() if k in nm}, nm)
     for rid, r in new.routes.items():
         if r.canary and weight_value(r.policy) != weight_value(old.routes[rid].policy):
             cmds.append(f"set map weights.map {rid} {weight_value(r.policy)}")
+    for fname, od, nd in (("exact.map", old.exact, new.exact), ("prefix.map", old.prefix, new.prefix),
+                          ("redirect.map", {h: "1" for h in old.redirect_hosts}, {h: "1" for h in new.redirect_hosts})):
+        cmds += _map_changes(fname, od, nd)
+    cmds += [f"del map backends.map {k}" for k in sorted(om.keys() - nm.keys())]
+    return cmds + last
+
+
+def _map_changes(fname: str, od: dict[str, str], nd: dict[str, str]) -> list[str]:
+    cmds = [f"del map {fname} {k}" for k in sorted(od.keys() - nd.keys())]
+    for k in sorted(nd.keys()):
+        if k not in od:
+            cmds.append(f"add map {fname} {k} {nd[k]}")
+        elif od[k] != nd[k]:
+            cmds.append(f"set map {fname} {k} {nd[k]}")
     return cmds
+
+
+def _mains(plan: Plan) -> dict[str, str]:
+    return {r.id: r.main for r in plan.routes.values()}
+
+
+def _canary_routes(plan: Plan) -> dict[str, tuple]:
+    """What the configuration's canary rules say (a change needs a reload; their weights are a map)."""
+    return {k: (r.main, r.canary, _acl_sig(r.policy)) for k, r in plan.routes.items() if r.canary}
 
 
 def _acl_sig(c: Canary | None) -> tuple:

@@ -289,8 +289,11 @@ def test_reloads_under_steady_traffic_drop_nothing_and_throughput(rig):
         effective = []
         for n in range(5):
             await asyncio.sleep(0.3)
-            rig.endpoints[f"n{n}"] = [rig.ports["c"]]  # a new Service: a new haproxy backend, a reload
+            # a new Service behind a new host with a canary (its rules are configuration): a reload
+            rig.endpoints[f"n{n}"] = [rig.ports["c"]]
             rig.ingresses.append(ing(f"new{n}", f"new{n}.test", "/", f"n{n}"))
+            rig.ingresses.append(ing(f"new{n}-canary", f"new{n}.test", "/", "a", ann={
+                "nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "0"}))
             t0 = time.monotonic()
             how, _ = await loop.run_in_executor(None, rig.apply)
             assert how == "reload"

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy not
 NS = "ingc"
 LB = [{"ip": "192.0.2.10"}]
 CHANGES = 20  # path changes measured (runtime API)
-RELOADS = 6  # backend changes measured (reloads)
+RELOADS = 6  # backend changes (runtime API) and canary rule changes (reloads) measured
 
 
 def service(name: str) -> dict:  # no selector: the test owns its EndpointSlices
@@ -118,7 +118,8 @@ async def test_ingress_controller_end_to_end(nats_server, client, backends, tmp_
                   f"haproxy {hcpu * 1000:.1f} ms")
             assert q[98] < 1.0  # the issue's goal
 
-            # a change that needs a reload (the path moves to another Service: a new haproxy backend)
+            # the path moves to another Service and back: a spare pool backend and maps, no reload either
+            reloads, pid = ctl.reloads, ctl.haproxy.worker_pid()
             lat = []
             for n, svc in enumerate(("b", "c") * (RELOADS // 2)):
                 api = await client.get("ingresses", "api", NS)
@@ -126,12 +127,9 @@ async def test_ingress_controller_end_to_end(nats_server, client, backends, tmp_
                 t0 = time.monotonic()
                 await client.update(api)
                 lat.append(await until(s, http, "web.test", f"/v{CHANGES - 1}/x", svc) - t0)
-            # (the new worker serves a moment before reload() has seen it take over)
-            await eventually(lambda: ctl.reloads == reloads + RELOADS, what=f"{RELOADS} reloads")
-            assert ctl.haproxy.worker_pid() != pid and ctl.invalid_configs == 0
-            print(f"Ingress backend change → effective (validated hitless reload, {RELOADS} changes): "
+            assert ctl.reloads == reloads and ctl.haproxy.worker_pid() == pid and ctl.invalid_configs == 0
+            print(f"Ingress backend change → effective (runtime API, {RELOADS} changes): "
                   f"p50 {statistics.median(lat) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
-            reloads = ctl.reloads
 
             # a canary Ingress (a new route: one validated reload), then its weight moves without a reload
             can = {I.CANARY: "true", I.CANARY_WEIGHT: "0"}
@@ -148,6 +146,26 @@ async def test_ingress_controller_end_to_end(nats_server, client, backends, tmp_
                 assert [await answer(s, http, "web.test", "/x") for _ in range(20)] == [want] * 20
                 print(f"canary weight {weight}: effective in {took * 1000:.1f} ms")
             assert ctl.reloads == reloads and ctl.haproxy.worker_pid() == pid  # same worker: no reload
+
+            # a change of the canary's header rule is configuration: a validated hitless reload each
+            lat = []
+            for n in range(RELOADS):
+                c = await client.get("ingresses", "web-canary", NS)
+                c["metadata"]["annotations"][I.CANARY_BY_HEADER] = f"X-Canary-{n}"
+                t0 = time.monotonic()
+                await client.update(c)
+                await eventually(lambda: ctl.reloads == reloads + n + 1, what=f"reload {n + 1}", interval=0.005)
+                for _ in range(200):  # the new worker takes over a moment before reload() has seen it
+                    async with s.get(f"http://127.0.0.1:{http}/x", headers={"Host": "web.test",
+                                                                            f"X-Canary-{n}": "always"}) as r:
+                        if (await r.text()).split(" ")[0] == "b":
+                            break
+                    await asyncio.sleep(0.003)
+                lat.append(time.monotonic() - t0)
+            assert ctl.haproxy.worker_pid() != pid and ctl.invalid_configs == 0
+            print(f"Ingress canary rule change → effective (validated hitless reload, {RELOADS} changes): "
+                  f"p50 {statistics.median(lat) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
+            assert await answer(s, http, "web.test", "/x") == "a"
 
             # an Ingress with a bad backend: a Warning event on it; the others keep working
             await client.create(ingress("broken", "broken.test", "/", "missing"))

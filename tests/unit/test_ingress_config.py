@@ -53,16 +53,16 @@ def inputs(ingresses, services=None, slices=None, secrets=(), **kw):
 
 def route_of(plan: C.Plan, host: str, path: str) -> str:
     """What haproxy's lookups do with the rendered maps (exact, then longest prefix; host, wildcard,
-    no host; default): the main backend name, or '' for 404."""
+    no host; default): the Service port its main backend serves (ns_service_port), or '' for 404."""
     host = host.lower()
     wild = "*." + ".".join(host.split(".")[1:])
     for key in (host + path, wild + path, path):
         if key in plan.exact:
-            return plan.routes[plan.exact[key]].main
+            return plan.backends[plan.routes[plan.exact[key]].main].service
         best = max((k for k in plan.prefix if key.startswith(k)), key=len, default=None)
         if best:
-            return plan.routes[plan.prefix[best]].main
-    return plan.routes[plan.default_route].main if plan.default_route else ""
+            return plan.backends[plan.routes[plan.prefix[best]].main].service
+    return plan.backends[plan.routes[plan.default_route].main].service if plan.default_route else ""
 
 
 def test_prefix_is_element_wise_and_longest_wins_exact_before_prefix():
@@ -127,8 +127,8 @@ def test_backends_resolve_named_ports_to_ready_pod_endpoints():
     i["spec"]["rules"][0]["http"]["paths"].append({"path": "/m", "pathType": "Prefix",
                                                    "backend": backend("web", "metrics")})
     p = C.build(inputs([i], services=[s], slices=slices))
-    assert p.backends["default_web_80"].ready == [C.Endpoint("10.1.0.1", 8080), C.Endpoint("10.1.0.2", 8080)]
-    assert p.backends["default_web_9000"].ready == [C.Endpoint("10.1.0.1", 9100)]
+    assert p.backend_of("default_web_80").ready == [C.Endpoint("10.1.0.1", 8080), C.Endpoint("10.1.0.2", 8080)]
+    assert p.backend_of("default_web_9000").ready == [C.Endpoint("10.1.0.1", 9100)]
     cfg, _, _ = C.render_plan(p)
     assert "server s1 10.1.0.1:8080" in cfg and "10.96.0.10" not in cfg  # pods, never the ClusterIP
 
@@ -157,16 +157,17 @@ def test_canary_header_then_cookie_then_weight_in_order():
     assert not p.errors
     cfg, maps, _ = C.render_plan(p)
     r = p.routes[p.prefix["h.io/"]]
-    assert (r.main, r.canary) == ("default_a_80", "default_b_80")
+    a, b = p.backend_of("default_a_80").name, p.backend_of("default_b_80").name
+    assert (r.main, r.canary) == (a, b)
     lines = [ln.strip() for ln in cfg.splitlines() if "use_backend" in ln]
     on = f"{{ var(txn.route) -m str {r.id} }}"
     assert lines[:5] == [
-        f"use_backend default_b_80 if {on} {{ req.hdr(X-Canary) -m str always }}",
-        f"use_backend default_a_80 if {on} {{ req.hdr(X-Canary) -m str never }}",
-        f"use_backend default_b_80 if {on} {{ req.cook(cny) -m str always }}",
-        f"use_backend default_a_80 if {on} {{ req.cook(cny) -m str never }}",
-        f"use_backend default_b_80 if {on} {{ var(txn.rand),sub(txn.cw) lt 0 }}"]
-    assert f"{r.id} 200000\n" in maps["weights.map"] and f"{r.id} default_a_80\n" in maps["backends.map"]
+        f"use_backend {b} if {on} {{ req.hdr(X-Canary) -m str always }}",
+        f"use_backend {a} if {on} {{ req.hdr(X-Canary) -m str never }}",
+        f"use_backend {b} if {on} {{ req.cook(cny) -m str always }}",
+        f"use_backend {a} if {on} {{ req.cook(cny) -m str never }}",
+        f"use_backend {b} if {on} {{ var(txn.rand),sub(txn.cw) lt 0 }}"]
+    assert f"{r.id} 200000\n" in maps["weights.map"] and f"{r.id} {a}\n" in maps["backends.map"]
     assert lines[5] == "use_backend %[var(txn.backend)]"
 
 
@@ -272,16 +273,58 @@ def test_runtime_commands_endpoints_and_weights_without_reload():
     new = C.build(inputs([main, can], slices=[eps("a", ["10.0.0.5", "10.0.0.7"]), eps("b", [])]), previous=old)
     cmds = C.runtime_commands(old, new)
     rid = new.prefix["h.io/"]
-    assert cmds == ["set server default_a_80/s1 addr 10.0.0.7 port 8080",  # 10.0.0.5 keeps its slot s2
-                    "set server default_b_80/s1 state maint",
-                    f"set map weights.map {rid} 300000"]
+    a, b = new.backend_of("default_a_80").name, new.backend_of("default_b_80").name
+    assert cmds == [f"set server {a}/s1 addr 10.0.0.7 port 8080",  # 10.0.0.5 keeps its slot s2
+                    f"set map weights.map {rid} 300000",
+                    f"set server {b}/s1 state maint"]  # servers leave last: the maps no longer send them requests
     # the rendered file matches what the runtime now holds
     cfg, _, _ = C.render_plan(new)
     assert "server s1 10.0.0.7:8080\n    server s2 10.0.0.5:8080" in cfg
     grown = C.build(inputs([main, can], slices=[eps("a", [f"10.0.1.{n}" for n in range(9)])]), previous=new)
     assert C.runtime_commands(new, grown) is None  # outgrew the slots: reload
     moved = C.build(inputs([main, ing("x", [("x.io", [("/", "Prefix", "c")])])]), previous=new)
-    assert C.runtime_commands(new, moved) is None
+    assert C.runtime_commands(new, moved) is None  # the canary route went: its rules are configuration
+
+
+def test_new_services_and_moved_paths_take_spare_backends_without_reload():
+    """A path that moves to another Service, and a new Service behind a new host, change maps and server
+    addresses only; the pool grows (a reload) only when its spares run out, and then tops them up."""
+    first = C.build(inputs([ing("web", [("h.io", [("/", "Prefix", "a")])])], slices=[eps("a", ["10.0.0.1"])]))
+    assert len(first.backends) == 1 + C.MIN_SPARES
+    a = first.backend_of("default_a_80").name
+    moved = C.build(inputs([ing("web", [("h.io", [("/", "Prefix", "b")])])],
+                           slices=[eps("a", ["10.0.0.1"]), eps("b", ["10.0.0.2"])]), previous=first)
+    cmds = C.runtime_commands(first, moved)
+    b = moved.backend_of("default_b_80").name
+    assert b != a and moved.backend_of("default_a_80") is None and moved.backends[a].ready == []
+    rid = moved.prefix["h.io/"]
+    assert f"set server {b}/s1 addr 10.0.0.2 port 8080" in cmds and f"set server {b}/s1 state ready" in cmds
+    assert f"set server {a}/s1 state maint" in cmds
+    switched = next(i for i, c in enumerate(cmds) if c.startswith(("set map backends.map", "add map backends.map")))
+    assert cmds.index(f"set server {b}/s1 state ready") < switched < cmds.index(f"set server {a}/s1 state maint")
+    # a route is in backends.map before the path's map entry names it, and leaves after
+    named = [i for i, c in enumerate(cmds) if c.startswith(("set map prefix.map", "set map exact.map"))]
+    assert named and switched < min(named)
+    gone = [i for i, c in enumerate(cmds) if c.startswith("del map backends.map")]
+    assert all(g > max(named) for g in gone)
+    assert any(c.startswith("set map backends.map ") and c.endswith(f" {b}") or c == f"add map backends.map {rid} {b}"
+               for c in cmds)
+    assert route_of(moved, "h.io", "/x") == "default_b_80"
+    # new hosts with new Services until the spares are used up: no reload; then one reload grows the pool
+    plan, ings, slices = moved, [ing("web", [("h.io", [("/", "Prefix", "b")])])], [eps("b", ["10.0.0.2"])]
+    services = [svc("b")]
+    for n in range(C.MIN_SPARES + 1):  # the spares, and the backend "a" left
+        ings.append(ing(f"n{n}", [(f"n{n}.io", [("/", "Prefix", f"s{n}")])]))
+        slices.append(eps(f"s{n}", [f"10.0.1.{n}"]))
+        services.append(svc(f"s{n}"))
+        nxt = C.build(inputs(list(ings), services=list(services), slices=list(slices)), previous=plan)
+        assert not nxt.errors
+        grew = C.runtime_commands(plan, nxt) is None
+        assert grew == (n == C.MIN_SPARES), n  # the last one needs more than the pool has
+        assert route_of(nxt, f"n{n}.io", "/") == f"default_s{n}_80"
+        plan = nxt
+    used = sum(1 for x in plan.backends.values() if x.service)
+    assert len(plan.backends) - used >= C.MIN_SPARES
 
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy not installed")
@@ -311,7 +354,7 @@ def test_malformed_service_port_and_operator_settings_never_reach_the_config():
     i = ing("i", [("h.io", [("/", "Prefix", "a")])])
     i["spec"]["rules"][0]["http"]["paths"][0]["backend"] = backend("a", "web")
     p = C.build(inputs([i], services=[bad]))
-    assert not p.backends and any("invalid port" in e for _, e in p.errors)
+    assert not any(b.service for b in p.backends.values()) and any("invalid port" in e for _, e in p.errors)
     with pytest.raises(ValueError):
         C.render(inputs([], bind_address="0.0.0.0:80\nx"))
     with pytest.raises(ValueError):
