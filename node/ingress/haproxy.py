@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from bus.proc import die_with_parent
+
 BINARY = "haproxy"
 
 
@@ -113,8 +115,8 @@ class HAProxy:
         return self.base / "haproxy.pid"
 
     def stop_stale(self, timeout: float = 10.0) -> bool:
-        """Stop a haproxy a previous controller started from this directory and left running (it was killed):
-        it holds the ports. True when there was one."""
+        """Stop a haproxy a previous controller started from this directory and left running (it holds the
+        ports; haproxy gets SIGTERM when its controller dies, so only when that failed). True when there was one."""
         try:
             pid = int(self.pid_file.read_text())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -142,7 +144,8 @@ class HAProxy:
         self.proc = subprocess.Popen(
             [self.binary, "-W", "-S", f"{self.master_socket},mode,600",
              "-f", str(self.base / "current" / "haproxy.cfg")],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent)  # a controller killed outright takes its haproxy with it
         log.close()
         self.pid_file.write_text(f"{self.proc.pid}\n")
         deadline = time.monotonic() + timeout
