@@ -1,7 +1,8 @@
 """Configuration of a NATS cluster for k8n (``k8n nats-config``): each server's ``nats.conf`` rendered from the
 template in ``deploy/nats-cluster/nats.conf``, with the cluster's operator and accounts (``auth.conf``,
 ``bus.natsauth``), TLS certificates from the cluster CA for clients and for the mutual-TLS routes (``bus.pki``), and
-the credentials of the control plane's identities."""
+the credentials of the control plane's identities. Each server's store is encrypted at rest with the key of
+``<data dir>/keys`` (``bus.atrest``), written for it into ``jetstream-key.conf`` (0600) beside its ``nats.conf``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from string import Template
 
 from bus import pki
+from bus.atrest import AtRestKeys
 from bus.connect import CA_FILE
 from bus.files import write_private
 from bus.natsauth import ClusterAuth
@@ -75,14 +77,28 @@ def render_server(data_dir: Path, server: Server, routes: list[str], hosts: tupl
     creds = data_dir / "creds"
     creds.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.copyfile(ca, creds / CA_FILE)
-    d = data_dir / "nats" / server.name
+    d = server_dir(data_dir, server.name)
     (d / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
     for f in (cert, key, ca):
         write_private(d / "pki" / f.name, f.read_bytes())
     write_private(d / "auth.conf", auth.server_config(d / "jwt"))
+    write_key_conf(data_dir, server.name)
     conf = Template(Path(template).read_text()).substitute(
         name=server.name, listen=f"{server.host}:{server.port}", store_dir=str(d / "jetstream"),
         cert=str(d / "pki" / cert.name), key=str(d / "pki" / key.name), ca=str(d / "pki" / ca.name),
         cluster_listen=f"{server.host}:{server.cluster_port}", routes="\n    ".join(routes))
     write_private(d / "nats.conf", conf)
     return d / "nats.conf"
+
+
+def server_dir(data_dir: Path, name: str) -> Path:
+    return Path(data_dir) / "nats" / name
+
+
+def write_key_conf(data_dir: Path, name: str) -> Path:
+    """``jetstream-key.conf`` of the server ``name``: the cipher and key that its ``nats.conf`` includes in its
+    ``jetstream {}`` block; 0600. (``bus.atrest.ClusteredRotation`` during a key rotation.)"""
+    d = server_dir(data_dir, name)
+    path = d / "jetstream-key.conf"
+    write_private(path, AtRestKeys.of_data_dir(data_dir).config_inline(d / "jetstream"))
+    return path

@@ -5,7 +5,10 @@ operator and accounts (``bus.natsauth.ClusterAuth``), so a connection needs cred
 may do only what its role allows (``bus.roles``); anonymous connections are refused.
 
 Durable by default: ``sync_interval: always`` makes JetStream fsync every write before it acknowledges it, as etcd
-does, so an acknowledged write survives a power loss. (JetStream's own default syncs every 2 minutes.)"""
+does, so an acknowledged write survives a power loss. (JetStream's own default syncs every 2 minutes.)
+
+Encrypted at rest by default: the whole store (Secrets and their history among it) with a key kept outside it, in
+``<store_dir>/../keys`` (``bus.atrest``), which the config includes."""
 
 from __future__ import annotations
 
@@ -73,7 +76,9 @@ class NatsServer:
     def __init__(self, store_dir: str | os.PathLike, port: int = 4222, host: str = "127.0.0.1",
                  log_file: str | os.PathLike | None = None, sync_interval: str = DURABLE_SYNC,
                  monitor_port: int | None = None, auth: "ClusterAuth | None" = None,
-                 creds_dir: str | os.PathLike | None = None, tls: bool | None = None) -> None:
+                 creds_dir: str | os.PathLike | None = None, tls: bool | None = None, encrypt: bool = True,
+                 key_dir: str | os.PathLike | None = None) -> None:
+        from bus.atrest import KEY_DIR, AtRestKeys
         from bus.natsauth import ClusterAuth
 
         self.store_dir = Path(store_dir)
@@ -91,6 +96,9 @@ class NatsServer:
         self.tls = (not is_loopback(host)) if tls is None else tls
         self.pki_dir = self.store_dir.parent / "pki"
         self.tls_files: tuple[Path, Path, Path] | None = None
+        # encryption at rest (bus.atrest): the key in <store_dir>/../keys, included by the config
+        self.keys = AtRestKeys(key_dir or self.store_dir.parent / KEY_DIR) if encrypt else None
+        self.rotation_message: str | None = None  # what the last start did about a key rotation in progress
 
     @property
     def url(self) -> str:
@@ -119,7 +127,8 @@ class NatsServer:
             "jetstream {\n"
             f'  store_dir: "{self.store_dir}"\n'
             f"  sync_interval: {self.sync_interval}\n"
-            "}\n"
+            + (self.keys.config_include(self.store_dir.parent, self.store_dir) if self.keys else "")
+            + "}\n"
             + self._tls_config()
             + self.auth.server_config(self.resolver_dir)
         )
@@ -143,6 +152,11 @@ class NatsServer:
         except OSError:  # a restart on a full disk: the last config names the same keys, and the server keeps the
             if not conf.exists():  # newer account JWTs it stored
                 raise
+        from bus import atrest
+
+        if self.keys and self.keys.prev_path.exists():  # a key rotation: the server re-encrypts the store now
+            atrest.prepare_rotation(self.store_dir)
+        offset = atrest.log_offset(self.log_file)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=out, stderr=out,
                                      preexec_fn=die_with_parent, process_group=0)
@@ -150,7 +164,18 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server exited with code {self.proc.returncode}")
-            if port_busy(self.port, self.host):
+            if port_busy(self.port, self.host):  # JetStream recovered (and re-encrypted) its streams before
+                if self.keys:
+                    try:
+                        self.rotation_message = atrest.after_start(self.keys, [(self.log_file, offset)])
+                    except atrest.AtRestKeyError:
+                        self.stop()
+                        raise
+                    if self.rotation_message:  # the config no longer names the previous key's file
+                        try:
+                            write_private(conf, self._config())
+                        except OSError:
+                            pass
                 return
             time.sleep(0.05)
         self.stop()

@@ -149,8 +149,9 @@ def permissions_for(identity: Identity) -> Permissions:
     if role == APISERVER:
         return Permissions(
             pub_allow=(subjects.KV_SUBJECT_PREFIX + ">", "$JS.API.>", subjects.js_flow_control("*"),
-                       subjects.apiserver_alive("*"), subjects.telemetry(APISERVER), subjects.audit_subject()),
-            sub_allow=inbox + (subjects.api_wildcard(), subjects.apiserver_alive("*")),
+                       subjects.apiserver_alive("*"), subjects.telemetry(APISERVER), subjects.audit_subject(),
+                       subjects.apiserver_hold()),
+            sub_allow=inbox + (subjects.api_wildcard(), subjects.apiserver_alive("*"), subjects.apiserver_hold()),
             responses=1)
     if role == NODEVIEW:
         nodepods = "nodepods"

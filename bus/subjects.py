@@ -42,6 +42,12 @@ def version_subject(caller: str) -> str:
     return f"{API_PREFIX}.{caller}.version.get"
 
 
+def backup_subject(caller: str) -> str:
+    """Request subject of a backup's cut (``k8n backup``): the API server that takes it holds every replica's writes
+    while it reads each bucket's last revision (``master/apiserver/backup.py``). ``-`` is no resource's token."""
+    return f"{API_PREFIX}.{caller}.-.backup"
+
+
 def api_wildcard() -> str:
     """What the apiserver queue group subscribes to."""
     return f"{API_PREFIX}.>"
@@ -83,6 +89,11 @@ def reply_key(request_id: str) -> str:
 def apiserver_alive(instance: str) -> str:
     """Subject one apiserver process answers while it runs (no responders: it is gone)."""
     return f"{APISERVER_PREFIX}.{instance}.alive"
+
+
+def apiserver_hold() -> str:
+    """Where the API server taking a backup's cut asks every replica to hold its writes, and then releases them."""
+    return f"{APISERVER_PREFIX}.hold"
 
 
 def bucket(resource: str) -> str:

@@ -22,7 +22,7 @@ from bus.informer import Informer, revision_of
 from bus.meta import micro_now
 from bus.resources import NODE_PODS
 from bus.settings import SettingsError, setting
-from node import admission
+from node import admission, eviction
 from node import nodeinfo
 from node.env import service_env
 from node.podworker import Instance, PodWorker
@@ -63,6 +63,22 @@ class AgentConfig:
                                                 "namespace")
     drain_on_exit: bool = setting(False, "on a clean stop, remove this node's pod containers, networking and "
                                          "proxy table (`k8n up` sets it)")
+    eviction_hard: str = setting(eviction.DEFAULT_EVICTION_HARD, "hard eviction thresholds, `SIGNAL<QUANTITY` or "
+                                 "`SIGNAL<PERCENT%` separated by commas (signals: `memory.available`, "
+                                 "`allocatableMemory.available`, `nodefs.available`, `nodefs.inodesFree`, "
+                                 "`imagefs.available`, `imagefs.inodesFree`, `pid.available`); empty: no eviction")
+    eviction_pressure_transition_period: float = setting(
+        300.0, "seconds a pressure condition stays True after its thresholds are no longer met")
+    eviction_monitoring_seconds: float = setting(10.0, "seconds between two measurements of the eviction signals "
+                                                       "(at most one pod is evicted per round)")
+    eviction_nodefs_path: str | None = setting(None, "a directory on the filesystem measured as `nodefs` (default: "
+                                                     "the agent's state directory, where pods' volumes are)")
+    eviction_imagefs_path: str | None = setting(None, "a directory on the filesystem measured as `imagefs` (default: "
+                                                      "Docker's data root)")
+    image_gc_high_threshold: float = setting(85.0, "percent of imagefs used at which unused images are removed")
+    image_gc_low_threshold: float = setting(80.0, "percent of imagefs used image GC frees down to")
+    image_minimum_gc_age: float = setting(120.0, "seconds an image is kept after it was first seen, used or not")
+    image_gc_seconds: float = setting(300.0, "seconds between two image garbage collections")
     proxy: bool = True  # run the service proxy (node/proxy) in this process
     network_policy: bool = True  # enforce NetworkPolicy (node/netpol) in this process
     labels: dict[str, str] = field(default_factory=dict)
@@ -73,6 +89,14 @@ class AgentConfig:
         if not self.metrics_seconds >= MIN_METRICS_SECONDS:
             raise SettingsError(f"--metrics-seconds (K8N_METRICS_SECONDS) {self.metrics_seconds}: expected "
                                 f"{MIN_METRICS_SECONDS:g} or more")
+        try:
+            eviction.parse_thresholds(self.eviction_hard)
+        except eviction.ThresholdError as e:
+            raise SettingsError(f"--eviction-hard (K8N_EVICTION_HARD): {e}") from None
+        if not 0 <= self.image_gc_low_threshold <= self.image_gc_high_threshold <= 100:
+            raise SettingsError(f"--image-gc-low-threshold {self.image_gc_low_threshold:g} and "
+                                f"--image-gc-high-threshold {self.image_gc_high_threshold:g}: expected "
+                                "0 <= low <= high <= 100")
         if self.network_backend not in BACKENDS:
             raise SettingsError(f"--network-backend (K8N_NETWORK_BACKEND) {self.network_backend!r}: expected one "
                                 f"of {', '.join(BACKENDS)}")
@@ -103,6 +127,8 @@ class Agent:
         self._dead_ids: set[str] = set()
         self._refused: set[tuple] = set()  # pods this agent will not run (node.admission), logged once each
         self._stopping = asyncio.Event()
+        self.pressure: Any = None  # node.pressure.PressureManager once started
+        self.node_uid: str | None = None
 
     # ---- helpers the pod workers use (node.podhost.PodHost; NodeServices sees node.services.ServicesHost) --
 
@@ -155,6 +181,8 @@ class Agent:
     async def start(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         node = await self.register()
+        self.node_uid = node["metadata"].get("uid")
+        await self._start_pressure()
         cidr = await self.wait_pod_cidr(node)
         if self.network is None:
             from node.network import PodNetwork
@@ -187,6 +215,40 @@ class Agent:
         self._tasks.append(asyncio.create_task(self.services.metrics_loop(), name="metrics"))
         self._tasks.append(asyncio.create_task(self._routes_loop(), name="routes"))
         log.info("agent %s ready: podCIDR %s, host IP %s", self.name, cidr, self.host_ip)
+
+    async def _start_pressure(self) -> None:
+        """The eviction manager and, with Docker, image GC (node.pressure, node.imagegc)."""
+        from node.imagegc import ImageGC
+        from node.pressure import PressureManager
+
+        cfg = self.config
+        api = getattr(self.runtime, "api", None)
+        imagefs = cfg.eviction_imagefs_path
+        if imagefs is None and api is not None:
+            try:
+                imagefs = (await asyncio.to_thread(api.info)).get("DockerRootDir")
+            except Exception as e:
+                log.warning("Docker's data root: %s", e)
+        gc = None
+        if api is not None and imagefs:
+            gc = ImageGC(api, imagefs, cfg.pause_image, self._pod_images, self._node_event,
+                         high=cfg.image_gc_high_threshold, low=cfg.image_gc_low_threshold,
+                         min_age=cfg.image_minimum_gc_age)
+            self._tasks.append(asyncio.create_task(gc.loop(cfg.image_gc_seconds), name="image-gc"))
+        self.pressure = PressureManager(self, eviction.parse_thresholds(cfg.eviction_hard),
+                                        nodefs=cfg.eviction_nodefs_path or str(cfg.state_dir), imagefs=imagefs,
+                                        monitoring_seconds=cfg.eviction_monitoring_seconds,
+                                        transition_period=cfg.eviction_pressure_transition_period, image_gc=gc)
+        await self.pressure.measure()
+        self._tasks.append(asyncio.create_task(self.pressure.loop(), name="eviction"))
+
+    def _pod_images(self) -> list[str]:
+        return [c.get("image", "") for w in list(self.workers.values()) if w.pod
+                for key in ("initContainers", "containers") for c in w.spec.get(key) or []]
+
+    async def _node_event(self, type_: str, reason: str, message: str) -> None:
+        node = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": self.name, "uid": self.node_uid}}
+        await self.recorder.event(node, type_, reason, message)
 
     async def start_pods(self) -> None:
         """Watch this node's pods, adopt the containers a previous run left, then drive every pod.
@@ -285,11 +347,16 @@ class Agent:
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.status_seconds)
-            try:
-                await self.client.patch("nodes", self.name, {"status": nodeinfo.heartbeat_status(self.host_ip)},
-                                        subresource="status")
-            except Exception as e:
-                log.warning("node status update failed: %s", e)
+            await self.post_status()
+
+    async def post_status(self) -> None:
+        """The Node's conditions (the pressure ones from the eviction manager) and addresses."""
+        pressure = self.pressure.node_conditions() if self.pressure is not None else None
+        try:
+            await self.client.patch("nodes", self.name, {"status": nodeinfo.heartbeat_status(self.host_ip, pressure)},
+                                    subresource="status")
+        except Exception as e:
+            log.warning("node status update failed: %s", e)
 
     async def _routes_loop(self) -> None:
         """A route to every other node's podCIDR: host-gw via its InternalIP, or through the VXLAN overlay
@@ -338,6 +405,7 @@ class Agent:
                 self._refuse(pod, refusal)
                 return
             w = PodWorker(self, uid, pod)
+            w.rejected = _evicted(pod)  # evicted before a restart of the agent: never run again
             self.workers[uid] = w
             w.start()
         else:
@@ -386,6 +454,7 @@ class Agent:
                 await self._remove_orphans(uid, cs)
                 continue
             w = PodWorker(self, uid, pod)
+            w.rejected = _evicted(pod)
             for c in sorted(cs, key=lambda c: c.attempt):
                 if c.container_name == "POD":
                     if c.state == "running":
@@ -472,6 +541,11 @@ class Agent:
             except Exception as e:
                 log.warning("container relist failed: %s", e)
             await asyncio.sleep(self.config.relist_seconds)
+
+
+def _evicted(pod: dict) -> bool:
+    st = pod.get("status") or {}
+    return st.get("phase") == "Failed" and st.get("reason") == eviction.REASON
 
 
 async def _bounded(what: str, aw: Any, seconds: float = 5.0) -> None:

@@ -47,19 +47,24 @@ def _machine_id() -> str:
     return ""
 
 
-def conditions(ready: bool = True) -> list[dict]:
+def conditions(ready: bool = True, pressure: list[dict] | None = None) -> list[dict]:
+    """Ready and the pressure conditions (``pressure``: the eviction manager's, node.pressure; else all False)."""
     t = now()
     base = [("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
             ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
             ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
             ("Ready", "True" if ready else "False", "KubeletReady" if ready else "KubeletNotReady",
              "kubelet is posting ready status" if ready else "kubelet is not ready")]
-    return [{"type": ty, "status": st, "reason": r, "message": m, "lastHeartbeatTime": t, "lastTransitionTime": t}
-            for ty, st, r, m in base]
+    out = [{"type": ty, "status": st, "reason": r, "message": m, "lastHeartbeatTime": t, "lastTransitionTime": t}
+           for ty, st, r, m in base]
+    if pressure:
+        given = {c["type"]: c for c in pressure}
+        out = [given.get(c["type"], c) for c in out]
+    return out
 
 
-def heartbeat_status(ip: str) -> dict:
-    return {"conditions": conditions(True), "addresses": addresses(ip)}
+def heartbeat_status(ip: str, pressure: list[dict] | None = None) -> dict:
+    return {"conditions": conditions(True, pressure), "addresses": addresses(ip)}
 
 
 def addresses(ip: str) -> list[dict]:

@@ -153,3 +153,5 @@ def main() -> None:
 # client verbs (apply, get, ...) register on `app` when imported
 from bus.cli import verbs  # noqa: E402,F401
 from bus.cli import canary  # noqa: E402,F401
+from bus.cli import encryption  # noqa: E402,F401
+from bus.cli import backup  # noqa: E402,F401

@@ -303,12 +303,13 @@ def nats_cluster_servers(host: str, first_port: int, count: int) -> list:
 def start_nats_cluster(ddir: Path, servers: list, logs: Path, timeout: float = 15.0) -> list[Child]:
     """Render the cluster's server configurations (``k8n nats-config``'s, in ``<data dir>/nats``) and start every
     server as a supervised child; RuntimeError when one does not listen in time."""
-    from bus import natscluster
+    from bus import atrest, natscluster
     from bus.natsserver import binary, port_busy
 
     confs = natscluster.render(ddir, servers)
     children = [Child(f"nats-server {s.name}", [binary(), "-c", str(conf)], logs / f"{s.name}.log")
                 for s, conf in zip(servers, confs)]
+    offsets = [atrest.log_offset(c.log_path) for c in children]
     for c in children:
         c.start()
     deadline = time.monotonic() + timeout
@@ -319,6 +320,12 @@ def start_nats_cluster(ddir: Path, servers: list, logs: Path, timeout: float = 1
                     other.stop()
                 raise RuntimeError(f"nats-server {s.name} did not start (see {c.log_path})")
             time.sleep(0.05)
+    try:  # each server recovered its streams before it listened: stopped if one could not decrypt them
+        atrest.after_start(atrest.AtRestKeys.of_data_dir(ddir), [(c.log_path, o) for c, o in zip(children, offsets)])
+    except atrest.AtRestKeyError:
+        for c in children:
+            c.stop()
+        raise
     return children
 
 
@@ -588,6 +595,8 @@ def _start_nats(ddir: Path, host: str, nats_port: int, count: int, auth: "Cluste
                      creds_dir=creds_dir)
     try:
         srv.start()
+        if srv.rotation_message:
+            print(f"k8n: {srv.rotation_message}", file=sys.stderr)
     except RuntimeError as e:
         srv.stop()
         busy = nats_port and _nats_log_says_port_busy(nats_log)

@@ -21,6 +21,7 @@ from bus.store import NatsStore, connect_store
 from bus.version import version_info
 from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.authz import Authorization
+from master.apiserver.backup import Backups
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.customresources import CustomResources
 from master.apiserver.webhooks import Webhooks
@@ -41,6 +42,7 @@ MAX_DEPTH = 100
 MAX_IN_FLIGHT = 2000
 _STR_FIELDS = ("namespace", "name", "subresource")
 VERSION_SUFFIX = ".version.get"
+BACKUP_SUFFIX = subjects.backup_subject("")[len(subjects.API_PREFIX) + 1:]  # ".-.backup"
 
 
 def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -174,6 +176,8 @@ class ApiServer:
         self.handlers = Handlers(self.store, self.namespaces, self.authz, self.podsecurity, self.signer, self.custom,
                                  self.policy, self.webhooks, self.accounts)
         self.replies = ReplyCache(self.store)
+        self.backups = Backups(nc, self.authz.authorizer, lambda subject, payload: user_of(caller_of(subject), payload),
+                               self.replies.instance)  # `k8n backup`: the cut, every replica's writes held
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -220,6 +224,7 @@ class ApiServer:
         await self.webhooks.start()
         await self.replies.start()
         self.jetstream.start()
+        await self.backups.start()
         self._sub = await self.nc.subscribe(
             subjects.api_wildcard(), queue=subjects.API_QUEUE, cb=self._on_request,
             pending_msgs_limit=-1, pending_bytes_limit=-1)
@@ -243,6 +248,9 @@ class ApiServer:
             if msg.reply:
                 await msg.respond(codec.encode({"code": 200, "body": version_info()}, as_json))
             return
+        if msg.subject.endswith(BACKUP_SUFFIX):
+            await self.backups.serve(msg)
+            return
         start = time.perf_counter()
         claim: Claim | None = None
         req: Request | None = None
@@ -261,7 +269,14 @@ class ApiServer:
                     self._count(req, reply.get("code", 200), start)
                     return
                 claim = got
-            code, body, warnings = await self._handle(req, down is not None)
+            held = req.verb in MUTATING_VERBS and not req.dry_run  # a backup's cut holds writes
+            if held:
+                await self.backups.hold.enter()
+            try:
+                code, body, warnings = await self._handle(req, down is not None)
+            finally:
+                if held:
+                    self.backups.hold.leave()
         except errors.ApiError as e:
             code, body = e.code, e.status()
         except STORE_UNAVAILABLE as e:  # a NATS cluster electing leaders, without quorum, or with JetStream off
@@ -345,6 +360,7 @@ class ApiServer:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         await self.replies.stop()
+        await self.backups.stop()
         await self.custom.stop()
         await self.policy.stop()
         await self.accounts.stop()

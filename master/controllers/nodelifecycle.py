@@ -7,7 +7,10 @@
   status subresource, and a ``NodeNotReady`` event. Taints follow the Ready condition:
   ``Unknown`` → ``node.kubernetes.io/unreachable:NoExecute``, ``False`` →
   ``node.kubernetes.io/not-ready:NoExecute``, ``True`` → neither (the agent posts Ready=True when it
-  comes back). Taints are written with compare-and-set updates.
+  comes back). Taints are written with compare-and-set updates. As TaintNodesByCondition, the pressure
+  conditions the agent measures (node.pressure) add NoSchedule taints while True:
+  ``MemoryPressure`` → ``node.kubernetes.io/memory-pressure``, ``DiskPressure`` → ``…/disk-pressure``,
+  ``PIDPressure`` → ``…/pid-pressure`` (DaemonSet pods tolerate them; the scheduler keeps other pods away).
 - **Eviction** (controller ``taint-eviction``, one key per Pod): a pod on a node with NoExecute
   taints is deleted (gracefully, through the API) once its toleration time has passed since the
   taint's ``timeAdded``: the tolerationSeconds of its matching tolerations, forever when one
@@ -43,6 +46,11 @@ log = logging.getLogger(__name__)
 LEASE_NAMESPACE = "kube-node-lease"
 PARTIAL_THRESHOLD = 0.33
 NORMAL_STATE, PARTIAL, FULL = "Normal", "PartialDisruption", "FullDisruption"
+NO_SCHEDULE = "NoSchedule"
+# TaintNodesByCondition: the NoSchedule taint a condition calls for while it is True
+CONDITION_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
+                    "DiskPressure": "node.kubernetes.io/disk-pressure",
+                    "PIDPressure": "node.kubernetes.io/pid-pressure"}
 UNKNOWN_REASON, UNKNOWN_MESSAGE = "NodeStatusUnknown", "Kubelet stopped posting node status."
 
 
@@ -118,7 +126,8 @@ def unknown_conditions(node: dict, now: str) -> list[dict] | None:
 
 
 def wanted_taints(node: dict, now: str) -> list[dict] | None:
-    """The node's taints with unreachable/not-ready matching its Ready condition, None if unchanged."""
+    """The node's taints with unreachable/not-ready matching its Ready condition and the pressure NoSchedule ones
+    its conditions (TaintNodesByCondition), None if unchanged."""
     taints = list((node.get("spec") or {}).get("taints") or [])
     ready = ready_status(node)
     want = {"Unknown": UNREACHABLE, "False": NOT_READY}.get(ready)
@@ -126,6 +135,13 @@ def wanted_taints(node: dict, now: str) -> list[dict] | None:
                                      and t.get("key") != want)]
     if want and not has_taint(node, want):
         out.append({"key": want, "effect": NO_EXECUTE, "timeAdded": now})
+    pressure = {CONDITION_TAINTS[c["type"]] for c in (node.get("status") or {}).get("conditions") or []
+                if c.get("type") in CONDITION_TAINTS and c.get("status") == "True"}
+    out = [t for t in out if not (t.get("key") in CONDITION_TAINTS.values() and t.get("effect") == NO_SCHEDULE
+                                  and t.get("key") not in pressure)]
+    for key in sorted(pressure):
+        if not has_taint(node, key, NO_SCHEDULE):
+            out.append({"key": key, "effect": NO_SCHEDULE})
     return out if out != taints else None
 
 

@@ -237,9 +237,14 @@ def objects() -> list[dict]:
             ingress("tput", "tput.test", "/", "web"), ingress("paths", "paths.test", "/p0", "web", "Exact"),
             ingress("main", "can.test", "/", "web"),
             ingress("main-canary", "can.test", "/", "canary", annotations={I.CANARY: "true", I.CANARY_WEIGHT: "0"}),
-            ingress("switch", "switch.test", "/", "web"),
-            {**ingress("dflt", "dflt.test", "/", "web"), "spec": {"ingressClassName": "k8n", "defaultBackend": {
-                "service": {"name": "web", "port": {"number": 80}}}}}]
+            ingress("switch", "switch.test", "/", "web")]
+
+
+def default_ingress(svc: str) -> dict:
+    """An Ingress with only a defaultBackend: every unknown host goes there (made for the last kind of change only:
+    the others expect 404 for unknown hosts)."""
+    return {**ingress("dflt", "dflt.test", "/", svc), "spec": {"ingressClassName": "k8n", "defaultBackend": {
+        "service": {"name": svc, "port": {"number": 80}}}}}
 
 
 def ingress(name: str, host: str, path: str, svc: str, ptype: str = "Prefix", annotations: dict | None = None) -> dict:
@@ -381,6 +386,9 @@ class Changes:
                          "switch.test", "/", f"200 {svc}")
 
         def default(i: int) -> None:  # any unknown host: web → canary → web …
+            if i == 0:
+                self.api.create_namespaced_ingress(NS, default_ingress("web"))
+                eventually_sync(lambda: probe(self.ing.http, "unknown.test") == "200 web", 10, "the default backend")
             svc = "canary" if i % 2 == 0 else "web"
             self.measure(DEFAULT, self.patch("dflt", {"spec": {"defaultBackend": {
                 "service": {"name": svc, "port": {"number": 80}}}}}), "unknown.test", "/", f"200 {svc}")
