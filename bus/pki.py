@@ -91,20 +91,50 @@ def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1",), name: str =
             ips.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
             dns.append(h)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
+    _issue(directory, name, ca_cert, ca_key, _name(common_name),
+           x509.SubjectAlternativeName([*(x509.DNSName(d) for d in dns), *ips]), usages)
+    return crt, key, directory / "ca.crt"
+
+
+def _issue(directory: Path, name: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
+           subject: x509.Name, sans: x509.SubjectAlternativeName, usages: list) -> x509.Certificate:
+    """A new key and certificate ``<name>.key``/``<name>.crt`` signed by the CA (each file replaced atomically;
+    the key first, 0600)."""
     k = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
-    cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(ca_cert.subject)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
             .public_key(k.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-            .add_extension(x509.SubjectAlternativeName([*(x509.DNSName(d) for d in dns), *ips]), critical=False)
+            .add_extension(sans, critical=False)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256()))
-    _write(key, _key_pem(k), private=True)
-    _write(crt, cert.public_bytes(serialization.Encoding.PEM))
-    return crt, key, directory / "ca.crt"
+    _write(directory / f"{name}.key", _key_pem(k), private=True)
+    _write(directory / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
+    return cert
+
+
+def renew(directory: Path, name: str) -> x509.Certificate:
+    """Re-issue the leaf certificate ``<directory>/<name>.crt`` from the existing CA with a new key and serial, the
+    same subject, SANs and extended key usages, valid :data:`VALID_DAYS` from now (``kubeadm certs renew``).
+    FileNotFoundError when the certificate or the CA key is missing, ValueError when the certificate does not parse
+    or names no hosts; the CA itself is never renewed here."""
+    directory = Path(directory)
+    if not (directory / "ca.key").exists():
+        raise FileNotFoundError(f"{directory / 'ca.key'}: no CA key to sign with")
+    ca_cert, ca_key = _ca(directory)
+    cur = x509.load_pem_x509_certificate((directory / f"{name}.crt").read_bytes())
+    try:
+        sans = cur.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise ValueError(f"{directory / f'{name}.crt'} names no hosts (no subjectAltName)") from None
+    try:
+        usages = list(cur.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    return _issue(directory, name, ca_cert, ca_key, cur.subject, sans, usages)
 
 
 def ca_hash(ca_pem: bytes) -> str:

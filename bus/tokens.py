@@ -4,7 +4,9 @@
   server's disk; the public key (PEM) sits beside it (``sa.key`` → ``sa.pub``, as kubeadm names them).
   :func:`load_or_create_key_pair` loads the pair, or makes it on first start (atomically: several API servers
   starting together end up with the same key). The public file may hold more public keys (one PEM block each),
-  which are accepted for verification too: that is where an old key goes when the signing key is rotated.
+  which are accepted for verification too: that is where an old key goes when the signing key is rotated
+  (:func:`rotate_key`, ``k8n certs rotate-sa-key``), until every token it signed has expired (:func:`prune_keys`;
+  its retirement time is kept in ``sa.retired.json``).
 - **Header.** ``{"alg": "ES256", "kid": <key id>}``; the key id is Kubernetes' (``keyIDFromPublicKey``):
   base64url (unpadded) of the SHA-256 of the public key's DER SubjectPublicKeyInfo.
 - **Claims** (``pkg/serviceaccount/claims.go``): ``iss``, ``sub`` (``system:serviceaccount:<ns>:<name>``), ``aud``
@@ -192,6 +194,85 @@ def load_or_create_key_pair(private_path: str | os.PathLike) -> KeyPair:
     for k in others:
         keys.setdefault(key_id(k), k)
     return KeyPair(private, tuple(keys.values()))
+
+
+# ---- rotation ------------------------------------------------------------------------------------
+
+RETIRED_SUFFIX = ".retired.json"  # sa.key -> sa.retired.json: {kid: epoch seconds the key stopped signing}
+
+
+def retired_path(private_path: str | os.PathLike) -> Path:
+    """Where the retirement times of former signing keys are kept (``sa.key`` → ``sa.retired.json``)."""
+    p = Path(private_path)
+    return p.with_name(p.stem + RETIRED_SUFFIX)
+
+
+def read_retired(private_path: str | os.PathLike) -> dict[str, float]:
+    try:
+        data = json.loads(retired_path(private_path).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) \
+        else {}
+
+
+def key_set_version(private_path: str | os.PathLike) -> tuple:
+    """What changes when the key set on disk changes (a rotation, a pruning): the files' mtimes and sizes."""
+    out = []
+    for p in (Path(private_path), public_key_path(private_path)):
+        try:
+            st = p.stat()
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+def rotate_key(private_path: str | os.PathLike, now: float | None = None) -> tuple[str, str]:
+    """Make a new signing key at ``private_path``; the former one's public key stays in the ``.pub`` file (tokens
+    it signed keep validating) and its retirement time is recorded (:func:`prune_keys`). The public file is
+    written first, so no token signed with the new key is ever checked against a set without it. ``(old kid,
+    new kid)``."""
+    path = Path(private_path).expanduser()
+    cur = load_or_create_key_pair(path)
+    new = ec.generate_private_key(ec.SECP256R1())
+    retired = read_retired(path)
+    retired[cur.key_id] = float(time.time() if now is None else now)
+    write_atomic(retired_path(path), json.dumps(retired, indent=1, sort_keys=True) + "\n", 0o644)
+    write_atomic(public_key_path(path), b"".join(_public_pem(k) for k in (new.public_key(), *cur.public_keys)),
+                 0o644)
+    write_atomic(path, new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()), 0o600)
+    log.info("rotated the ServiceAccount signing key %s: %s -> %s", path, cur.key_id, key_id(new.public_key()))
+    return cur.key_id, key_id(new.public_key())
+
+
+def prune_keys(private_path: str | os.PathLike, max_token_seconds: float, now: float | None = None) -> list[str]:
+    """Drop from the ``.pub`` file the former signing keys retired more than ``max_token_seconds`` (the longest a
+    token may live) plus :data:`LEEWAY_SECONDS` ago: every token they signed has expired. Public keys without a
+    retirement record (put there by hand) and the signing key stay. The kids dropped."""
+    path = Path(private_path).expanduser()
+    pair = load_or_create_key_pair(path)
+    t = time.time() if now is None else now
+    retired = read_retired(path)
+    gone = [kid for kid, at in retired.items() if kid != pair.key_id and at + max_token_seconds + LEEWAY_SECONDS < t]
+    if not gone:
+        return []
+    keep = [k for k in pair.public_keys if key_id(k) not in gone]
+    write_atomic(public_key_path(path), b"".join(_public_pem(k) for k in keep), 0o644)
+    write_atomic(retired_path(path), json.dumps({k: v for k, v in retired.items() if k not in gone}, indent=1,
+                                                sort_keys=True) + "\n", 0o644)
+    return gone
+
+
+def jwks(public_keys: Iterable[ec.EllipticCurvePublicKey]) -> dict:
+    """The JSON Web Key Set of ``public_keys`` as kube-apiserver serves it at ``/openid/v1/jwks``."""
+    out = []
+    for k in public_keys:
+        n = k.public_numbers()
+        x, y = (_b64(c.to_bytes(_COORDINATE_BYTES, "big")) for c in (n.x, n.y))
+        out.append({"use": "sig", "kty": "EC", "kid": key_id(k), "crv": "P-256", "alg": ALGORITHM, "x": x, "y": y})
+    return {"keys": out}
 
 
 # ---- issuing -------------------------------------------------------------------------------------

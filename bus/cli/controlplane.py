@@ -15,9 +15,11 @@ replica, a standby controller manager, scheduler and node view, the HTTPS gatewa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 SECRET_NAME = bootstraptoken.CONTROL_PLANE_SECRET
 BUNDLE_KEY = "bundle"
 #: what a control-plane machine needs, relative to the data directory (present ones only)
-BUNDLE_FILES = ("pki/ca.crt", "pki/ca.key", "pki/sa.key", "pki/sa.pub", "nats-auth/operator.nk",
+BUNDLE_FILES = ("pki/ca.crt", "pki/ca.key", "pki/sa.key", "pki/sa.pub", "pki/sa.retired.json", "nats-auth/operator.nk",
                 "nats-auth/account.nk", "nats-auth/account-signing.nk", "nats-auth/system.nk",
                 "nats-auth/revocations.json", "tokens.csv")
 NATS_PORT, ROUTE_PORT, HTTP_PORT = 4222, 6222, 6443
@@ -138,10 +140,18 @@ async def use_up(url: str, creds_dir: Path, token: str) -> None:
     client = await ApiClient.connect(url, creds=str(creds_path(Identity(ADMIN), creds_dir)))
     try:
         for name in (bootstraptoken.secret_name(bootstraptoken.parse(token)[0]), SECRET_NAME):
-            try:
-                await client.delete("secrets", name, bootstraptoken.NAMESPACE)
-            except errors.NotFound:
-                pass
+            for attempt in range(5):  # the garbage collector may be deleting the keys (the token owns them) too
+                try:
+                    await client.delete("secrets", name, bootstraptoken.NAMESPACE)
+                except errors.NotFound:
+                    pass
+                except errors.Conflict:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                break
+            else:  # the join succeeded; the garbage collector removes them as their owner is gone
+                print(f"warning: could not delete secret {bootstraptoken.NAMESPACE}/{name} (it keeps changing); "
+                      "the garbage collector removes it", file=sys.stderr)
     finally:
         await client.close()
 

@@ -27,8 +27,9 @@ class ApiServerSettings:
     node_port_range: str = setting(DEFAULT_NODE_PORT_RANGE, "`FIRST-LAST`: the ports NodePort Services come from")
     service_account_key_file: str | None = setting(
         None, "the ServiceAccount token signing key (EC P-256 private key, PEM; its public key is the `.pub` file "
-        "beside it); made on first start when absent (0600, in a 0700 directory). Unset: `<data dir>/pki/sa.key`. "
-        "Never stored in the API")
+        "beside it, with the former keys still accepted); made on first start when absent (0600, in a 0700 directory), "
+        "reread when its files change (`k8n certs rotate-sa-key`). Unset: `<data dir>/pki/sa.key`. Never stored in the "
+        "API")
     bus_auth_dir: str = setting(
         "", "the directory of the cluster's bus keys (operator, accounts, signing key): with them the API server "
         "signs joining nodes' bus credentials and revokes them when their Node is deleted. Unset: "

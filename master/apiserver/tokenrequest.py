@@ -22,8 +22,8 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
+import os
 import time
 from typing import Any
 
@@ -67,16 +67,41 @@ class TokenAuthority:
         self.verifier = tokens.Verifier(keys.public_keys, (issuer,), self.audiences)
 
 
-@functools.lru_cache(maxsize=8)
+_authorities: dict[str, tuple[tuple, TokenAuthority]] = {}  # key file -> (its key set's version, authority)
+
+
 def _authority_at(path: str) -> TokenAuthority:
-    return TokenAuthority(tokens.load_or_create_key_pair(path))
+    """The authority of the key set at ``path``, reloaded when its files change (``k8n certs rotate-sa-key`` on
+    this machine, or the files copied here from another control-plane machine): no restart needed."""
+    version = tokens.key_set_version(path)
+    cached = _authorities.get(path)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    auth = TokenAuthority(tokens.load_or_create_key_pair(path))
+    if cached is not None:
+        log.info("ServiceAccount signing key set %s reloaded: signing with %s, accepting %d key(s)", path,
+                 auth.issuer.key_id, len(auth.verifier.keys))
+    if None in version:  # the key pair was just made: its files' version now
+        version = tokens.key_set_version(path)
+    _authorities[path] = (version, auth)  # else the version read before loading: a change meanwhile reloads again
+    return auth
+
+
+_KEY_PATH_ENV = ("K8N_SERVICE_ACCOUNT_KEY_FILE", "K8N_DATA_DIR", "HOME")  # what the default key file depends on
+_key_paths: dict[tuple, str] = {}
 
 
 def authority(settings: ApiServerSettings | None = None) -> TokenAuthority:
     """The authority of the key file the settings name (``K8N_SERVICE_ACCOUNT_KEY_FILE``, else
-    ``<data dir>/pki/sa.key``); the key pair is made there on first use when absent."""
-    s = settings or ApiServerSettings.load()
-    return _authority_at(str(s.service_account_key_path()))
+    ``<data dir>/pki/sa.key``); the key pair is made there on first use when absent, and reloaded whenever the key
+    files change (checked by their mtimes on each use)."""
+    if settings is not None:
+        return _authority_at(str(settings.service_account_key_path()))
+    env = tuple(os.environ.get(k) for k in _KEY_PATH_ENV)  # loading every setting costs ~260 µs: once per value
+    path = _key_paths.get(env)
+    if path is None:
+        path = _key_paths[env] = str(ApiServerSettings.load().service_account_key_path())
+    return _authority_at(path)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------

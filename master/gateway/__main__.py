@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bus import aio, cmdline
+from master.gateway import oidc
 from master.gateway.app import make_app
 from master.gateway.auth import read_token_file
 
@@ -31,9 +32,13 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 async def serve(server_url: str, host: str, port: int, token_file: Path | None,
-                tls: ssl.SSLContext | None = None, advertise: str | None = None, authorize: bool = True) -> None:
+                tls: ssl.SSLContext | None = None, advertise: str | None = None, authorize: bool = True,
+                cert_dir: Path | None = None) -> None:
     tokens = read_token_file(token_file) if token_file else {}
     app = make_app(server_url, tokens, advertise=(advertise, port) if advertise else None, authorize=authorize)
+    keys = oidc.public_keys_path(cert_dir)
+    if keys is not None:
+        app[oidc.KEYS_PATH] = keys
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     hosts = [host] + ([advertise] if advertise and advertise != host and host not in ("0.0.0.0", "::") else [])
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         cert, key, _ca = pki.ensure(args.cert_dir, hosts)
         tls = tls_context(cert, key)
     cmdline.run(serve(args.server, args.host, args.port, args.token_file, tls, args.advertise_address,
-                      args.authorization_mode != "AlwaysAllow"))
+                      args.authorization_mode != "AlwaysAllow", args.cert_dir))
 
 
 if __name__ == "__main__":

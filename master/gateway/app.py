@@ -17,7 +17,7 @@ from bus.version import version_info
 from master.gateway import authz as gateway_authz
 from master.gateway import discovery, endpoint, history, metricsapi, openapi, rest
 from master.gateway import portforward, ui
-from master.gateway import promscrape
+from master.gateway import oidc, promscrape
 from master.gateway.auth import AUTHN, Authenticator, User, middleware as auth_middleware
 from bus.crd import CrdRegistry
 from master.gateway.context import CLIENT, CRDS
@@ -191,6 +191,7 @@ def make_app(server_url: str, tokens: dict[str, User], client: ApiClient | None 
     history.add_routes(app)  # <object>/history, before the resource routes
     promscrape.add_routes(app)  # /metrics: every component's Prometheus metrics
     ui.add_routes(app)  # the web view at /ui/
+    oidc.add_routes(app)  # /openid/v1/jwks, /.well-known/openid-configuration (keys: app[oidc.KEYS_PATH])
     r.add_route("*", "/api/v1/{tail:.+}", rest.handle)
     r.add_route("*", "/apis/{group}/{version}/{tail:.+}", rest.handle)
     return app

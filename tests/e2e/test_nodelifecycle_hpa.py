@@ -208,8 +208,10 @@ async def test_hpa_scales_a_deployment_up_as_its_pod_burns_cpu_and_down_when_it_
     await eventually(lambda: _eq(replicas(), 1), 30, "the HPA to scale back down once the burn stops")
     (down,) = await eventually(lambda: rescaled_to(1), 10, "the rescale event")
     assert down["message"] == "New size: 1; reason: All metrics below target"
-    hpa = await c.get("horizontalpodautoscalers", "burn", "default")
-    assert hpa["status"]["desiredReplicas"] == 1
+
+    async def desired_one():  # the status is written right after the scale and its event
+        return (await c.get("horizontalpodautoscalers", "burn", "default"))["status"]["desiredReplicas"] == 1
+    await eventually(desired_one, 10, "the HPA's status to say 1 replica")
 
 
 async def test_hpa_reports_pods_without_requests(hpa_cluster):

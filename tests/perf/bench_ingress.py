@@ -297,7 +297,12 @@ class Ingress:
         self.log = c.tmp / "ingress.log"
         self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=c.env,
                                      start_new_session=True)
-        eventually_sync(self._up, 60, lambda: f"k8n ingress to serve:\n{self.log.read_text()[-3000:]}")
+        try:
+            eventually_sync(self._up, 60, lambda: f"k8n ingress to serve:\n{self.log.read_text()[-3000:]}")
+        except BaseException:
+            self.proc.terminate()  # and its haproxy with it
+            self.proc.wait(15)
+            raise
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
