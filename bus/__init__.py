@@ -1,3 +1,3 @@
 """k8n bus: the shared contract (models, codecs, subjects, store, client) and the k8n CLI."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

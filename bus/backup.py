@@ -4,7 +4,7 @@
    were held for the cut, and per bucket (``pods``, ``crontabs_stable_example_com``…) the ``revision`` the backup
    covers (the stream's last sequence at the cut: every resourceVersion up to it) and its stream's configuration;
 2. per bucket, ``{"bucket": NAME, "count": N}`` then N records ``[key, value, revision]``: the latest value of every
-   key at the cut (delete markers are left out), as stored (msgpack bytes, no resourceVersion);
+   key at the cut (delete markers are left out), as stored in schema 1 (bus.schema: msgpack bytes, no resourceVersion);
 3. the trailer ``{"end": true, "objects": TOTAL}`` (a truncated file has none: :func:`read` refuses it).
 
 Left out: the reply cache (``replies``: the API servers' own, expires in minutes) and the node view (``nodepods``:

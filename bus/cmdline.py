@@ -115,10 +115,11 @@ def run(main: Coroutine[Any, Any, Any], uvloop: bool = True) -> None:
     """Run an entry point's main coroutine to its end; Ctrl-C ends it quietly. ``uvloop=False``: the
     standard loop (the node agent's netlink sockets need datagram endpoints uvloop lacks). Missing or refused bus
     credentials end it with a message naming them (exit 1), not a traceback."""
-    from bus import connect
+    from bus import connect, skew
     from bus.natsauth import AuthError
 
     connect.STOP_WHEN_REVOKED = True
+    skew.CHECK_AT_CONNECT = True  # a component outside the version-skew policy stops at connect, saying why
     tune_gc()
     try:
         if uvloop:

@@ -24,7 +24,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from bus import config
+from bus import config, skew
 from bus.natsauth import AuthError, Credentials
 from bus.roles import ADMIN, Identity
 
@@ -139,7 +139,8 @@ async def connect(url: str, creds: Credentials, name: str | None = None, **kw: A
     # pings every 2s, 2 unanswered: a hung server (its machine stopped, its connections not closed) is left for
     # another one of the cluster within ~8s rather than nats-py's default of 4 minutes
     opts: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5, "ping_interval": 2,
-                            "max_outstanding_pings": 2, "name": name or creds.identity.token}
+                            "max_outstanding_pings": 2,
+                            "name": skew.connection_name(name or creds.identity.token)}
     opts.update(kw)
     tls = opts.pop("tls", None) or (tls_context(creds) if "tls://" in url else None)
     if tls is not None:  # a NATS server listening beyond loopback speaks TLS only (bus.natsserver)
@@ -155,6 +156,12 @@ async def connect(url: str, creds: Credentials, name: str | None = None, **kw: A
         raise
     nc._k8n_refusals = refusals  # type: ignore[attr-defined]
     holder.append(nc)
+    if skew.CHECK_AT_CONNECT:  # a long-running component: stop now if the version-skew policy says so
+        try:
+            await skew.verify(nc, creds.identity.role)
+        except skew.SkewError:
+            await nc.close()
+            raise
     return nc
 
 

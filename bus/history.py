@@ -26,7 +26,7 @@ import nats.js.errors
 import orjson
 from nats.js import api
 
-from bus import codec, subjects
+from bus import schema, subjects
 from bus.meta import format_time
 from bus.resources import Resource
 from bus.settings import load as load_settings
@@ -176,8 +176,8 @@ def _micro(ts: str) -> str:
     return f"{head}.{(frac + '000000')[:6]}Z"
 
 
-def item_of(msg: Any) -> dict:
-    """One revision, from a message of a history stream."""
+def item_of(msg: Any, bucket: str = "") -> dict:
+    """One revision, from a message of ``bucket``'s history stream (any stored schema: bus.schema)."""
     h = msg.headers or {}
     source = (h.get(SOURCE_HDR) or "").split()
     revision = int(source[1]) if len(source) > 1 and source[1].isdigit() else 0
@@ -188,7 +188,7 @@ def item_of(msg: Any) -> dict:
     else:
         etype = "MODIFIED"
     try:
-        obj = codec.unpack(msg.data) if msg.data else {}
+        obj = schema.decode(bucket, msg.data, h) if msg.data else {}
     except Exception:  # noqa: BLE001 - an undecodable body is shown as nothing, not a failed read
         obj = {}
     if isinstance(obj, dict):
@@ -241,7 +241,8 @@ async def _direct_batch(nc: Any, stream_name: str, request: dict, timeout: float
 async def read_object(nc: Any, res: Resource, namespace: str | None, name: str, timeout: float = 5.0) -> list[dict]:
     """The kept revisions of one object, oldest first ([]: none kept, or the kind keeps no history)."""
     req = {"next_by_subj": subjects.history_subject(res.bus_name, namespace, name), "seq": 1, "batch": MAX_READ}
-    return [item_of(m) for m in await _direct_batch(nc, subjects.history_stream(res.bus_name), req, timeout)]
+    return [item_of(m, res.bus_name)
+            for m in await _direct_batch(nc, subjects.history_stream(res.bus_name), req, timeout)]
 
 
 async def _subjects_of(nc: Any, stream_name: str, filt: str, timeout: float) -> list[str]:
@@ -269,7 +270,7 @@ async def read_deleted(nc: Any, res: Resource, namespace: str | None, timeout: f
         part = subjs[i:i + chunk]
         for m in await _direct_batch(nc, stream_name, {"multi_last": part, "batch": len(part)}, timeout):
             if (m.headers or {}).get(KV_OP) in ("DEL", "PURGE"):
-                out.append(item_of(m))
+                out.append(item_of(m, res.bus_name))
     out.sort(key=lambda it: it["revision"])
     return out
 

@@ -339,13 +339,15 @@ class ClusterAuth:
             "}\n"
         )
 
-    def mint_system_user(self, ttl: int = SYSTEM_USER_TTL) -> str:
-        """``.creds`` text for a short-lived user of the ``SYS`` account that may only push account JWTs
-        (``$SYS.REQ.CLAIMS.UPDATE``) and read the answers on its own inbox. Not a role of the role table: the API
-        server's tool for revocation (bus.natsrevoke), never handed to a component."""
+    def mint_system_user(self, ttl: int = SYSTEM_USER_TTL, allow: tuple[str, ...] = (subjects.SYS_CLAIMS_UPDATE,)) \
+            -> str:
+        """``.creds`` text for a short-lived user of the ``SYS`` account that may only publish ``allow`` (by default:
+        push account JWTs, ``$SYS.REQ.CLAIMS.UPDATE``) and read the answers on its own inbox. Not a role of the role
+        table: the API server's tool for revocation (bus.natsrevoke) and for listing connections (bus.natsconns),
+        never handed to a component."""
         user = Key.generate(nkeys.PREFIX_BYTE_USER)
         nats = {"type": "user", "version": 2, "subs": UNLIMITED, "data": UNLIMITED, "payload": UNLIMITED,
-                "pub": {"allow": [subjects.SYS_CLAIMS_UPDATE]},
+                "pub": {"allow": list(allow)},
                 "sub": {"allow": [f"{subjects.inbox_prefix(SYSTEM_USER_NAME)}.>"]}}
         claims = {"name": SYSTEM_USER_NAME, "sub": user.public, "nats": nats, "exp": int(time.time()) + ttl}
         return creds_text(encode_jwt(claims, self.keys["system"]), user.seed)

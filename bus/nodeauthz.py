@@ -29,8 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from bus import skew
 from bus.authn import NODE_USER_PREFIX, NODES_GROUP, UserInfo
-from bus.rbac import ALLOWED, Attributes, Decision, go_quote as _q, no_opinion
+from bus.rbac import ALLOWED, Attributes, Decision, deny, go_quote as _q, no_opinion
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -236,6 +237,13 @@ def _body_name(body: Any) -> str:
     return name if isinstance(name, str) else ""
 
 
+def _kubelet_version(body: Any) -> str | None:
+    """The agent version a Node (or a patch of one) reports (the version-skew policy, bus.skew)."""
+    info = ((body.get("status") or {}).get("nodeInfo") or {}) if isinstance(body, dict) else {}
+    v = info.get("kubeletVersion") if isinstance(info, dict) else None
+    return v if isinstance(v, str) else None
+
+
 class NodeAuthorizer:
     """The Node authorizer (with NodeRestriction's object checks folded in): see the module's docstring."""
 
@@ -346,7 +354,8 @@ class NodeAuthorizer:
         if (sub == "" and verb in ("create", "update", "patch")) or (sub == "status" and verb in ("update", "patch")):
             name = attrs.name or (_body_name(body) if verb == "create" else "")
             if name == node:
-                return ALLOWED
+                too_far = skew.kubelet_error(_kubelet_version(body))
+                return deny(f"node {_q(node)}: {too_far}") if too_far else ALLOWED
             return no_opinion(f"node {_q(node)} is not allowed to modify node {_q(name)}")
         return no_opinion()
 

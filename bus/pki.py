@@ -4,7 +4,8 @@
   CA (``certificate-authority-data``): ``apiserver.crt``/``apiserver.key`` as kubeadm names them.
 - NATS uses TLS whenever it listens beyond loopback: ``nats.crt``/``nats.key`` serve clients and, with client
   authentication too, the routes between the servers of a NATS cluster (:func:`ensure` with ``name="nats"``).
-Files (``<dir>/``): ``ca.crt``, ``ca.key``, ``<name>.crt``, ``<name>.key`` (keys 0600).
+Files (``<dir>/``): ``ca.crt``, ``ca.key``, ``<name>.crt``, ``<name>.key`` (keys 0600); during a CA rotation
+(:func:`rotate_ca`) ``ca.crt`` is the bundle of the new CA and the former one (kept alone in ``ca.crt.previous``).
 """
 
 from __future__ import annotations
@@ -39,14 +40,10 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    crt, key = directory / "ca.crt", directory / "ca.key"
-    if crt.exists() and key.exists():
-        return (x509.load_pem_x509_certificate(crt.read_bytes()),
-                serialization.load_pem_private_key(key.read_bytes(), None))  # type: ignore[return-value]
+def _new_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     k = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name("k8n-ca")).issuer_name(_name("k8n-ca"))
+    cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(_name(common_name))
             .public_key(k.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
@@ -55,7 +52,19 @@ def _ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
                                          content_commitment=False, key_encipherment=False, data_encipherment=False,
                                          key_agreement=False, encipher_only=False, decipher_only=False),
                            critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(k.public_key()), critical=False)
             .sign(k, hashes.SHA256()))
+    return cert, k
+
+
+def _ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA that signs (the first certificate of ``ca.crt``, which holds the former CA too during a rotation) and its
+    key; made when missing."""
+    crt, key = directory / "ca.crt", directory / "ca.key"
+    if crt.exists() and key.exists():
+        return (x509.load_pem_x509_certificate(crt.read_bytes()),
+                serialization.load_pem_private_key(key.read_bytes(), None))  # type: ignore[return-value]
+    cert, k = _new_ca("k8n-ca")
     _write(key, _key_pem(k), private=True)
     _write(crt, cert.public_bytes(serialization.Encoding.PEM))
     return cert, k
@@ -135,6 +144,61 @@ def renew(directory: Path, name: str) -> x509.Certificate:
     except x509.ExtensionNotFound:
         usages = [ExtendedKeyUsageOID.SERVER_AUTH]
     return _issue(directory, name, ca_cert, ca_key, cur.subject, sans, usages)
+
+
+# ---- CA rotation (kubeadm's manual procedure, in two steps) ------------------------------------------------------
+#
+# rotate_ca: a new CA (its own subject: chains never mix the two) signs from now on; ``ca.crt`` becomes the bundle
+# new + former, so whoever trusts ``ca.crt`` trusts the certificates of both while they change; every leaf is
+# re-issued by the new CA. finish_ca_rotation: ``ca.crt`` holds the new CA alone again.
+
+PREVIOUS_CA = "ca.crt.previous"  # the former CA during a rotation (not *.crt: no leaf, no CA of its own)
+
+
+def rotating(directory: Path) -> bool:
+    return (Path(directory) / PREVIOUS_CA).exists()
+
+
+def leaf_names(directory: Path) -> list[str]:
+    """The leaf certificates in ``directory`` (``<name>.crt`` with its key, the CA left out)."""
+    return sorted(p.stem for p in Path(directory).glob("*.crt") if p.stem != "ca" and (p.with_suffix(".key")).exists())
+
+
+def rotate_ca(directory: Path) -> x509.Certificate:
+    """Start a rotation: a new CA signs; ``ca.crt`` is the bundle new + former; every leaf re-issued (new keys).
+    ValueError while a rotation is in progress or when there is no CA key here (an external CA)."""
+    directory = Path(directory)
+    if rotating(directory):
+        raise ValueError(f"a CA rotation is in progress ({directory / PREVIOUS_CA} exists): finish it first")
+    if not (directory / "ca.key").exists() or not (directory / "ca.crt").exists():
+        raise ValueError(f"{directory}: no CA and CA key here to rotate (an external CA is rotated where it lives)")
+    former = (directory / "ca.crt").read_bytes()
+    if len(x509.load_pem_x509_certificates(former)) != 1:
+        raise ValueError(f"{directory / 'ca.crt'} holds several certificates: not a CA k8n made")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S")
+    cert, k = _new_ca(f"k8n-ca-{stamp}")
+    _write(directory / PREVIOUS_CA, former)  # first: the step that says a rotation runs
+    _write(directory / "ca.key", _key_pem(k), private=True)
+    _write(directory / "ca.crt", cert.public_bytes(serialization.Encoding.PEM) + former)
+    for name in leaf_names(directory):
+        renew(directory, name)
+    return cert
+
+
+def finish_ca_rotation(directory: Path) -> x509.Certificate:
+    """End a rotation: ``ca.crt`` holds the new CA alone. ValueError when none runs, or when a leaf here is still
+    signed by the former CA (re-issued leaves only are served after the rotation)."""
+    directory = Path(directory)
+    if not rotating(directory):
+        raise ValueError("no CA rotation is in progress (start one with `k8n certs rotate-ca`)")
+    ca_cert, _ = _ca(directory)
+    stale = [n for n in leaf_names(directory)
+             if x509.load_pem_x509_certificate((directory / f"{n}.crt").read_bytes()).issuer != ca_cert.subject]
+    if stale:
+        raise ValueError(f"still signed by the former CA: {', '.join(stale)} (`k8n certs renew all`)")
+    _write(directory / "ca.crt", ca_cert.public_bytes(serialization.Encoding.PEM))
+    (directory / PREVIOUS_CA).unlink()
+    return ca_cert
 
 
 def ca_hash(ca_pem: bytes) -> str:

@@ -221,3 +221,9 @@ def resolve(name: str) -> Resource | None:
 
 def all_category() -> list[Resource]:
     return [r for r in RESOURCES if "all" in r.categories]
+
+
+def bucket_stand_in(bucket: str) -> Resource:
+    """A resource whose ``bus_name`` is ``bucket`` (a built-in kind's or a custom resource's), for code that walks
+    buckets as such (backups, storage migration)."""
+    return Resource("Bucket", bucket, "", "v1", True)

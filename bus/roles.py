@@ -150,7 +150,8 @@ def permissions_for(identity: Identity) -> Permissions:
         return Permissions(
             pub_allow=(subjects.KV_SUBJECT_PREFIX + ">", "$JS.API.>", subjects.js_flow_control("*"),
                        subjects.apiserver_alive("*"), subjects.telemetry(APISERVER), subjects.audit_subject(),
-                       subjects.apiserver_hold()),
+                       subjects.apiserver_hold(),
+                       subjects.version_subject(identity.token)),  # the other replicas' version (bus.skew)
             sub_allow=inbox + (subjects.api_wildcard(), subjects.apiserver_alive("*"), subjects.apiserver_hold()),
             responses=1)
     if role == NODEVIEW:

@@ -27,7 +27,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from bus import codec, errors, history, listchunks, subjects
+from bus import codec, errors, history, listchunks, schema, subjects
 from bus.resources import BUCKETS, Resource
 from bus.roles import Identity
 from bus.settings import load as load_settings
@@ -124,6 +124,9 @@ class NatsStore:
         self._watches: set[_KVWatch] = set()
         self._chunk_keys: dict[tuple[str, str | None, int], list[tuple[str, str]]] = {}  # lists being chunked
         self.deletes_consumers = _is_api_side(nc)
+        #: the schema objects are written in (bus.schema): the cluster's storage schema, which the API server
+        #: keeps here; LEGACY until it says otherwise (what every release reads)
+        self.write_schema = schema.LEGACY
 
     # ---- buckets -----------------------------------------------------------------------------
 
@@ -208,8 +211,8 @@ class NatsStore:
         key = subjects.object_key(namespace, name)
         subject = subjects.kv_subject(res.bus_name, namespace, name)
         body = strip_revision(obj)
-        payload = codec.pack(body)
-        hdrs = {EXPECTED_LAST: "0", EVENT_HDR: ADDED}
+        payload = schema.encode(res.bus_name, body, self.write_schema)
+        hdrs = {EXPECTED_LAST: "0", EVENT_HDR: ADDED, **schema.headers_for(self.write_schema)}
         try:
             rev = await self._publish(subject, payload, hdrs)
         except nats.js.errors.APIError as e:
@@ -231,7 +234,8 @@ class NatsStore:
         subject = subjects.kv_subject(res.bus_name, namespace, name)
         body = strip_revision(obj)
         try:
-            rev = await self._publish(subject, codec.pack(body), {EXPECTED_LAST: str(int(revision))})
+            rev = await self._publish(subject, schema.encode(res.bus_name, body, self.write_schema),
+                                      {EXPECTED_LAST: str(int(revision)), **schema.headers_for(self.write_schema)})
         except nats.js.errors.APIError as e:
             if e.err_code not in WRONG_LAST_SEQ:
                 raise
@@ -244,8 +248,8 @@ class NatsStore:
         body = strip_revision(final)
         try:
             rev = await self._publish(
-                subject, codec.pack(body), {KV_OP: KV_DEL, EXPECTED_LAST: str(int(revision))}
-            )
+                subject, schema.encode(res.bus_name, body, self.write_schema),
+                {KV_OP: KV_DEL, EXPECTED_LAST: str(int(revision)), **schema.headers_for(self.write_schema)})
         except nats.js.errors.APIError as e:
             if e.err_code not in WRONG_LAST_SEQ:
                 raise
@@ -303,7 +307,7 @@ class NatsStore:
         last = await self._last(res, subjects.object_key(namespace, name), direct=not consistent)
         if last is None or _is_delete(last):
             raise errors.not_found(res.plural, name, res.group)
-        return with_revision(codec.unpack(last.data), last.seq)
+        return with_revision(schema.decode(res.bus_name, last.data, last.headers), last.seq)
 
     async def last_revision(self, res: Resource) -> tuple[int, int]:
         """``(first, last)`` sequence the bucket retains."""
@@ -335,7 +339,9 @@ class NatsStore:
                 items.pop(key, None)
             else:
                 try:
-                    items[key] = with_revision(codec.unpack(msg.data), seq)
+                    items[key] = with_revision(schema.decode(res.bus_name, msg.data, msg.headers), seq)
+                except schema.SchemaError:
+                    raise
                 except Exception:  # a foreign writer put garbage in our bucket: skip it
                     log.warning("undecodable value at %s rev %d", msg.subject, seq)
             top = max(top, seq)
@@ -412,7 +418,8 @@ class NatsStore:
                     continue
                 if _is_delete(msg):
                     continue
-                obj = with_revision(codec.unpack(msg.data), int(msg.headers["Nats-Sequence"]))  # type: ignore[index]
+                obj = with_revision(schema.decode(res.bus_name, msg.data, msg.headers),
+                                    int(msg.headers["Nats-Sequence"]))  # type: ignore[index]
                 if match is not None and not match(obj):
                     continue
                 items.append(obj)
@@ -741,9 +748,12 @@ class _KVWatch:
         self._last = seq
         key = subjects.key_from_kv_subject(self.res.bus_name, msg.subject)
         try:
-            body = codec.unpack(msg.data) if msg.data else {}
-        except Exception:
-            log.warning("undecodable value at %s rev %d", msg.subject, seq)
+            body = schema.decode(self.res.bus_name, msg.data, msg.headers) if msg.data else {}
+        except schema.SchemaError as e:  # a newer k8n wrote it: this reader cannot go on (bus.skew prevents it)
+            self._queue.put_nowait(e)
+            return
+        except Exception as e:
+            log.warning("undecodable value at %s rev %d: %s", msg.subject, seq, e)
             return
         if not isinstance(body, dict):
             return

@@ -42,6 +42,11 @@ def version_subject(caller: str) -> str:
     return f"{API_PREFIX}.{caller}.version.get"
 
 
+def upgrade_subject(caller: str) -> str:
+    """Request subject of ``k8n upgrade plan|apply`` (``master/apiserver/upgrade.py``)."""
+    return f"{API_PREFIX}.{caller}.-.upgrade"
+
+
 def backup_subject(caller: str) -> str:
     """Request subject of a backup's cut (``k8n backup``): the API server that takes it holds every replica's writes
     while it reads each bucket's last revision (``master/apiserver/backup.py``). ``-`` is no resource's token."""
@@ -321,3 +326,5 @@ def js_flow_control(stream_name: str) -> str:
 
 #: request subject of a signed account JWT update, answered by every server with the ``full`` account resolver
 SYS_CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
+#: request subject every server answers with its client connections (bus.natsconns: ``k8n upgrade plan``)
+SYS_CONNZ = "$SYS.REQ.SERVER.PING.CONNZ"

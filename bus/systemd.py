@@ -91,7 +91,8 @@ def plan(role: str, data_dir: Path, python: str, extra: list[str], node: str | N
                      wants=[*online, *docker], service={"Delegate": "yes", "KillMode": "process",
                                                         "TimeoutStopSec": "60s"})]
     with_agent = role == "all-in-one"
-    argv = [*k8n, "up", "--data-dir", str(data_dir), *([] if with_agent else ["--no-agent"]), *extra]
+    # --keep-pods: a restart of the unit (an upgrade, a crash) restarts no pod; the next agent adopts them
+    argv = [*k8n, "up", "--data-dir", str(data_dir), *(["--keep-pods"] if with_agent else ["--no-agent"]), *extra]
     what = "NATS, control plane, HTTP API" + (", node agent and ingress" if with_agent else "")
     svc = {"KillMode": "mixed", "TimeoutStopSec": "90s"}
     if with_agent:

@@ -479,7 +479,7 @@ class Agent:
                 for c in w.spec.get("containers") or []:
                     inst = w.current.get(c["name"])
                     if inst is not None and inst.state == "running":
-                        w.start_probes(c, inst)
+                        w.resume_probes(c, inst)
             # the awaits above let the informer move on: start from the pod as it is now (a pod deleted
             # meanwhile is gone from the cache, and its worker removes the containers just adopted)
             now = self._cached_pods().get(uid)

@@ -8,11 +8,10 @@ import platform
 import socket
 from pathlib import Path
 
-import bus
-from bus import config
+from bus import config, skew
 from bus.meta import now
 
-KUBELET_VERSION = f"v1.32.0-k8n.{bus.__version__}"
+KUBELET_VERSION = skew.kubelet_version()  # what the API server checks against the version-skew policy
 MAX_PODS = 110
 
 

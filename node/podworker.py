@@ -467,6 +467,25 @@ class PodWorker:
                 if kind == STARTUP or (name, STARTUP) not in self.probes:
                     w.start()
 
+    def resume_probes(self, c: dict, inst: Instance) -> None:
+        """The probes of a container adopted after an agent restart, starting from what the pod's status said of
+        that very container (started, ready) instead of from unknown: a Ready pod stays Ready, and in its Services'
+        endpoints, until its probes fail rather than until they first run again."""
+        self.start_probes(c, inst)
+        name = c["name"]
+        st = next((s for s in ((self.pod or {}).get("status") or {}).get("containerStatuses") or []
+                   if s.get("name") == name and s.get("containerID") == f"docker://{inst.id}"), None)
+        if st is None or not st.get("started"):
+            return
+        ready = self.probes.get((name, READINESS))
+        if ready is not None and st.get("ready"):
+            ready.result = True
+        startup = self.probes.get((name, STARTUP))
+        if startup is not None:  # it succeeded before: done, and the other probes run
+            startup.stop()
+            startup.result = True
+            self._probe_changed(startup)
+
     def _probe_changed(self, w: ProbeWorker) -> None:
         name = w.container.get("name", "")
         if w.kind == STARTUP and w.result:

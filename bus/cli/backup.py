@@ -38,18 +38,13 @@ class Lost(Exception):
     """A key's value at the cut is no longer kept."""
 
 
-def _bucket_resource(bucket: str) -> Any:
-    from bus.resources import Resource
-
-    return Resource("BackupBucket", bucket, "", "v1", True)  # bus_name == bucket (no custom info)
-
-
 async def read_bucket(store: Any, bucket: str, revision: int) -> list[tuple[str, bytes, int]]:
-    """Every key of ``bucket`` holding a value at ``revision``: ``(key, stored bytes, its revision)``."""
-    from bus import subjects
+    """Every key of ``bucket`` holding a value at ``revision``: ``(key, stored bytes in schema 1, its revision)``."""
+    from bus import schema, subjects
+    from bus.resources import bucket_stand_in
     from bus.store import _is_delete
 
-    res = _bucket_resource(bucket)
+    res = bucket_stand_in(bucket)
     subjs = await store._subjects(res, None)
     found: dict[str, Any] = {}
     for i in range(0, len(subjs), CHUNK):
@@ -62,7 +57,9 @@ async def read_bucket(store: Any, bucket: str, revision: int) -> list[tuple[str,
                 continue  # made after the cut
             raise Lost(f"{bucket}: the value of {subj} at revision {revision} is no longer kept")
         if not _is_delete(m):
-            out.append((subjects.key_from_kv_subject(bucket, subj), m.data, int(m.headers["Nats-Sequence"])))
+            # kept in schema 1 (bus.schema), which every release restores and reads
+            out.append((subjects.key_from_kv_subject(bucket, subj), schema.to_legacy(bucket, m.data, m.headers),
+                        int(m.headers["Nats-Sequence"])))
     return out
 
 

@@ -41,12 +41,16 @@ def up(
                                           help="host port the ingress serves HTTP on (all addresses)"),
     ingress_https_port: int = typer.Option(443, "--ingress-https-port", min=1, max=65535,
                                            help="host port the ingress serves HTTPS on (all addresses)"),
+    keep_pods: bool = typer.Option(False, "--keep-pods", help="leave the node's pod containers running when k8n "
+                                   "stops, for the next start's agent to adopt (a restart or an upgrade restarts no "
+                                   "pod; what `k8n install-service` runs); without it a stop removes them"),
 ) -> None:
     """Run an all-in-one cluster in the foreground (embedded NATS, control plane, HTTP API, a node agent and its
     ingress controller); each start step prints its time, and it is up once its node is Ready."""
     raise typer.Exit(runner.up(data_dir, nats_port, host=listen, with_agent=not no_agent, http_port=http_port,
                                nats_servers=nats_servers, replicas=replicas, node_name=node_name,
-                               ingress_ports=None if no_ingress else (ingress_http_port, ingress_https_port)))
+                               ingress_ports=None if no_ingress else (ingress_http_port, ingress_https_port),
+                               keep_pods=keep_pods))
 
 
 @app.command()
@@ -156,4 +160,6 @@ from bus.cli import canary  # noqa: E402,F401
 from bus.cli import encryption  # noqa: E402,F401
 from bus.cli import backup  # noqa: E402,F401
 from bus.cli import certs  # noqa: E402,F401
+from bus.cli import carotation  # noqa: E402,F401
 from bus.cli import services  # noqa: E402,F401
+from bus.cli import upgrade  # noqa: E402,F401

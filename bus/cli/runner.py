@@ -457,7 +457,7 @@ def listen_refusal(host: str) -> str | None:
 
 def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent: bool = True,
        http_port: int | None = None, nats_servers: int = 1, replicas: int = 1, node_name: str | None = None,
-       ingress_ports: tuple[int, int] | None = (80, 443)) -> int:
+       ingress_ports: tuple[int, int] | None = (80, 443), keep_pods: bool = False) -> int:
     """Run an all-in-one cluster until SIGINT/SIGTERM. Each start step prints its line with its time
     (:mod:`bus.cli.startup`); "k8n is up" comes once the node (with an agent) is Ready. A step that fails says
     which and why, stops what was started and answers 1."""
@@ -523,7 +523,8 @@ def up(data_dir: str | None, nats_port: int, host: str = "127.0.0.1", with_agent
     gateway = Child("gateway", gateway_argv(url, host, gw_port, token_file, ddir / "pki", creds_dir, advertise),
                     logs / "gateway.log")
     agent = Child("node agent", agent_argv(url, [
-        "--name", node, "--state-dir", str(ddir / "nodes" / node), "--drain-on-exit", *_creds_flag(creds_dir)]),
+        "--name", node, "--state-dir", str(ddir / "nodes" / node), *([] if keep_pods else ["--drain-on-exit"]),
+        *_creds_flag(creds_dir)]),
         logs / "agent.log") if node else None
     ingress = ingress_child(url, node, ingress_ports, ddir, creds_dir, advertise, logs) if node else None
     http_url = f"https://{host}:{gw_port}"

@@ -28,9 +28,10 @@ from typing import Any
 import orjson
 from nats.aio.msg import Msg
 
-from bus import backup, codec, errors, subjects
+from bus import backup, errors, subjects
 from bus.rbac import Attributes, forbidden_error
 from bus.version import version_info
+from master.apiserver.special import answer, payload_of
 
 log = logging.getLogger(__name__)
 
@@ -131,24 +132,10 @@ class Backups:
     # ---- the coordinator ---------------------------------------------------------------------------------------
 
     async def serve(self, msg: Msg) -> None:
-        as_json = codec.is_json(msg.data)
-        try:
-            body = await self._backup(msg)
-            reply = {"code": 200, "body": body}
-        except errors.ApiError as e:
-            reply = {"code": e.code, "body": e.status()}
-        except Exception as e:  # noqa: BLE001 - answered, never raised into the server
-            log.exception("backup cut failed")
-            reply = {"code": 500, "body": errors.internal(f"{type(e).__name__}: {e}").status()}
-        if msg.reply:
-            await msg.respond(codec.encode(reply, as_json))
+        await answer(msg, self._backup, "backup cut")
 
     async def _backup(self, msg: Msg) -> dict:
-        try:
-            payload = codec.decode(msg.data)[0] if msg.data.strip() else {}
-        except ValueError as e:
-            raise errors.bad_request(f"the request payload could not be decoded: {e}") from None
-        user = self.user_of(msg.subject, payload if isinstance(payload, dict) else {})
+        user = self.user_of(msg.subject, payload_of(msg))
         for attrs in (Attributes(user, "list", "", "*", "*"),  # it reads every object, Secrets included
                       Attributes(user, "create", resource_request=False, path=BACKUP_PATH)):  # and holds writes
             decision = await self.authorizer.authorize_async(attrs, None)
@@ -197,24 +184,27 @@ class Backups:
         return backup.header(version_info(), buckets, sorted(holders), held_ms)
 
     async def _streams(self) -> dict[str, dict]:
-        """Every bucket a backup keeps: its last sequence and its stream configuration."""
-        out: dict[str, dict] = {}
-        offset = 0
-        while True:
-            resp = orjson.loads((await self.nc.request(subjects.JS_API_STREAM_LIST,
-                                                       orjson.dumps({"offset": offset}), timeout=5)).data)
-            if "error" in resp:
-                raise errors.internal(f"listing the streams: {resp['error']}")
-            got = resp.get("streams") or []
-            for s in got:
-                name = (s.get("config") or {}).get("name", "")
-                bucket = backup.bucket_of_stream(name)
-                if bucket is not None:
-                    out[bucket] = {"revision": int((s.get("state") or {}).get("last_seq") or 0),
-                                   "config": s["config"]}
-            offset += len(got)
-            if not got or offset >= int(resp.get("total") or 0):
-                return out
+        return await kv_streams(self.nc)
+
+
+async def kv_streams(nc: Any) -> dict[str, dict]:
+    """Every bucket a backup keeps (bus.backup.LEFT_OUT left out): its last sequence and its stream configuration."""
+    out: dict[str, dict] = {}
+    offset = 0
+    while True:
+        resp = orjson.loads((await nc.request(subjects.JS_API_STREAM_LIST, orjson.dumps({"offset": offset}),
+                                              timeout=5)).data)
+        if "error" in resp:
+            raise errors.internal(f"listing the streams: {resp['error']}")
+        got = resp.get("streams") or []
+        for s in got:
+            name = (s.get("config") or {}).get("name", "")
+            bucket = backup.bucket_of_stream(name)
+            if bucket is not None:
+                out[bucket] = {"revision": int((s.get("state") or {}).get("last_seq") or 0), "config": s["config"]}
+        offset += len(got)
+        if not got or offset >= int(resp.get("total") or 0):
+            return out
 
 
 async def _quiet(changed: asyncio.Event, window: float) -> None:

@@ -22,6 +22,7 @@ from bus.version import version_info
 from master.apiserver.admission import NamespaceLifecycle
 from master.apiserver.authz import Authorization
 from master.apiserver.backup import Backups
+from master.apiserver.upgrade import StorageSchema, Upgrades, upgrade_suffix
 from master.apiserver.bootstrap import bootstrap
 from master.apiserver.customresources import CustomResources
 from master.apiserver.webhooks import Webhooks
@@ -43,6 +44,7 @@ MAX_IN_FLIGHT = 2000
 _STR_FIELDS = ("namespace", "name", "subresource")
 VERSION_SUFFIX = ".version.get"
 BACKUP_SUFFIX = subjects.backup_subject("")[len(subjects.API_PREFIX) + 1:]  # ".-.backup"
+UPGRADE_SUFFIX = upgrade_suffix()  # ".-.upgrade"
 
 
 def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -178,6 +180,10 @@ class ApiServer:
         self.replies = ReplyCache(self.store)
         self.backups = Backups(nc, self.authz.authorizer, lambda subject, payload: user_of(caller_of(subject), payload),
                                self.replies.instance)  # `k8n backup`: the cut, every replica's writes held
+        self.storage = StorageSchema(self.store)  # the schema objects are written in (bus.schema)
+        self.upgrades = Upgrades(self.store, self.storage, self.authz.authorizer,
+                                 lambda subject, payload: user_of(caller_of(subject), payload),
+                                 self.signer.cluster_auth, self.bus_url)  # `k8n upgrade plan|apply`
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -192,6 +198,7 @@ class ApiServer:
         while True:
             try:
                 await self.store.ensure_buckets()
+                await self.storage.ensure()  # before the first write: a new cluster is written in the newest schema
                 await bootstrap(self.store)
                 return
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
@@ -225,6 +232,7 @@ class ApiServer:
         await self.replies.start()
         self.jetstream.start()
         await self.backups.start()
+        self.storage.start()
         self._sub = await self.nc.subscribe(
             subjects.api_wildcard(), queue=subjects.API_QUEUE, cb=self._on_request,
             pending_msgs_limit=-1, pending_bytes_limit=-1)
@@ -250,6 +258,9 @@ class ApiServer:
             return
         if msg.subject.endswith(BACKUP_SUFFIX):
             await self.backups.serve(msg)
+            return
+        if msg.subject.endswith(UPGRADE_SUFFIX):
+            await self.upgrades.serve(msg)
             return
         start = time.perf_counter()
         claim: Claim | None = None
@@ -361,6 +372,7 @@ class ApiServer:
             await asyncio.wait(self._tasks, timeout=10)
         await self.replies.stop()
         await self.backups.stop()
+        await self.storage.stop()
         await self.custom.stop()
         await self.policy.stop()
         await self.accounts.stop()

@@ -1,8 +1,9 @@
 """``k8n install-service`` units survive a reboot, and ``k8n reset`` leaves nothing behind.
 
 The units are rendered into a temporary directory (systemd is not PID 1 here) and "booted" as systemd would: each
-unit's ExecStart= (with its Environment=) as a process, in dependency order. A Deployment's pod runs; then a power
-cut: every process of the data directory is SIGKILLed and, as a reboot would, the pod containers stop and the kernel's
+unit's ExecStart= (with its Environment=) as a process, in dependency order. A Deployment's pod runs; a restart of
+the units (SIGTERM, as ``systemctl restart`` for an upgrade) keeps its containers running and restarts none; then a
+power cut: every process of the data directory is SIGKILLed and, as a reboot would, the pod containers stop and the kernel's
 network state of the node (bridge, veths, nftables tables, iptables rules) goes, and the pid ``cluster.json`` records
 is another live process's. The second boot must bring the same
 pod back Running and the Deployment available. Then ``k8n reset --force`` must leave no container, bridge, nftables
@@ -76,6 +77,16 @@ class Machine:
     def pids(self) -> list[int]:
         inv = reset.Inventory(self.data, processes=reset.processes())
         return [int(r.target) for r in reset.plan(inv) if r.kind == "process"]
+
+    def restart(self) -> None:
+        """``systemctl restart``: SIGTERM to each unit's main process (``KillMode=mixed``), its exit awaited, then the
+        units started again."""
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.wait(90)
+        self.procs.clear()
+        self.boot()
 
     def power_cut(self, node: str) -> None:
         """SIGKILL to every process of the data directory; then what a reboot does besides: the containers stop
@@ -158,8 +169,16 @@ def test_services_bring_the_cluster_back_after_a_reboot_and_reset_removes_it(tmp
         lap("first boot")
         m.kubectl("apply", "-f", "-", input=json.dumps(DEPLOYMENT))
         first = eventually_sync(lambda: running_pods(m), 45, "the Deployment's pod Running")
-        assert containers(node)
+        running = containers(node)
+        assert running
         lap("pod Running")
+        m.restart()  # what an upgrade does to the unit: the agent's next start adopts the pod, restarting nothing
+        lap("restart")
+        eventually_sync(lambda: running_pods(m) == first and available(m), 60,
+                        lambda: f"pod {first} Running after the restart (now {running_pods(m)}):\n{m.log()}")
+        assert containers(node) == running, "a restart of k8n.service keeps the pods' containers"
+        restarts = m.kubectl("get", "pod", first[0], "-o", "jsonpath={.status.containerStatuses[*].restartCount}")
+        assert set(restarts.stdout.split()) == {"0"}, restarts.stdout
         m.power_cut(node)
         assert not subprocess.run(["docker", "ps", "-q", "--filter", f"label=io.k8n.node={node}"],
                                   capture_output=True, text=True).stdout.split()

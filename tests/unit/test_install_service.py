@@ -34,7 +34,7 @@ def test_all_in_one_is_one_unit_running_k8n_up_with_the_data_dir_and_flags():
     text = unit.render()
     assert unit.name == "k8n.service"
     argv, env = systemd.exec_start(text)
-    assert argv == [PY, "-m", "bus.cli", "up", "--data-dir", "/var/lib/k8n", "--listen", "10.0.0.5"]
+    assert argv == [PY, "-m", "bus.cli", "up", "--data-dir", "/var/lib/k8n", "--keep-pods", "--listen", "10.0.0.5"]
     assert env["K8N_DATA_DIR"] == "/var/lib/k8n"
     svc = settings(text, "Service")
     assert svc["Restart"] == ["on-failure"] and svc["RestartSec"] == ["5s"]
@@ -85,7 +85,7 @@ def test_arguments_systemd_would_split_or_expand_are_quoted():
     weird = ["--node-name", "a b", "--x", "50%", "--y", "$HOME", "--z", 'q"\\']
     (unit,) = systemd.plan("all-in-one", Path("/data dir"), PY, weird)
     argv, env = systemd.exec_start(unit.render())
-    assert argv[3:] == ["up", "--data-dir", "/data dir", *weird]
+    assert argv[3:] == ["up", "--data-dir", "/data dir", "--keep-pods", *weird]
     assert env["K8N_DATA_DIR"] == "/data dir"
 
 
@@ -114,7 +114,8 @@ def test_install_service_writes_0644_units_and_says_what_to_run(tmp_path):
     path = tmp_path / "units" / "k8n.service"
     assert path.stat().st_mode & 0o777 == 0o644
     argv, _ = systemd.exec_start(path.read_text())
-    assert argv == [sys.executable, "-m", "bus.cli", "up", "--data-dir", str(tmp_path / "data"), "--nats-port", "0"]
+    assert argv == [sys.executable, "-m", "bus.cli", "up", "--data-dir", str(tmp_path / "data"), "--keep-pods",
+                    "--nats-port", "0"]
     assert "systemctl enable --now k8n.service" in r.stdout
     assert [p.name for p in (tmp_path / "units").iterdir()] == ["k8n.service"]  # no temporary file left
 
