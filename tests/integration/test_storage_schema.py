@@ -25,6 +25,7 @@ from bus.resources import by_plural
 from bus.roles import Identity
 from bus.store import NatsStore
 from tests import builders as b
+from tests.rig import K8N
 from tests.waiting import eventually
 
 NS = "kube-system"
@@ -140,7 +141,7 @@ async def test_an_old_schema_is_read_and_upgrade_apply_waits_for_old_components_
 
 async def test_upgrade_plan_from_the_cli_names_the_components(cluster, nats_server):
     """``k8n upgrade plan`` prints the components and the schema (run by a person, as the admin)."""
-    proc = await asyncio.create_subprocess_exec("k8n", "upgrade", "plan", "--server", nats_server.url,
+    proc = await asyncio.create_subprocess_exec(K8N, "upgrade", "plan", "--server", nats_server.url,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
