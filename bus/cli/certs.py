@@ -251,3 +251,7 @@ def prune_sa_keys(data_dir: Optional[str] = DataDirOpt, key_file: Optional[str] 
     if not path.exists():
         _fail(f"no ServiceAccount signing key at {path}")
     _prune(path, max_token_lifetime)
+
+
+# `k8n certs rotate-ca` registers on `certs` (imported last: it needs `certs` defined)
+from bus.cli import carotation  # noqa: E402,F401

@@ -160,6 +160,5 @@ from bus.cli import canary  # noqa: E402,F401
 from bus.cli import encryption  # noqa: E402,F401
 from bus.cli import backup  # noqa: E402,F401
 from bus.cli import certs  # noqa: E402,F401
-from bus.cli import carotation  # noqa: E402,F401
 from bus.cli import services  # noqa: E402,F401
 from bus.cli import upgrade  # noqa: E402,F401
