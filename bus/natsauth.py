@@ -15,8 +15,18 @@ later (``iat``) than any before it, since a server keeps the newer of its stored
 restart with an old config does not roll a revocation back. :mod:`bus.natsrevoke` pushes the update to running
 servers as a user of the ``SYS`` account (:meth:`ClusterAuth.mint_system_user`).
 
+Signing-key rotation (``k8n certs rotate-bus-key``): :meth:`ClusterAuth.rotate_signing_key` makes a new signing key
+and keeps the former one's public key in ``account-signing-former.json``; the account JWT lists the current and the
+former keys in ``signing_keys``, so a server that has it accepts user JWTs issued by either. Once no connection
+authenticated with a former key's JWT is left, :meth:`ClusterAuth.drop_former_signing_keys` forgets them: from the
+next account JWT on, the servers refuse those JWTs at connect ("Authorization Violation"), and nats-server 2.15
+closes the connections still made with them as soon as that account JWT arrives (its closed-connection reason:
+"Authentication Failure"; tests/integration/test_bus_key_rotation.py). A client whose credentials file was minted
+again meanwhile just reconnects with it. Only the current key's seed is kept: a former key signs nothing any more.
+
 Files (``<auth dir>``, 0700; files 0600): ``operator.nk``, ``account.nk``, ``account-signing.nk``, ``system.nk``
-(nkey seeds), ``revocations.json``. Credentials (``<creds dir>/<identity file>.creds``, 0600) are NATS' standard
+(nkey seeds), ``account-signing-former.json`` (the former signing keys' public keys, while a rotation is not
+finished), ``revocations.json``. Credentials (``<creds dir>/<identity file>.creds``, 0600) are NATS' standard
 ``.creds`` format, so any NATS client (``nats --creds``, nats.py's ``user_credentials``) can use them.
 
 JWTs are encoded here (header ``{"typ":"JWT","alg":"ed25519-nkey"}``, claims with ``jti`` = base32 SHA-512/256 of
@@ -52,6 +62,8 @@ OPERATOR_NAME = "k8n"
 UNLIMITED = -1
 CREDS_SUFFIX = ".creds"
 REVOCATIONS_FILE = "revocations.json"
+#: the former account signing keys (public keys and when each was retired) until a rotation is finished
+FORMER_SIGNING_FILE = "account-signing-former.json"
 #: the name in the JWT of the ``SYS`` account user that pushes account updates (no role: see bus.natsrevoke)
 SYSTEM_USER_NAME = "account-updater"
 SYSTEM_USER_TTL = 300  # seconds a system user's JWT is valid: it is minted for one push
@@ -62,6 +74,7 @@ _SEED_FILES = {"operator": ("operator.nk", nkeys.PREFIX_BYTE_OPERATOR),
                "account": ("account.nk", nkeys.PREFIX_BYTE_ACCOUNT),
                "signing": ("account-signing.nk", nkeys.PREFIX_BYTE_ACCOUNT),
                "system": ("system.nk", nkeys.PREFIX_BYTE_ACCOUNT)}
+_SIGNING_FILES = (_SEED_FILES["signing"][0], FORMER_SIGNING_FILE)
 
 
 class AuthError(Exception):
@@ -120,15 +133,33 @@ def decode_jwt(token: str) -> dict:
         raise AuthError(f"not a JWT: {e}") from None
 
 
-def is_user_public_key(key: str) -> bool:
-    """Whether ``key`` is an nkey user public key (``U…``, 56 characters, its checksum right)."""
-    if not isinstance(key, str) or len(key) != 56 or not key.startswith("U"):
+def _is_public_key(key: object, prefix: int) -> bool:
+    """Whether ``key`` is an nkey public key of the kind ``prefix`` says (56 characters, its checksum right)."""
+    if not isinstance(key, str) or len(key) != 56:
         return False
     try:
         raw = base64.b32decode(key)
     except ValueError:
         return False
-    return raw[0] == nkeys.PREFIX_BYTE_USER and nkeys.crc16_checksum(raw[:-2]) == raw[-2:]
+    return raw[0] == prefix and nkeys.crc16_checksum(raw[:-2]) == raw[-2:]
+
+
+def is_user_public_key(key: str) -> bool:
+    """Whether ``key`` is an nkey user public key (``U…``, 56 characters, its checksum right)."""
+    return _is_public_key(key, nkeys.PREFIX_BYTE_USER)
+
+
+def key_files_stamp(directory: str | os.PathLike, names: tuple[str, ...] | None = None) -> tuple:
+    """The identity (inode, mtime, size) of the key files in an auth dir (``names``, default all of them): it
+    changes when one is replaced (a rotation or its finish writes a new file and renames it into place)."""
+    out = []
+    for name in names or (*(f for f, _ in _SEED_FILES.values()), FORMER_SIGNING_FILE):
+        try:
+            st = (Path(directory) / name).stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def user_public_key(text: str) -> str:
@@ -219,6 +250,9 @@ class ClusterAuth:
     def __init__(self, directory: str | os.PathLike) -> None:
         self.dir = Path(directory)
         self.keys: dict[str, Key] = {}
+        #: the former signing keys' public keys -> when each was retired (unix seconds), oldest first
+        self.former_signing: dict[str, int] = {}
+        self._signing_stamp: tuple | None = None  # of the signing key files when they were read
 
     @classmethod
     def load_or_create(cls, directory: str | os.PathLike) -> "ClusterAuth":
@@ -233,6 +267,7 @@ class ClusterAuth:
                 key = Key.generate(prefix)
                 write_private(path, key.seed)
                 auth.keys[role] = key
+        auth._refresh_signing()
         return auth
 
     @classmethod
@@ -245,7 +280,102 @@ class ClusterAuth:
                 auth.keys[role] = Key(path.read_bytes().strip())
             except OSError as e:
                 raise AuthError(f"cannot read the bus's {role} key {path}: {e.strerror or e}") from None
+        auth._refresh_signing()
         return auth
+
+    # ---- the account's signing keys ----
+
+    def _read_former(self) -> dict[str, int]:
+        path = self.dir / FORMER_SIGNING_FILE
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise AuthError(f"cannot read the bus's former signing keys {path}: {e}") from None
+        keys = doc.get("keys") if isinstance(doc, dict) else None
+        if not isinstance(keys, list) or not all(
+                isinstance(k, dict) and _is_public_key(k.get("publicKey"), nkeys.PREFIX_BYTE_ACCOUNT) for k in keys):
+            raise AuthError(f"{path} is not a list of former signing keys")
+        current = self.keys["signing"].public if "signing" in self.keys else None
+        return {k["publicKey"]: int(k.get("retiredAt") or 0) for k in keys if k["publicKey"] != current}
+
+    def _write_former(self, former: dict[str, int]) -> None:
+        path = self.dir / FORMER_SIGNING_FILE
+        if not former:
+            path.unlink(missing_ok=True)
+            return
+        doc = {"keys": [{"publicKey": k, "retiredAt": at} for k, at in former.items()]}
+        write_private(path, json.dumps(doc, indent=1) + "\n")
+
+    def _refresh_signing(self) -> None:
+        """Read the signing key and the former ones again when their files changed since they were read: a
+        long-lived holder (the API server, ``k8n up``'s NatsServer rendering a config at a restart) follows a
+        rotation made by ``k8n certs rotate-bus-key`` instead of signing, or preloading an account JWT, with what it
+        read at start. Nothing to read (no seed file: keys made in memory) leaves them as they are."""
+        stamp = key_files_stamp(self.dir, _SIGNING_FILES)
+        if stamp == self._signing_stamp:
+            return
+        path = self.dir / _SEED_FILES["signing"][0]
+        try:
+            seed = path.read_bytes().strip()
+        except FileNotFoundError:
+            self._signing_stamp = stamp
+            return
+        except OSError as e:
+            raise AuthError(f"cannot read the bus's signing key {path}: {e.strerror or e}") from None
+        self.keys["signing"] = Key(seed)
+        self.former_signing = self._read_former()
+        self._signing_stamp = stamp  # taken before reading: a change meanwhile is read at the next call
+
+    @contextmanager
+    def _signing_lock(self) -> Iterator[None]:
+        """Excludes another rotation (or finish) on this auth dir meanwhile; the keys are read again under it, so
+        each works on what the other left."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.dir / ".account-signing.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._signing_stamp = None
+            self._refresh_signing()
+            yield
+            self._signing_stamp = None  # our own writes: read back at the next use
+
+    def signing_keys(self) -> list[str]:
+        """The public keys the account JWT lists as its signing keys: the current one first, then the former ones
+        (of a rotation not finished yet), the latest retired first."""
+        self._refresh_signing()
+        return [self.keys["signing"].public, *reversed(self.former_signing)]
+
+    def signing_key_since(self) -> float | None:
+        """When the current signing key was made (its seed file's mtime, unix seconds); None when unknown."""
+        try:
+            return (self.dir / _SEED_FILES["signing"][0]).stat().st_mtime
+        except OSError:
+            return None
+
+    def rotate_signing_key(self) -> tuple[str, str]:
+        """A new account signing key signs every user JWT from now on; the former one stays in the account JWT's
+        signing keys (its users keep connecting) until :meth:`drop_former_signing_keys`. ``(former, new)`` public
+        keys. The former key is recorded before the new seed replaces it: a crash between the two leaves the old key
+        current (and listed as former too, which changes nothing)."""
+        with self._signing_lock():
+            old = self.keys["signing"]
+            new = Key.generate(nkeys.PREFIX_BYTE_ACCOUNT)
+            former = {k: at for k, at in self.former_signing.items() if k != old.public}
+            former[old.public] = int(time.time())
+            self._write_former(former)
+            write_private(self.dir / _SEED_FILES["signing"][0], new.seed)
+            self.keys["signing"], self.former_signing = new, former
+        return old.public, new.public
+
+    def drop_former_signing_keys(self) -> list[str]:
+        """Forget the former signing keys (the public keys dropped): user JWTs they issued are refused from the
+        next account JWT on, and nats-server closes the connections made with them when it arrives."""
+        with self._signing_lock():
+            dropped = list(reversed(self.former_signing))  # the latest retired first
+            self._write_former({})
+            self.former_signing = {}
+        return dropped
 
     @property
     def account_public(self) -> str:
@@ -307,7 +437,7 @@ class ClusterAuth:
             iat = state["issuedAt"] = max(int(time.time()), int(state["issuedAt"]) + 1)
             revocations = dict(state["revocations"])
         nats: dict = {"type": "account", "version": 2, "limits": _account_limits(True),
-                      "signing_keys": [self.keys["signing"].public],
+                      "signing_keys": self.signing_keys(),
                       "default_permissions": {"pub": {}, "sub": {}}}
         if revocations:
             nats["revocations"] = revocations
@@ -361,6 +491,7 @@ class ClusterAuth:
         """The user JWT of ``identity`` (its permissions from the role table) for the key pair whose public key is
         ``user_public`` (a joining node makes its pair itself and sends only that)."""
         claims = user_claims(identity, user_public, self.account_public, permissions_for(identity), expires)
+        self._refresh_signing()
         return encode_jwt(claims, self.keys["signing"])
 
     def write_creds(self, identity: Identity, creds_dir: str | os.PathLike) -> Path:
@@ -370,15 +501,44 @@ class ClusterAuth:
         return path
 
     def ensure_creds(self, identity: Identity, creds_dir: str | os.PathLike) -> Path:
-        """The credentials file of ``identity``, minted when it is missing or was minted by another cluster."""
+        """The credentials file of ``identity``, minted when it is missing, was minted by another cluster or by a
+        signing key the account no longer lists."""
         path = Path(creds_dir) / (identity.file_name + CREDS_SUFFIX)
         try:
             text = path.read_text()
             m = _JWT_BLOCK.search(text)
             claims = decode_jwt(m.group(1)) if m else {}
             if (claims.get("nats") or {}).get("issuer_account") == self.account_public \
-                    and claims.get("name") == identity.token:
+                    and claims.get("name") == identity.token and claims.get("iss") in self.signing_keys():
                 return path
         except (OSError, AuthError):
             pass
         return self.write_creds(identity, creds_dir)
+
+    def remint_creds(self, creds_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
+        """Mint every ``<creds_dir>/*.creds`` of this cluster again with the current signing key: the same
+        identity, a new user key pair, the same expiry (none, as minted by k8n, or the one it had); each file
+        replaced atomically (0600). Left alone, each with the reason in the second list: files that are not NATS
+        credentials or belong to another cluster's account, and users whose key is revoked (minting them anew would
+        give a revoked identity a key that is not). ``(files re-minted, reasons for the others)``."""
+        revoked = self.revocations()
+        done: list[Path] = []
+        skipped: list[str] = []
+        for path in sorted(Path(creds_dir).glob("*" + CREDS_SUFFIX)):
+            try:
+                creds = Credentials.load(path)
+                m = _JWT_BLOCK.search(path.read_text())
+                claims = decode_jwt(m.group(1)) if m else {}
+            except (AuthError, OSError, UnicodeDecodeError) as e:
+                skipped.append(f"{path}: {e}")
+                continue
+            if (claims.get("nats") or {}).get("issuer_account") != self.account_public:
+                skipped.append(f"{path}: not a user of this cluster's account")
+                continue
+            if creds.user_public in revoked:
+                skipped.append(f"{path}: its user key {creds.user_public} is revoked")
+                continue
+            exp = claims.get("exp")
+            write_private(path, self.mint(creds.identity, int(exp) if isinstance(exp, (int, float)) else None))
+            done.append(path)
+        return done, skipped

@@ -1,15 +1,26 @@
-"""``k8n certs check-expiration|renew|rotate-sa-key|prune-sa-keys``: the certificates and keys k8n made, as
-``kubeadm certs`` handles kubeadm's.
+"""``k8n certs check-expiration|renew|rotate-sa-key|prune-sa-keys|rotate-bus-key``: the certificates and keys k8n
+made, as ``kubeadm certs`` handles kubeadm's.
 
 - ``check-expiration``: kubeadm's tables: every leaf certificate (the gateway's ``apiserver``, the NATS servers'
-  ``nats`` and the copies each rendered cluster server uses), the CA, and the expiry of the bus credentials' JWTs
-  (``<data dir>/creds/*.creds``; ``<never>`` when they have none).
+  ``nats`` and the copies each rendered cluster server uses), the CA, the expiry of the bus credentials' JWTs
+  (``<data dir>/creds/*.creds``; ``<never>`` when they have none) with the signing key that issued each (current or
+  former), and the bus signing keys (since when the current one signs, when each former one was retired).
 - ``renew all|<name>``: re-issues leaf certificates from the existing CA (new key and serial, same subject and
   SANs; files replaced atomically, keys 0600). The CA itself is never renewed here. The processes serving them
   read them at start: the gateway must be restarted, the NATS servers reloaded (SIGHUP) or restarted.
 - ``rotate-sa-key``: a new ServiceAccount token signing key (``bus.tokens.rotate_key``); the former public key stays
   accepted, and API servers pick up the change on their next token request or review (no restart).
   ``prune-sa-keys``: drop former keys whose every token has expired.
+- ``rotate-bus-key``: a new signing key for the bus credentials (the NATS account's, ``bus.natsauth``), in two steps
+  with no outage. First the new key signs and the former one stays in the account JWT's signing keys; the account
+  JWT is pushed to the running NATS servers (``bus.natsrevoke.push_account``; with no cluster running, the next
+  start's server config preloads it), and only then is every ``<data dir>/creds/*.creds`` minted again with the new
+  key (same identities and expiry; a new user key pair; files replaced atomically, 0600). Running components keep
+  their connections, and nats.py reads the credentials file again at each reconnect, so they switch when they
+  reconnect (a restart of the component, or of a NATS server). API servers read the key files again when they
+  change. ``--finish`` then drops the former keys and pushes: it refuses (exit 1, naming them) while connections
+  whose user JWT a former key issued are connected (``bus.natsconns``), since nats-server closes those connections
+  when the update arrives and refuses them at connect from then on; ``--force`` finishes anyway.
 """
 
 from __future__ import annotations
@@ -26,7 +37,8 @@ from bus import config
 from bus.cli.common import CliError, DataDirOpt, fail
 from bus.cli.main import app
 
-certs = typer.Typer(help="Certificates and signing keys: check expiration, renew, rotate the ServiceAccount key.",
+certs = typer.Typer(help="Certificates and signing keys: check expiration, renew, rotate the ServiceAccount and bus "
+                         "signing keys.",
                     no_args_is_help=True)
 app.add_typer(certs, name="certs")
 
@@ -34,6 +46,7 @@ CA_NAME = "ca"
 LEAF_NAMES = ("apiserver", "nats")  # in <data dir>/pki: the gateway's serving certificate, the NATS servers'
 KEY_FILE_ENV = "K8N_SERVICE_ACCOUNT_KEY_FILE"
 MAX_TOKEN_SECONDS = 1 << 32  # TokenRequest's expirationSeconds cap: the longest a token can live
+AUTH_DIR = "nats-auth"  # in the data dir: the bus's operator, account and signing keys (bus.natsauth)
 
 
 @dataclass(frozen=True)
@@ -104,20 +117,59 @@ def certificate_rows(ddir: Path) -> tuple[list[Row], list[Row]]:
     return leaves, cas
 
 
+def _bus_auth(ddir: Path):
+    """The cluster's bus keys in ``<data dir>/nats-auth`` (None where there are none: a joined node's data dir)."""
+    from bus.natsauth import AuthError, ClusterAuth
+
+    if not (ddir / AUTH_DIR).is_dir():
+        return None
+    try:
+        return ClusterAuth.load(ddir / AUTH_DIR)
+    except AuthError:
+        return None
+
+
 def credential_rows(ddir: Path) -> list[Row]:
-    """The bus credentials (``<data dir>/creds/*.creds``) with their JWTs' expiry (None: they have none)."""
+    """The bus credentials (``<data dir>/creds/*.creds``) with their JWTs' expiry (None: they have none) and, as
+    their authority, the bus signing key that issued them: ``current``, ``former`` (a rotation not finished) or
+    ``unknown`` (another cluster's, or a key dropped: the servers refuse them); empty without the cluster's keys."""
     from bus.natsauth import AuthError, decode_jwt
 
+    auth = _bus_auth(ddir)
+    keys = auth.signing_keys() if auth else []
     rows = []
     for p in sorted((ddir / "creds").glob("*.creds")):
         try:
             jwt = p.read_text().split("-----BEGIN NATS USER JWT-----", 1)[1].split("------END", 1)[0].strip()
-            exp = decode_jwt(jwt).get("exp")
+            claims = decode_jwt(jwt)
         except (IndexError, AuthError, OSError, UnicodeDecodeError):
             continue
+        exp = claims.get("exp")
         t = datetime.datetime.fromtimestamp(exp, datetime.timezone.utc) if isinstance(exp, (int, float)) else None
-        rows.append(Row(p.stem, p, t))
+        signer = "" if not keys else "current" if claims.get("iss") == keys[0] else \
+            "former" if claims.get("iss") in keys else "unknown"
+        rows.append(Row(p.stem, p, t, signer))
     return rows
+
+
+def signing_key_rows(ddir: Path, now: datetime.datetime) -> list[list[str]]:
+    """``[state, public key, since]`` of the bus signing keys: the current one (made when) and the former ones
+    (retired when) of a rotation not finished."""
+    auth = _bus_auth(ddir)
+    if auth is None:
+        return []
+    since = auth.signing_key_since()
+    made = datetime.datetime.fromtimestamp(since, datetime.timezone.utc) if since is not None else None
+    rows = [["current", auth.signing_keys()[0], f"made {_when(made)} ({_age(made, now)} ago)" if made else "?"]]
+    for key, at in auth.former_signing.items():
+        retired = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
+        rows.append(["former", key, f"retired {_when(retired)} ({_age(retired, now)} ago)"])
+    return rows
+
+
+def _age(t: datetime.datetime, now: datetime.datetime) -> str:
+    """How long ago ``t`` was, in ``residual``'s units."""
+    return residual(now + (now - t), now) if t <= now else "0s"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -136,8 +188,11 @@ def expiration_report(ddir: Path, now: datetime.datetime | None = None) -> str:
                   [[r.name, _when(r.expires), residual(r.expires, now), yes[r.external]] for r in cas])]
     creds = credential_rows(ddir)
     if creds:
-        out.append(_table(["BUS CREDENTIAL", "EXPIRES", "RESIDUAL TIME"],
-                          [[r.name, _when(r.expires), residual(r.expires, now)] for r in creds]))
+        out.append(_table(["BUS CREDENTIAL", "EXPIRES", "RESIDUAL TIME", "SIGNING KEY"],
+                          [[r.name, _when(r.expires), residual(r.expires, now), r.authority] for r in creds]))
+    keys = signing_key_rows(ddir, now)
+    if keys:
+        out.append(_table(["BUS SIGNING KEY", "PUBLIC KEY", "SINCE"], keys))
     return "\n\n".join(out)
 
 
@@ -251,6 +306,155 @@ def prune_sa_keys(data_dir: Optional[str] = DataDirOpt, key_file: Optional[str] 
     if not path.exists():
         _fail(f"no ServiceAccount signing key at {path}")
     _prune(path, max_token_lifetime)
+
+
+# ---- the bus credentials' signing key ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bus:
+    """Where the running cluster's NATS servers are, as this data dir says (url None: no cluster runs from it)."""
+
+    url: str | None
+    tls_ca: Path | None = None
+
+
+def running_bus(ddir: Path, server: str | None = None) -> Bus:
+    """``--server``, else the NATS URL ``k8n up`` (or a control-plane machine) recorded in the data dir's
+    cluster info while it runs (None when none is recorded or the process that recorded it is gone), with the
+    NATS CA of ``<data dir>/creds`` for ``tls://`` URLs."""
+    from bus.cli.runner import _alive
+
+    ca = ddir / "creds" / "nats-ca.crt"
+    tls_ca = ca if ca.exists() else None
+    if server:
+        return Bus(server, tls_ca)
+    info = config.read_cluster_info(ddir) or {}
+    pid = info.get("pid")
+    if not info.get("server") or (pid and not _alive(int(pid))):
+        return Bus(None)
+    return Bus(str(info["server"]), tls_ca)
+
+
+class StillConnected(CliError):
+    """``--finish`` refused: connections made with JWTs of a former signing key are connected."""
+
+
+async def rotate_bus_key(ddir: Path, bus: Bus, report=print) -> tuple[str, str]:
+    """Step 1: a new signing key, the account JWT (current + former keys) pushed to ``bus`` when it runs, then every
+    ``<data dir>/creds/*.creds`` minted again with the new key. ``(former, new)`` public keys. CliError when the
+    keys are not there or the running servers did not take the update (then nothing was re-minted: the running
+    servers would refuse the new credentials)."""
+    from bus.natsauth import AuthError, ClusterAuth
+    from bus.natsrevoke import push_account
+
+    try:
+        auth = ClusterAuth.load(ddir / AUTH_DIR)
+        old, new = auth.rotate_signing_key()
+    except AuthError as e:
+        raise CliError(f"no bus keys to rotate: {e}") from None
+    report(f"bus signing key rotated: {old} -> {new} ({ddir / AUTH_DIR}); {old} stays accepted until "
+           "`k8n certs rotate-bus-key --finish`")
+    if bus.url:
+        try:
+            await push_account(bus.url, auth, bus.tls_ca)
+        except AuthError as e:
+            raise CliError(f"the running NATS servers did not take the new signing key ({e}); no credentials were "
+                           f"minted again. Run `k8n certs rotate-bus-key` again once they answer (the key just made "
+                           "then stays accepted as a former one as well)") from None
+        report(f"account update pushed to {bus.url}")
+    else:
+        report("no cluster runs from this data dir: the NATS servers' config carries the new key at the next start")
+    done, skipped = auth.remint_creds(ddir / "creds")
+    for p in done:
+        report(f"  credentials minted again with the new key: {p}")
+    for why in skipped:
+        report(f"  left alone: {why}")
+    return old, new
+
+
+async def finish_bus_key_rotation(ddir: Path, bus: Bus, force: bool = False, report=print) -> list[str]:
+    """Step 2: drop the former signing keys and push the account JWT (the former keys dropped). Unless ``force``,
+    StillConnected (naming them) while connections of the running cluster authenticated with a JWT a former key
+    issued, or CliError when they cannot be listed."""
+    from bus import natsconns
+    from bus.natsauth import AuthError, ClusterAuth
+    from bus.natsrevoke import push_account
+
+    try:
+        auth = ClusterAuth.load(ddir / AUTH_DIR)
+    except AuthError as e:
+        raise CliError(f"no bus keys: {e}") from None
+    former = dict(auth.former_signing)
+    if former and bus.url:
+        try:
+            stale = [c for c in await natsconns.connections(bus.url, auth, bus.tls_ca) if c.issuer in former]
+        except AuthError as e:
+            if not force:
+                raise CliError(f"cannot tell whether credentials of a former signing key are still in use: {e} "
+                               "(--force finishes anyway)") from None
+            stale = []
+            report(f"warning: {e}")
+        if stale:
+            names = "\n".join(f"  {c.identity} ({c.name or 'unnamed'}) from {c.address} on {c.server}, signed by "
+                              f"{c.issuer}" for c in sorted(stale, key=lambda c: (c.identity, c.address)))
+            what = (f"{len(stale)} connection(s) still use credentials signed by a former bus signing key:\n{names}\n"
+                    "NATS closes them when the former keys are dropped, and refuses them from then on. Restart those "
+                    "components so that they reconnect with their new credentials (a joined node needs new "
+                    "credentials first: stop its agent, `k8n join` again with a new token), or finish with --force")
+            if not force:
+                raise StillConnected(what)
+            report(f"warning (--force): {what}")
+    dropped = auth.drop_former_signing_keys()
+    for key in dropped:
+        report(f"former bus signing key dropped: {key}")
+    if not dropped:
+        report("no former bus signing key: nothing to drop")
+    if bus.url:  # pushed also when nothing was dropped: a finish whose push failed is made good by running it again
+        try:
+            await push_account(bus.url, auth, bus.tls_ca)
+        except AuthError as e:
+            raise CliError(f"the running NATS servers did not take the update ({e}): they accept the former key(s) "
+                           "until they get it. Run `k8n certs rotate-bus-key --finish` again once they answer") \
+                from None
+        report(f"account update pushed to {bus.url}: credentials of the former key(s) are refused from now on")
+    for row in credential_rows(ddir):
+        if row.authority == "unknown":
+            report(f"warning: {row.path} was not signed by the current key: it is refused (mint it again with "
+                   "`k8n credentials`)")
+    return dropped
+
+
+@certs.command("rotate-bus-key")
+def rotate_bus_key_cmd(data_dir: Optional[str] = DataDirOpt,
+                       finish: bool = typer.Option(False, "--finish", help="end the rotation: drop the former "
+                                                   "keys (refused while connections still use their credentials)"),
+                       force: bool = typer.Option(False, "--force", help="with --finish: even while such "
+                                                  "connections are connected (NATS closes them)"),
+                       server: Optional[str] = typer.Option(None, "--server", "-s", help="the NATS URL(s) of the "
+                                                            "running cluster (default: what the data dir records)")) \
+        -> None:
+    """Rotate the signing key of the bus credentials (NATS user JWTs) without an outage: a new key signs and every
+    <data dir>/creds/*.creds is minted again, the former key stays accepted until --finish."""
+    import asyncio
+
+    if force and not finish:
+        _fail("--force goes with --finish")
+    ddir = config.data_dir(data_dir)
+    bus = running_bus(ddir, server)
+    try:
+        if finish:
+            asyncio.run(finish_bus_key_rotation(ddir, bus, force))
+            return
+        asyncio.run(rotate_bus_key(ddir, bus))
+    except CliError as e:
+        fail(e)
+    print("Running components keep their connections and use the new credentials when they reconnect: restart k8n\n"
+          "(`systemctl restart k8n`, or stop and start `k8n up`), or each component. Other control-plane machines:\n"
+          f"copy {ddir / AUTH_DIR}/account-signing.nk and account-signing-former.json there now. Joined nodes: their\n"
+          "credentials were signed by the former key; on each, stop the agent and run `k8n join` again with a new\n"
+          "token (`k8n token create`). Then: k8n certs rotate-bus-key --finish (it names the connections that still\n"
+          "use a former key)")
 
 
 # `k8n certs rotate-ca` registers on `certs` (imported last: it needs `certs` defined)

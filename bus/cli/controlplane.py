@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 SECRET_NAME = bootstraptoken.CONTROL_PLANE_SECRET
 BUNDLE_KEY = "bundle"
 #: what a control-plane machine needs, relative to the data directory (present ones only)
-BUNDLE_FILES = ("pki/ca.crt", "pki/ca.key", "pki/sa.key", "pki/sa.pub", "pki/sa.retired.json", "nats-auth/operator.nk",
-                "nats-auth/account.nk", "nats-auth/account-signing.nk", "nats-auth/system.nk",
-                "nats-auth/revocations.json", "tokens.csv")
+BUNDLE_FILES = ("pki/ca.crt", "pki/ca.crt.previous", "pki/ca.key", "pki/sa.key", "pki/sa.pub", "pki/sa.retired.json",
+                "nats-auth/operator.nk", "nats-auth/account.nk", "nats-auth/account-signing.nk",
+                "nats-auth/account-signing-former.json", "nats-auth/system.nk", "nats-auth/revocations.json",
+                "tokens.csv")
 NATS_PORT, ROUTE_PORT, HTTP_PORT = 4222, 6222, 6443
 
 

@@ -51,18 +51,27 @@ class NodeCredentialSigner:
         self.revoke = revoke
         self.allowed = allowed
         self._auth = None
+        self._auth_stamp: tuple | None = None  # bus.natsauth.key_files_stamp of auth_dir when _auth was read
 
     def cluster_auth(self):
-        from bus.natsauth import AuthError, ClusterAuth
+        """The cluster's bus keys, read again whenever a key file changed since they were read (by inode, mtime and
+        size: ``k8n certs rotate-bus-key`` and its ``--finish``, a restore or a copied control-plane bundle replace
+        them), so nodes joining after a rotation get JWTs of the new signing key, and a revocation pushes an account
+        JWT with the signing keys of now."""
+        from bus.natsauth import AuthError, ClusterAuth, key_files_stamp
 
-        if self._auth is None:
-            if self.auth_dir is None:
-                raise errors.unavailable("this API server holds no bus signing key (K8N_BUS_AUTH_DIR): it cannot "
-                                         "sign node credentials")
+        if self.auth_dir is None:
+            raise errors.unavailable("this API server holds no bus signing key (K8N_BUS_AUTH_DIR): it cannot "
+                                     "sign node credentials")
+        stamp = key_files_stamp(self.auth_dir)  # before reading: a change meanwhile is read at the next call
+        if self._auth is None or stamp != self._auth_stamp:
             try:
                 self._auth = ClusterAuth.load(self.auth_dir)
             except AuthError as e:
                 raise errors.unavailable(f"this API server cannot sign node credentials: {e}") from None
+            if self._auth_stamp is not None:
+                log.info("bus keys in %s changed: read them again", self.auth_dir)
+            self._auth_stamp = stamp
         return self._auth
 
     @staticmethod

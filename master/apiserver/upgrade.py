@@ -103,6 +103,7 @@ class StorageSchema:
                 first = schema.CURRENT
             obj = storage_configmap(first)
             strategy.prepare_create(res, obj, NAMESPACE)
+            self.store.write_schema = first  # itself the first object written in it
             try:
                 cm = await self.store.create(res, NAMESPACE, schema.STORAGE_CONFIGMAP, obj)
             except errors.AlreadyExists:

@@ -67,6 +67,7 @@ async def test_a_new_cluster_writes_the_newest_schema_and_serves_the_api_form(cl
     api, client = cluster
     cm = await client.get("configmaps", schema.STORAGE_CONFIGMAP, NS)
     assert cm["data"] == {"schema": str(schema.CURRENT)}
+    assert (await ask(client, "apply", 30))["objects"] == 0, "a new cluster has nothing in an older schema"
     watch = await client.watch("secrets", NS)
     made = await client.create(secret_body())
     stored = await raw(client.nc, "secrets", NS, "creds")
