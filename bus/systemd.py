@@ -9,7 +9,9 @@ Roles and their units:
   supervises it in turn (restart on failure, start at boot, the journal). This is kubeadm's shape too: one unit
   (kubelet.service), the rest started by it. Its ``ExecStartPre`` drops a ``cluster.json`` no running ``k8n up``
   holds (:func:`stale_pid_cleanup`).
-* ``node`` (a machine that ran ``k8n join --no-run``): ``k8n-agent.service`` running ``k8n agent``.
+* ``node`` (a machine that ran ``k8n join --no-run``): ``k8n-agent.service`` running ``k8n agent`` and, when the
+  join got ingress credentials (``<data dir>/creds/ingress.creds``), ``k8n-ingress.service`` running ``k8n ingress``
+  (haproxy on ports 80 and 443; its state under ``<data dir>/ingress/<node>``).
 
 Units that run a node agent say ``Delegate=yes`` and start after Docker, as kubelet and docker units do; pod
 containers belong to dockerd (containerd-shim), so they outlive an agent restart. The agent-only unit has
@@ -29,7 +31,8 @@ FLOCK = "/usr/bin/flock"  # util-linux (essential on Debian)
 ROLES = ("all-in-one", "control-plane", "node")
 MAIN_UNIT = "k8n.service"
 AGENT_UNIT = "k8n-agent.service"
-UNIT_NAMES = (MAIN_UNIT, AGENT_UNIT)
+INGRESS_UNIT = "k8n-ingress.service"
+UNIT_NAMES = (MAIN_UNIT, AGENT_UNIT, INGRESS_UNIT)
 DOCS = "https://github.com/k8n/k8n#running-as-services"
 
 
@@ -71,9 +74,11 @@ def quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def plan(role: str, data_dir: Path, python: str, extra: list[str], node: str | None = None) -> list[Unit]:
+def plan(role: str, data_dir: Path, python: str, extra: list[str], node: str | None = None,
+         ingress: bool = False) -> list[Unit]:
     """The units of ``role`` for the cluster in ``data_dir`` (absolute), run with ``python`` (the venv's,
-    absolute); ``extra``: more flags for ``k8n up`` (all-in-one, control-plane) or ``k8n agent`` (node)."""
+    absolute); ``extra``: more flags for ``k8n up`` (all-in-one, control-plane) or ``k8n agent`` (node);
+    ``ingress``: a node's ingress controller too (node)."""
     if role not in ROLES:
         raise ValueError(f"--role {role!r}: one of {', '.join(ROLES)}")
     if not Path(python).is_absolute() or not data_dir.is_absolute():
@@ -87,9 +92,15 @@ def plan(role: str, data_dir: Path, python: str, extra: list[str], node: str | N
             raise ValueError("a node's unit needs its name (--node-name, or the node k8n join recorded)")
         argv = [*k8n, "agent", "--data-dir", str(data_dir), "--name", node, "--state-dir",
                 str(data_dir / "nodes" / node), "--creds-dir", str(data_dir / "creds"), *extra]
-        return [Unit(AGENT_UNIT, f"k8n node agent ({node})", argv, env, after=[*online, *docker],
+        agent = Unit(AGENT_UNIT, f"k8n node agent ({node})", argv, env, after=[*online, *docker],
                      wants=[*online, *docker], service={"Delegate": "yes", "KillMode": "process",
-                                                        "TimeoutStopSec": "60s"})]
+                                                        "TimeoutStopSec": "60s"})
+        if not ingress:
+            return [agent]
+        ingress_argv = [*k8n, "ingress", "--data-dir", str(data_dir), "--name", node, "--creds-dir",
+                        str(data_dir / "creds")]
+        return [agent, Unit(INGRESS_UNIT, f"k8n ingress controller ({node})", ingress_argv, env, after=online,
+                            wants=online, service={"TimeoutStopSec": "30s"})]
     with_agent = role == "all-in-one"
     # --keep-pods: a restart of the unit (an upgrade, a crash) restarts no pod; the next agent adopts them
     argv = [*k8n, "up", "--data-dir", str(data_dir), *(["--keep-pods"] if with_agent else ["--no-agent"]), *extra]

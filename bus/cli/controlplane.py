@@ -179,8 +179,10 @@ async def announce(url: str, creds_dir: Path, info: clusterinfo.ClusterInfo, cli
         await client.close()
 
 
-def run_member(ddir: Path, node: str, address: str, token: str, info: clusterinfo.ClusterInfo) -> int:
-    """Run this machine as a member of the control plane (keys already in ``ddir``) until SIGINT/SIGTERM."""
+def run_member(ddir: Path, node: str, address: str, token: str, info: clusterinfo.ClusterInfo,
+               ingress_ports: tuple[int, int] | None = (80, 443)) -> int:
+    """Run this machine as a member of the control plane (keys already in ``ddir``), with its node agent and (on
+    ``ingress_ports``) its ingress controller, until SIGINT/SIGTERM."""
     import asyncio
 
     from bus import pki
@@ -220,10 +222,13 @@ def run_member(ddir: Path, node: str, address: str, token: str, info: clusterinf
                 runner.Child("node agent", runner.agent_argv(url, [
                     "--name", node, "--state-dir", str(ddir / "nodes" / node), *runner._creds_flag(creds_dir)]),
                     logs / "agent.log")]
+    ingress = runner.ingress_child(url, node, ingress_ports, ddir, creds_dir, address, logs)
     try:
         sup.start(children)
         if not asyncio.run(runner._wait_api(url, creds_dir, 120, sup.tick)):
             return 0
+        if ingress is not None:
+            sup.start([ingress])
         asyncio.run(use_up(url, creds_dir, token))
         asyncio.run(announce(url, creds_dir, info, me.client_url if me else None, me.route_url if me else None))
         config.write_cluster_info(ddir, url, pid=os.getpid(), dataDir=str(ddir),

@@ -11,7 +11,10 @@ On a control-plane machine, ``k8n token create`` makes a bootstrap token (a Secr
    answers with the node's user JWT;
 3. writes ``<data dir>/creds/node-<name>.creds`` (0600), the NATS CA and ``cluster.json`` (the NATS URLs), then runs
    the node agent in the foreground, restarting it when it dies (``k8n agent --data-dir D --name N`` runs it again
-   later without a token).
+   later without a token);
+4. unless ``--no-ingress``, the same request carries a second public key, signed for the bus identity ``ingress``
+   (``<data dir>/creds/ingress.creds``), and the node's ingress controller (haproxy on ports 80 and 443) runs beside
+   its agent, as on the machine of ``k8n up``: every node serves Ingresses by default.
 """
 
 from __future__ import annotations
@@ -224,8 +227,10 @@ async def discover(server: str, ca_hash: str) -> clusterinfo.ClusterInfo:
     return info
 
 
-async def enrol(server: str, token: str, node: str, info: clusterinfo.ClusterInfo) -> str:
-    """The node's ``.creds`` text: a new key pair, its public key signed by the cluster for ``node``."""
+async def enrol(server: str, token: str, node: str, info: clusterinfo.ClusterInfo,
+                ingress: bool = True) -> tuple[str, str | None]:
+    """The node's ``.creds`` text (a new key pair, its public key signed by the cluster for ``node``) and, with
+    ``ingress``, its ingress controller's (another pair, signed for the identity ``ingress``)."""
     import aiohttp
     import nkeys
 
@@ -234,9 +239,11 @@ async def enrol(server: str, token: str, node: str, info: clusterinfo.ClusterInf
 
     ctx = ssl.create_default_context(cadata=info.ca_pem.decode())
     key = Key.generate(nkeys.PREFIX_BYTE_USER)
+    ingress_key = Key.generate(nkeys.PREFIX_BYTE_USER) if ingress else None
     try:
         code, doc = await _http("POST", server + "/apis/certificates.k8s.io/v1/certificatesigningrequests", ctx,
-                                token, nodecsr.request_object(node, key.public))
+                                token, nodecsr.request_object(node, key.public,
+                                                              ingress_key.public if ingress_key else None))
     except ssl.SSLError as e:
         raise CliError(f"{server} does not prove it holds a certificate of the pinned CA: {e}") from None
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
@@ -249,36 +256,55 @@ async def enrol(server: str, token: str, node: str, info: clusterinfo.ClusterInf
     jwt = nodecsr.issued_jwt(doc)
     if not jwt:
         raise CliError(f"the cluster accepted the request {doc.get('metadata', {}).get('name')} but signed nothing")
-    return creds_text(jwt, key.seed)
+    ingress_jwt = nodecsr.issued_ingress_jwt(doc) if ingress_key else None
+    if ingress_key and not ingress_jwt:
+        raise CliError(f"the cluster signed the request {doc.get('metadata', {}).get('name')} for the node but not "
+                       "for its ingress controller (an older API server?): join with --no-ingress")
+    return creds_text(jwt, key.seed), creds_text(ingress_jwt, ingress_key.seed) if ingress_key else None
 
 
-def write_node_files(ddir: Path, node: str, creds: str, info: clusterinfo.ClusterInfo) -> Path:
-    """The node's credentials, the NATS CA and cluster.json in ``ddir``; the credentials' path."""
+def write_node_files(ddir: Path, node: str, creds: str, info: clusterinfo.ClusterInfo,
+                     ingress_creds: str | None = None) -> Path:
+    """The node's credentials (and its ingress controller's, when given), the NATS CA and cluster.json in ``ddir``;
+    the node's credentials' path."""
     from bus.connect import CA_FILE
     from bus.files import write_private
-    from bus.roles import Identity
+    from bus.roles import INGRESS, Identity
 
     creds_dir = ddir / "creds"
     creds_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = creds_dir / f"{Identity.node(node).file_name}.creds"
     write_private(path, creds)
+    ingress_path = creds_dir / f"{Identity(INGRESS).file_name}.creds"
+    if ingress_creds:
+        write_private(ingress_path, ingress_creds)
+    else:  # joined with --no-ingress: none left from an earlier join (its key is revoked by this one)
+        ingress_path.unlink(missing_ok=True)
     write_private(creds_dir / CA_FILE, info.ca_pem)
     config.write_cluster_info(ddir, ",".join(info.nats_servers), node=node, gateway=info.server,
                               joined=format_time(datetime.now(timezone.utc)))
     return path
 
 
-def run_agent(ddir: Path, node: str, servers: str, extra: list[str]) -> int:
-    """The node agent in the foreground, restarted with back-off when it dies, until SIGINT/SIGTERM."""
-    from bus.cli.runner import Child, Supervisor, agent_argv
+def run_agent(ddir: Path, node: str, servers: str, extra: list[str],
+              ingress_ports: tuple[int, int] | None = None, address: str | None = None) -> int:
+    """The node agent (and with ``ingress_ports`` its ingress controller) in the foreground, restarted with back-off
+    when they die, until SIGINT/SIGTERM."""
+    from bus.cli.runner import Child, Supervisor, agent_argv, ingress_child
 
     sup = Supervisor()
     logs = ddir / "logs"
     logs.mkdir(exist_ok=True)
-    sup.start([Child("node agent", agent_argv(servers, [
-        "--name", node, "--state-dir", str(ddir / "nodes" / node), "--creds-dir", str(ddir / "creds"), *extra]),
-        logs / "agent.log")])
-    print(f"k8n: node {node} joined; its agent runs (log: {logs / 'agent.log'}); stop: Ctrl-C", flush=True)
+    creds_dir = ddir / "creds"
+    children = [Child("node agent", agent_argv(servers, [
+        "--name", node, "--state-dir", str(ddir / "nodes" / node), "--creds-dir", str(creds_dir), *extra]),
+        logs / "agent.log")]
+    ingress = ingress_child(servers, node, ingress_ports, ddir, creds_dir, address or config.default_route_address(),
+                            logs) if ingress_ports else None
+    sup.start(children + ([ingress] if ingress else []))
+    also = (f"; its ingress controller serves ports {ingress_ports[0]} and {ingress_ports[1]} (log: "
+            f"{ingress.log_path})" if ingress and ingress_ports else "")
+    print(f"k8n: node {node} joined; its agent runs (log: {logs / 'agent.log'}){also}; stop: Ctrl-C", flush=True)
     try:
         sup.run()
     finally:
@@ -287,7 +313,7 @@ def run_agent(ddir: Path, node: str, servers: str, extra: list[str]) -> int:
 
 
 def _join_control_plane(url: str, token: str, ca_hash: str, key: str | None, node: str, address: str | None,
-                        ddir: Path) -> int:
+                        ddir: Path, ingress_ports: tuple[int, int] | None) -> int:
     from bus.cli import controlplane
 
     if not key or not re.fullmatch(r"[0-9a-f]{64}", key):
@@ -301,7 +327,8 @@ def _join_control_plane(url: str, token: str, ca_hash: str, key: str | None, nod
 
     try:
         info = asyncio.run(fetch())
-        return controlplane.run_member(ddir, node, address or config.default_route_address(), token, info)
+        return controlplane.run_member(ddir, node, address or config.default_route_address(), token, info,
+                                       ingress_ports)
     except CliError as e:
         fail(e)
 
@@ -321,6 +348,12 @@ def join(
                                        "a node agent on this machine (needs --certificate-key)"),
     certificate_key: Optional[str] = typer.Option(None, "--certificate-key", help="the key the control plane's "
                                                   "keys are sealed with (k8n token create --control-plane)"),
+    no_ingress: bool = typer.Option(False, "--no-ingress", help="run no ingress controller on this node (and ask "
+                                    "for no ingress credentials)"),
+    ingress_http_port: int = typer.Option(80, "--ingress-http-port", min=1, max=65535,
+                                          help="host port the ingress serves HTTP on (all addresses)"),
+    ingress_https_port: int = typer.Option(443, "--ingress-https-port", min=1, max=65535,
+                                           help="host port the ingress serves HTTPS on (all addresses)"),
 ) -> None:
     """Join this machine to a cluster as a node: enrol with a bootstrap token, then run its agent."""
     from bus.cli.runner import default_node_name
@@ -336,13 +369,14 @@ def join(
     except (ValueError, CliError) as e:
         fail(e)
     ddir = config.data_dir(data_dir)
+    ports = None if no_ingress else (ingress_http_port, ingress_https_port)
     if control_plane:
-        raise typer.Exit(_join_control_plane(url, token, ca_hash, certificate_key, node, node_ip, ddir))
+        raise typer.Exit(_join_control_plane(url, token, ca_hash, certificate_key, node, node_ip, ddir, ports))
 
     async def enrolment() -> clusterinfo.ClusterInfo:
         info = await discover(url, ca_hash)
-        creds = await enrol(url, token, node, info)
-        path = write_node_files(ddir, node, creds, info)
+        creds, ingress_creds = await enrol(url, token, node, info, ingress=not no_ingress)
+        path = write_node_files(ddir, node, creds, info, ingress_creds)
         print(f"k8n: this machine is node {node} of the cluster at {info.server}; credentials in {path}", flush=True)
         return info
 
@@ -352,5 +386,9 @@ def join(
         fail(e)
     if no_run:
         print(f"run its agent: k8n agent --data-dir {ddir} --name {node} --creds-dir {ddir / 'creds'}")
+        if ports:
+            print(f"and its ingress controller: k8n ingress --data-dir {ddir} --name {node} --creds-dir "
+                  f"{ddir / 'creds'}")
         raise typer.Exit(0)
-    raise typer.Exit(run_agent(ddir, node, ",".join(info.nats_servers), ["--node-ip", node_ip] if node_ip else []))
+    raise typer.Exit(run_agent(ddir, node, ",".join(info.nats_servers), ["--node-ip", node_ip] if node_ip else [],
+                               ports, node_ip))

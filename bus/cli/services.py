@@ -41,7 +41,8 @@ def install_service(
     ctx: typer.Context,
     data_dir: Optional[str] = DataDirOpt,
     role: str = typer.Option("all-in-one", "--role", help="all-in-one (k8n up), control-plane (k8n up --no-agent) "
-                             "or node (k8n agent, after k8n join --no-run)"),
+                             "or node (k8n agent, and k8n ingress when the join got its credentials, after k8n "
+                             "join --no-run)"),
     node_name: Optional[str] = typer.Option(None, "--node-name", help="node role: the node's name (default: the "
                                             "one k8n join recorded, else the host name)"),
     unit_dir: Optional[str] = typer.Option(None, "--unit-dir", help=f"where to write the units (default "
@@ -59,8 +60,10 @@ def install_service(
         node = node_name or (config.read_cluster_info(ddir) or {}).get("node") or default_node_name()
     elif node_name:
         extra += ["--node-name", node_name]
+    # a node joined without --no-ingress has its ingress controller's credentials: it serves Ingresses, as k8n join
+    ingress = role == "node" and (ddir / "creds" / "ingress.creds").exists()
     try:
-        units = systemd.plan(role, ddir, sys.executable, extra, node)
+        units = systemd.plan(role, ddir, sys.executable, extra, node, ingress)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2)

@@ -97,11 +97,11 @@ class NodeCredentialSigner:
             return
         name = csr["metadata"].get("name", "")
         try:
-            node, key = nodecsr.parse_request(spec)
+            node, key, ingress_key = nodecsr.parse_request(spec)
         except ValueError as e:
             raise errors.invalid("CertificateSigningRequest", name, [errors.Cause(
                 "spec.request", f"Invalid value: {e}", "FieldValueInvalid")], "certificates.k8s.io") from None
-        from bus.roles import Identity
+        from bus.roles import INGRESS, Identity
 
         try:
             identity = Identity.node(node)
@@ -126,10 +126,18 @@ class NodeCredentialSigner:
         jwt = auth.sign_user(identity, key)
         meta = csr["metadata"]
         meta.setdefault("labels", {})[nodecsr.NODE_LABEL] = identity.name
-        meta.setdefault("annotations", {})[nodecsr.USER_KEY_ANNOTATION] = key
-        csr["status"] = {"conditions": [_approved(f"Auto approving bus credentials of node {node} after {how}")],
+        notes = meta.setdefault("annotations", {})
+        for k in nodecsr.SIGNED_ANNOTATIONS:  # what a signed request says is the API server's to write
+            notes.pop(k, None)
+        notes[nodecsr.USER_KEY_ANNOTATION] = key
+        what = f"bus credentials of node {node}"
+        if ingress_key:  # the node's ingress controller (identity ingress), revoked with the node's key
+            notes[nodecsr.INGRESS_KEY_ANNOTATION] = ingress_key
+            notes[nodecsr.INGRESS_JWT_ANNOTATION] = auth.sign_user(Identity(INGRESS), ingress_key)
+            what += " and of its ingress controller"
+        csr["status"] = {"conditions": [_approved(f"Auto approving {what} after {how}")],
                          "certificate": base64.b64encode(jwt.encode()).decode()}
-        log.info("signed bus credentials of node %s (user key %s) for %s", node, key, user.name)
+        log.info("signed %s (user keys %s) for %s", what, ", ".join(nodecsr.signed_keys(csr)), user.name)
 
     async def _use_up(self, token_id: str) -> None:
         """Delete the token's Secret (precondition: the revision just read): only one request gets through."""
@@ -164,10 +172,9 @@ class NodeCredentialSigner:
         except ValueError:
             return []
         signed = await self.signed_for(ident.name)
-        key_of = lambda c: (c["metadata"].get("annotations") or {}).get(nodecsr.USER_KEY_ANNOTATION)  # noqa: E731
-        kept = {key_of(c) for c in signed if c["metadata"]["name"] == but}
+        kept = {k for c in signed if c["metadata"]["name"] == but for k in nodecsr.signed_keys(c)}
         old = [c for c in signed if c["metadata"]["name"] != but]
-        keys = [k for c in old if (k := key_of(c)) and k not in kept]
+        keys = [k for c in old for k in nodecsr.signed_keys(c) if k not in kept]
         if not keys:
             return []
         if self.revoke is None:

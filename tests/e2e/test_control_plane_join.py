@@ -1,8 +1,8 @@
 """A second control-plane machine joins, kubeadm's way (``--control-plane --certificate-key``): on a rig of two
 machines, ``cp1`` runs ``k8n up --nats-servers 3``; ``k8n token create --control-plane`` uploads the control plane's
 keys sealed with a new key and prints the join command; ``cp2`` runs it and becomes a member: its NATS server joins
-the cluster's routes, its API server replica, standby controllers, gateway and agent run, and the token and the
-sealed keys are gone afterwards."""
+the cluster's routes, its API server replica, standby controllers, gateway, agent and ingress controller run, and the
+token and the sealed keys are gone afterwards."""
 
 from __future__ import annotations
 
@@ -88,6 +88,10 @@ def test_a_machine_joins_the_control_plane(rig):
     via_cp2 = subprocess.run(["kubectl", "--kubeconfig", str(cp2.dir / "kubeconfig"), "get", "nodes"],
                              capture_output=True, text=True, timeout=30)
     assert via_cp2.returncode == 0 and cp2.name in via_cp2.stdout, via_cp2.stderr
+    # its ingress controller serves too: its presence Lease names cp2's address
+    lease = f"k8n-ingress-{cp2.hostname}"
+    eventually_sync(lambda: cp2.ip in k8n("get", "lease", lease, "-n", "kube-system", "-o", "json").stdout, 60,
+                    lambda: f"cp2's ingress controller's Lease {lease}\n{(data2 / 'logs' / 'ingress.log').read_text()}")
 
     # the token is used up, and the sealed keys it owned went with it (garbage collector)
     assert token[:6] not in k8n("token", "list").stdout

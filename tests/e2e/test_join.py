@@ -14,6 +14,7 @@ import time
 import nats
 import pytest
 
+from bus.client import ApiClient
 from bus.connect import connect, tls_context
 from bus.natsauth import Credentials
 from tests.e2e.upcluster import K8N, UpCluster
@@ -80,6 +81,9 @@ def test_up_prints_a_join_command_that_enrols_a_node_once(cluster, address, tmp_
     assert ok.returncode == 0, ok.stderr
     creds = tmp_path / "w1" / "creds" / "node-w1.creds"
     assert creds.stat().st_mode & 0o777 == 0o600 and Credentials.load(creds).identity.token == "node:w1"
+    ingress = tmp_path / "w1" / "creds" / "ingress.creds"  # its ingress controller's, from the same request
+    assert ingress.stat().st_mode & 0o777 == 0o600 and Credentials.load(ingress).identity.token == "ingress"
+    assert Credentials.load(ingress).user_public != Credentials.load(creds).user_public
     assert (tmp_path / "w1" / "creds" / "nats-ca.crt").read_bytes() == (cluster.data / "pki" / "ca.crt").read_bytes()
     csrs = cluster.kubectl("get", "csr").stdout
     assert re.search(rf"node-csr-\S+\s+\S+\s+k8n.io/bus-node\s+system:bootstrap:{token[:6]}\s+<none>\s+"
@@ -113,28 +117,35 @@ def test_a_joined_node_connects_as_itself_until_its_node_is_deleted(cluster, tmp
     server, token, ca_hash = JOIN.search(line.stdout).groups()
     assert join(cluster, tmp_path, server, token, ca_hash, "w4").returncode == 0
     creds = Credentials.load(tmp_path / "w4" / "creds" / "node-w4.creds")
+    ingress = Credentials.load(tmp_path / "w4" / "creds" / "ingress.creds")
     url = cluster.info["server"]
 
     async def scenario():
-        nc = await connect(url, creds)
-        assert nc.is_connected
-        closed = asyncio.Event()
+        nc, inc = await connect(url, creds), await connect(url, ingress)
+        assert nc.is_connected and inc.is_connected
         await nc.subscribe("k8n.node.w4.probe")  # its own node's subject: allowed
         await nc.flush()
+        reader = await ApiClient.connect(url, creds=str(ingress.path))  # reads what the ingress controller reads
+        try:
+            assert {"k8n", "nginx"} <= {c["metadata"]["name"] for c in (await reader.list("ingressclasses"))[0]}
+        finally:
+            await reader.close()
         # the cluster registers nodes as their agents do; here the admin makes the Node, then deletes it
         cluster.kubectl("create", "-f", "-", input='{"apiVersion":"v1","kind":"Node","metadata":{"name":"w4"}}')
         cluster.kubectl("delete", "node", "w4")
-        for _ in range(50):  # its connection is closed by the server...
-            if not nc.is_connected:
-                closed.set()
+        for _ in range(50):  # both connections are closed by the server...
+            if not nc.is_connected and not inc.is_connected:
                 break
             await asyncio.sleep(0.1)
-        assert closed.is_set(), "the revoked node stayed connected"
+        assert not nc.is_connected, "the revoked node stayed connected"
+        assert not inc.is_connected, "the revoked node's ingress controller stayed connected"
         await nc.close()
-        with pytest.raises(Exception) as refused:  # ...and it cannot come back
-            await nats.connect(url, user_credentials=str(creds.path), tls=tls_context(creds),
-                               allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
-        assert "authorization" in str(refused.value).lower() or "revoked" in str(refused.value).lower()
+        await inc.close()
+        for c in (creds, ingress):  # ...and neither can come back
+            with pytest.raises(Exception) as refused:
+                await nats.connect(url, user_credentials=str(c.path), tls=tls_context(c),
+                                   allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
+            assert "authorization" in str(refused.value).lower() or "revoked" in str(refused.value).lower()
 
     asyncio.run(scenario())
     # its signed requests went with it; another node's stays

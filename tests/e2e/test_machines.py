@@ -1,10 +1,11 @@
 """k8n on three machines (network namespaces with their own hostnames on one LAN bridge, tests/rig.py): the control
-plane started by ``k8n up --listen <LAN IP>`` on ``cp``, a node agent started by hand on ``w1``, ``k8n join`` on
-``w2`` (tests/e2e/machines.py). Checked as a user checks a cluster of machines: the Nodes are the machines, pods on
-different machines reach each other, a Service answers by ClusterIP and by DNS name from a pod on every machine, the
+plane started by ``k8n up --listen <LAN IP>`` on ``cp``, a node agent started by hand on ``w1``, ``k8n join`` on ``w2``
+(tests/e2e/machines.py). Checked as a user checks a cluster of machines: the Nodes are the machines, pods on different
+machines reach each other, a Service answers by ClusterIP and by DNS name from a pod on every machine, the
 ``kubernetes`` Service reaches the API from every machine, a NodePort answers on every machine's LAN address from
-another machine. Each web pod's httpd answers with its own name, so every check reads which pod answered. The rig
-itself: two LANs joined by a router, a machine's link down and up, a killed rig swept by the next one."""
+another machine, an Ingress answers on the machines that run an ingress controller (``k8n up``'s and ``k8n join``'s).
+Each web pod's httpd answers with its own name, so every check reads which pod answered. The rig itself: two LANs joined
+by a router, a machine's link down and up, a killed rig swept by the next one."""
 
 from __future__ import annotations
 
@@ -200,3 +201,45 @@ async def test_a_node_port_answers_on_every_machines_lan_address_from_another_ma
         assert len(answers) == 9 and set(answers) <= set(web), \
             f"{client.name} → {target.name} {target.ip}:{port}: {out.stdout!r} {out.stderr!r}"
         assert len(set(answers)) > 1, f"NodePort on {target.name} reaches more than one machine's pod: {answers}"
+
+
+# ---- Ingress ------------------------------------------------------------------------------------------------------
+
+async def test_an_ingress_answers_on_every_machine_whose_node_serves_ingress(machines, web):
+    """``k8n up``'s machine and the one that ran ``k8n join`` run an ingress controller (haproxy on port 80 of their
+    LAN address, credentials signed with the join); the agent started by hand runs none. Each serving machine's
+    address is in the Ingress's status, and a request to it from another machine reaches the web pods."""
+    client = machines.client
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+    await client.create({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                         "metadata": {"name": "web", "namespace": "default"},
+                         "spec": {"rules": [{"host": "web.example", "http": {"paths": [
+                             {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}})
+    serving = [machines.cp.machine, *(w for w in machines.workers if w.joined_with)]
+    assert len(serving) == 2, "the rig has a joined worker"
+    want = sorted(m.ip for m in serving)
+
+    async def listed() -> list[str] | None:
+        got = await client.get("ingresses", "web", "default")
+        ips = sorted(i.get("ip", "") for i in ((got.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+                     or [])
+        return ips if ips == want else None
+
+    await eventually(listed, 60, lambda: f"the Ingress's addresses {want}\n{machines.logs()}")
+    try:
+        for target in serving:
+            src = next(m for m in machines.all if m is not target)
+            script = "; ".join([f"timeout 3 wget -qO- --header 'Host: web.example' http://{target.ip}/"] * 6)
+
+            async def answered() -> list[str] | None:
+                out = await asyncio.to_thread(src.run, ["sh", "-c", script], timeout=60)
+                answers = out.stdout.split()
+                return answers if len(answers) == 6 else None
+
+            answers = await eventually(answered, 30, f"{src.name} → ingress on {target.name} {target.ip}:80")
+            assert set(answers) <= set(web), f"{src.name} → ingress on {target.name}: {answers}"
+            other = await asyncio.to_thread(src.run, ["sh", "-c", f"timeout 3 wget -qO- --header 'Host: nope.example' "
+                                                                  f"http://{target.ip}/"], timeout=30)
+            assert other.returncode != 0 and not other.stdout, "a host no Ingress names is not served"
+    finally:
+        await client.delete("ingresses", "web", "default")

@@ -70,7 +70,14 @@ def test_the_node_credential_request_carries_only_a_public_key():
     key = Key.generate(nkeys.PREFIX_BYTE_USER)
     csr = nodecsr.request_object("w1", key.public)
     assert key.seed.decode() not in str(csr)
-    assert nodecsr.parse_request(csr["spec"]) == ("w1", key.public)
+    assert nodecsr.parse_request(csr["spec"]) == ("w1", key.public, None)
+    ingress = Key.generate(nkeys.PREFIX_BYTE_USER)
+    both = nodecsr.request_object("w1", key.public, ingress.public)  # with its ingress controller's key
+    assert ingress.seed.decode() not in str(both)
+    assert nodecsr.parse_request(both["spec"]) == ("w1", key.public, ingress.public)
+    for wrong, says in ((key.public, "another key pair"), ("Unope", "not a NATS user public key")):
+        with pytest.raises(ValueError, match=says):
+            nodecsr.parse_request(nodecsr.request_object("w1", key.public, wrong)["spec"])
     account = Key.generate(nkeys.PREFIX_BYTE_ACCOUNT).public
     bad = nodecsr.request_object("w1", account)
     with pytest.raises(ValueError, match="no NATS user public key"):

@@ -81,6 +81,25 @@ def test_node_unit_runs_the_agent_after_docker_and_leaves_containers_on_restart(
     assert svc["KillMode"] == ["process"] and svc["Delegate"] == ["yes"] and svc["Restart"] == ["on-failure"]
 
 
+def test_a_node_with_ingress_credentials_gets_an_ingress_unit_too(tmp_path):
+    agent, ingress = systemd.plan("node", Path("/d"), PY, ["--node-ip", "10.0.0.7"], node="n1", ingress=True)
+    assert (agent.name, ingress.name) == ("k8n-agent.service", "k8n-ingress.service")
+    argv, env = systemd.exec_start(ingress.render())
+    assert argv == [PY, "-m", "bus.cli", "ingress", "--data-dir", "/d", "--name", "n1", "--creds-dir", "/d/creds"]
+    assert env["K8N_DATA_DIR"] == "/d" and systemd.data_dir_of(ingress.render()) == "/d"  # k8n reset finds it
+    # install-service gives it to a node whose join got ingress credentials, and only to that one
+    for with_creds in (False, True):
+        d = tmp_path / f"d{with_creds}"
+        (d / "creds").mkdir(parents=True)
+        if with_creds:
+            (d / "creds" / "ingress.creds").write_text("x")
+        r = k8n("install-service", "--data-dir", str(d), "--role", "node", "--node-name", "n1", "--unit-dir",
+                str(tmp_path / f"u{with_creds}"), cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert sorted(x.name for x in (tmp_path / f"u{with_creds}").iterdir()) == (
+            ["k8n-agent.service", "k8n-ingress.service"] if with_creds else ["k8n-agent.service"])
+
+
 def test_arguments_systemd_would_split_or_expand_are_quoted():
     weird = ["--node-name", "a b", "--x", "50%", "--y", "$HOME", "--z", 'q"\\']
     (unit,) = systemd.plan("all-in-one", Path("/data dir"), PY, weird)
@@ -99,13 +118,13 @@ def test_bad_plans_are_refused(role, python, ddir):
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
 @pytest.mark.parametrize("role", systemd.ROLES)
 def test_rendered_units_pass_systemd_analyze_verify(tmp_path, role):
-    (unit,) = systemd.plan(role, tmp_path / "data", sys.executable, ["--node-ip", "10.0.0.7"] if role == "node"
-                           else ["--nats-port", "0"], node="n1")
-    path = tmp_path / unit.name
-    path.write_text(unit.render())
-    r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert str(path) not in r.stderr, r.stderr  # no warning about the file itself
+    for unit in systemd.plan(role, tmp_path / "data", sys.executable, ["--node-ip", "10.0.0.7"] if role == "node"
+                             else ["--nats-port", "0"], node="n1", ingress=role == "node"):
+        path = tmp_path / unit.name
+        path.write_text(unit.render())
+        r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert str(path) not in r.stderr, r.stderr  # no warning about the file itself
 
 
 def test_install_service_writes_0644_units_and_says_what_to_run(tmp_path):
