@@ -303,7 +303,7 @@ def run_agent(ddir: Path, node: str, servers: str, extra: list[str],
                             logs) if ingress_ports else None
     sup.start(children + ([ingress] if ingress else []))
     also = (f"; its ingress controller serves ports {ingress_ports[0]} and {ingress_ports[1]} (log: "
-            f"{ingress.log_path})" if ingress and ingress_ports else "")
+            f"{ingress.log_path})" if ingress else "")
     print(f"k8n: node {node} joined; its agent runs (log: {logs / 'agent.log'}){also}; stop: Ctrl-C", flush=True)
     try:
         sup.run()

@@ -12,7 +12,9 @@ deleted: the keys go into the NATS account's revocation list, pushed to the runn
 
 Who may create such a request is RBAC's to say (``system:node-bootstrapper`` bound to the node token group);
 approving it needs, as in Kubernetes' csrapproving controller, ``create`` on
-``certificatesigningrequests/nodeclient`` (bootstrap tokens) or ``.../selfnodeclient`` (a node for itself)."""
+``certificatesigningrequests/nodeclient`` (bootstrap tokens) or ``.../selfnodeclient`` (a node for itself); a request
+that also asks for the node's ingress controller's credentials needs ``.../ingressclient`` too, which only the
+bootstrap tokens' group has (``k8n:node-autoapprove-ingress``): a node cannot give itself cluster-wide Secret reads."""
 
 from __future__ import annotations
 
@@ -117,9 +119,10 @@ class NodeCredentialSigner:
         else:
             raise errors.forbidden("certificatesigningrequests", name, f"only a bootstrap token or node {node} "
                                    f"itself may request bus credentials for node {node}", "certificates.k8s.io")
-        if self.allowed is not None and not await self.allowed(user, sub):
-            raise errors.forbidden("certificatesigningrequests", name, f'user "{user.name}" may not create '
-                                   f"certificatesigningrequests/{sub}", "certificates.k8s.io")
+        for needed in (sub, "ingressclient") if ingress_key else (sub,):
+            if self.allowed is not None and not await self.allowed(user, needed):
+                raise errors.forbidden("certificatesigningrequests", name, f'user "{user.name}" may not create '
+                                       f"certificatesigningrequests/{needed}", "certificates.k8s.io")
         auth = self.cluster_auth()
         if token_id is not None:
             await self._use_up(token_id)

@@ -303,6 +303,9 @@ def cluster_roles() -> list[dict]:
             rule("create", (CERTIFICATES,), ("certificatesigningrequests/nodeclient",))]),
         cluster_role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [
             rule("create", (CERTIFICATES,), ("certificatesigningrequests/selfnodeclient",))]),
+        # k8n's own: bus credentials for a joining node's ingress controller (identity ingress: reads every Secret)
+        cluster_role("k8n:certificatesigningrequests:ingressclient", [
+            rule("create", (CERTIFICATES,), ("certificatesigningrequests/ingressclient",))]),
         cluster_role("system:service-account-issuer-discovery", [rule("get", urls=(
             "/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks",
             "/openid/v1/jwks/"))]),
@@ -333,6 +336,9 @@ def cluster_role_bindings() -> list[dict]:
                              "system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
         cluster_role_binding("k8n:node-autoapprove-certificate-rotation", groups(NODES_GROUP),
                              "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"),
+        # a joining machine (not a node on its own) may ask for its ingress controller's; delete it to stop that
+        cluster_role_binding("k8n:node-autoapprove-ingress", groups(NODE_TOKEN_GROUP),
+                             "k8n:certificatesigningrequests:ingressclient"),
     ]
 
 

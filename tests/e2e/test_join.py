@@ -12,11 +12,13 @@ import subprocess
 import time
 
 import nats
+import nkeys
 import pytest
 
+from bus import errors, nodecsr
 from bus.client import ApiClient
 from bus.connect import connect, tls_context
-from bus.natsauth import Credentials
+from bus.natsauth import Credentials, Key
 from tests.e2e.upcluster import K8N, UpCluster
 from tests.harness import NEEDS_DOCKER, address_on_lo
 from tests.waiting import eventually_sync
@@ -130,6 +132,21 @@ def test_a_joined_node_connects_as_itself_until_its_node_is_deleted(cluster, tmp
             assert {"k8n", "nginx"} <= {c["metadata"]["name"] for c in (await reader.list("ingressclasses"))[0]}
         finally:
             await reader.close()
+        # even where nodes may renew their credentials themselves (create CSRs, as Kubernetes' system:node role
+        # lets them), a node may not give itself an ingress controller's, which read every Secret
+        cluster.kubectl("create", "clusterrolebinding", "w4-renews", "--clusterrole=system:node-bootstrapper",
+                        "--user=system:node:w4")
+        node = await ApiClient.connect(url, creds=str(creds.path))
+        try:
+            ask = nodecsr.request_object("w4", Key.generate(nkeys.PREFIX_BYTE_USER).public,
+                                         Key.generate(nkeys.PREFIX_BYTE_USER).public)
+            with pytest.raises(errors.ApiError) as refused:
+                await node.create(ask)
+            assert refused.value.code == 403
+            assert 'user "system:node:w4" may not create certificatesigningrequests/ingressclient' in str(refused.value)
+        finally:
+            await node.close()
+            cluster.kubectl("delete", "clusterrolebinding", "w4-renews")
         # the cluster registers nodes as their agents do; here the admin makes the Node, then deletes it
         cluster.kubectl("create", "-f", "-", input='{"apiVersion":"v1","kind":"Node","metadata":{"name":"w4"}}')
         cluster.kubectl("delete", "node", "w4")
@@ -195,11 +212,6 @@ def test_anonymous_callers_read_cluster_info_and_nothing_else(cluster):
 
 
 def test_only_a_bootstrap_token_or_the_node_itself_may_ask_for_its_credentials(cluster):
-    import nkeys
-
-    from bus import nodecsr
-    from bus.natsauth import Key
-
     csr = nodecsr.request_object("w9", Key.generate(nkeys.PREFIX_BYTE_USER).public)
     csr["metadata"] = {"name": "by-admin"}
     r = cluster.kubectl("create", "-f", "-", input=json.dumps(csr), check=False)
